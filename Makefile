@@ -1,0 +1,27 @@
+# electrum-joinmarket — see README.md. Every target installs what it needs first (idempotent).
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+export EJM_CACHE ?= $(HOME)/.cache/electrum-joinmarket
+
+.PHONY: install test test-fast demo layers clean
+
+install:
+	@bash scripts/install.sh
+
+# The whole suite, end-to-end tests included. Exit code 5 (no tests collected) is a failure.
+test: install
+	@bash scripts/run_tests.sh $(PYTEST_ARGS)
+
+# Unit and vector tests only (no regtest stack).
+test-fast: install
+	@bash scripts/run_tests.sh -m "not e2e and not stack" $(PYTEST_ARGS)
+
+demo: install
+	@$(PY) -m tests.demo
+
+layers:
+	@python3 ../shared/tools/check_layers.py .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

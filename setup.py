@@ -1,0 +1,25 @@
+"""electrum-joinmarket: JoinMarket CoinJoin for Electrum users.
+
+Three packages (see ARCHITECTURE.md in the project's shared docs):
+  jmcore               - stdlib-only shared code: AMP schema and codec, constants, offer arithmetic
+  jmdaemon             - keyless messaging daemon (Twisted), installed with the ``daemon`` extra
+  electrum_joinmarket  - the Electrum plugin (uses Electrum's own libraries, installed separately)
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="electrum-joinmarket",
+    version="0.1.0",
+    description="JoinMarket CoinJoin for Electrum: plugin, shared core and keyless messaging daemon",
+    python_requires=">=3.10",
+    packages=find_packages(include=["jmcore", "jmcore.*", "jmdaemon", "jmdaemon.*",
+                                    "electrum_joinmarket", "electrum_joinmarket.*"]),
+    package_data={"electrum_joinmarket": ["manifest.json", "*.png"]},
+    install_requires=[],
+    extras_require={
+        "daemon": ["twisted>=24.7", "pynacl>=1.5", "txtorcon>=23.0"],
+        "test": ["pytest>=8", "pytest-qt>=4.4", "pytest-twisted>=1.14", "pytest-timeout>=2.3",
+                 "hypothesis>=6.100"],
+    },
+    entry_points={"console_scripts": ["jmdaemon = jmdaemon.cli:main"]},
+)
