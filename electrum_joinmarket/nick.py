@@ -179,9 +179,13 @@ def parse_signature_b64(sig_b64: str) -> bytes:
     if not (8 <= len(der) <= _MAX_DER_SIG_LEN) or der[0] != 0x30:
         raise NickSignatureError("signature is not a DER ECDSA signature")
     try:
-        return ecc.ecdsa_sig64_from_der_sig(der)
+        sig64 = ecc.ecdsa_sig64_from_der_sig(der)
     except Exception as e:  # electrum_ecc raises a bare Exception("Bad signature")
         raise NickSignatureError("signature is not valid DER") from e
+    # libsecp256k1 parses out-of-range r/s as zero; such a signature can never verify.
+    if not any(sig64[:32]) or not any(sig64[32:]):
+        raise NickSignatureError("signature r or s is zero / out of range")
+    return sig64
 
 
 def sign_message(privkey: ecc.ECPrivkey, signed_string: str) -> str:

@@ -456,11 +456,12 @@ class CommitmentPolicy:
             raise ValueError("taker_utxo_retries must be in 1..256")
 
     def min_value(self, cj_amount: int) -> int:
-        """Smallest utxo value allowed for a commitment: ``int(cj_amount * pct / 100)``.
+        """Smallest utxo value allowed for a commitment.
 
-        Integer arithmetic; equal to Ref's float expression for every amount below 2**46 sats.
+        Ref's exact expression ``int(cj_amount * pct / 100.0)`` (float), so taker and makers agree
+        on the boundary; it equals the exact integer floor whenever ``cj_amount * pct < 2**53``.
         """
-        return cj_amount * self.taker_utxo_amtpercent // 100
+        return int(cj_amount * self.taker_utxo_amtpercent / 100.0)
 
 
 @dataclass(frozen=True)
