@@ -24,6 +24,7 @@ Security invariants:
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, MutableMapping, Optional, Tuple
@@ -46,6 +47,8 @@ __all__ = ["STORAGE_KEY", "ExternalCommitment", "CommitmentStore"]
 
 #: Key of this module's sub-dict inside the plugin's per-wallet storage.
 STORAGE_KEY = "podle_commitments"
+
+_INDEX_RE = re.compile(r"(0|[1-9][0-9]{0,2})\Z")
 
 
 def _canonical_utxo(utxo: str) -> str:
@@ -95,7 +98,7 @@ def _parse_external_entry(utxo: str, entry: Mapping[str, Any]) -> ExternalCommit
     reveals: Dict[int, Tuple[bytes, bytes, bytes]] = {}
     for k, r in reveal.items():
         ks = str(k)
-        if not ks.isdigit() or len(ks) > 3 or int(ks) > MAX_NUMS_INDEX or (len(ks) > 1 and ks[0] == "0"):
+        if not _INDEX_RE.match(ks) or int(ks) > MAX_NUMS_INDEX:
             raise PoDLEParseError(f"bad reveal index {k!r}")
         i = int(ks)
         if not isinstance(r, Mapping) or not all(isinstance(r.get(f), str) for f in ("P2", "s", "e")):
