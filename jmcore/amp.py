@@ -145,8 +145,10 @@ class BoxParser:
     (a lone ``00 00``) is returned as ``{}`` for the caller to reject.
 
     Invariants: only :class:`BoxParseError` is ever raised (key longer than 255
-    bytes, or the current box growing beyond ``max_box_size``); once raised,
-    the parser stays failed and every later ``feed`` raises again.
+    bytes, or the current box growing beyond ``max_box_size``).  Boxes completed
+    before the bad bytes are still returned (as Twisted would deliver them): the
+    error is then raised by the *next* ``feed`` and is visible at once in
+    :attr:`error`.  Once failed, the parser stays failed.
     """
 
     def __init__(self, max_box_size: int = DEFAULT_MAX_BOX_SIZE) -> None:
@@ -157,6 +159,11 @@ class BoxParser:
         self._box: dict[bytes, bytes] = {}
         self._box_size = 0          # serialized bytes consumed for the current box
         self._failed: BoxParseError | None = None
+
+    @property
+    def error(self) -> BoxParseError | None:
+        """The framing error that ended this stream, if any."""
+        return self._failed
 
     @property
     def buffered(self) -> int:
@@ -201,7 +208,8 @@ class BoxParser:
             self._failed = exc
             self._buf = bytearray()
             self._box = {}
-            raise
+            if not boxes:
+                raise
         finally:
             if self._failed is None and pos:
                 del buf[:pos]
@@ -520,17 +528,19 @@ class AMPProtocol(asyncio.Protocol):
             return
         try:
             boxes = self._parser.feed(data)
-        except BoxParseError as exc:
-            log.warning("AMP framing error from peer, closing connection: %s", exc)
-            self._shutdown(AMPConnectionLost(f"AMP framing error: {exc}"))
-            if self.transport is not None:
-                self.transport.abort()
-            return
+        except BoxParseError:
+            boxes = []
         for box in boxes:
             try:
                 self._box_received(box)
             except Exception:  # defensive: a bug must not kill the loop's reader
                 log.exception("error handling AMP box")
+        exc = self._parser.error
+        if exc is not None:
+            log.warning("AMP framing error from peer, closing connection: %s", exc)
+            self._shutdown(AMPConnectionLost(f"AMP framing error: {exc}"))
+            if self.transport is not None:
+                self.transport.close()  # flushes replies already written, stops reading
 
     def eof_received(self) -> bool | None:
         return None  # close the transport
