@@ -463,7 +463,9 @@ class AMPProtocol(asyncio.Protocol):
                  commands: Mapping[str, CommandSpec] = COMMANDS,
                  max_box_size: int = DEFAULT_MAX_BOX_SIZE) -> None:
         self.commands = commands
-        self.responders: dict[str, Responder] = dict(responders or {})
+        self.responders: dict[str, Responder] = {}
+        for name, responder in (responders or {}).items():
+            self.register(name, responder)
         self.transport: asyncio.Transport | None = None
         self._parser = BoxParser(max_box_size)
         self._counter = 0
@@ -761,7 +763,8 @@ async def serve(host: str, port: int,
 
     def factory() -> AMPProtocol:
         proto = AMPProtocol(None, commands=commands, max_box_size=max_box_size)
-        proto.responders.update(responders_factory(proto))
+        for name, responder in responders_factory(proto).items():
+            proto.register(name, responder)
         return proto
 
     return await loop.create_server(factory, host, port, ssl=ssl)

@@ -773,3 +773,14 @@ def test_fuzz_protocol_data_received_never_raises():
         loop.close()
     print(f"hypothesis: AMPProtocol fuzz ran {ran} cases")
     assert ran >= 1000 and not escaped
+
+
+def test_responders_must_name_schema_commands():
+    with pytest.raises(UnknownCommand):
+        amp.AMPProtocol({"JMNoSuch": lambda: {"accepted": True}})
+    proto = amp.AMPProtocol()
+    with pytest.raises(UnknownCommand):
+        proto.register("jminit", lambda **kw: {"accepted": True})
+    proto.register("JMInit", lambda **kw: {"accepted": True})
+    proto.unregister("JMInit")
+    assert proto.responders == {} and not proto.connected
