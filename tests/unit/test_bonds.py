@@ -11,23 +11,15 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import electrum_ecc as ecc
+from tests.vectors import VECTORS
 from electrum import bitcoin
 
 from electrum_joinmarket import bonds as B
 
 
-def _vectors_dir() -> Path:
-    env = os.environ.get("EJM_VECTORS_DIR")
-    root = Path(__file__).resolve().parents[2]
-    for cand in ([Path(env)] if env else []) + [root / "protocol" / "vectors",
-                                                 root.parent / "shared" / "protocol" / "vectors",
-                                                 Path("/work/shared/protocol/vectors")]:
-        if (cand / "fidelity_bond.json").is_file():
-            return cand
-    raise FileNotFoundError("protocol vectors not found; set EJM_VECTORS_DIR")
 
 
-with open(_vectors_dir() / "fidelity_bond.json", encoding="utf-8") as _f:
+with open(VECTORS / "fidelity_bond.json", encoding="utf-8") as _f:
     V = json.load(_f)
 
 PROOF = V["tbond_base64"]

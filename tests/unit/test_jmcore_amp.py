@@ -22,7 +22,7 @@ from jmcore.errors import (AMPConnectionLost, AMPDecodeError, AMPEncodeError, AM
 from tests.unit.jmcore_twisted_peer import TW_COMMANDS, big_orderbook
 
 HERE = pathlib.Path(__file__).resolve().parent
-VECTORS = HERE.parents[2] / "shared" / "protocol" / "vectors"
+from tests.vectors import VECTORS  # noqa: E402
 ROOT = HERE.parents[1]
 
 FUZZ_EXAMPLES = 3000

@@ -11,7 +11,7 @@ import pytest
 from jmcore import commands as c
 from jmcore.errors import UnknownCommand
 
-VECTORS = pathlib.Path(__file__).resolve().parents[3] / "shared" / "protocol" / "vectors"
+from tests.vectors import VECTORS  # noqa: E402
 AMP_JSON = VECTORS / "amp_commands.json"
 
 

@@ -16,7 +16,7 @@ from jmcore.offers import (Offer, OfferError, calc_cj_fee, calc_zero_change_cj_a
                            canonical_cjfee, is_within_max_limits, maker_change, parse_cancel,
                            parse_offer, parse_offer_fields, parse_offers, split_commands)
 
-VECTORS = pathlib.Path(__file__).resolve().parents[3] / "shared" / "protocol" / "vectors"
+from tests.vectors import VECTORS  # noqa: E402
 FEES = json.loads((VECTORS / "fees.json").read_text())
 
 FUZZ_EXAMPLES = 3000

@@ -9,25 +9,17 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import electrum_ecc as ecc
+from tests.vectors import VECTORS
 from electrum import bitcoin
 from electrum.crypto import sha256
 
 from electrum_joinmarket import podle as P
 
 
-def _vectors_dir() -> Path:
-    env = os.environ.get("EJM_VECTORS_DIR")
-    root = Path(__file__).resolve().parents[2]
-    for cand in ([Path(env)] if env else []) + [root / "protocol" / "vectors",
-                                                 root.parent / "shared" / "protocol" / "vectors",
-                                                 Path("/work/shared/protocol/vectors")]:
-        if (cand / "podle.json").is_file():
-            return cand
-    raise FileNotFoundError("protocol vectors not found; set EJM_VECTORS_DIR")
 
 
 def _load(name: str) -> dict:
-    with open(_vectors_dir() / name, encoding="utf-8") as f:
+    with open(VECTORS / name, encoding="utf-8") as f:
         return json.load(f)
 
 

@@ -1,0 +1,150 @@
+"""Real Electrum 4.8 in-process on regtest: one config, one network talking only to our ElectrumX,
+any number of wallets loaded into one Electrum ``Daemon`` (as the plugin will see them).
+
+Electrum's asyncio loop runs in its own thread (``EventLoop``) and exists once per process; the
+constants switch to regtest once per process too.
+"""
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import threading
+import time
+from typing import Any, Awaitable, Callable, Optional, TypeVar
+
+from .procs import StackError
+
+T = TypeVar("T")
+
+_loop_lock = threading.Lock()
+_loop: Optional[asyncio.AbstractEventLoop] = None
+_stopping: Optional[asyncio.Future] = None
+_thread: Optional[threading.Thread] = None
+
+REGTEST_FEERATE = 2000  # sat/kvB: regtest has no fee estimates
+
+
+def electrum_loop() -> asyncio.AbstractEventLoop:
+    """Electrum's event loop for this process (created on first use), with regtest constants."""
+    global _loop, _stopping, _thread
+    with _loop_lock:
+        if _loop is None:
+            from electrum import constants, util
+            constants.BitcoinRegtest.set_as_network()
+            _loop, _stopping, _thread = util.create_and_start_event_loop()
+        return _loop
+
+
+def stop_electrum_loop(timeout: float = 15) -> None:
+    """Stop Electrum's loop thread (it is not a daemon thread: a process that started it would
+    otherwise never exit)."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            return
+        loop, stopping, thread = _loop, _stopping, _thread
+        _loop = None
+    loop.call_soon_threadsafe(lambda: stopping.done() or stopping.set_result(1))
+    thread.join(timeout)
+
+
+class ElectrumNode:
+    """An Electrum daemon object with its network on one server (``--oneserver``) and its wallets."""
+
+    def __init__(self, datadir: pathlib.Path, server: str, extra_config: Optional[dict] = None):
+        from electrum.daemon import Daemon
+        from electrum.simple_config import SimpleConfig
+        self.loop = electrum_loop()
+        self.datadir = datadir
+        datadir.mkdir(parents=True, exist_ok=True)
+        options = {
+            "electrum_path": str(datadir), "regtest": True, "cmd": "daemon",
+            "server": server, "oneserver": True, "auto_connect": False,
+            "use_exchange_rate": False, "check_updates": False, "dont_show_testnet_warning": True,
+            "fee_policy.default": f"feerate:{REGTEST_FEERATE}",
+        }
+        options.update(extra_config or {})
+        self.config = SimpleConfig(options)
+        self.daemon = Daemon(self.config, listen_jsonrpc=False)
+        self.network = self.daemon.network
+        self.wait(lambda: self.network.is_connected(), 30, "Electrum to connect to ElectrumX")
+
+    # --- loop plumbing -------------------------------------------------------------------
+    def run(self, coro: Awaitable[T], timeout: float = 60) -> T:
+        """Run a coroutine on Electrum's loop from this (non-loop) thread and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    @staticmethod
+    def wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = pred()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+    # --- wallets -------------------------------------------------------------------------
+    def create_wallet(self, name: str, password: Optional[str] = None, seed: Optional[str] = None,
+                      seed_type: str = "segwit"):
+        """Create (or restore from ``seed``) a wallet file in the datadir and load it into the daemon."""
+        from electrum.wallet import create_new_wallet, restore_wallet_from_text
+        path = self.datadir / "regtest" / "wallets" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            raise StackError(f"wallet {path} exists already")
+        if seed is None:
+            create_new_wallet(path=str(path), config=self.config, password=password,
+                              encrypt_file=password is not None, seed_type=seed_type)
+        else:
+            restore_wallet_from_text(seed, path=str(path), config=self.config, password=password,
+                                     encrypt_file=password is not None)
+        return self.load_wallet(path, password)
+
+    def load_wallet(self, path: pathlib.Path, password: Optional[str] = None):
+        wallet = self.daemon.load_wallet(str(path), password)
+        if wallet is None:
+            raise StackError(f"Electrum could not load wallet {path}")
+        self.wait_synced(wallet)
+        return wallet
+
+    def close_wallet(self, wallet) -> None:
+        self.daemon.stop_wallet(wallet.storage.path)
+
+    def wait_synced(self, wallet, timeout: float = 30) -> None:
+        self.wait(lambda: wallet.is_up_to_date(), timeout, f"wallet {wallet} to sync")
+
+    def wait_tx(self, wallet, txid: str, confirmations: int = 0, timeout: float = 30) -> int:
+        """Wait until ``wallet`` knows ``txid`` with at least ``confirmations`` (SPV-verified when
+        > 0: Electrum counts a confirmation only after checking the merkle proof); return them."""
+        def seen() -> Optional[int]:
+            if wallet.adb.get_transaction(txid) is None:
+                return None
+            conf = wallet.adb.get_tx_height(txid).conf
+            return conf if conf >= confirmations else None
+        return self.wait(lambda: seen() is not None and (seen(),), timeout,
+                         f"{txid} with {confirmations} confirmation(s) in {wallet}")[0]
+
+    def wait_height(self, height: int, timeout: float = 30) -> None:
+        self.wait(lambda: self.network.get_local_height() >= height, timeout,
+                  f"Electrum to reach height {height}")
+
+    def pay(self, wallet, address: str, sats: int, password: Optional[str] = None,
+            feerate: int = REGTEST_FEERATE):
+        """Pay ``sats`` to ``address`` with Electrum's own coin selection, signing and broadcast."""
+        from electrum.fee_policy import FeePolicy
+        from electrum.transaction import PartialTxOutput
+        tx = wallet.make_unsigned_transaction(
+            outputs=[PartialTxOutput.from_address_and_value(address, sats)],
+            fee_policy=FeePolicy(f"feerate:{feerate}"))
+        wallet.sign_transaction(tx, password)
+        if not tx.is_complete():
+            raise StackError("Electrum did not complete the signature")
+        self.run(self.network.broadcast_transaction(tx))
+        return tx
+
+    def stop(self) -> None:
+        try:
+            self.run(self.daemon.stop(), timeout=30)
+        except Exception:
+            pass
