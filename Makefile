@@ -18,7 +18,7 @@ test-fast: install
 	@bash scripts/run_tests.sh -m "not e2e and not stack" $(PYTEST_ARGS)
 
 demo: install
-	@$(PY) -m tests.demo
+	@$(PY) scripts/demo.py $(DEMO_ARGS)
 
 layers:
 	@python3 ../shared/tools/check_layers.py .
