@@ -1,0 +1,98 @@
+"""The maker's commitment blacklist (PROTOCOL.md §7.5, §7.6, §13).
+
+Commitments are compared in canonical form: lower-case hex of exactly 32 bytes (64 chars). The
+list is persisted as newline-separated lower-case hex (Ref's ``commitmentlist`` format); entries of
+an old file in other case are canonicalised when loaded.
+"""
+import logging
+import os
+import threading
+
+log = logging.getLogger(__name__)
+
+
+def canonical_commitment(text):
+    """Lower-case 64-char hex of a commitment, or None if it is not 32 bytes of hex."""
+    if not isinstance(text, str) or len(text) != 64:
+        return None
+    try:
+        return bytes.fromhex(text).hex()
+    except ValueError:
+        return None
+
+
+class CommitmentBlacklist:
+    def __init__(self, path=None, max_entries=1_000_000):
+        self.path = path
+        self.max_entries = max_entries
+        self._set = set()
+        self._lock = threading.Lock()
+        self._mtime = None
+        self._load()
+
+    def _load(self):
+        if not self.path or not os.path.isfile(self.path):
+            return
+        try:
+            st = os.stat(self.path)
+            with open(self.path, "rb") as f:
+                for raw in f:
+                    c = canonical_commitment(raw.decode("ascii", "replace").strip())
+                    if c:
+                        self._set.add(c)
+            self._mtime = st.st_mtime
+        except OSError as exc:
+            log.warning("cannot read commitment blacklist %s: %s", self.path, exc)
+
+    def _refresh(self):
+        """Pick up entries added by another daemon connection sharing the same file."""
+        if not self.path:
+            return
+        try:
+            mtime = os.stat(self.path).st_mtime
+        except OSError:
+            return
+        if mtime != self._mtime:
+            self._load()
+
+    def contains(self, commitment):
+        c = canonical_commitment(commitment)
+        if c is None:
+            return False
+        self._refresh()
+        return c in self._set
+
+    def add(self, commitment):
+        """Add (and persist) a commitment; returns False if it is not valid hex of 32 bytes."""
+        c = canonical_commitment(commitment)
+        if c is None:
+            return False
+        with self._lock:
+            self._refresh()
+            if c in self._set:
+                return True
+            if len(self._set) >= self.max_entries:
+                log.warning("commitment blacklist full, not adding")
+                return False
+            self._set.add(c)
+            if self.path:
+                try:
+                    d = os.path.dirname(self.path)
+                    if d:
+                        os.makedirs(d, exist_ok=True)
+                    needs_nl = False
+                    if os.path.isfile(self.path) and os.path.getsize(self.path) > 0:
+                        with open(self.path, "rb") as f:
+                            f.seek(-1, os.SEEK_END)
+                            needs_nl = f.read(1) != b"\n"
+                    with open(self.path, "ab") as f:
+                        f.write((("\n" if needs_nl else "") + c + "\n").encode("ascii"))
+                        f.flush()
+                        os.fsync(f.fileno())
+                    self._mtime = os.stat(self.path).st_mtime
+                except OSError as exc:
+                    log.warning("cannot persist commitment blacklist %s: %s", self.path, exc)
+        return True
+
+    def __len__(self):
+        return len(self._set)

@@ -1,0 +1,237 @@
+"""IRC message channel (PROTOCOL.md §2): Twisted IRC client, optional TLS and SOCKS5 (Tor),
+reconnection with backoff, Ref-compatible chunking of private messages and packing of offers."""
+import logging
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import protocol, reactor, ssl
+from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint
+from twisted.words.protocols import irc
+
+from .. import constants as C
+from .. import wire
+from .base import MessageChannel
+
+log = logging.getLogger(__name__)
+
+
+def _truthy(value):
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+class IRCConfigError(ValueError):
+    pass
+
+
+class JMIRCClient(irc.IRCClient):
+    """One IRC connection. Lines are throttled by ``lineRate`` (Ref: 1.3 s)."""
+
+    heartbeatInterval = 120
+    MAX_LENGTH = 4096
+
+    def __init__(self, wrapper):
+        self.wrapper = wrapper
+        self.nickname = wrapper.nick
+        self.username = wrapper.nick
+        self.realname = "None"
+        self.password = wrapper.password
+        self.lineRate = wrapper.line_rate
+        self.assembler = wire.ChunkAssembler(max_message=C.MAX_MESSAGE_LEN)
+
+    # -- robustness: never let a bad line kill the connection
+    def lineReceived(self, line):
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", "replace")
+        try:
+            irc.IRCClient.lineReceived(self, line)
+        except Exception:
+            log.exception("error handling IRC line on %s (dropped)", self.wrapper.hostid)
+
+    def lineLengthExceeded(self, line):
+        log.info("over-long IRC line dropped on %s", self.wrapper.hostid)
+
+    # -- registration / channel
+    def connectionMade(self):
+        irc.IRCClient.connectionMade(self)
+        self.wrapper.client = self
+
+    def connectionLost(self, reason=protocol.connectionDone):
+        if self.wrapper.client is self:
+            self.wrapper.client = None
+        self.wrapper.on_connection_lost()
+        irc.IRCClient.connectionLost(self, reason)
+
+    def signedOn(self):
+        self.join(self.wrapper.channel)
+
+    def joined(self, channel):
+        if channel.lower() != self.wrapper.channel.lower():
+            return
+        self.sendLine("MODE %s +B" % self.nickname)
+        self.wrapper.joined_ok()
+
+    def isupport(self, options):
+        for opt in options:
+            if opt.startswith("NETWORK="):
+                name = opt.split("=", 1)[1]
+                if name:
+                    self.wrapper.hostid = name
+
+    def irc_ERR_NICKNAMEINUSE(self, prefix, params):
+        log.warning("IRC nick %s in use on %s; retrying in 10 s", self._attemptedNick,
+                    self.wrapper.hostid)
+        reactor.callLater(10.0, self._retry_nick)
+
+    def _retry_nick(self):
+        if self.wrapper.client is self:
+            self.setNick(self._attemptedNick)
+
+    def irc_unknown(self, prefix, command, params):
+        pass
+
+    def alterCollidedNick(self, nickname):
+        return nickname
+
+    # -- messages
+    def privmsg(self, user, channel, message):
+        nick = wire.irc_sender_nick(user)
+        if not nick:
+            return
+        if channel == self.nickname:
+            complete = self.assembler.feed(nick, message)
+            if complete is not None:
+                self.wrapper._emit("on_privmsg", nick, complete)
+        elif channel.lower() == self.wrapper.channel.lower():
+            self.wrapper._emit("on_pubmsg", nick, message)
+
+    def noticed(self, user, channel, message):
+        pass
+
+    def userLeft(self, user, channel):
+        self._left(user)
+
+    def userQuit(self, user, quitMessage):
+        self._left(user)
+
+    def userKicked(self, kickee, channel, kicker, message):
+        self._left(kickee)
+
+    def _left(self, user):
+        nick = wire.irc_sender_nick(user)
+        self.assembler.forget(nick)
+        self.wrapper._emit("on_nick_leave", nick)
+
+    # -- sending
+    def send_privmsg(self, nick, cmd, message):
+        for line in wire.irc_privmsg_lines(nick, cmd, message):
+            self.sendLine(line)
+
+    def send_pubmsg(self, message):
+        self.sendLine("PRIVMSG %s :%s" % (self.wrapper.channel, message))
+
+    def send_announce(self, offerlines):
+        for line in wire.irc_announce_lines(self.wrapper.channel, offerlines):
+            self.sendLine(line)
+
+
+class _Factory(protocol.Factory):
+    def __init__(self, wrapper):
+        self.wrapper = wrapper
+
+    def buildProtocol(self, addr):
+        p = JMIRCClient(self.wrapper)
+        p.factory = self
+        return p
+
+
+class IRCMessageChannel(MessageChannel):
+    """Config keys (Ref names): host, port, channel, usessl, socks5, socks5_host, socks5_port,
+    password; extensions: line_rate (seconds per line, default 1.3), btcnet."""
+
+    kind = "irc"
+
+    def __init__(self, config, network="mainnet"):
+        super().__init__()
+        try:
+            self.host = str(config["host"])
+            self.port = int(config["port"])
+        except (KeyError, TypeError, ValueError):
+            raise IRCConfigError("IRC channel config needs host and port")
+        if not (0 < self.port < 65536) or not self.host:
+            raise IRCConfigError("bad IRC host/port")
+        self.hostid = self.host + str(self.port)
+        self.channel = C.irc_channel_name(str(config.get("channel", C.IRC_CHANNEL_BASE)),
+                                          config.get("btcnet", network))
+        self.usessl = _truthy(config.get("usessl", False))
+        self.socks5 = _truthy(config.get("socks5", False))
+        self.socks5_host = str(config.get("socks5_host", "localhost"))
+        self.socks5_port = int(config.get("socks5_port", 9050))
+        password = config.get("password")
+        self.password = password if password else None
+        rate = config.get("line_rate", 1.3)
+        self.line_rate = float(rate) if rate not in (None, "", 0, "0") else None
+        self.client = None
+        self.service = None
+        self.joined = False
+
+    def _endpoint(self):
+        if self.socks5:
+            from txtorcon.socks import TorSocksEndpoint
+            tls = ssl.CertificateOptions(verify=False) if self.usessl else False
+            proxy = TCP4ClientEndpoint(reactor, self.socks5_host, self.socks5_port)
+            return TorSocksEndpoint(proxy, self.host, self.port, tls=tls)
+        if self.usessl:
+            return SSL4ClientEndpoint(reactor, self.host, self.port,
+                                      ssl.CertificateOptions(verify=False))
+        return TCP4ClientEndpoint(reactor, self.host, self.port, timeout=30)
+
+    def run(self):
+        if self.service is not None:
+            return
+        log.info("connecting to IRC %s:%d %s%s%s", self.host, self.port, self.channel,
+                 " (TLS)" if self.usessl else "", " via SOCKS5" if self.socks5 else "")
+        self.service = ClientService(self._endpoint(), _Factory(self),
+                                     retryPolicy=backoffPolicy(initialDelay=1.0, maxDelay=120.0))
+        self.service.startService()
+
+    def shutdown(self):
+        if self.service is None:
+            return
+        client = self.client
+        service, self.service = self.service, None
+        if client is not None:
+            try:
+                client.quit("shutdown")
+            except Exception:
+                pass
+        service.stopService()
+
+    def joined_ok(self):
+        self.joined = True
+        self._emit("on_welcome")
+
+    def on_connection_lost(self):
+        if self.joined:
+            self.joined = False
+            log.info("IRC connection to %s lost%s", self.hostid,
+                     "; reconnecting" if self.service else "")
+            self._emit("on_disconnect")
+
+    def set_nick(self, nick):
+        changed = self.nick is not None and nick != self.nick
+        super().set_nick(nick)
+        if changed and self.client is not None:
+            self.client.setNick(nick)
+
+    def pubmsg(self, msg):
+        if self.client is not None:
+            self.client.send_pubmsg(msg)
+
+    def privmsg(self, nick, cmd, message):
+        if self.client is not None:
+            self.client.send_privmsg(nick, cmd, message)
+
+    def announce_orders(self, orderlines):
+        if self.client is not None:
+            self.client.send_announce(orderlines)

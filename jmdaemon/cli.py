@@ -1,0 +1,226 @@
+"""``jmdaemon`` command line: the AMP server for clients, or (``--directory-node``) an onion
+directory node. Clean shutdown on SIGINT/SIGTERM; a port in use or a bad config is reported in one
+line (exit status 2), never as a traceback."""
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+
+from . import __version__
+from .config import ConfigError, DaemonConfig, NETWORKS, load_config_file, validate
+
+log = logging.getLogger("jmdaemon")
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="jmdaemon",
+        description="Keyless JoinMarket messaging daemon (AMP server for electrum-joinmarket).")
+    p.add_argument("--version", action="version", version="jmdaemon " + __version__)
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1; anything else "
+                                  "exposes the daemon and is warned about)")
+    p.add_argument("--port", type=int, help="AMP port (default 27183; 0 = any free port)")
+    p.add_argument("--datadir", default=os.environ.get("JMDAEMON_DATADIR",
+                                                      os.path.expanduser("~/.jmdaemon")),
+                   help="data directory (config, commitment blacklist, logs)")
+    p.add_argument("--config", help="config file (default <datadir>/jmdaemon.cfg)")
+    p.add_argument("--network", choices=NETWORKS, help="bitcoin network of default channels")
+    p.add_argument("--loglevel", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--logfile", help="also log to this file (relative to the data dir)")
+    g = p.add_argument_group("default channels (used when a client sends none)")
+    g.add_argument("--irc", action="append", default=[], metavar="HOST:PORT",
+                   help="an IRC server (repeatable)")
+    g.add_argument("--irc-channel", default="joinmarket-pit")
+    g.add_argument("--irc-tls", action="store_true", help="use TLS for --irc servers")
+    g.add_argument("--onion-directory", action="append", default=[], metavar="HOST:PORT",
+                   help="an onion directory node (repeatable)")
+    g.add_argument("--onion-test-mode", action="store_true",
+                   help="onion channel over plain TCP on 127.0.0.1 (tests, no Tor)")
+    g.add_argument("--socks5", metavar="HOST:PORT", help="Tor SOCKS port (default localhost:9050)")
+    g.add_argument("--tor-control", metavar="HOST:PORT",
+                   help="Tor control port (default localhost:9051)")
+    d = p.add_argument_group("directory node mode")
+    d.add_argument("--directory-node", action="store_true",
+                   help="run an onion directory node instead of the AMP server")
+    d.add_argument("--directory-host", help="listen address (default 127.0.0.1)")
+    d.add_argument("--directory-port", type=int, help="listen port (default 5222)")
+    d.add_argument("--directory-nick", help="the directory's nick (default: random)")
+    d.add_argument("--motd", help="message of the day sent in the handshake")
+    d.add_argument("--hidden-service-dir", help="persistent onion service key dir (Tor mode)")
+    return p
+
+
+def _hostport(text, what):
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("%s must be HOST:PORT, not %r" % (what, text))
+    return host, int(port)
+
+
+def build_config(args):
+    cfg = DaemonConfig(datadir=os.path.abspath(args.datadir))
+    cfg_path = args.config or os.path.join(cfg.datadir, "jmdaemon.cfg")
+    if args.config and not os.path.exists(args.config):
+        raise ConfigError("config file %s does not exist" % args.config)
+    load_config_file(cfg_path, cfg)
+    if args.host is not None:
+        cfg.host = args.host
+    if args.port is not None:
+        cfg.port = args.port
+    if args.network:
+        cfg.network = args.network
+    if args.loglevel:
+        cfg.loglevel = args.loglevel
+    if args.logfile is not None:
+        cfg.logfile = args.logfile
+    if args.socks5:
+        cfg.tor["socks5_host"], cfg.tor["socks5_port"] = _hostport(args.socks5, "--socks5")
+    if args.tor_control:
+        h, pt = _hostport(args.tor_control, "--tor-control")
+        cfg.tor["tor_control_host"], cfg.tor["tor_control_port"] = h, pt
+    for server in args.irc:
+        h, pt = _hostport(server, "--irc")
+        cfg.channels.append({"type": "irc", "host": h, "port": pt, "channel": args.irc_channel,
+                             "usessl": args.irc_tls, "socks5": bool(args.socks5)})
+    if args.onion_directory:
+        for loc in args.onion_directory:
+            _hostport(loc, "--onion-directory")
+        cfg.channels.append({"type": "onion", "directory_nodes": ",".join(args.onion_directory),
+                             "test_mode": args.onion_test_mode})
+    if args.directory_host:
+        cfg.directory["host"] = args.directory_host
+    if args.directory_port is not None:
+        cfg.directory["port"] = args.directory_port
+    if args.directory_nick:
+        cfg.directory["nick"] = args.directory_nick
+    if args.motd:
+        cfg.directory["motd"] = args.motd
+    if args.hidden_service_dir:
+        cfg.directory["hidden_service_dir"] = args.hidden_service_dir
+    if args.onion_test_mode:
+        cfg.directory["_test_mode"] = True
+    return validate(cfg)
+
+
+def setup_logging(cfg):
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.handlers[:] = []
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+    if cfg.logfile:
+        path = cfg.logfile if os.path.isabs(cfg.logfile) else os.path.join(cfg.datadir, cfg.logfile)
+        fh = logging.FileHandler(path)
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    root.setLevel(getattr(logging, cfg.loglevel))
+    from twisted.logger import STDLibLogObserver, globalLogBeginner
+    globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")],
+                                     redirectStandardIO=False, discardBuffer=True)
+    logging.getLogger("twisted").setLevel(max(logging.WARNING, root.level))
+
+
+def _is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        cfg = build_config(args)
+        os.makedirs(cfg.datadir, exist_ok=True)
+        setup_logging(cfg)
+    except (ConfigError, OSError) as exc:
+        print("jmdaemon: error: %s" % exc, file=sys.stderr)
+        return 2
+
+    from twisted.internet import error as terror
+    from twisted.internet import reactor
+
+    if args.directory_node:
+        return _run_directory(cfg, reactor, terror)
+    from .server import JMDaemonServerFactory
+    factory = JMDaemonServerFactory(datadir=cfg.datadir, channel_defaults=cfg.channel_defaults(),
+                                    default_channels=cfg.channels)
+    try:
+        port = reactor.listenTCP(cfg.port, factory, interface=cfg.host)
+    except terror.CannotListenError as exc:
+        print("jmdaemon: error: cannot listen on %s:%d (%s)"
+              % (cfg.host, cfg.port, _reason(exc)), file=sys.stderr)
+        return 2
+    if not _is_loopback(cfg.host):
+        log.warning("listening on %s, which is not a loopback address: anyone who can reach it "
+                    "can use this daemon (and see your coinjoin traffic)", cfg.host)
+    log.info("jmdaemon %s listening on %s:%d (network %s, data dir %s)", __version__, cfg.host,
+             port.getHost().port, cfg.network, cfg.datadir)
+    print("jmdaemon listening on %s:%d" % (cfg.host, port.getHost().port), flush=True)
+    reactor.addSystemEventTrigger("before", "shutdown", _shutdown, factory, port)
+    reactor.run()
+    log.info("jmdaemon stopped")
+    return 0
+
+
+def _reason(exc):
+    text = str(exc.socketError) if getattr(exc, "socketError", None) else str(exc)
+    if "in use" in text.lower():
+        return "address already in use"
+    return text
+
+
+def _shutdown(factory, port):
+    log.info("shutting down")
+    factory.shutdown()
+    return port.stopListening()
+
+
+def _run_directory(cfg, reactor, terror):
+    from .directory import DirectoryNode
+    dcfg = cfg.directory
+    try:
+        port = int(dcfg.get("port", 5222))
+        test_mode = str(dcfg.get("test_mode", "")).lower() in ("1", "true", "yes") or \
+            args_test_mode(cfg)
+    except ValueError as exc:
+        print("jmdaemon: error: bad directory setting: %s" % exc, file=sys.stderr)
+        return 2
+    node = DirectoryNode(network=cfg.network, host=dcfg.get("host", "127.0.0.1"), port=port,
+                         nick=dcfg.get("nick"), motd=dcfg.get("motd", "JoinMarket directory node"),
+                         test_mode=test_mode, hidden_service_dir=dcfg.get("hidden_service_dir"),
+                         tor_control_host=cfg.tor.get("tor_control_host", "localhost"),
+                         tor_control_port=int(cfg.tor.get("tor_control_port", 9051)),
+                         tor_control_password=cfg.tor.get("tor_control_password"))
+    if not _is_loopback(node.host):
+        log.warning("directory listening on non-loopback address %s", node.host)
+    result = {}
+
+    def started(location):
+        log.info("directory node %s up at %s (network %s)", node.nick, location, node.network)
+        print("jmdaemon directory %s at %s" % (node.nick, location), flush=True)
+
+    def failed(failure):
+        if failure.check(terror.CannotListenError):
+            msg = "cannot listen on %s:%d (%s)" % (node.host, port, _reason(failure.value))
+        else:
+            msg = "directory node failed to start: %s" % failure.getErrorMessage()
+        print("jmdaemon: error: %s" % msg, file=sys.stderr)
+        result["rc"] = 2
+        if reactor.running:
+            reactor.stop()
+
+    def go():
+        node.start().addCallbacks(started, failed)
+    reactor.callWhenRunning(go)
+    reactor.addSystemEventTrigger("before", "shutdown", node.stop)
+    reactor.run()
+    return result.get("rc", 0)
+
+
+def args_test_mode(cfg):
+    return bool(cfg.directory.get("_test_mode"))

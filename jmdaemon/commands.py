@@ -1,0 +1,46 @@
+"""Twisted ``amp.Command`` classes generated from the shared schema ``jmcore.commands.COMMANDS``.
+
+Every command of the schema (coinjoin, SNICKER, BIP78) becomes a class of the same name in this
+module, e.g. ``jmdaemon.commands.JMInit``; ``COMMAND_CLASSES`` maps names to classes. Errors named
+in the schema become exception classes in ``ERROR_CLASSES`` (e.g. ``DaemonNotReady``).
+"""
+from twisted.protocols import amp
+
+from .amp_types import make_argument
+
+from jmcore.commands import COMMANDS, COINJOIN_COMMANDS
+
+ERROR_CLASSES = {}
+
+
+def _error_class(name):
+    if name not in ERROR_CLASSES:
+        ERROR_CLASSES[name] = type(name, (Exception,), {"__module__": __name__})
+    return ERROR_CLASSES[name]
+
+
+def make_command(spec):
+    """One amp.Command subclass for one CommandSpec."""
+    errors = {_error_class(ename): str(code).encode("utf-8")
+              for ename, code in dict(spec.errors or {}).items()}
+    attrs = {
+        "__module__": __name__,
+        "__doc__": "%s (%s, %s)" % (spec.name, spec.direction, spec.group),
+        "commandName": spec.name.encode("ascii"),
+        "arguments": [(a.name.encode("ascii"), make_argument(a.type)) for a in spec.arguments],
+        "response": [(a.name.encode("ascii"), make_argument(a.type)) for a in spec.response],
+        "errors": errors,
+        "spec": spec,
+    }
+    return type(spec.name, (amp.Command,), attrs)
+
+
+COMMAND_CLASSES = {name: make_command(spec) for name, spec in COMMANDS.items()}
+globals().update(COMMAND_CLASSES)
+globals().update(ERROR_CLASSES)
+
+CLIENT_TO_DAEMON = tuple(n for n, s in COMMANDS.items() if s.direction == "client->daemon")
+DAEMON_TO_CLIENT = tuple(n for n, s in COMMANDS.items() if s.direction == "daemon->client")
+
+__all__ = ["COMMANDS", "COINJOIN_COMMANDS", "COMMAND_CLASSES", "ERROR_CLASSES",
+           "CLIENT_TO_DAEMON", "DAEMON_TO_CLIENT", "make_command"] + list(COMMAND_CLASSES)

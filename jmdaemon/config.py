@@ -1,0 +1,124 @@
+"""Daemon settings: a config file in the data dir (INI) plus command-line flags (flags win).
+
+File layout (all optional)::
+
+    [daemon]
+    host = 127.0.0.1
+    port = 27183
+    network = mainnet          # mainnet | testnet | signet | regtest
+    loglevel = INFO
+    logfile = jmdaemon.log     # relative to the data dir; empty for none
+
+    [tor]                      # defaults merged into every client channel config
+    socks5_host = localhost
+    socks5_port = 9050
+    tor_control_host = localhost
+    tor_control_port = 9051
+
+    [MESSAGING:anything]       # default channels, used when a client's JMInit sends none
+    type = irc                 # or onion
+    host = irc.example.org
+    port = 6697
+    channel = joinmarket-pit
+    usessl = true
+
+    [directory]                # settings for --directory-node mode
+    host = 127.0.0.1
+    port = 5222
+    motd = ...
+    hidden_service_dir = hidden_service
+"""
+import configparser
+import os
+from dataclasses import dataclass, field
+
+from .constants import DEFAULT_DAEMON_PORT
+
+NETWORKS = ("mainnet", "testnet", "signet", "regtest")
+LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(Exception):
+    """A bad setting in the config file or on the command line (reported without traceback)."""
+
+
+@dataclass
+class DaemonConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_DAEMON_PORT
+    datadir: str = "."
+    network: str = "mainnet"
+    loglevel: str = "INFO"
+    logfile: str = ""
+    tor: dict = field(default_factory=dict)
+    channels: list = field(default_factory=list)
+    directory: dict = field(default_factory=dict)
+
+    def channel_defaults(self):
+        onion_keys = ("socks5_host", "socks5_port", "tor_control_host", "tor_control_port",
+                      "tor_control_password", "onion_serving_host")
+        irc_keys = ("socks5_host", "socks5_port")
+        return {"onion": {k: v for k, v in self.tor.items() if k in onion_keys},
+                "irc": {k: v for k, v in self.tor.items() if k in irc_keys}}
+
+
+def _int(value, what, lo=0, hi=65535):
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError("%s must be an integer, not %r" % (what, value))
+    if not lo <= n <= hi:
+        raise ConfigError("%s must be between %d and %d" % (what, lo, hi))
+    return n
+
+
+def load_config_file(path, cfg):
+    """Read an INI file into cfg (missing file = defaults)."""
+    if not path or not os.path.exists(path):
+        return cfg
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except (configparser.Error, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError("cannot read config file %s: %s" % (path, exc))
+    known = {"daemon", "tor", "directory"}
+    for section in parser.sections():
+        if section not in known and not section.startswith("MESSAGING:"):
+            raise ConfigError("unknown section [%s] in %s" % (section, path))
+    if parser.has_section("daemon"):
+        d = parser["daemon"]
+        for key in d:
+            if key not in ("host", "port", "network", "loglevel", "logfile"):
+                raise ConfigError("unknown setting %r in [daemon] of %s" % (key, path))
+        cfg.host = d.get("host", cfg.host)
+        if "port" in d:
+            cfg.port = _int(d["port"], "[daemon] port", 1)
+        cfg.network = d.get("network", cfg.network)
+        cfg.loglevel = d.get("loglevel", cfg.loglevel)
+        cfg.logfile = d.get("logfile", cfg.logfile)
+    if parser.has_section("tor"):
+        cfg.tor = dict(parser["tor"])
+        for key in ("socks5_port", "tor_control_port"):
+            if key in cfg.tor:
+                cfg.tor[key] = _int(cfg.tor[key], "[tor] " + key, 1)
+    if parser.has_section("directory"):
+        cfg.directory = dict(parser["directory"])
+    for section in parser.sections():
+        if section.startswith("MESSAGING:"):
+            chan = dict(parser[section])
+            chan.setdefault("type", "irc")
+            if "port" in chan:
+                chan["port"] = _int(chan["port"], "[%s] port" % section, 1)
+            cfg.channels.append(chan)
+    return cfg
+
+
+def validate(cfg):
+    if cfg.network not in NETWORKS:
+        raise ConfigError("network must be one of %s, not %r" % (", ".join(NETWORKS), cfg.network))
+    if cfg.loglevel.upper() not in LOGLEVELS:
+        raise ConfigError("loglevel must be one of %s" % ", ".join(LOGLEVELS))
+    cfg.loglevel = cfg.loglevel.upper()
+    _int(cfg.port, "port", 0)
+    return cfg

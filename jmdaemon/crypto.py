@@ -1,0 +1,66 @@
+"""NaCl boxes for the four encrypted JoinMarket commands (PROTOCOL.md §5), on pynacl.
+
+Wire layout of an encrypted body: base64(nonce[24] || poly1305 tag[16] || ciphertext), a fresh random
+nonce per message (a fixed nonce may be passed only to reproduce test vectors).
+"""
+import base64
+import binascii
+
+from nacl.exceptions import CryptoError
+from nacl.public import Box, PrivateKey, PublicKey
+
+
+class NaclError(Exception):
+    pass
+
+
+def init_keypair(secret_hex=None):
+    """A new X25519 keypair (or one from a fixed secret, for vectors)."""
+    if secret_hex is not None:
+        return PrivateKey(bytes.fromhex(secret_hex))
+    return PrivateKey.generate()
+
+
+def hex_pk(keypair):
+    return bytes(keypair.public_key).hex()
+
+
+def init_pubkey(hexpk):
+    """Parse a counterparty's 64-hex-char NaCl public key; NaclError if it is not one."""
+    if not isinstance(hexpk, str) or len(hexpk) != 64:
+        raise NaclError("invalid nacl pubkey length")
+    try:
+        raw = bytes.fromhex(hexpk)
+    except ValueError:
+        raise NaclError("invalid nacl pubkey hex")
+    return PublicKey(raw)
+
+
+def as_init_encryption(keypair, counterparty_pub):
+    """A box between our keypair and their public key (libsodium crypto_box_beforenm)."""
+    try:
+        return Box(keypair, counterparty_pub)
+    except Exception as exc:  # pynacl raises various types for bad points
+        raise NaclError(str(exc))
+
+
+def encrypt_encode(msg, box, nonce=None):
+    """Encrypt bytes and return the base64 text that goes on the wire."""
+    if isinstance(msg, str):
+        msg = msg.encode("ascii")
+    encrypted = box.encrypt(msg, nonce) if nonce is not None else box.encrypt(msg)
+    return base64.b64encode(bytes(encrypted)).decode("ascii")
+
+
+def decode_decrypt(b64text, box):
+    """Decode base64 and decrypt; NaclError on bad base64, short input or a bad MAC."""
+    try:
+        raw = base64.b64decode(b64text, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise NaclError("bad base64")
+    if len(raw) < Box.NONCE_SIZE + 16:
+        raise NaclError("ciphertext too short")
+    try:
+        return box.decrypt(raw)
+    except CryptoError:
+        raise NaclError("decryption failed")

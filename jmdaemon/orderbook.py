@@ -1,0 +1,139 @@
+"""The taker's view of offers (PROTOCOL.md §4.3): validated, bounded in memory (D7).
+
+Rows are the JSON objects that ``JMOffers`` carries: counterparty, oid, ordertype, minsize, maxsize,
+txfee (ints) and cjfee (decimal string), as Ref's sqlite orderbook produces them.
+"""
+import logging
+import re
+import sys
+from collections import OrderedDict
+from decimal import Decimal, InvalidOperation
+
+from . import constants as C
+
+log = logging.getLogger(__name__)
+_UINT = re.compile(r"^[0-9]{1,19}$")
+_DECIMAL = re.compile(r"^[0-9]{1,16}(\.[0-9]{1,20})?$|^[0-9]{0,16}\.[0-9]{1,20}$")
+
+
+def _uint(text):
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if not isinstance(text, str) or not _UINT.match(text):
+        raise ValueError("not an unsigned integer: %r" % (text,))
+    return int(text)
+
+
+def validate_offer(ordertype, oid, minsize, maxsize, txfee, cjfee, dust=C.JM_DUST):
+    """A clean offer row (without counterparty) or ValueError (taker checks of §4.3)."""
+    if ordertype not in C.OFFER_TYPES:
+        raise ValueError("unknown offer type")
+    oid = _uint(oid)
+    if oid > sys.maxsize:
+        raise ValueError("oid out of range")
+    minsize, maxsize, txfee = _uint(minsize), _uint(maxsize), _uint(txfee)
+    if minsize > C.MAX_SATS or maxsize > C.MAX_SATS:
+        raise ValueError("size out of range")
+    minsize = max(minsize, dust)
+    if minsize > maxsize:
+        raise ValueError("minsize above maxsize")
+    if txfee > C.MAX_SATS:
+        raise ValueError("txfee out of range")
+    if ordertype in C.ABS_OFFER_TYPES:
+        cjfee = str(_uint(cjfee))
+    else:
+        if not isinstance(cjfee, str) or len(cjfee) > 40 or not _DECIMAL.match(cjfee):
+            raise ValueError("bad relative cjfee")
+        try:
+            value = Decimal(cjfee)
+        except InvalidOperation:
+            raise ValueError("bad relative cjfee")
+        if not value.is_finite():
+            raise ValueError("bad relative cjfee")
+        cjfee = str(value)
+    return {"oid": oid, "ordertype": ordertype, "minsize": minsize, "maxsize": maxsize,
+            "txfee": txfee, "cjfee": cjfee}
+
+
+class Orderbook:
+    """Offers keyed by (nick, oid) and fidelity-bond proofs by nick, with hard caps.
+
+    Caps: ``max_offers_per_nick`` (extra offers of a nick are refused), ``max_nicks``
+    (a new nick beyond it evicts the least recently updated nick), so a flood of offers from
+    many nicks keeps memory bounded while the most recent makers remain usable.
+    """
+
+    def __init__(self, max_offers_per_nick=50, max_nicks=5000, dust=C.JM_DUST):
+        self.max_offers_per_nick = max_offers_per_nick
+        self.max_nicks = max_nicks
+        self.dust = dust
+        self.by_nick = OrderedDict()   # nick -> {oid: row}
+        self.bonds = {}                # nick -> {"counterparty","takernick","proof"}
+        self.rejected = 0
+
+    def add_offer(self, nick, ordertype, oid, minsize, maxsize, txfee, cjfee):
+        """Store an offer; False (and the old row for that oid deleted) if it is invalid."""
+        offers = self.by_nick.get(nick)
+        try:
+            oid_int = _uint(oid)
+        except ValueError:
+            self.rejected += 1
+            return False
+        if offers is not None:
+            offers.pop(oid_int, None)   # delete eagerly, even if the new one is invalid
+        try:
+            row = validate_offer(ordertype, oid, minsize, maxsize, txfee, cjfee, self.dust)
+        except ValueError as exc:
+            self.rejected += 1
+            log.debug("invalid offer from %s dropped: %s", nick, exc)
+            return False
+        if offers is None:
+            if len(self.by_nick) >= self.max_nicks:
+                old, _ = self.by_nick.popitem(last=False)
+                self.bonds.pop(old, None)
+            offers = self.by_nick[nick] = {}
+        else:
+            self.by_nick.move_to_end(nick)
+        if len(offers) >= self.max_offers_per_nick:
+            self.rejected += 1
+            return False
+        row["counterparty"] = nick
+        offers[oid_int] = row
+        return True
+
+    def cancel(self, nick, oid):
+        offers = self.by_nick.get(nick)
+        if offers is not None:
+            offers.pop(oid, None)
+            if not offers:
+                del self.by_nick[nick]
+
+    def remove_nick(self, nick):
+        self.by_nick.pop(nick, None)
+        self.bonds.pop(nick, None)
+
+    def clear(self):
+        self.by_nick.clear()
+        self.bonds.clear()
+
+    def add_bond(self, nick, takernick, proof):
+        if nick not in self.by_nick or not isinstance(proof, str) or len(proof) > 1000:
+            return False
+        self.bonds[nick] = {"counterparty": nick, "takernick": takernick, "proof": proof}
+        return True
+
+    def has_nick(self, nick):
+        return nick in self.by_nick
+
+    def nicks(self):
+        return list(self.by_nick)
+
+    def offers(self):
+        return [{k: row[k] for k in C.ORDER_KEYS}
+                for offers in self.by_nick.values() for row in offers.values()]
+
+    def fidelity_bonds(self):
+        return list(self.bonds.values())
+
+    def __len__(self):
+        return sum(len(o) for o in self.by_nick.values())

@@ -1,0 +1,619 @@
+"""The AMP server: one ``JMDaemonProtocol`` per client connection, each with its own nick,
+message channels, orderbook and coinjoin sessions (the daemon side of JoinMarket's
+``daemon_protocol.py``; sequences in PROTOCOL.md §10.3).
+
+The daemon holds no bitcoin keys: every outgoing private message is signed by the client
+(``JMRequestMsgSig``) and every incoming one verified by it (``JMRequestMsgSigVerify``). It holds
+the NaCl keys of the four encrypted commands.
+"""
+import json
+import logging
+import os
+import random
+import time
+from collections import OrderedDict
+
+from twisted.internet import error as twisted_error
+from twisted.internet import reactor
+from twisted.internet.protocol import ServerFactory
+from twisted.protocols import amp
+
+from . import constants as C
+from .blacklist import CommitmentBlacklist, canonical_commitment
+from .commands import COMMAND_CLASSES as K
+from .commands import ERROR_CLASSES
+from .crypto import NaclError, as_init_encryption, hex_pk, init_keypair, init_pubkey
+from .messaging import MessageChannelCollection
+from .orderbook import Orderbook
+from . import wire
+
+log = logging.getLogger(__name__)
+
+MAX_SESSIONS = 200          # maker: concurrent taker sessions kept
+ORDERBOOK_REPLY_INTERVAL = 10.0   # maker: at most one offer reply per taker per 10 s (NG)
+
+
+class ChannelConfigError(ValueError):
+    pass
+
+
+def build_channels(chan_configs, network, defaults=None):
+    """Message channel objects for a JMInit ``chan_configs`` list (ChannelConfigError if bad)."""
+    from .channels.irc import IRCMessageChannel
+    from .channels.onion import OnionMessageChannel
+    if not isinstance(chan_configs, list) or not chan_configs or len(chan_configs) > 16:
+        raise ChannelConfigError("chan_configs must be a non-empty list of channel configs")
+    defaults = defaults or {}
+    channels = []
+    n_onion = 0
+    for cfg in chan_configs:
+        if not isinstance(cfg, dict):
+            raise ChannelConfigError("each channel config must be an object")
+        ctype = str(cfg.get("type", "irc")).lower()
+        try:
+            if ctype == "onion":
+                n_onion += 1
+                if n_onion > 1:
+                    raise ChannelConfigError("at most one onion channel")
+                merged = dict(defaults.get("onion", {}))
+                merged.update(cfg)
+                channels.append(OnionMessageChannel(merged, network=network))
+            elif ctype == "irc":
+                merged = dict(defaults.get("irc", {}))
+                merged.update(cfg)
+                channels.append(IRCMessageChannel(merged, network=network))
+            else:
+                raise ChannelConfigError("unknown channel type %r" % ctype)
+        except ChannelConfigError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ChannelConfigError("bad %s channel config: %s" % (ctype, exc))
+    hostids = [mc.hostid for mc in channels]
+    if len(set(hostids)) != len(hostids):
+        raise ChannelConfigError("two channels with the same hostid")
+    return channels
+
+
+class JMDaemonProtocol(amp.AMP):
+    def __init__(self, factory=None):
+        super().__init__()
+        self.factory = factory
+        self.jm_state = 0
+        self.role = "TAKER"
+        self.chan_configs = None
+        self.network = "mainnet"
+        self.mcc = None
+        self.restart_mc_required = False
+        self.nick = None
+        self.kp = None
+        self.crypto_boxes = {}
+        self.active_orders = OrderedDict()
+        self.ioauth_data = {}
+        self.offerlist = []
+        self.use_fidelity_bond = False
+        self.minmakers = 1
+        self.maker_timeout_sec = 60
+        self.dust_threshold = C.JM_DUST
+        self.orderbook = Orderbook()
+        self.blacklist = None
+        self.stage1_timer = None
+        self.revelation = None
+        self.commitment = None
+        self.cjamount = None
+        self.orderbook_replies = OrderedDict()
+        self.bond_requests = OrderedDict()
+        self.relayed_hp2 = OrderedDict()
+        self.connected = False
+
+    # ------------------------------------------------------------------ connection
+    def connectionMade(self):
+        super().connectionMade()
+        self.connected = True
+        peer = self.transport.getPeer()
+        log.info("client connected from %s:%s", getattr(peer, "host", "?"), getattr(peer, "port", "?"))
+        if self.factory is not None:
+            self.factory.clients.add(self)
+
+    def connectionLost(self, reason):
+        self.connected = False
+        log.info("client disconnected")
+        if self.factory is not None:
+            self.factory.clients.discard(self)
+        self._cancel_stage1()
+        self.mc_shutdown()
+        super().connectionLost(reason)
+
+    # ------------------------------------------------------------------ calls to the client
+    def call_client(self, name, **kwargs):
+        if not self.connected:
+            return None
+        d = self.callRemote(K[name], **kwargs)
+        d.addCallbacks(self._check_accepted, self._call_failed, callbackArgs=(name,),
+                       errbackArgs=(name,))
+        return d
+
+    @staticmethod
+    def _check_accepted(response, name):
+        if not response.get("accepted"):
+            log.warning("client did not accept %s", name)
+        return response
+
+    @staticmethod
+    def _call_failed(failure, name):
+        if failure.check(twisted_error.ConnectionDone, twisted_error.ConnectionLost,
+                         twisted_error.ConnectionClosed, twisted_error.ConnectionAborted):
+            return None
+        log.warning("client call %s failed: %s", name, failure.getErrorMessage())
+        return None
+
+    def request_signed_message(self, nick, cmd, msg, msg_to_be_signed, hostid):
+        self.call_client("JMRequestMsgSig", nick=str(nick), cmd=str(cmd), msg=str(msg),
+                         msg_to_be_signed=str(msg_to_be_signed), hostid=str(hostid))
+
+    def request_signature_verify(self, msg, fullmsg, sig, pubkey, nick, hashlen, max_encoded,
+                                 hostid):
+        self.call_client("JMRequestMsgSigVerify", msg=msg, fullmsg=fullmsg, sig=sig,
+                         pubkey=pubkey, nick=nick, hashlen=hashlen, max_encoded=max_encoded,
+                         hostid=hostid)
+
+    # ------------------------------------------------------------------ common responders
+    @K["JMInit"].responder
+    def on_JM_INIT(self, bcsource, network, chan_configs, minmakers, maker_timeout_sec,
+                   dust_threshold, blacklist_location):
+        if self.factory is not None and self.factory.shutting_down:
+            raise ERROR_CLASSES["DaemonNotReady"]()
+        try:
+            self.maker_timeout_sec = max(1, min(int(maker_timeout_sec), 3600))
+            self.minmakers = max(1, int(minmakers))
+            self.dust_threshold = max(0, int(dust_threshold))
+        except (TypeError, ValueError):
+            return {"accepted": False}
+        self.orderbook.dust = self.dust_threshold
+        self.network = str(network)
+        if not chan_configs and self.factory is not None:
+            chan_configs = self.factory.default_chan_configs()
+        self.blacklist = self._open_blacklist(blacklist_location)
+        if chan_configs == self.chan_configs and self.mcc is not None:
+            self.restart_mc_required = False
+            log.info("JMInit: same channel configuration, channels kept")
+        else:
+            try:
+                channels = build_channels(chan_configs, self.network,
+                                          self.factory.channel_defaults if self.factory else None)
+            except ChannelConfigError as exc:
+                log.error("JMInit refused: %s", exc)
+                return {"accepted": False}
+            self.mc_shutdown()
+            self.chan_configs = chan_configs
+            self.mcc = MessageChannelCollection(channels, self)
+            self.restart_mc_required = True
+        self.call_client("JMInitProto", nick_hash_length=C.NICK_HASH_LENGTH,
+                         nick_max_encoded=C.NICK_MAX_ENCODED,
+                         joinmarket_nick_header=C.JOINMARKET_NICK_HEADER,
+                         joinmarket_version=C.JM_VERSION)
+        return {"accepted": True}
+
+    def _open_blacklist(self, location):
+        location = str(location or "commitmentlist")
+        base = self.factory.datadir if self.factory is not None else os.getcwd()
+        path = location if os.path.isabs(location) else os.path.join(base, location)
+        if self.factory is not None:
+            return self.factory.get_blacklist(path)
+        return CommitmentBlacklist(path)
+
+    @K["JMStartMC"].responder
+    def on_JM_START_MC(self, nick):
+        if self.mcc is None or not wire.valid_nick(nick) or len(nick) > 64:
+            return {"accepted": False}
+        self.jm_state = 0
+        self._cancel_stage1()
+        if self.nick is not None and nick != self.nick and not self.restart_mc_required:
+            # a new nick on running channels: reconnect them under the new nick
+            channels = build_channels(self.chan_configs, self.network,
+                                      self.factory.channel_defaults if self.factory else None)
+            self.mc_shutdown()
+            self.mcc = MessageChannelCollection(channels, self)
+            self.restart_mc_required = True
+            self.orderbook.clear()
+        self.nick = nick
+        self.mcc.set_nick(nick)
+        if self.restart_mc_required:
+            self.restart_mc_required = False
+            self.mcc.run()
+        elif self.mcc.welcomed:
+            self.on_welcome()
+        return {"accepted": True}
+
+    @K["JMSetup"].responder
+    def on_JM_SETUP(self, role, initdata, use_fidelity_bond):
+        if self.jm_state != 0 or self.mcc is None or role not in ("MAKER", "TAKER"):
+            log.info("JMSetup refused (state %d, role %r)", self.jm_state, role)
+            return {"accepted": False}
+        if role == "MAKER" and not self._valid_offerlist(initdata):
+            log.info("JMSetup refused: bad maker offer list")
+            return {"accepted": False}
+        self.role = role
+        self.crypto_boxes = {}
+        self.active_orders = OrderedDict()
+        self.kp = init_keypair()
+        self.call_client("JMSetupDone")
+        if role == "TAKER":
+            self.mcc.request_orderbook()
+        else:
+            self.offerlist = list(initdata)
+            self.use_fidelity_bond = bool(use_fidelity_bond)
+            self.mcc.announce_orders(self.offerlist)
+        self.jm_state = 1
+        return {"accepted": True}
+
+    @staticmethod
+    def _valid_offerlist(offers):
+        if not isinstance(offers, list) or len(offers) > 100:
+            return False
+        for o in offers:
+            if not isinstance(o, dict) or o.get("ordertype") not in C.OFFER_TYPES:
+                return False
+            for k in ("oid", "minsize", "maxsize", "txfee", "cjfee"):
+                if k not in o or " " in str(o[k]) or "!" in str(o[k]):
+                    return False
+        return True
+
+    @K["JMMsgSignature"].responder
+    def on_JM_MSGSIGNATURE(self, nick, cmd, msg_to_return, hostid):
+        if self.mcc is not None:
+            self.mcc.send_signed_privmsg(nick, cmd, msg_to_return, hostid)
+        return {"accepted": True}
+
+    @K["JMMsgSignatureVerify"].responder
+    def on_JM_MSGSIGNATURE_VERIFY(self, verif_result, nick, fullmsg, hostid):
+        if self.mcc is not None:
+            self.mcc.on_verified_privmsg(nick, fullmsg, hostid, bool(verif_result))
+        return {"accepted": True}
+
+    @K["JMShutdown"].responder
+    def on_JM_SHUTDOWN(self):
+        self._cancel_stage1()
+        self.mc_shutdown()
+        self.chan_configs = None
+        self.restart_mc_required = False
+        self.jm_state = 0
+        return {"accepted": True}
+
+    # ------------------------------------------------------------------ taker responders
+    @K["JMRequestOffers"].responder
+    def on_JM_REQUEST_OFFERS(self):
+        offers = self.orderbook.offers()
+        bonds = self.orderbook.fidelity_bonds()
+        log.info("sending orderbook of %d offers, %d fidelity bonds", len(offers), len(bonds))
+        self.call_client("JMOffers", orderbook=json.dumps(offers), fidelitybonds=json.dumps(bonds))
+        return {"accepted": True}
+
+    @K["JMFill"].responder
+    def on_JM_FILL(self, amount, commitment, revelation, filled_offers):
+        if (self.jm_state != 1 or self.role != "TAKER" or amount < 0
+                or not isinstance(filled_offers, dict) or not filled_offers
+                or len(filled_offers) > 100):
+            log.info("JMFill refused (state %d, role %s)", self.jm_state, self.role)
+            return {"accepted": False}
+        if (not commitment or " " in commitment or "!" in commitment or not revelation
+                or " " in revelation or "!" in revelation):
+            return {"accepted": False}
+        for nick, offer in filled_offers.items():
+            if not wire.valid_nick(nick) or not isinstance(offer, dict) or "oid" not in offer:
+                return {"accepted": False}
+        self.cjamount = amount
+        self.commitment = commitment
+        self.revelation = revelation
+        self.ioauth_data = {}
+        self.crypto_boxes = {}
+        self.active_orders = OrderedDict(filled_offers)
+        for nick, offer in filled_offers.items():
+            msg = " ".join([str(offer["oid"]), str(amount), hex_pk(self.kp), commitment])
+            self.mcc.prepare_privmsg(nick, "fill", msg)
+        self._cancel_stage1()
+        self.stage1_timer = reactor.callLater(self.maker_timeout_sec, self.complete_stage1)
+        self.jm_state = 2
+        return {"accepted": True}
+
+    @K["JMMakeTx"].responder
+    def on_JM_MAKE_TX(self, nick_list, tx):
+        if self.jm_state != 4 or self.role != "TAKER":
+            log.info("JMMakeTx refused in state %d", self.jm_state)
+            return {"accepted": False}
+        nicks = [n for n in nick_list if n in self.active_orders]
+        if len(nicks) != len(nick_list):
+            log.info("JMMakeTx: ignoring nicks outside the current fill set")
+        self.mcc.send_tx(nicks, tx)
+        return {"accepted": True}
+
+    @K["JMPushTx"].responder
+    def on_JM_PushTx(self, nick, tx):
+        if self.mcc is None:
+            return {"accepted": False}
+        self.mcc.push_tx(nick, tx)
+        return {"accepted": True}
+
+    # ------------------------------------------------------------------ maker responders
+    @K["JMAnnounceOffers"].responder
+    def on_JM_ANNOUNCE_OFFERS(self, to_announce, to_cancel, offerlist):
+        if self.role != "MAKER" or self.mcc is None:
+            return {"accepted": False}
+        if not (self._valid_offerlist(offerlist) and self._valid_offerlist(to_announce)
+                and isinstance(to_cancel, list)):
+            return {"accepted": False}
+        self.offerlist = list(offerlist)
+        oids = [o for o in to_cancel if isinstance(o, int) and not isinstance(o, bool)]
+        if oids:
+            self.mcc.cancel_orders(oids)
+        if to_announce:
+            self.mcc.announce_orders(to_announce)
+        return {"accepted": True}
+
+    @K["JMFidelityBondProof"].responder
+    def on_JM_FIDELITY_BOND_PROOF(self, nick, proof):
+        if self.role != "MAKER" or self.mcc is None or " " in proof or "!" in proof:
+            return {"accepted": False}
+        mc = self.bond_requests.pop(nick, None)
+        self.mcc.announce_orders(self.offerlist, nick, proof, mc=mc)
+        return {"accepted": True}
+
+    @K["JMIOAuth"].responder
+    def on_JM_IOAUTH(self, nick, utxolist, pubkey, cjaddr, changeaddr, pubkeysig):
+        if self.role != "MAKER" or nick not in self.active_orders:
+            return {"accepted": False}
+        fields = [pubkey, cjaddr, changeaddr, pubkeysig]
+        utxos = list(utxolist) if isinstance(utxolist, (dict, list)) else []
+        if not utxos or any((not isinstance(f, str)) or " " in f or "!" in f or not f
+                            for f in fields + utxos):
+            return {"accepted": False}
+        ao = self.active_orders[nick]
+        ao["cjaddr"], ao["changeaddr"], ao["utxos"] = cjaddr, changeaddr, utxolist
+        msg = ",".join(utxos) + " " + " ".join(fields)
+        self.mcc.prepare_privmsg(nick, "ioauth", msg)
+        # commitment now used: spread it (via another maker) and persist it
+        self.transfer_commitment(ao["commit"])
+        if self.blacklist is not None:
+            self.blacklist.add(ao["commit"])
+        return {"accepted": True}
+
+    @K["JMTXSigs"].responder
+    def on_JM_TX_SIGS(self, nick, sigs):
+        if self.role != "MAKER" or nick not in self.active_orders:
+            return {"accepted": False}
+        for sig in sigs:
+            if sig and " " not in sig and "!" not in sig:
+                self.mcc.prepare_privmsg(nick, "sig", sig)
+        return {"accepted": True}
+
+    # ------------------------------------------------------------------ channel callbacks
+    def on_welcome(self):
+        self.call_client("JMUp")
+
+    def on_nick_leave(self, nick):
+        self.orderbook.remove_nick(nick)
+
+    def on_order_seen(self, nick, mc, ordertype, oid, minsize, maxsize, txfee, cjfee):
+        if nick == self.nick:
+            return
+        self.orderbook.add_offer(nick, ordertype, oid, minsize, maxsize, txfee, cjfee)
+
+    def on_order_cancel(self, nick, oid):
+        self.orderbook.cancel(nick, oid)
+
+    def on_fidelity_bond_seen(self, nick, proof):
+        self.orderbook.add_bond(nick, self.nick, proof)
+
+    def on_error(self, nick, msg):
+        log.info("error message from %s: %s", nick, msg[:200])
+
+    # maker
+    def _bounded_put(self, table, key, value, limit=1000):
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > limit:
+            table.popitem(last=False)
+
+    def on_orderbook_requested(self, nick, mc):
+        if self.role != "MAKER" or self.jm_state < 1 or not self.offerlist or nick == self.nick:
+            return
+        now = time.monotonic()
+        last = self.orderbook_replies.get(nick)
+        if last is not None and now - last < ORDERBOOK_REPLY_INTERVAL:
+            log.debug("orderbook request from %s rate-limited", nick)
+            return
+        self._bounded_put(self.orderbook_replies, nick, now)
+        if self.use_fidelity_bond:
+            self._bounded_put(self.bond_requests, nick, mc)
+            self.call_client("JMFidelityBondProofRequest", takernick=nick, makernick=self.nick)
+        else:
+            self.mcc.announce_orders(self.offerlist, nick, None, mc=mc)
+
+    def on_order_fill(self, nick, oid, amount, taker_pk, commit, mc=None):
+        if self.role != "MAKER" or self.jm_state < 1:
+            return
+        if nick in self.active_orders:
+            log.info("restarting coinjoin session with %s", nick)
+        if not commit or commit[0] not in C.COMMITMENT_PREFIXES:
+            self.mcc.send_error(nick, "Unsupported commitment type: " + (commit[:1] or "?"))
+            return
+        scommit = canonical_commitment(commit[1:])
+        if scommit is None:
+            log.info("!fill from %s with a non-hex commitment ignored", nick)
+            return
+        if self.blacklist is not None and self.blacklist.contains(scommit):
+            log.info("commitment from %s is blacklisted; rejecting", nick)
+            self.mcc.send_error(nick, "Commitment is blacklisted: " + scommit)
+            self.transfer_commitment(scommit)
+            return
+        offers = [o for o in self.offerlist if str(o.get("oid")) == str(oid)]
+        if not offers:
+            self.mcc.send_error(nick, "oid not found")
+            return
+        offer = offers[0]
+        try:
+            if amount < int(offer["minsize"]) or amount > int(offer["maxsize"]):
+                self.mcc.send_error(nick, "amount out of range")
+                return
+        except (TypeError, ValueError):
+            return
+        kp = init_keypair()
+        try:
+            box = as_init_encryption(kp, init_pubkey(taker_pk))
+        except NaclError:
+            self.mcc.send_error(nick, "Invalid nacl pubkey: " + taker_pk[:80])
+            return
+        self.active_orders.pop(nick, None)
+        self.active_orders[nick] = {"crypto_box": box, "kp": kp, "offer": offer,
+                                    "amount": amount, "commit": scommit}
+        while len(self.active_orders) > MAX_SESSIONS:
+            self.active_orders.popitem(last=False)
+        self.mcc.prepare_privmsg(nick, "pubkey", hex_pk(kp))
+
+    def on_seen_auth(self, nick, revelation):
+        if self.role != "MAKER" or nick not in self.active_orders:
+            log.debug("!auth from %s without a session dropped", nick)
+            return
+        ao = self.active_orders[nick]
+        self.call_client("JMAuthReceived", nick=nick, offer=ao["offer"], commitment=ao["commit"],
+                         revelation=revelation, amount=ao["amount"], kphex=hex_pk(ao["kp"]))
+
+    def on_seen_tx(self, nick, tx):
+        if self.role != "MAKER" or nick not in self.active_orders:
+            log.debug("!tx from %s without a session dropped", nick)
+            return
+        ao = {k: v for k, v in self.active_orders[nick].items() if k not in ("crypto_box", "kp")}
+        self.call_client("JMTXReceived", nick=nick, tx=tx, offer=ao)
+
+    def on_push_tx(self, nick, tx):
+        if self.role != "MAKER" or nick not in self.active_orders:
+            log.debug("!push from %s without a session dropped", nick)
+            return
+        self.call_client("JMTXBroadcast", tx=tx)
+
+    def on_commitment_seen(self, nick, commitment):
+        if self.role != "MAKER" or self.blacklist is None:
+            return
+        c = canonical_commitment(commitment)
+        if c is not None and self.blacklist.add(c):
+            log.info("commitment broadcast by another maker added to the blacklist")
+
+    def on_commitment_transferred(self, nick, commitment):
+        if self.role != "MAKER" or self.mcc is None:
+            return
+        c = canonical_commitment(commitment)
+        if c is None or c in self.relayed_hp2:
+            return
+        self._bounded_put(self.relayed_hp2, c, True, limit=10000)
+        self.mcc.pubmsg(C.COMMAND_PREFIX + C.COMMITMENT_BROADCAST_CMD + " " + c)
+
+    def transfer_commitment(self, commitment):
+        candidates = [n for n in self.orderbook.nicks() if n != self.nick]
+        if not candidates:
+            return
+        self.mcc.prepare_privmsg(random.choice(candidates), C.COMMITMENT_BROADCAST_CMD, commitment)
+
+    # taker
+    def on_pubkey(self, nick, maker_pk):
+        if self.role != "TAKER" or self.jm_state != 2 or nick not in self.active_orders:
+            log.debug("!pubkey from %s outside the fill set dropped", nick)
+            return
+        try:
+            self.crypto_boxes[nick] = (maker_pk, as_init_encryption(self.kp, init_pubkey(maker_pk)))
+        except NaclError:
+            self.mcc.send_error(nick, "invalid nacl pubkey: " + maker_pk[:80])
+            return
+        self.mcc.prepare_privmsg(nick, "auth", str(self.revelation))
+
+    def on_ioauth(self, nick, utxo_list, auth_pub, cj_addr, change_addr, btc_sig):
+        if (self.role != "TAKER" or self.jm_state != 2 or nick not in self.active_orders
+                or nick not in self.crypto_boxes):
+            log.debug("unexpected !ioauth from %s dropped", nick)
+            return
+        self.ioauth_data[nick] = [utxo_list, auth_pub, cj_addr, change_addr, btc_sig,
+                                  self.crypto_boxes[nick][0]]
+        if set(self.ioauth_data) == set(self.active_orders):
+            self.respond_to_ioauths(True)
+
+    def on_sig(self, nick, sig):
+        if self.role != "TAKER" or self.jm_state != 4 or nick not in self.active_orders:
+            log.debug("unexpected !sig from %s dropped", nick)
+            return
+        self.call_client("JMSigReceived", nick=nick, sig=sig)
+
+    def get_crypto_box(self, nick):
+        if nick in self.crypto_boxes:
+            return self.crypto_boxes[nick][1]
+        ao = self.active_orders.get(nick)
+        if isinstance(ao, dict) and "crypto_box" in ao:
+            return ao["crypto_box"]
+        return None
+
+    # ------------------------------------------------------------------ stage 1
+    def complete_stage1(self):
+        self.stage1_timer = None
+        self.respond_to_ioauths(len(self.ioauth_data) >= self.minmakers)
+
+    def _cancel_stage1(self):
+        if self.stage1_timer is not None and self.stage1_timer.active():
+            self.stage1_timer.cancel()
+        self.stage1_timer = None
+
+    def respond_to_ioauths(self, accepted):
+        if self.jm_state != 2:
+            return
+        self._cancel_stage1()
+        self.jm_state = 3
+        if accepted:
+            data = self.ioauth_data
+            # only the makers that answered remain in the session
+            self.active_orders = OrderedDict((n, o) for n, o in self.active_orders.items()
+                                             if n in self.ioauth_data)
+        else:
+            data = [n for n in self.active_orders if n not in self.ioauth_data]
+        d = self.call_client("JMFillResponse", success=accepted, ioauth_data=data)
+        if d is not None and accepted:
+            d.addCallback(self._utxos_accepted)
+
+    def _utxos_accepted(self, response):
+        if response and response.get("accepted"):
+            self.jm_state = 4
+        else:
+            log.info("client rejected the makers' utxos")
+        return response
+
+    def mc_shutdown(self):
+        if self.mcc is not None:
+            self.mcc.shutdown()
+            self.mcc = None
+
+
+class JMDaemonServerFactory(ServerFactory):
+    protocol = JMDaemonProtocol
+
+    def __init__(self, datadir=".", channel_defaults=None, default_channels=None):
+        self.datadir = datadir
+        self.channel_defaults = channel_defaults or {}
+        self._default_channels = default_channels or []
+        self.clients = set()
+        self.blacklists = {}
+        self.shutting_down = False
+
+    def buildProtocol(self, addr):
+        p = self.protocol(self)
+        return p
+
+    def default_chan_configs(self):
+        return list(self._default_channels)
+
+    def get_blacklist(self, path):
+        path = os.path.abspath(path)
+        if path not in self.blacklists:
+            self.blacklists[path] = CommitmentBlacklist(path)
+        return self.blacklists[path]
+
+    def shutdown(self):
+        self.shutting_down = True
+        for client in list(self.clients):
+            client.mc_shutdown()
+            if client.transport is not None:
+                client.transport.loseConnection()

@@ -1,0 +1,240 @@
+"""Pure wire-format functions: IRC chunking, onion JSON lines, handshakes, peerlists, privmsg
+layout. No I/O here, so every parser can be fuzzed directly (PROTOCOL.md §2, §3, §4)."""
+import base64
+import binascii
+import json
+import re
+from collections import OrderedDict
+
+from . import constants as C
+
+_NICK_CHARS = re.compile(r"^[A-Za-z0-9_\-\[\]\\^{}|`]{1,64}$")
+
+
+def valid_nick(nick):
+    """A JoinMarket nick as it may appear on the wire (IRC-safe, no '!' ';' ',' or spaces)."""
+    return isinstance(nick, str) and bool(_NICK_CHARS.match(nick))
+
+
+# ---------------------------------------------------------------- IRC (§2)
+
+def irc_privmsg_lines(to_nick, cmd, message, max_len=C.MAX_PRIVMSG_LEN):
+    """Lines (without CRLF) carrying ``!cmd message`` to ``to_nick``, chunked as Ref does."""
+    header = "PRIVMSG " + to_nick + " :"
+    piece_len = max_len - len(header) - len(cmd) - 4
+    if piece_len < 1:
+        raise ValueError("nick/command too long to chunk")
+    pieces = [message[i:i + piece_len] for i in range(0, len(message), piece_len)] or [""]
+    lines = []
+    for k, piece in enumerate(pieces):
+        prefix = C.COMMAND_PREFIX + cmd + " " if k == 0 else ""
+        trailer = " ~" if k == len(pieces) - 1 else " ;"
+        lines.append(header + prefix + piece + trailer)
+    return lines
+
+
+def irc_announce_lines(channel, offerlines, max_len=C.MAX_PRIVMSG_LEN):
+    """Pack whole ``!offer ...`` strings into as few public lines as fit (trailing ' ~')."""
+    header = "PRIVMSG " + channel + " :"
+    lines, current = [], []
+    for offer in offerlines:
+        candidate = header + "".join(current + [offer]) + " ~"
+        if current and len(candidate) > max_len:
+            lines.append(header + "".join(current) + " ~")
+            current = [offer]
+        else:
+            current.append(offer)
+    if current:
+        lines.append(header + "".join(current) + " ~")
+    return lines
+
+
+class ChunkAssembler:
+    """Reassembles chunked IRC privmsgs per sender, with bounded memory (D6).
+
+    ``feed(sender, text)`` returns the complete message (``!cmd ...`` without trailers) when a
+    ``~`` piece completes it, else None. A message over ``max_message`` characters is discarded,
+    and at most ``max_senders`` partial messages are kept (the oldest is evicted).
+    """
+
+    def __init__(self, max_message=C.MAX_MESSAGE_LEN, max_senders=1000):
+        self.max_message = max_message
+        self.max_senders = max_senders
+        self.buffers = OrderedDict()
+        self.dropped = 0
+
+    def feed(self, sender, text):
+        if len(text) < 2:
+            self.buffers.pop(sender, None)
+            self.dropped += 1
+            return None
+        trailer = text[-1]
+        body = text[:-2]
+        if sender not in self.buffers:
+            if not text.startswith(C.COMMAND_PREFIX):
+                self.dropped += 1
+                return None
+            if len(self.buffers) >= self.max_senders:
+                self.buffers.popitem(last=False)
+                self.dropped += 1
+            self.buffers[sender] = [[], 0]
+        entry = self.buffers[sender]
+        entry[0].append(body)
+        entry[1] += len(body)
+        if entry[1] > self.max_message:
+            del self.buffers[sender]
+            self.dropped += 1
+            return None
+        if trailer == ";":
+            return None
+        del self.buffers[sender]
+        if trailer == "~":
+            return "".join(entry[0])
+        self.dropped += 1
+        return None
+
+    def forget(self, sender):
+        self.buffers.pop(sender, None)
+
+
+def irc_sender_nick(prefix):
+    """Nick from an IRC prefix ``nick!user@host``, cut at '!' and to 16 chars (§2)."""
+    return prefix.split("!", 1)[0][:C.NICK_LENGTH]
+
+
+# ---------------------------------------------------------------- onion (§3)
+
+def encode_onion_line(msgtype, line):
+    """One onion JSON line (without CRLF), key order as Ref's json.dumps."""
+    return json.dumps({"type": msgtype, "line": line})
+
+
+def decode_onion_line(raw):
+    """(type, line) from one received line; ValueError for anything not well-formed."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    obj = json.loads(raw)
+    if not isinstance(obj, dict) or set(obj) != {"type", "line"}:
+        raise ValueError("onion line must be an object with exactly 'type' and 'line'")
+    msgtype, line = obj["type"], obj["line"]
+    if not isinstance(msgtype, int) or isinstance(msgtype, bool) or not isinstance(line, str):
+        raise ValueError("wrong field types in onion line")
+    return msgtype, line
+
+
+def client_handshake(nick, location, network, features=None):
+    return json.dumps({"app-name": C.APP_NAME, "directory": False, "location-string": location,
+                       "proto-ver": C.JM_VERSION, "features": features or {}, "nick": nick,
+                       "network": network})
+
+
+def directory_handshake(nick, network, accepted, motd="", features=None):
+    return json.dumps({"app-name": C.APP_NAME, "directory": True,
+                       "proto-ver-min": C.JM_VERSION, "proto-ver-max": C.JM_VERSION,
+                       "features": features or {}, "accepted": accepted, "nick": nick,
+                       "network": network, "motd": motd})
+
+
+def valid_location(location):
+    """``host:port`` with port 1..65535, or NOT-SERVING-ONION."""
+    if location == C.NOT_SERVING_ONION:
+        return True
+    if not isinstance(location, str) or location.count(":") != 1:
+        return False
+    host, port = location.split(":")
+    if not host or not port.isdigit() or len(port) > 5:
+        return False
+    return 0 < int(port) < 65536 and all(c.isalnum() or c in ".-" for c in host)
+
+
+def parse_client_handshake(line):
+    """Dict of a 793 handshake, or ValueError if malformed (field presence and types)."""
+    hs = json.loads(line)
+    if not isinstance(hs, dict):
+        raise ValueError("handshake is not an object")
+    for key, typ in (("app-name", str), ("directory", bool), ("location-string", str),
+                     ("proto-ver", int), ("nick", str), ("network", str)):
+        if not isinstance(hs.get(key), typ):
+            raise ValueError("handshake field %s missing or wrong type" % key)
+    if not valid_nick(hs["nick"]):
+        raise ValueError("bad nick in handshake")
+    return hs
+
+
+def parse_directory_handshake(line):
+    hs = json.loads(line)
+    if not isinstance(hs, dict):
+        raise ValueError("dn-handshake is not an object")
+    for key, typ in (("app-name", str), ("directory", bool), ("proto-ver-min", int),
+                     ("proto-ver-max", int), ("accepted", bool), ("nick", str),
+                     ("network", str)):
+        if not isinstance(hs.get(key), typ):
+            raise ValueError("dn-handshake field %s missing or wrong type" % key)
+    return hs
+
+
+def format_peerlist(entries):
+    """entries: iterable of (nick, location, disconnected)."""
+    return ",".join(n + ";" + loc + (";D" if gone else "") for n, loc, gone in entries)
+
+
+def parse_peerlist(line):
+    """[(nick, location, disconnected)] from a 789 line. Three-field entries other than ``;D``
+    are skipped whole (NG's ``;F:...``), longer ones dropped; bad nicks/locations dropped."""
+    out = []
+    for entry in line.split(","):
+        fields = entry.split(";")
+        if len(fields) == 2:
+            gone = False
+        elif len(fields) == 3 and fields[2] == "D":
+            gone = True
+        else:
+            continue
+        nick, loc = fields[0], fields[1]
+        if not valid_nick(nick) or not valid_location(loc):
+            continue
+        out.append((nick, loc, gone))
+    return out
+
+
+def split_onion_message(line):
+    """(from_nick, to_nick, message) from ``from!to!cmd body``; message starts with '!'."""
+    parts = line.split(C.COMMAND_PREFIX, 2)
+    if len(parts) != 3 or not parts[2]:
+        raise ValueError("onion message needs from!to!msg")
+    return parts[0], parts[1], C.COMMAND_PREFIX + parts[2]
+
+
+# ---------------------------------------------------------------- JM message layer (§4, §6)
+
+def split_signed_privmsg(message):
+    """(cmd, body, pubkey_hex, sig_b64) of a private message ``!cmd body pub sig``.
+
+    Returns None unless: it starts with '!', the command is known, the body between command and
+    pub is non-empty, pub is hex and sig is base64 (as Ref checks before asking for verification).
+    """
+    if len(message) < 2 or not message.startswith(C.COMMAND_PREFIX):
+        return None
+    tokens = message[1:].split(" ")
+    if len(tokens) < 4:
+        return None
+    cmd = tokens[0]
+    if cmd not in C.ALL_PRIVATE_COMMANDS:
+        return None
+    pub, sig = tokens[-2], tokens[-1]
+    body = " ".join(tokens[1:-2])
+    if not body:
+        return None
+    try:
+        bytes.fromhex(pub)
+        base64.b64decode(sig, validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    if not pub or not sig:
+        return None
+    return cmd, body, pub, sig
+
+
+def strip_signature(fullmsg):
+    """``cmd body`` (no leading '!', no pub/sig) of a verified private message."""
+    return " ".join(fullmsg[1:].split(" ")[:-2])
