@@ -1,0 +1,230 @@
+"""Test helpers for jmdaemon: daemons and directory nodes as subprocesses, and a small
+JoinMarket test client on the jmcore asyncio AMP client that signs with real nick keys."""
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from jmcore import amp as jamp
+from jmcore.commands import COMMANDS
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PY = sys.executable
+
+
+class Proc:
+    def __init__(self, proc, port, logpath, extra=None):
+        self.proc = proc
+        self.port = port
+        self.logpath = logpath
+        self.extra = extra or {}
+
+    def log(self) -> str:
+        try:
+            return pathlib.Path(self.logpath).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+def _spawn(args, workdir: pathlib.Path, name: str, pattern: str, timeout=20.0):
+    workdir.mkdir(parents=True, exist_ok=True)
+    logpath = workdir / (name + ".log")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([PY, "-m", "jmdaemon"] + args, stdout=subprocess.PIPE,
+                            stderr=open(logpath, "ab"), stdin=subprocess.DEVNULL, cwd=str(workdir),
+                            env=env, text=True)
+    deadline = time.monotonic() + timeout
+    line = ""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        m = re.search(pattern, line)
+        if m:
+            return proc, m, logpath
+    proc.kill()
+    raise RuntimeError("%s did not start: %r\n%s" % (name, line, logpath.read_text()))
+
+
+def start_daemon(workdir: pathlib.Path, name="daemon", extra=()) -> Proc:
+    args = ["--port", "0", "--datadir", str(workdir / name), "--loglevel", "DEBUG"] + list(extra)
+    proc, m, logpath = _spawn(args, workdir, name, r"listening on 127\.0\.0\.1:(\d+)")
+    return Proc(proc, int(m.group(1)), logpath)
+
+
+def start_directory(workdir: pathlib.Path, name="directory", network="regtest", extra=()) -> Proc:
+    args = ["--directory-node", "--onion-test-mode", "--directory-port", "0", "--network",
+            network, "--datadir", str(workdir / name), "--loglevel", "DEBUG"] + list(extra)
+    proc, m, logpath = _spawn(args, workdir, name, r"directory (\S+) at 127\.0\.0\.1:(\d+)")
+    return Proc(proc, int(m.group(2)), logpath, {"nick": m.group(1)})
+
+
+# ------------------------------------------------------------------------------------------
+# the test client
+
+def nick_key(secret: bytes | None = None):
+    from electrum_joinmarket.nick import NickKey
+    return NickKey.from_secret(secret) if secret else NickKey()
+
+
+def verify_request(msg, sig, pubkey, nick, hashlen, max_encoded):
+    """What a client does on JMRequestMsgSigVerify: the daemon passes msg = body + hostid."""
+    from electrum_joinmarket.nick import nick_matches_pubkey, verify_message_signature
+    return (nick_matches_pubkey(nick, pubkey, hash_len=hashlen, max_encoded=max_encoded)
+            and verify_message_signature(pubkey, sig, msg))
+
+
+class TestClient:
+    """A JoinMarket client driving one daemon connection.
+
+    Records every daemon->client call in ``events`` (name, kwargs); signs requested messages with
+    a real nick key; verifies incoming ones with real signature checks (unless
+    ``verify_ok`` forces an answer); as maker answers JMAuthReceived/JMTXReceived with synthetic data.
+    """
+    __test__ = False
+
+    def __init__(self, name="client", key=None, verify_ok=None, maker_sigs=("c2lnMQ==", "c2lnMg==")):
+        self.name = name
+        self.key = key or nick_key()
+        self.nick = self.key.nick
+        self.verify_ok = verify_ok
+        self.maker_sigs = list(maker_sigs)
+        self.events: list[tuple[str, dict]] = []
+        self.cond: asyncio.Condition | None = None
+        self.proto: jamp.AMPProtocol | None = None
+        self.tasks: set = set()
+        self.sign_requests: list[dict] = []
+        self.verify_requests: list[dict] = []
+        self.bond_proof = None
+
+    # -- plumbing
+    def _responders(self):
+        r = {}
+        for name, spec in COMMANDS.items():
+            if spec.direction == "daemon->client" and spec.group == "coinjoin":
+                r[name] = self._make_responder(name)
+        return r
+
+    def _make_responder(self, name):
+        def responder(**kwargs):
+            self.events.append((name, kwargs))
+            hook = getattr(self, "on_" + name, None)
+            if hook is not None:
+                hook(**kwargs)
+            self._spawn(self._notify())
+            return {"accepted": True}
+        return responder
+
+    async def _notify(self):
+        async with self.cond:
+            self.cond.notify_all()
+
+    def _spawn(self, coro):
+        t = asyncio.ensure_future(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    async def connect(self, port, host="127.0.0.1"):
+        self.cond = asyncio.Condition()
+        self.proto = await jamp.connect(host, port, self._responders())
+        return self
+
+    async def call(self, command, **kwargs):
+        return await self.proto.call_remote(command, **kwargs)
+
+    async def wait_for(self, name, timeout=30.0, pred=None, count=1):
+        def matches():
+            return [kw for n, kw in self.events if n == name and (pred is None or pred(kw))]
+
+        async def waiter():
+            async with self.cond:
+                await self.cond.wait_for(lambda: len(matches()) >= count)
+        try:
+            await asyncio.wait_for(waiter(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError("%s: no %s within %.0fs; events: %s" % (
+                self.name, name, timeout, [n for n, _ in self.events][-30:]))
+        return matches()[count - 1]
+
+    def count(self, name):
+        return sum(1 for n, _ in self.events if n == name)
+
+    def close(self):
+        if self.proto is not None:
+            self.proto.close()
+
+    # -- signing / verification (the client holds the nick key)
+    def on_JMRequestMsgSig(self, nick, cmd, msg, msg_to_be_signed, hostid):
+        self.sign_requests.append(dict(nick=nick, cmd=cmd, msg=msg,
+                                       msg_to_be_signed=msg_to_be_signed, hostid=hostid))
+        sig = self.key.sign_string(msg_to_be_signed)
+        to_return = msg + " " + self.key.pubkey_hex + " " + sig
+        self._spawn(self.call("JMMsgSignature", nick=nick, cmd=cmd, msg_to_return=to_return,
+                              hostid=hostid))
+
+    def on_JMRequestMsgSigVerify(self, msg, fullmsg, sig, pubkey, nick, hashlen, max_encoded,
+                                 hostid):
+        self.verify_requests.append(dict(msg=msg, fullmsg=fullmsg, sig=sig, pubkey=pubkey,
+                                         nick=nick, hashlen=hashlen, max_encoded=max_encoded,
+                                         hostid=hostid))
+        ok = self.verify_ok if self.verify_ok is not None else verify_request(
+            msg, sig, pubkey, nick, hashlen, max_encoded)
+        self._spawn(self.call("JMMsgSignatureVerify", verif_result=ok, nick=nick,
+                              fullmsg=fullmsg, hostid=hostid))
+
+    # -- maker behaviour (synthetic wallet data)
+    def on_JMAuthReceived(self, nick, offer, commitment, revelation, amount, kphex):
+        utxos = {"%064x:0" % (0xAA00 + len(self.events)): {"value": 200_000_000,
+                                                           "address": "bcrt1qmakerinput"}}
+        self.last_utxos = list(utxos)
+        self._spawn(self.call("JMIOAuth", nick=nick, utxolist=utxos,
+                              pubkey="02" + "11" * 32, cjaddr="bcrt1qmakercj",
+                              changeaddr="bcrt1qmakerchange", pubkeysig="c2lnbmF0dXJl"))
+
+    def on_JMTXReceived(self, nick, tx, offer):
+        self._spawn(self.call("JMTXSigs", nick=nick, sigs=self.maker_sigs))
+
+    def on_JMFidelityBondProofRequest(self, takernick, makernick):
+        if self.bond_proof:
+            self._spawn(self.call("JMFidelityBondProof", nick=takernick, proof=self.bond_proof))
+
+    # -- sequences
+    async def init(self, chan_configs, network="regtest", minmakers=1, maker_timeout_sec=20,
+                   blacklist_location="cmtdata/commitmentlist"):
+        r = await self.call("JMInit", bcsource="regtest", network=network,
+                            chan_configs=chan_configs, minmakers=minmakers,
+                            maker_timeout_sec=maker_timeout_sec, dust_threshold=27300,
+                            blacklist_location=blacklist_location)
+        assert r == {"accepted": True}, r
+        await self.wait_for("JMInitProto")
+        r = await self.call("JMStartMC", nick=self.nick)
+        assert r == {"accepted": True}, r
+        await self.wait_for("JMUp", timeout=60)
+
+
+def run(coro, timeout=240):
+    async def main():
+        return await asyncio.wait_for(coro, timeout)
+    return asyncio.run(main())

@@ -1,0 +1,45 @@
+"""Two clients, each with its own daemon process, hold a complete coinjoin conversation over a
+real IRC server (ngircd)."""
+import pathlib
+
+import pytest
+
+from .conversation import full_conversation
+from .helpers import TestClient, run, start_daemon
+
+
+def irc_config(ircd, line_rate=0.05):
+    return [{"type": "irc", "host": ircd.host, "port": ircd.port, "channel": "joinmarket-pit",
+             "usessl": "false", "socks5": "false", "socks5_host": "localhost",
+             "socks5_port": 9050, "line_rate": line_rate}]
+
+
+@pytest.fixture
+def two_daemons(tmp_path):
+    t = start_daemon(tmp_path, "taker")
+    m = start_daemon(tmp_path, "maker")
+    yield t, m
+    for p in (t, m):
+        rc = p.stop()
+        assert rc == 0, p.log()[-3000:]
+        assert "Traceback" not in p.log(), p.log()[-5000:]
+
+
+def test_irc_full_conversation_two_daemons(ircd, two_daemons, tmp_path):
+    tproc, mproc = two_daemons
+
+    async def main():
+        taker = await TestClient("taker").connect(tproc.port)
+        maker = await TestClient("maker").connect(mproc.port)
+        try:
+            seen = await full_conversation(taker, maker, irc_config(ircd), irc_config(ircd))
+            hostid = seen["taker_verify"][0]["hostid"]
+            assert hostid == "%s%d" % (ircd.host, ircd.port)   # ngircd sends no NETWORK=
+        finally:
+            taker.close()
+            maker.close()
+    run(main())
+    # the used commitment is persisted by the maker's daemon (canonical lower-case hex)
+    from .conversation import COMMITMENT_HEX
+    bl = pathlib.Path(tmp_path / "maker" / "cmtdata" / "commitmentlist").read_text().split()
+    assert COMMITMENT_HEX in bl
