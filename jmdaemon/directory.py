@@ -105,6 +105,7 @@ class DirectoryNode:
         return self.location
 
     def stop(self):
+        log.info("directory stats: %s", " ".join("%s=%d" % kv for kv in sorted(self.stats.items())))
         for conn in list(self.conns):
             conn.close()
         if self.listener is not None:
@@ -182,6 +183,7 @@ class DirectoryNode:
         state.nick = nick
         state.location = hs["location-string"]
         self.by_nick[nick] = conn
+        log.debug("peer %s handshaked (%s)", nick, state.location)
 
     def _pubmsg(self, conn, state, text):
         try:

@@ -34,6 +34,7 @@ class MessageChannelCollection:
         self.pending_verify = OrderedDict()                  # (nick, fullmsg, hostid) -> count
         self.pending_sign = OrderedDict()                    # (nick, cmd, hostid, msg) -> count
         self.dropped = 0
+        self.closing = False
         for mc in self.channels:
             mc.collection = self
 
@@ -48,6 +49,7 @@ class MessageChannelCollection:
             mc.run()
 
     def shutdown(self):
+        self.closing = True
         if self._welcome_timer is not None and self._welcome_timer.active():
             self._welcome_timer.cancel()
         for mc in self.channels:
@@ -98,7 +100,7 @@ class MessageChannelCollection:
         for nick in gone:
             if not any(nick in self.nicks_seen[o] for o in self.available_channels()):
                 self.session.on_nick_leave(nick)
-        if not self.available_channels():
+        if not self.available_channels() and not self.closing:
             log.warning("all message channels are down")
 
     def on_nick_seen(self, mc, nick):

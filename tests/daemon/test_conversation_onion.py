@@ -1,0 +1,51 @@
+"""Two clients, each with its own daemon, hold a complete conversation over the onion channel in
+test mode (plain TCP on 127.0.0.1) through a directory node of ours; the taker then opens a
+direct link to the serving maker (learned from the directory's peerlist)."""
+import pytest
+
+from .conversation import full_conversation
+from .helpers import TestClient, run, start_daemon, start_directory
+
+
+def onion_config(directory, serving=False, port=0):
+    cfg = {"type": "onion", "directory_nodes": "127.0.0.1:%d" % directory.port,
+           "regtest_count": "1, 1", "socks5_host": "localhost", "socks5_port": 9050,
+           "tor_control_host": "localhost", "tor_control_port": 9051,
+           "onion_serving_host": "127.0.0.1", "serving": serving, "hidden_service_dir": "",
+           "welcome_timeout": 10}
+    if serving:
+        cfg["onion_serving_port"] = port
+    return [cfg]
+
+
+@pytest.fixture
+def onion_stack(tmp_path):
+    d = start_directory(tmp_path, "directory", network="regtest")
+    t = start_daemon(tmp_path, "taker")
+    m = start_daemon(tmp_path, "maker")
+    yield d, t, m
+    for p in (t, m, d):
+        rc = p.stop()
+        assert rc == 0, p.log()[-3000:]
+        assert "Traceback" not in p.log(), p.log()[-5000:]
+
+
+def test_onion_full_conversation_via_directory(onion_stack):
+    d, tproc, mproc = onion_stack
+
+    async def main():
+        taker = await TestClient("taker").connect(tproc.port)
+        maker = await TestClient("maker").connect(mproc.port)
+        try:
+            await full_conversation(taker, maker, onion_config(d), onion_config(d, serving=True),
+                                    hostid_check="onion-network")
+        finally:
+            taker.close()
+            maker.close()
+    run(main())
+    # the directory relayed the first private messages; later ones went on the direct link
+    import re
+    assert d.stop() == 0
+    stats = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", d.log().split("directory stats:")[-1]))
+    assert stats["relayed_priv"] > 0 and stats["relayed_pub"] > 0, d.log()
+    assert "direct link with" in tproc.log()
