@@ -216,10 +216,10 @@ class DirectoryNode:
             return
         self.stats["relayed_priv"] += 1
         target.send(C.ONION_PRIVMSG, text)
-        entries = []
+        # as Ref: the directory's own entry, then the sender's if it serves
+        entries = [(self.nick, self.location or C.NOT_SERVING_ONION, False)]
         if state.location != C.NOT_SERVING_ONION:
             entries.append((state.nick, state.location, False))
-        entries.append((self.nick, self.location or C.NOT_SERVING_ONION, False))
         target.send(C.ONION_PEERLIST, wire.format_peerlist(entries))
 
     def _send_peerlist(self, conn):
