@@ -13,6 +13,7 @@ import random
 import time
 from collections import OrderedDict
 
+from twisted.internet import defer
 from twisted.internet import error as twisted_error
 from twisted.internet import reactor
 from twisted.internet.protocol import ServerFactory
@@ -122,6 +123,28 @@ class JMDaemonProtocol(amp.AMP):
         self._cancel_stage1()
         self.mc_shutdown()
         super().connectionLost(reason)
+
+    # ------------------------------------------------------------------ robustness
+    def locateResponder(self, name):
+        """Responders whose failures become a clean, non-fatal AMP error: twisted would answer
+        an undecodable argument (or any unexpected exception) with a QuitBox and drop the client."""
+        responder = super().locateResponder(name)
+        if responder is None:
+            return None
+
+        def safe_responder(box):
+            d = defer.maybeDeferred(responder, box)
+
+            def failed(failure):
+                if failure.check(amp.RemoteAmpError):
+                    return failure
+                log.warning("AMP command %r failed: %s", name[:60], failure.getErrorMessage()[:200])
+                raise amp.RemoteAmpError(amp.UNKNOWN_ERROR_CODE,
+                                         "command %s failed: %s" % (
+                                             name[:60].decode("ascii", "replace"),
+                                             type(failure.value).__name__))
+            return d.addErrback(failed)
+        return safe_responder
 
     # ------------------------------------------------------------------ calls to the client
     def call_client(self, name, **kwargs):

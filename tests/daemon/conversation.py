@@ -38,11 +38,12 @@ async def wait_offers(taker: TestClient, maker_nick: str, n_offers: int, timeout
 
 
 async def full_conversation(taker: TestClient, maker: TestClient, chan_taker, chan_maker,
-                            amount=5_000_000, hostid_check=None):
+                            amount=5_000_000, hostid_check=None, bond_proof=None):
     """Runs the whole conversation; returns a dict of what each side saw."""
     await maker.init(chan_maker)
+    maker.bond_proof = bond_proof
     assert (await maker.call("JMSetup", role="MAKER", initdata=OFFERS,
-                             use_fidelity_bond=False)) == {"accepted": True}
+                             use_fidelity_bond=bool(bond_proof))) == {"accepted": True}
     await maker.wait_for("JMSetupDone")
     await taker.init(chan_taker)
     assert (await taker.call("JMSetup", role="TAKER", initdata=None,
@@ -55,6 +56,10 @@ async def full_conversation(taker: TestClient, maker: TestClient, chan_taker, ch
     assert mine[0] == {"counterparty": maker.nick, "oid": 0, "ordertype": "sw0reloffer",
                        "minsize": 27300, "maxsize": 99988888, "txfee": 0, "cjfee": "0.00002"}
     assert mine[1]["cjfee"] == "250" and mine[1]["ordertype"] == "sw0absoffer"
+    if bond_proof:
+        req = await maker.wait_for("JMFidelityBondProofRequest")
+        assert req == {"takernick": taker.nick, "makernick": maker.nick}
+        assert bonds == [{"counterparty": maker.nick, "takernick": taker.nick, "proof": bond_proof}]
 
     # stage 1: !fill -> !pubkey -> !auth (encrypted) -> !ioauth (encrypted)
     r = await taker.call("JMFill", amount=amount, commitment="P" + COMMITMENT_HEX,
