@@ -67,8 +67,12 @@ class MessageChannelCollection:
 
     # ------------------------------------------------------------------ channel events
     def on_welcome(self, mc):
+        previous = self.status.get(mc)
         self.status[mc] = 1
         if self.welcomed:
+            if previous == 2:
+                log.info("message channel %s is back", mc.hostid)
+                self.session.on_channel_reconnected(mc)
             return
         if any(s == 0 for s in self.status.values()):
             if self._welcome_timer is None:

@@ -125,6 +125,17 @@ class JMDaemonProtocol(amp.AMP):
         super().connectionLost(reason)
 
     # ------------------------------------------------------------------ robustness
+    def dataReceived(self, data):
+        """A client that sends unparseable AMP framing is disconnected with one log line (no
+        traceback, no effect on other clients)."""
+        try:
+            super().dataReceived(data)
+        except Exception as exc:
+            log.warning("malformed AMP data from client (%s); closing its connection",
+                        type(exc).__name__)
+            if self.transport is not None:
+                self.transport.loseConnection()
+
     def locateResponder(self, name):
         """Responders whose failures become a clean, non-fatal AMP error: twisted would answer
         an undecodable argument (or any unexpected exception) with a QuitBox and drop the client."""
@@ -411,6 +422,16 @@ class JMDaemonProtocol(amp.AMP):
     # ------------------------------------------------------------------ channel callbacks
     def on_welcome(self):
         self.call_client("JMUp")
+
+    def on_channel_reconnected(self, mc):
+        """A channel came back (IRC server or directory restarted): ask for offers again (taker)
+        or re-announce ours (maker), so counterparties become reachable on it again (F1)."""
+        if self.jm_state < 1 or self.mcc is None:
+            return
+        if self.role == "TAKER":
+            mc.pubmsg(C.COMMAND_PREFIX + "orderbook")
+        elif self.offerlist:
+            mc.announce_orders(self.mcc.offer_lines(self.offerlist))
 
     def on_nick_leave(self, nick):
         self.orderbook.remove_nick(nick)
