@@ -619,7 +619,9 @@ class JMDaemonProtocol(amp.AMP):
             d.addCallback(self._utxos_accepted)
 
     def _utxos_accepted(self, response):
-        if response and response.get("accepted"):
+        if response is None:
+            log.debug("no answer to JMFillResponse (client gone?)")
+        elif response.get("accepted"):
             self.jm_state = 4
         else:
             log.info("client rejected the makers' utxos")
