@@ -43,3 +43,12 @@ def test_irc_full_conversation_two_daemons(ircd, two_daemons, tmp_path):
     from .conversation import COMMITMENT_HEX
     bl = pathlib.Path(tmp_path / "maker" / "cmtdata" / "commitmentlist").read_text().split()
     assert COMMITMENT_HEX in bl
+    # even at DEBUG level the daemons never log plaintext of encrypted commands or txs
+    from .conversation import REVELATION, UNSIGNED_TX, SIGNED_TX
+    import base64
+    for p in two_daemons:
+        text = p.log()
+        for secret in (REVELATION, base64.b64encode(UNSIGNED_TX).decode()[:60],
+                       base64.b64encode(SIGNED_TX).decode()[:60], UNSIGNED_TX.hex()[:60],
+                       "bcrt1qmakerchange"):
+            assert secret not in text

@@ -18,6 +18,28 @@ def onion_config(directory, serving=False, port=0):
     return [cfg]
 
 
+async def next_schedule_entry(taker, maker, chan):
+    """PROTOCOL.md §10.3: the next coinjoin of a schedule re-sends JMInit with the same channels
+    (kept, so JMUp comes at once), then JMStartMC/JMSetup/JMFill run again from state 0."""
+    from .conversation import COMMITMENT_HEX, REVELATION, wait_offers
+    n_up = taker.count("JMUp")
+    assert (await taker.call("JMFill", amount=1, commitment="Px", revelation="r",
+                             filled_offers={maker.nick: {"oid": 0}})) == {"accepted": False}
+    await taker.init(chan, maker_timeout_sec=4)
+    assert taker.count("JMUp") == n_up + 1
+    assert (await taker.call("JMSetup", role="TAKER", initdata=None, use_fidelity_bond=False)) \
+        == {"accepted": True}
+    book, _ = await wait_offers(taker, maker.nick, 2)
+    offer = [o for o in book if o["counterparty"] == maker.nick][0]
+    # the maker refuses a reused commitment (now blacklisted), in any hex case
+    r = await taker.call("JMFill", amount=5_000_000, commitment="P" + COMMITMENT_HEX.upper(),
+                         revelation=REVELATION, filled_offers={maker.nick: offer})
+    assert r == {"accepted": True}
+    fr = await taker.wait_for("JMFillResponse", count=2, timeout=40)
+    assert fr["success"] is False and fr["ioauth_data"] == [maker.nick]
+    assert maker.count("JMAuthReceived") == 1
+
+
 @pytest.fixture
 def onion_stack(tmp_path):
     d = start_directory(tmp_path, "directory", network="regtest")
@@ -39,6 +61,7 @@ def test_onion_full_conversation_via_directory(onion_stack):
         try:
             await full_conversation(taker, maker, onion_config(d), onion_config(d, serving=True),
                                     hostid_check="onion-network")
+            await next_schedule_entry(taker, maker, onion_config(d))
         finally:
             taker.close()
             maker.close()
