@@ -1,0 +1,358 @@
+"""Every question the plugin asks the Electrum server, behind one small interface.
+
+:class:`ChainBackend` is what the taker/maker logic depends on; :class:`ElectrumChain` answers it
+with Electrum's own :class:`electrum.network.Network` (ElectrumX, electrs, Fulcrum…).  Each
+server request is counted in ``query_counts`` so tests can pin how many questions (and so how
+much privacy leak towards the server) an operation costs.
+
+Security invariants:
+
+* **Transactions are checked, not trusted.** Electrum's interface already refuses a raw
+  transaction whose hash is not the requested txid.  For a *confirmed* transaction we also check
+  its SPV proof: the server's merkle branch must lead to the merkle root of the block header at
+  the claimed height in Electrum's own POW-verified header chain, with Electrum's protections
+  against CVE-2017-12842 / CVE-2012-2459 (``electrum.verifier``); the proof's block height must be
+  the height the server claimed.  Any failure raises :class:`ChainProofError` — the caller must
+  treat the coin as unverified (never as confirmed).
+* **Values and scripts come from the verified transaction**, not from the server's listunspent
+  answer; a listunspent value that disagrees with the transaction is a :class:`ChainProofError`.
+* **What SPV cannot prove.** That an output is *unspent* comes only from the server's
+  ``listunspent`` (the Electrum protocol has no proof of non-spending).  A lying server can claim
+  a spent coin is unspent; the coinjoin then fails at broadcast, it does not lose money.
+* **Confirmations** are computed from Electrum's local header height, never from a server count;
+  an unconfirmed output has 0.  If the header for a claimed height is not (yet) known locally we
+  wait up to ``header_wait`` seconds, then raise :class:`ChainProofError`.
+* **Event loop.** All methods are coroutines meant for Electrum's asyncio loop (where the plugin
+  runs); they only ``await`` Electrum's network coroutines and never call a blocking helper
+  (no ``run_from_another_thread``), so they cannot deadlock the loop.
+* **Bad input** (malformed txid/outpoint) raises :class:`BadOutpoint` / :class:`ChainError`,
+  network failure :class:`ChainUnavailable`; nothing else escapes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
+
+from electrum.bitcoin import script_to_scripthash
+from electrum.transaction import Transaction, get_address_from_output_script
+from electrum.verifier import MerkleVerificationFailure, verify_tx_is_in_block
+
+from .podle import PoDLEParseError, parse_utxo_str
+from .utxo import UtxoInfo
+
+__all__ = [
+    "ChainError", "BadOutpoint", "TxNotFound", "ChainProofError", "ChainUnavailable",
+    "VerifiedTx", "ChainBackend", "ElectrumChain", "parse_outpoint", "canonical_outpoint",
+    "verify_merkle_proof",
+]
+
+_log = logging.getLogger(__name__)
+_TXID_RE = re.compile(r"[0-9a-fA-F]{64}\Z")
+MAX_MERKLE_BRANCH = 30  # Electrum's own bound (verify_tx_is_in_block)
+
+
+class ChainError(Exception):
+    """Base class: the chain question could not be answered with a checked answer."""
+
+
+class BadOutpoint(ChainError, ValueError):
+    """A txid or ``txid:n`` string is malformed."""
+
+
+class TxNotFound(ChainError):
+    """The server does not return this transaction (unknown txid, or it refuses)."""
+
+
+class ChainProofError(ChainError):
+    """The server's answer failed a check (SPV proof, height, value consistency)."""
+
+
+class ChainUnavailable(ChainError):
+    """No answer from the server in time (disconnected, timed out)."""
+
+
+def parse_outpoint(outpoint: str) -> tuple[str, int]:
+    """Strictly parse ``txid:n`` → (lower-case txid, n); raises :class:`BadOutpoint`."""
+    try:
+        return parse_utxo_str(outpoint)
+    except PoDLEParseError as exc:
+        raise BadOutpoint(str(exc)) from None
+
+
+def canonical_outpoint(outpoint: str) -> str:
+    """``txid:n`` with a lower-case txid and a canonical index (for duplicate detection)."""
+    txid, n = parse_outpoint(outpoint)
+    return f"{txid}:{n}"
+
+
+def _check_txid(txid: str) -> str:
+    if not isinstance(txid, str) or not _TXID_RE.match(txid):
+        raise BadOutpoint("txid must be 64 hex characters")
+    return txid.lower()
+
+
+def verify_merkle_proof(txid: str, proof: Mapping[str, Any], header: Optional[dict],
+                        expected_height: int) -> None:
+    """Check a ``blockchain.transaction.get_merkle`` answer against a header we trust.
+
+    ``proof`` is the server's ``{"block_height", "merkle", "pos"}``; ``header`` the header at
+    ``expected_height`` from Electrum's verified chain (None if we do not have it).  Raises
+    :class:`ChainProofError` unless the proof is well formed, names ``expected_height`` and hashes
+    up to the header's merkle root.
+    """
+    if not isinstance(proof, Mapping):
+        raise ChainProofError("merkle proof is not an object")
+    height, branch, pos = proof.get("block_height"), proof.get("merkle"), proof.get("pos")
+    if isinstance(height, bool) or not isinstance(height, int) or height != expected_height:
+        raise ChainProofError(f"merkle proof for {txid} is for height {height!r}, "
+                              f"server said {expected_height}")
+    if (not isinstance(branch, (list, tuple)) or len(branch) > MAX_MERKLE_BRANCH
+            or not all(isinstance(b, str) and _TXID_RE.match(b) for b in branch)):
+        raise ChainProofError(f"malformed merkle branch for {txid}")
+    if isinstance(pos, bool) or not isinstance(pos, int) or pos < 0:
+        raise ChainProofError(f"malformed merkle position for {txid}")
+    try:
+        verify_tx_is_in_block(txid, list(branch), pos, header, expected_height)
+    except MerkleVerificationFailure as exc:
+        raise ChainProofError(f"SPV check failed for {txid} at height {expected_height}: "
+                              f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # defensive: malformed data must not escape as anything else
+        raise ChainProofError(f"SPV check failed for {txid}: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class VerifiedTx:
+    """A transaction with its confirmation height (SPV-verified when ``height > 0``)."""
+    tx: Transaction
+    height: int          # > 0 confirmed (proof checked); 0 or -1 unconfirmed
+    confirmations: int   # from Electrum's local header height; 0 when unconfirmed
+
+
+@runtime_checkable
+class ChainBackend(Protocol):
+    """What the plugin needs to know about the chain.  ``query_counts`` counts server requests
+    by kind (``get_transaction``, ``get_merkle``, ``listunspent``, ``get_history``)."""
+
+    query_counts: Counter
+
+    def local_height(self) -> int: ...
+
+    def header_at(self, height: int) -> Optional[dict]: ...
+
+    async def get_transaction(self, txid: str, *, height: Optional[int] = None) -> Transaction: ...
+
+    async def get_verified_transaction(self, txid: str, *,
+                                       height: Optional[int] = None) -> VerifiedTx: ...
+
+    async def get_utxo(self, outpoint: str) -> Optional[UtxoInfo]: ...
+
+    async def get_utxos(self, outpoints: Sequence[str]) -> list[Optional[UtxoInfo]]: ...
+
+
+class ElectrumChain:
+    """:class:`ChainBackend` over Electrum's ``Network`` (one per process; shared by sessions).
+
+    ``request_timeout`` bounds every server request (Electrum's own retry loop included);
+    ``header_wait`` bounds the wait for a header the server is ahead of us on.
+    """
+
+    def __init__(self, network: Any, *, request_timeout: float = 30.0, header_wait: float = 10.0):
+        if network is None:
+            raise ChainUnavailable("Electrum is offline (no network)")
+        self.network = network
+        self.request_timeout = request_timeout
+        self.header_wait = header_wait
+        self.query_counts: Counter = Counter()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    async def _ask(self, kind: str, coro) -> Any:
+        """Count and run one server request; map transport failures to ChainUnavailable."""
+        self.query_counts[kind] += 1
+        try:
+            return await asyncio.wait_for(coro, self.request_timeout)
+        except asyncio.TimeoutError:
+            raise ChainUnavailable(f"{kind}: no answer from the Electrum server in "
+                                   f"{self.request_timeout:.0f}s") from None
+        except ChainError:
+            raise
+        except Exception as exc:
+            if _is_server_error(exc):
+                raise
+            raise ChainUnavailable(f"{kind}: {type(exc).__name__}: {exc}") from None
+
+    def local_height(self) -> int:
+        """Height of Electrum's POW-verified header chain."""
+        return int(self.network.get_local_height())
+
+    def header_at(self, height: int) -> Optional[dict]:
+        """Header at ``height`` from Electrum's verified chain (no server request), or None."""
+        chain = self.network.blockchain()
+        return chain.read_header(height) if chain is not None else None
+
+    async def _verified_header(self, height: int) -> Optional[dict]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.header_wait
+        while True:
+            async with self.network.bhi_lock:   # header sync / reorg handling holds this lock
+                header = self.header_at(height)
+            if header is not None or loop.time() >= deadline:
+                return header
+            await asyncio.sleep(0.1)
+
+    def _confirmations(self, height: int) -> int:
+        return max(0, self.local_height() - height + 1) if height > 0 else 0
+
+    async def _fetch_raw(self, txid: str) -> Transaction:
+        try:
+            raw = await self._ask("get_transaction", self.network.get_transaction(txid))
+        except ChainUnavailable:
+            raise
+        except Exception as exc:
+            if _is_server_error(exc):
+                raise TxNotFound(f"server does not return transaction {txid}") from None
+            raise ChainUnavailable(f"get_transaction: {exc!r}") from None
+        try:
+            tx = Transaction(raw)
+            tx.deserialize()
+        except Exception:
+            raise ChainProofError(f"server returned an unparsable transaction for {txid}") from None
+        if tx.txid() != txid:   # Electrum checks this too; keep the invariant local
+            raise ChainProofError(f"server returned a different transaction for {txid}")
+        return tx
+
+    async def _prove(self, txid: str, height: int) -> None:
+        """SPV-check that ``txid`` is in the block at ``height`` (> 0)."""
+        try:
+            proof = await self._ask("get_merkle",
+                                    self.network.get_merkle_for_transaction(txid, height))
+        except ChainUnavailable:
+            raise
+        except Exception as exc:
+            if _is_server_error(exc):
+                raise ChainProofError(f"server has no merkle proof for {txid} at height {height}") from None
+            raise ChainUnavailable(f"get_merkle: {exc!r}") from None
+        header = await self._verified_header(height)
+        if header is None:
+            raise ChainProofError(f"no verified header at height {height} "
+                                  f"(local height {self.local_height()})")
+        verify_merkle_proof(txid, proof, header, height)
+
+    async def _history_lookup(self, sh: str, txid: str) -> Optional[int]:
+        """The server's height for ``txid`` in the history of scripthash ``sh`` (None: absent)."""
+        hist = await self._ask_server("get_history", self.network.get_history_for_scripthash(sh))
+        for item in hist if isinstance(hist, list) else ():
+            if isinstance(item, dict) and item.get("tx_hash") == txid:
+                h = item.get("height")
+                if isinstance(h, int) and not isinstance(h, bool):
+                    return h
+        return None
+
+    async def _history_height(self, tx: Transaction, txid: str) -> Optional[int]:
+        """The server's height for ``txid``, from the history of one of its output scripts."""
+        for out in tx.outputs()[:3]:
+            if not out.scriptpubkey or out.scriptpubkey[:1] == b"\x6a":  # OP_RETURN: not indexed
+                continue
+            h = await self._history_lookup(script_to_scripthash(out.scriptpubkey), txid)
+            if h is not None:
+                return h
+        return None
+
+    async def _ask_server(self, kind: str, coro) -> Any:
+        try:
+            return await self._ask(kind, coro)
+        except ChainUnavailable:
+            raise
+        except Exception:
+            raise ChainProofError(f"{kind}: the server answered with an error") from None
+
+    # -- ChainBackend ---------------------------------------------------------------------------
+    async def get_verified_transaction(self, txid: str, *,
+                                       height: Optional[int] = None) -> VerifiedTx:
+        """Fetch ``txid``; if confirmed, check its SPV proof.  ``height`` (if the caller already
+        knows the server's claim, e.g. from listunspent) saves the history lookup."""
+        txid = _check_txid(txid)
+        tx = await self._fetch_raw(txid)
+        if height is None:
+            height = await self._history_height(tx, txid)
+            if height is None:
+                raise ChainProofError(f"cannot locate {txid} in its outputs' history")
+        if height > 0:
+            await self._prove(txid, height)
+        return VerifiedTx(tx, height, self._confirmations(height))
+
+    async def get_transaction(self, txid: str, *, height: Optional[int] = None) -> Transaction:
+        """The transaction ``txid``; SPV-verified if confirmed (see module invariants)."""
+        return (await self.get_verified_transaction(txid, height=height)).tx
+
+    async def get_utxo(self, outpoint: str) -> Optional[UtxoInfo]:
+        """What the chain says about ``txid:n``; None if the tx or the output does not exist.
+
+        Unspent outputs: value/script from the transaction, ``height`` from the server checked by
+        SPV when > 0, confirmations from the local header height.  Spent outputs come back with
+        ``unspent=False`` (their height is taken from the script's history, unverified, or 0).
+        Costs: confirmed unspent = get_transaction + listunspent + get_merkle; mempool unspent =
+        get_transaction + listunspent; spent = get_transaction + listunspent + get_history.
+        """
+        txid, n = parse_outpoint(outpoint)
+        try:
+            tx = await self._fetch_raw(txid)
+        except TxNotFound:
+            return None
+        outputs = tx.outputs()
+        if n >= len(outputs):
+            return None
+        out = outputs[n]
+        script = bytes(out.scriptpubkey)
+        value = int(out.value)
+        address = get_address_from_output_script(script)
+        sh = script_to_scripthash(script)
+        unspent = await self._ask_server("listunspent", self.network.listunspent_for_scripthash(sh))
+        match = None
+        for item in unspent if isinstance(unspent, list) else ():
+            if isinstance(item, dict) and item.get("tx_hash") == txid and item.get("tx_pos") == n:
+                match = item
+                break
+        canon = f"{txid}:{n}"
+        if match is None:
+            height = await self._history_lookup(sh, txid) or 0
+            return UtxoInfo(canon, value, script, address, height, self._confirmations(height),
+                            unspent=False)
+        if match.get("value") != value:
+            raise ChainProofError(f"server's value for {canon} ({match.get('value')!r}) differs "
+                                  f"from the transaction ({value})")
+        height = match.get("height")
+        if isinstance(height, bool) or not isinstance(height, int):
+            raise ChainProofError(f"server's height for {canon} is not an integer")
+        if height > 0:
+            await self._prove(txid, height)
+        return UtxoInfo(canon, value, script, address, height, self._confirmations(height),
+                        unspent=True)
+
+    async def get_utxos(self, outpoints: Sequence[str]) -> list[Optional[UtxoInfo]]:
+        """:meth:`get_utxo` for each outpoint, concurrently, results in input order.  The first
+        failure cancels the other lookups and is raised."""
+        for o in outpoints:
+            parse_outpoint(o)                 # refuse bad input before asking anything
+        tasks = [asyncio.ensure_future(self.get_utxo(o)) for o in outpoints]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+
+def _is_server_error(exc: BaseException) -> bool:
+    """True for an error *answer* from the server (as opposed to a transport failure)."""
+    try:
+        from electrum.network import UntrustedServerReturnedError
+    except ImportError:  # pragma: no cover
+        return False
+    import aiorpcx
+    return isinstance(exc, (UntrustedServerReturnedError, aiorpcx.jsonrpc.RPCError,
+                            aiorpcx.jsonrpc.CodeMessageError))

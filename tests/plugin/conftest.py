@@ -1,0 +1,41 @@
+"""Fixtures for the plugin tests on the real regtest stack (ElectrumX + Electrum 4.8 in-process)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+
+@pytest.fixture
+def chain(electrum_node):
+    """A fresh ElectrumChain (zeroed query counts) over the session's Electrum network."""
+    from electrum_joinmarket.chain import ElectrumChain
+    return ElectrumChain(electrum_node.network)
+
+
+@pytest.fixture
+def sync_tip(bitcoind, electrum_node):
+    """``sync_tip()``: wait until Electrum's verified header chain reached bitcoind's tip."""
+    def sync(timeout: float = 30) -> int:
+        height = bitcoind.rpc("getblockcount")
+        electrum_node.wait_height(height, timeout)
+        return height
+    return sync
+
+
+@pytest.fixture
+def wait_utxo(electrum_node):
+    """``wait_utxo(chain, outpoint, pred)``: poll ``chain.get_utxo`` on Electrum's loop until
+    ``pred(info)`` holds (ElectrumX sees mempool changes with a short delay); returns the info.
+    Query counts are reset afterwards so tests can count only what they ask next."""
+    def wait(chain, outpoint, pred, timeout: float = 30):
+        deadline = time.monotonic() + timeout
+        while True:
+            info = electrum_node.run(chain.get_utxo(outpoint))
+            if pred(info):
+                chain.query_counts.clear()
+                return info
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{outpoint}: condition not reached, last {info!r}")
+            time.sleep(0.2)
+    return wait

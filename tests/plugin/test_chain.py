@@ -1,0 +1,195 @@
+"""chain.py against the real stack: SPV-verified transactions and UTXO lookups through Electrum's
+network to ElectrumX, with the number of server queries pinned; unknown/tampered txids and
+tampered merkle proofs refused; malformed input refused before any query."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from electrum.bitcoin import address_to_script
+
+from electrum_joinmarket.chain import (
+    BadOutpoint, ChainBackend, ChainProofError, ElectrumChain, TxNotFound, canonical_outpoint,
+    verify_merkle_proof)
+from electrum_joinmarket.utxo import UtxoInfo
+
+pytestmark = pytest.mark.stack
+
+
+def _vout_for(bitcoind, txid, address):
+    raw = bitcoind.rpc("getrawtransaction", txid, True)
+    for o in raw["vout"]:
+        if o["scriptPubKey"].get("address") == address:
+            return o["n"], raw
+    raise AssertionError("address not paid")
+
+
+@pytest.fixture
+def funded(bitcoind, electrum_node, sync_tip):
+    """A confirmed payment from bitcoind to a fresh address: (txid, vout, address, sats)."""
+    address = bitcoind.rpc("getnewaddress", "", "bech32", wallet="miner")
+    txid = bitcoind.fund(address, 1_234_567, confirm=True)
+    sync_tip()
+    n, _ = _vout_for(bitcoind, txid, address)
+    return txid, n, address, 1_234_567
+
+
+def test_electrum_chain_is_a_chain_backend(chain):
+    assert isinstance(chain, ChainBackend)
+    with pytest.raises(Exception):
+        ElectrumChain(None)
+
+
+def test_confirmed_tx_merkle_proof_verified(chain, electrum_node, bitcoind, funded):
+    txid, n, address, sats = funded
+    vt = electrum_node.run(chain.get_verified_transaction(txid))
+    info = bitcoind.rpc("getrawtransaction", txid, True)
+    block = bitcoind.rpc("getblock", info["blockhash"])
+    assert vt.tx.txid() == txid
+    assert vt.height == block["height"] and vt.confirmations == info["confirmations"] >= 1
+    assert vt.tx.outputs()[n].value == sats
+    assert dict(chain.query_counts) == {"get_transaction": 1, "get_history": 1, "get_merkle": 1}
+    # with the height already known (e.g. from listunspent) no history lookup is needed
+    chain.query_counts.clear()
+    tx = electrum_node.run(chain.get_transaction(txid, height=block["height"]))
+    assert tx.txid() == txid
+    assert dict(chain.query_counts) == {"get_transaction": 1, "get_merkle": 1}
+
+
+def test_wrong_height_claim_is_refused(chain, electrum_node, funded, bitcoind):
+    txid, *_ = funded
+    height = bitcoind.rpc("getrawtransaction", txid, True)["confirmations"]
+    real = bitcoind.rpc("getblockcount") - height + 1
+    with pytest.raises(ChainProofError):
+        electrum_node.run(chain.get_transaction(txid, height=real - 1))
+
+
+def test_unknown_and_tampered_txid_refused(chain, electrum_node, funded):
+    txid, *_ = funded
+    tampered = txid[:-1] + ("0" if txid[-1] != "0" else "1")
+    for bad in (tampered, "00" * 32):
+        with pytest.raises(TxNotFound):
+            electrum_node.run(chain.get_transaction(bad))
+    assert chain.query_counts["get_transaction"] == 2 and chain.query_counts["get_merkle"] == 0
+
+
+def test_tampered_merkle_proof_refused(electrum_node, funded, bitcoind, chain):
+    """The real proof verifies against Electrum's verified header; every tampering fails."""
+    txid, *_ = funded
+    conf = bitcoind.rpc("getrawtransaction", txid, True)["confirmations"]
+    height = bitcoind.rpc("getblockcount") - conf + 1
+    net = electrum_node.network
+    proof = electrum_node.run(net.get_merkle_for_transaction(txid, height))
+    header = chain.header_at(height)
+    assert header is not None and len(proof["merkle"]) >= 1      # coinbase + our tx at least
+    verify_merkle_proof(txid, proof, header, height)               # genuine: passes
+
+    flipped = dict(proof, merkle=[("0" if proof["merkle"][0][0] != "0" else "1") + proof["merkle"][0][1:]]
+                   + proof["merkle"][1:])
+    bad_pos = dict(proof, pos=proof["pos"] ^ 1)
+    too_far = dict(proof, pos=proof["pos"] + (1 << len(proof["merkle"])))
+    other_height = dict(proof, block_height=height - 1)
+    cases = [
+        (flipped, header, height),
+        (bad_pos, header, height),
+        (too_far, header, height),
+        (other_height, header, height),                   # proof names another block
+        (proof, chain.header_at(height - 1), height),      # header of another block
+        (proof, None, height),                             # no verified header
+        (dict(proof, merkle="00"), header, height),        # malformed
+        (dict(proof, merkle=["zz" * 32]), header, height),
+        (dict(proof, pos=-1), header, height),
+        (dict(proof, merkle=proof["merkle"] * 31), header, height),   # too long
+        ("not a dict", header, height),
+    ]
+    for p, h, ht in cases:
+        with pytest.raises(ChainProofError):
+            verify_merkle_proof(txid, p, h, ht)
+    # a proof for a different tx in the same block does not prove ours
+    with pytest.raises(ChainProofError):
+        verify_merkle_proof("11" * 32, proof, header, height)
+
+
+def test_get_utxo_confirmed_unspent(chain, electrum_node, bitcoind, funded):
+    txid, n, address, sats = funded
+    info = electrum_node.run(chain.get_utxo(f"{txid.upper()}:{n}"))
+    assert isinstance(info, UtxoInfo)
+    raw = bitcoind.rpc("getrawtransaction", txid, True)
+    assert info.outpoint == f"{txid}:{n}"
+    assert info.value == sats and info.address == address
+    assert info.script_pubkey == address_to_script(address)
+    assert info.unspent is True
+    assert info.confirmations == raw["confirmations"] >= 1
+    assert info.height == bitcoind.rpc("getblockcount") - raw["confirmations"] + 1
+    assert dict(chain.query_counts) == {"get_transaction": 1, "listunspent": 1, "get_merkle": 1}
+
+
+def test_get_utxo_confirmations_follow_new_blocks(chain, electrum_node, bitcoind, funded, sync_tip):
+    txid, n, *_ = funded
+    before = electrum_node.run(chain.get_utxo(f"{txid}:{n}")).confirmations
+    bitcoind.mine(2)
+    sync_tip()
+    assert electrum_node.run(chain.get_utxo(f"{txid}:{n}")).confirmations == before + 2
+
+
+def test_get_utxo_unconfirmed(chain, electrum_node, bitcoind, wait_utxo):
+    address = bitcoind.rpc("getnewaddress", "", "bech32", wallet="miner")
+    txid = bitcoind.fund(address, 777_777, confirm=False)
+    n, _ = _vout_for(bitcoind, txid, address)
+    info = wait_utxo(chain, f"{txid}:{n}", lambda i: i is not None)
+    info = electrum_node.run(chain.get_utxo(f"{txid}:{n}"))
+    assert info.unspent and info.confirmations == 0 and info.height <= 0 and info.value == 777_777
+    assert dict(chain.query_counts) == {"get_transaction": 1, "listunspent": 1}   # no proof exists
+    vt = electrum_node.run(chain.get_verified_transaction(txid))
+    assert vt.height <= 0 and vt.confirmations == 0
+    bitcoind.mine(1)
+
+
+def test_get_utxo_spent(chain, electrum_node, bitcoind, make_wallet, sync_tip, wait_utxo):
+    w = make_wallet(fund=[5_000_000])
+    coin = w.get_utxos()[0]
+    outpoint = coin.prevout.to_str()
+    assert electrum_node.run(chain.get_utxo(outpoint)).unspent
+    electrum_node.pay(w, make_wallet().get_receiving_address(), 1_000_000)
+    bitcoind.mine(1)
+    sync_tip()
+    info = wait_utxo(chain, outpoint, lambda i: i is not None and not i.unspent)
+    info = electrum_node.run(chain.get_utxo(outpoint))
+    assert info.unspent is False and info.value == 5_000_000 and info.confirmations >= 2
+    assert dict(chain.query_counts) == {"get_transaction": 1, "listunspent": 1, "get_history": 1}
+
+
+def test_get_utxo_nonexistent(chain, electrum_node, funded):
+    txid, n, *_ = funded
+    assert electrum_node.run(chain.get_utxo("ab" * 32 + ":0")) is None
+    assert dict(chain.query_counts) == {"get_transaction": 1}
+    assert electrum_node.run(chain.get_utxo(f"{txid}:{4000}")) is None     # no such output
+    assert dict(chain.query_counts) == {"get_transaction": 2}
+
+
+def test_get_utxos_in_order_on_electrums_loop(chain, electrum_node, funded):
+    txid, n, *_ = funded
+    seen_threads = []
+
+    async def run():
+        seen_threads.append(threading.current_thread().name)
+        return await chain.get_utxos([f"{txid}:{n}", "cd" * 32 + ":1", f"{txid}:{n}"])
+
+    a, b, c = electrum_node.run(run())
+    assert seen_threads == ["EventLoop"]                 # Electrum's loop thread, not ours
+    assert a.outpoint == c.outpoint == f"{txid}:{n}" and b is None
+
+
+def test_malformed_input_refused_before_any_query(chain, electrum_node):
+    for bad in ("zz" * 32 + ":0", "ab" * 32, "ab" * 32 + ":-1", "ab" * 32 + ":01",
+                "ab" * 32 + ":4294967296", "ab" * 31 + ":0", "", "ab" * 32 + ":0:00"):
+        with pytest.raises(BadOutpoint):
+            electrum_node.run(chain.get_utxo(bad))
+        with pytest.raises(BadOutpoint):
+            electrum_node.run(chain.get_utxos(["ab" * 32 + ":0", bad]))
+    for bad in ("xyz", "ab" * 33, 5):
+        with pytest.raises(BadOutpoint):
+            electrum_node.run(chain.get_transaction(bad))
+    assert sum(chain.query_counts.values()) == 0
+    assert canonical_outpoint("AB" * 32 + ":7") == "ab" * 32 + ":7"
