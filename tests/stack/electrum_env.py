@@ -49,7 +49,9 @@ def stop_electrum_loop(timeout: float = 15) -> None:
 
 
 class ElectrumNode:
-    """An Electrum daemon object with its network on one server (``--oneserver``) and its wallets."""
+    """An Electrum daemon object with its network on one server (``--oneserver``) and its wallets.
+
+    Electrum's ``Network`` is a per-process singleton: one ElectrumNode per process."""
 
     def __init__(self, datadir: pathlib.Path, server: str, extra_config: Optional[dict] = None):
         from electrum.daemon import Daemon

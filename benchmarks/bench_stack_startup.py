@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Time from nothing to a ready regtest stack: bitcoind (110 blocks mined), ElectrumX synced,
+ngircd listening, Electrum connected, one wallet created and synced. Prints the median of N runs.
+
+    .venv/bin/python benchmarks/bench_stack_startup.py [--runs 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from tests.stack.bitcoind import start_bitcoind  # noqa: E402
+from tests.stack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402
+from tests.stack.electrumx import start_electrumx  # noqa: E402
+from tests.stack.ircd import start_ircd  # noqa: E402
+
+
+def one_run() -> dict[str, float]:
+    d = pathlib.Path(tempfile.mkdtemp(prefix="ejm-bench-"))
+    marks, t0 = {}, time.monotonic()
+    node = start_bitcoind(d / "bitcoind"); marks["bitcoind"] = time.monotonic() - t0
+    ex = start_electrumx(d / "electrumx", node); marks["electrumx"] = time.monotonic() - t0
+    irc = start_ircd(d / "ircd"); marks["ircd"] = time.monotonic() - t0
+    el = ElectrumNode(d / "electrum", ex.server_string); marks["electrum"] = time.monotonic() - t0
+    el.create_wallet("w"); marks["wallet"] = time.monotonic() - t0
+    for s in (el, irc, ex, node):
+        s.stop()
+    return marks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:  # Electrum's Network is a per-process singleton: one stack per process
+        print("RESULT " + json.dumps(one_run()), flush=True)
+        stop_electrum_loop()
+        return
+    runs = []
+    for _ in range(args.runs):
+        out = subprocess.run([sys.executable, __file__, "--one"], capture_output=True, text=True,
+                             timeout=300).stdout
+        runs.append(json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:]))
+    for key in runs[0]:
+        print(f"{key:10s} ready after {statistics.median(r[key] for r in runs):5.2f}s "
+              f"(median of {len(runs)}, cumulative from start)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+        code = 0
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
