@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from jmcore.offers import Offer, maker_change
 
@@ -40,10 +40,11 @@ class TakerTxRejected(UnsafeTransaction):
     def __init__(self, case: str, reason: str):
         super().__init__(f"{case}: {reason}")
         self.case = case
+        _log.warning("refusing the taker's transaction: %s: %s", case, reason)
 
 
 def _parse_tx(tx_bytes: Any) -> Any:
-    from electrum.transaction import PartialTransaction, SerializationError, Transaction
+    from electrum.transaction import PartialTransaction, Transaction
     if isinstance(tx_bytes, PartialTransaction):
         return tx_bytes
     if not isinstance(tx_bytes, (bytes, bytearray)) or not tx_bytes or len(tx_bytes) > 400_000:
@@ -52,7 +53,7 @@ def _parse_tx(tx_bytes: Any) -> Any:
         tx = Transaction(bytes(tx_bytes))
         tx.deserialize()
         ptx = PartialTransaction.from_tx(tx)
-    except (SerializationError, Exception) as exc:
+    except Exception as exc:      # SerializationError and anything a parser may raise
         raise TakerTxRejected("malformed", f"cannot parse the transaction: {exc!r}"[:200]) \
             from None
     return ptx

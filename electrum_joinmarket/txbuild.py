@@ -39,7 +39,7 @@ import binascii
 import copy
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
@@ -47,7 +47,7 @@ from jmcore.constants import (ABSURD_FEE_PER_KB, BITCOIN_DUST_THRESHOLD, DUST_TH
                               MAX_SWEEP_FEE_CHANGE)
 from jmcore.offers import Offer, is_within_max_limits
 
-from .feemodel import (CoinjoinAmounts, FeeError, estimate_tx_fee, estimate_tx_vsize,
+from .feemodel import (CoinjoinAmounts, estimate_tx_fee, estimate_tx_vsize,
                        normalize_script_type, script_type_of_scriptpubkey, solve_non_sweep,
                        solve_sweep)
 from .utxo import UtxoInfo
@@ -640,7 +640,11 @@ def sign_our_inputs(wallet: Any, tx: Any, password: Optional[str],
     every maker signature is in.  Works for password-protected wallets (``password`` is passed
     to Electrum only, never logged).  Raises :class:`UnsafeTransaction` if the check fails or
     if the wallet did not sign all of our inputs (then the partial signatures are removed)."""
-    check_before_signing(tx, expected, wallet=wallet)
+    try:
+        check_before_signing(tx, expected, wallet=wallet)
+    except UnsafeTransaction as exc:
+        _log.warning("not signing the coinjoin: %s", exc.reason)
+        raise
     mine = set(expected.my_inputs)
     before = {i: (txin.script_sig, txin.witness) for i, txin in enumerate(tx.inputs())
               if txin.prevout.to_str() not in mine}
@@ -660,4 +664,5 @@ def sign_our_inputs(wallet: Any, tx: Any, password: Optional[str],
             tx.invalidate_ser_cache()
             raise UnsafeTransaction(f"the wallet did not sign our input {txin.prevout.to_str()}")
     tx.invalidate_ser_cache()
+    _log.info("signed our %d coinjoin input(s)", len(mine))
     return tx
