@@ -1,0 +1,226 @@
+"""The plugin's side of the AMP link to a jmdaemon (asyncio, jmcore.amp).
+
+One ``DaemonClient`` per wallet session. It owns the session's nick key (the daemon never sees a
+key): it signs every outgoing private message on ``JMRequestMsgSig`` and verifies every incoming
+one on ``JMRequestMsgSigVerify`` — a signature that does not verify, or a pubkey that does not
+derive the sender's nick (M13), is answered ``verif_result=False`` and the daemon drops the message.
+Everything else the daemon reports is handed to a role handler (taker or maker) through
+``RoleHandler`` methods; a handler exception is logged and never reaches the daemon connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Optional, Protocol
+
+from jmcore import amp as jamp
+from jmcore.commands import COMMANDS
+from jmcore.errors import AMPConnectionLost, JMCoreError
+
+from .nick import NickKey, nick_matches_pubkey, verify_message_signature
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DUST = 27300
+
+
+class DaemonError(Exception):
+    """The daemon refused a command or the connection to it failed (message says which)."""
+
+
+class RoleHandler(Protocol):
+    """What a taker or maker implements; every method is optional (looked up by name)."""
+
+
+class DaemonClient:
+    """An AMP connection to jmdaemon for one role (TAKER or MAKER) of one wallet."""
+
+    def __init__(self, *, network: str, chan_configs: list[dict[str, Any]],
+                 minmakers: int = 1, maker_timeout_sec: int = 60,
+                 dust_threshold: int = DEFAULT_DUST,
+                 blacklist_location: str = "cmtdata/commitmentlist",
+                 handler: Any = None, nick_key: Optional[NickKey] = None):
+        self.network = network
+        self.chan_configs = chan_configs
+        self.minmakers = minmakers
+        self.maker_timeout_sec = maker_timeout_sec
+        self.dust_threshold = dust_threshold
+        self.blacklist_location = blacklist_location
+        self.handler = handler
+        self._preset_key = nick_key
+        self.key: Optional[NickKey] = None
+        self.proto: Optional[jamp.AMPProtocol] = None
+        self.up = asyncio.Event()
+        self.setup_done = asyncio.Event()
+        self.closed = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self.signed = 0
+        self.verified = 0
+        self.rejected_signatures = 0
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def nick(self) -> Optional[str]:
+        return self.key.nick if self.key else None
+
+    async def connect(self, host: str, port: int, timeout: float = 10.0) -> None:
+        """Open the AMP connection and run JMInit → JMInitProto → JMStartMC; returns when the
+        daemon has accepted JMInit (use ``wait_up`` for the channels)."""
+        try:
+            self.proto = await asyncio.wait_for(jamp.connect(host, port, self._responders()),
+                                                timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise DaemonError(f"no JoinMarket daemon answers at {host}:{port} ({exc}); start "
+                              f"jmdaemon or check the daemon host/port in the settings") from exc
+        asyncio.ensure_future(self._watch_close())
+        await self.call("JMInit", bcsource="electrum", network=self.network,
+                        chan_configs=self.chan_configs, minmakers=self.minmakers,
+                        maker_timeout_sec=self.maker_timeout_sec,
+                        dust_threshold=self.dust_threshold,
+                        blacklist_location=self.blacklist_location)
+
+    async def _watch_close(self) -> None:
+        if self.proto is not None:
+            await self.proto.wait_closed()
+        self.closed.set()
+        self._dispatch("on_daemon_lost")
+
+    async def wait_up(self, timeout: float) -> None:
+        """Wait until the daemon's message channels are up (JMUp)."""
+        try:
+            await asyncio.wait_for(self.up.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise DaemonError(f"the daemon's message channels did not come up within "
+                              f"{timeout:.0f}s (check the IRC/onion settings and Tor)") from None
+
+    async def setup(self, role: str, offers: Optional[list] = None, use_fidelity_bond: bool = False,
+                    timeout: float = 30.0) -> None:
+        """JMSetup for ``role``; returns on JMSetupDone."""
+        self.setup_done.clear()
+        await self.call("JMSetup", role=role, initdata=offers, use_fidelity_bond=use_fidelity_bond)
+        try:
+            await asyncio.wait_for(self.setup_done.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise DaemonError(f"the daemon did not finish JMSetup({role}) in {timeout:.0f}s") from None
+
+    async def call(self, command: str, **kwargs: Any) -> None:
+        """Call a client→daemon command; raise DaemonError unless it was accepted."""
+        if self.proto is None or self.closed.is_set():
+            raise DaemonError("not connected to the JoinMarket daemon")
+        try:
+            answer = await self.proto.call_remote(command, **kwargs)
+        except (AMPConnectionLost, ConnectionError) as exc:
+            raise DaemonError(f"lost the connection to the JoinMarket daemon during {command}") from exc
+        except JMCoreError as exc:
+            raise DaemonError(f"the daemon answered {command} with an error: {exc}") from exc
+        if not answer.get("accepted"):
+            raise DaemonError(f"the daemon refused {command}")
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self.proto is not None:
+            self.proto.close()
+
+    # ------------------------------------------------------------------ daemon → client
+    def _responders(self) -> dict[str, Callable[..., dict]]:
+        responders = {}
+        for name, spec in COMMANDS.items():
+            if spec.direction == "daemon->client" and spec.group == "coinjoin":
+                responders[name] = self._responder(name)
+        return responders
+
+    def _responder(self, name: str) -> Callable[..., dict]:
+        own = getattr(self, "_on_" + name, None)
+
+        def respond(**kwargs: Any) -> dict:
+            if own is not None:
+                own(**kwargs)
+            else:
+                self._dispatch("on_" + name, **kwargs)
+            return {"accepted": True}
+        return respond
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("JoinMarket client task failed: %r", task.exception())
+
+    def _dispatch(self, method: str, **kwargs: Any) -> None:
+        """Hand a daemon event to the role handler; sync or async; never raises."""
+        fn = getattr(self.handler, method, None)
+        if fn is None:
+            if method != "on_daemon_lost":
+                log.debug("no handler for %s", method)
+            return
+        try:
+            result = fn(**kwargs)
+        except Exception:
+            log.exception("handler %s failed", method)
+            return
+        if asyncio.iscoroutine(result):
+            self._spawn(result)
+
+    def _on_JMInitProto(self, nick_hash_length: int, nick_max_encoded: int,
+                        joinmarket_nick_header: str, joinmarket_version: int) -> None:
+        params = dict(hash_len=nick_hash_length, max_encoded=nick_max_encoded,
+                      header=joinmarket_nick_header, version=joinmarket_version)
+        if self.key is None:
+            if self._preset_key is not None:
+                self.key = self._preset_key
+            else:
+                self.key = NickKey(**params)
+        log.info("JoinMarket nick %s", self.key.nick)
+        self._spawn(self.call("JMStartMC", nick=self.key.nick))
+
+    def _on_JMUp(self) -> None:
+        self.up.set()
+        self._dispatch("on_JMUp")
+
+    def _on_JMSetupDone(self) -> None:
+        self.setup_done.set()
+        self._dispatch("on_JMSetupDone")
+
+    def _on_JMRequestMsgSig(self, nick: str, cmd: str, msg: str, msg_to_be_signed: str,
+                            hostid: str) -> None:
+        if self.key is None or nick != self.key.nick:
+            log.warning("daemon asked to sign for nick %r, ours is %r: refused", nick, self.nick)
+            return
+        sig = self.key.sign_string(msg_to_be_signed)
+        self.signed += 1
+        self._spawn(self.call("JMMsgSignature", nick=nick, cmd=cmd,
+                              msg_to_return=f"{msg} {self.key.pubkey_hex} {sig}", hostid=hostid))
+
+    def _on_JMRequestMsgSigVerify(self, msg: str, fullmsg: str, sig: str, pubkey: str, nick: str,
+                                  hashlen: int, max_encoded: int, hostid: str) -> None:
+        ok = verify_privmsg(msg, sig, pubkey, nick, hashlen, max_encoded, hostid)
+        if ok:
+            self.verified += 1
+        else:
+            self.rejected_signatures += 1
+            log.info("dropped a private message from %s: bad signature or nick/key mismatch", nick)
+        self._spawn(self.call("JMMsgSignatureVerify", verif_result=ok, nick=nick, fullmsg=fullmsg,
+                              hostid=hostid))
+
+
+def verify_privmsg(msg: str, sig: str, pubkey: str, nick: str, hashlen: int, max_encoded: int,
+                   hostid: str) -> bool:
+    """The client's check of an incoming private message: ``msg`` is body + hostid as the daemon
+    built it. True only if ``pubkey`` derives ``nick`` and ``sig`` signs ``msg`` (or, as the
+    reference accepts, body + lower-case hostid). Never raises."""
+    try:
+        if not nick_matches_pubkey(nick, pubkey, hash_len=hashlen, max_encoded=max_encoded):
+            return False
+        if verify_message_signature(pubkey, sig, msg):
+            return True
+        if hostid and msg.endswith(hostid) and hostid.lower() != hostid:
+            return verify_message_signature(pubkey, sig, msg[: -len(hostid)] + hostid.lower())
+        return False
+    except Exception:
+        log.debug("signature check raised", exc_info=True)
+        return False
