@@ -25,3 +25,16 @@ layers:
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+
+# ---- packaging (see packaging/README.md) -------------------------------------------------
+# The base interpreter of the build venv: the project venv's Python if it exists, else python3.
+BUILD_PY = $(if $(wildcard $(PY)),$(PY),python3)
+
+.PHONY: daemon-binary plugin-zip
+# dist/jmdaemon: one-file PyInstaller build of the keyless daemon (pinned, reproducible, cached).
+daemon-binary:
+	@$(BUILD_PY) packaging/build_daemon.py $(BUILD_ARGS)
+
+# dist/joinmarket-<version>.zip: the Electrum 4.8 external zip plugin (plugin + vendored jmcore).
+plugin-zip:
+	@$(BUILD_PY) packaging/build_plugin_zip.py $(BUILD_ARGS)
