@@ -1,0 +1,531 @@
+"""Find, start and stop the jmdaemon the plugin talks to.
+
+:meth:`DaemonLink.ensure` (a coroutine on Electrum's asyncio loop) tries, in order:
+
+1. **a running daemon** at the configured ``host:port`` (default ``127.0.0.1:27183``), checked
+   with a real AMP exchange (:func:`probe`: connect with :func:`jmcore.amp.connect`, send one
+   command no daemon implements and expect an AMP *error box* back — Twisted's and our
+   ``UNHANDLED`` answer; any AMP peer, ours or a reference ``joinmarketd``, answers it without
+   side effects).  Something listening that does not speak AMP is reported, never used;
+2. **the installed daemon binary** (:func:`find_daemon_binary`), started with
+   ``--host/--port`` (and ``--datadir`` if configured), waited for until it prints its
+   ``listening on`` line *and* answers the AMP probe;
+3. **the daemon in-process**, if Twisted and ``jmdaemon`` are importable (source/pip installs;
+   never in official Electrum binaries): the Twisted reactor in a daemon thread.  Twisted and
+   jmdaemon are imported lazily inside :func:`_start_in_process` only;
+4. otherwise **unavailable**, with a detail naming what was tried.
+
+Only a loopback ``host`` is ever *started* by the plugin; a non-loopback host is only used if a
+daemon already answers there.  A daemon the link started is stopped by :meth:`DaemonLink.stop`
+(SIGTERM, then SIGKILL after a grace period) and, as a safety net, at interpreter exit
+(``atexit``); one it found running is left alone.  If Electrum is killed (SIGKILL), a started
+binary keeps running and the next Electrum reuses it (step 1).
+
+Binary lookup order (first executable file wins), documented for users:
+
+* ``plugins.joinmarket.daemon_binary`` (Electrum config) or the ``binary=`` argument;
+* ``$JMDAEMON_BINARY``;
+* ``<Electrum data dir>/jmdaemon`` (e.g. ``~/.electrum/jmdaemon``, next to the ``plugins/``
+  folder the zip lives in);
+* ``~/.local/bin/jmdaemon``;
+* ``jmdaemon`` on ``PATH`` (e.g. the console script of ``pip install electrum-joinmarket[daemon]``).
+
+Other settings read by :meth:`DaemonLink.from_config` (Electrum config keys, all optional):
+``plugins.joinmarket.daemon_host``, ``daemon_port``, ``daemon_datadir`` (the daemon's
+``--datadir``; default: the daemon's own, ``~/.jmdaemon``), ``daemon_autostart`` (False: only
+use a running daemon), ``daemon_in_process`` (False: never run it in-process).
+
+Each outcome is a :class:`DaemonStatus` (a ``str`` enum, JSON-able) plus a human sentence in
+:attr:`LinkState.text` for the GUI.  Standard library + jmcore only at module level.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import enum
+import ipaddress
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from jmcore import amp as jamp
+from jmcore.constants import DEFAULT_DAEMON_PORT
+from jmcore.errors import AMPError, AMPRemoteError
+
+__all__ = ["DaemonStatus", "LinkState", "DaemonLink", "probe", "ProbeResult",
+           "find_daemon_binary", "binary_candidates", "in_process_available", "PROBE_COMMAND"]
+
+log = logging.getLogger(__name__)
+
+PROBE_COMMAND = "EJMDaemonLinkProbe"
+"""A command name no daemon implements: an AMP peer answers it with an error box."""
+LISTENING_RE = re.compile(r"listening on (\S+):(\d+)")
+CONFIG_PREFIX = "plugins.joinmarket."
+
+
+class DaemonStatus(str, enum.Enum):
+    NOT_CHECKED = "not_checked"      # ensure() never ran
+    CHECKING = "checking"            # probing / starting
+    EXTERNAL = "external"            # a daemon was already running at host:port: reused
+    STARTED_BINARY = "started_binary"  # we started the jmdaemon binary and it answers
+    IN_PROCESS = "in_process"        # we run the daemon inside Electrum (Twisted importable)
+    NOT_AMP = "not_amp"              # something listens at host:port but does not speak AMP
+    FAILED = "failed"                # a start was attempted and failed (see detail)
+    UNAVAILABLE = "unavailable"      # no daemon running, nothing to start
+    STOPPED = "stopped"              # we stopped the daemon we had started
+
+
+STATUS_TEXT = {
+    DaemonStatus.NOT_CHECKED: "JoinMarket daemon not checked yet",
+    DaemonStatus.CHECKING: "Looking for the JoinMarket daemon…",
+    DaemonStatus.EXTERNAL: "Using the JoinMarket daemon running at {addr}",
+    DaemonStatus.STARTED_BINARY: "Started the JoinMarket daemon ({binary}) at {addr}",
+    DaemonStatus.IN_PROCESS: "Running the JoinMarket daemon inside Electrum at {addr}",
+    DaemonStatus.NOT_AMP: "Something else is listening at {addr} (not a JoinMarket daemon)",
+    DaemonStatus.FAILED: "Could not start the JoinMarket daemon: {detail}",
+    DaemonStatus.UNAVAILABLE: "No JoinMarket daemon: {detail}",
+    DaemonStatus.STOPPED: "Stopped the JoinMarket daemon started by Electrum",
+}
+
+USABLE = frozenset({DaemonStatus.EXTERNAL, DaemonStatus.STARTED_BINARY, DaemonStatus.IN_PROCESS})
+
+
+@dataclass
+class LinkState:
+    status: DaemonStatus = DaemonStatus.NOT_CHECKED
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_DAEMON_PORT
+    detail: str = ""
+    binary: Optional[str] = None
+    pid: Optional[int] = None
+    started_by_us: bool = False
+    since: float = field(default_factory=time.time)
+
+    @property
+    def usable(self) -> bool:
+        return self.status in USABLE
+
+    @property
+    def text(self) -> str:
+        return STATUS_TEXT[self.status].format(addr=f"{self.host}:{self.port}",
+                                               binary=self.binary or "?", detail=self.detail)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["status"] = self.status.value
+        d["text"] = self.text
+        d["usable"] = self.usable
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# probing
+
+class ProbeResult(str, enum.Enum):
+    AMP = "amp"              # an AMP peer answered
+    CLOSED = "closed"        # nothing accepts connections there
+    NOT_AMP = "not_amp"      # a connection, but no AMP answer
+
+
+async def probe(host: str, port: int, timeout: float = 3.0) -> ProbeResult:
+    """One real AMP exchange with ``host:port`` (see module docstring)."""
+    try:
+        proto = await asyncio.wait_for(jamp.connect(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return ProbeResult.CLOSED
+    try:
+        await asyncio.wait_for(proto.call_remote_raw(PROBE_COMMAND), timeout)
+        return ProbeResult.AMP                     # answered (a permissive peer): still AMP
+    except AMPRemoteError:
+        return ProbeResult.AMP                     # the expected "unhandled command" error box
+    except (AMPError, OSError, asyncio.TimeoutError):
+        return ProbeResult.NOT_AMP
+    finally:
+        proto.close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# binary lookup
+
+def binary_candidates(setting: Optional[str] = None, electrum_dir: Optional[str] = None) -> list[str]:
+    """Where the daemon binary is looked for, in order (see module docstring)."""
+    out = []
+    if setting:
+        out.append(os.path.expanduser(setting))
+    env = os.environ.get("JMDAEMON_BINARY")
+    if env:
+        out.append(os.path.expanduser(env))
+    if electrum_dir:
+        out.append(os.path.join(electrum_dir, "jmdaemon"))
+    out.append(os.path.expanduser("~/.local/bin/jmdaemon"))
+    which = shutil.which("jmdaemon")
+    if which:
+        out.append(which)
+    return out
+
+
+def find_daemon_binary(setting: Optional[str] = None, electrum_dir: Optional[str] = None) -> Optional[str]:
+    for cand in binary_candidates(setting, electrum_dir):
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def in_process_available() -> bool:
+    """True if Twisted and jmdaemon could be imported (checked without importing them)."""
+    import importlib.util
+    try:
+        return all(importlib.util.find_spec(m) is not None
+                   for m in ("twisted", "twisted.protocols.amp", "nacl", "jmdaemon"))
+    except (ImportError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# in-process daemon (lazy imports only)
+
+class _InProcessDaemon:
+    """jmdaemon's AMP server on Twisted's reactor, run in a daemon thread of this process."""
+
+    def __init__(self, host: str, port: int, datadir: Optional[str]):
+        self.host, self.requested_port, self.datadir = host, port, datadir
+        self.factory: Any = None
+        self.listener: Any = None
+        self.port: Optional[int] = None
+
+    def start(self) -> int:
+        """Blocking (call from a worker thread). Returns the port listened on."""
+        from twisted.internet import reactor                       # lazy: never at module level
+        from twisted.internet import threads
+        from jmdaemon import cli as jcli
+        from jmdaemon.server import JMDaemonServerFactory
+
+        argv = ["--host", self.host, "--port", str(self.requested_port)]
+        if self.datadir:
+            argv += ["--datadir", self.datadir]
+        cfg = jcli.build_config(jcli._parser().parse_args(argv))
+        os.makedirs(cfg.datadir, exist_ok=True)
+        _ensure_reactor_thread(reactor)
+        self.factory = JMDaemonServerFactory(datadir=cfg.datadir,
+                                             channel_defaults=cfg.channel_defaults(),
+                                             default_channels=cfg.channels)
+        self.listener = threads.blockingCallFromThread(
+            reactor, reactor.listenTCP, cfg.port, self.factory, interface=cfg.host)
+        self.port = self.listener.getHost().port
+        if not _is_loopback(cfg.host):
+            log.warning("in-process jmdaemon listens on non-loopback %s", cfg.host)
+        return self.port
+
+    def stop(self) -> None:
+        """Blocking; stops listening and drops clients (the reactor thread stays, idle)."""
+        if self.listener is None:
+            return
+        from twisted.internet import reactor
+        from twisted.internet import threads
+
+        factory, listener = self.factory, self.listener
+        self.factory = self.listener = None
+
+        def _stop():
+            factory.shutdown()
+            return listener.stopListening()
+        if reactor.running:
+            try:
+                threads.blockingCallFromThread(reactor, _stop)
+            except Exception as exc:   # pragma: no cover - best effort at shutdown
+                log.warning("in-process jmdaemon: stop failed: %r", exc)
+
+
+_reactor_thread: Optional[threading.Thread] = None
+_reactor_lock = threading.Lock()
+
+
+def _ensure_reactor_thread(reactor: Any) -> None:
+    global _reactor_thread
+    with _reactor_lock:
+        if reactor.running or (_reactor_thread is not None and _reactor_thread.is_alive()):
+            return
+        started = threading.Event()
+        reactor.callWhenRunning(started.set)
+        _reactor_thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
+                                           name="jmdaemon-reactor", daemon=True)
+        _reactor_thread.start()
+        if not started.wait(10):
+            raise RuntimeError("Twisted reactor did not start")
+
+
+# ---------------------------------------------------------------------------------------------
+# the link
+
+class DaemonLink:
+    """Make sure a jmdaemon answers at ``host:port``; remember whether we started it."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_DAEMON_PORT, *,
+                 binary: Optional[str] = None, electrum_dir: Optional[str] = None,
+                 datadir: Optional[str] = None, autostart: bool = True, in_process: bool = True,
+                 extra_args: Sequence[str] = (), start_timeout: float = 30.0,
+                 probe_timeout: float = 3.0, log_dir: Optional[str] = None,
+                 on_change: Optional[Callable[[LinkState], None]] = None):
+        self.host, self.port = host, int(port)
+        self.binary_setting, self.electrum_dir, self.datadir = binary, electrum_dir, datadir
+        self.autostart, self.in_process = autostart, in_process
+        self.extra_args = list(extra_args)
+        self.start_timeout, self.probe_timeout = start_timeout, probe_timeout
+        self.log_dir = log_dir
+        self.on_change = on_change
+        self.state = LinkState(host=host, port=self.port)
+        self._proc: Optional[subprocess.Popen] = None
+        self._inproc: Optional[_InProcessDaemon] = None
+        self._lock: Optional[asyncio.Lock] = None
+        self._atexit_registered = False
+
+    @classmethod
+    def from_config(cls, config: Any, **kwargs: Any) -> "DaemonLink":
+        """A link from Electrum's ``SimpleConfig`` (keys in the module docstring)."""
+        def get(key: str, default: Any) -> Any:
+            v = config.get(CONFIG_PREFIX + key, None)
+            return default if v is None else v
+        try:
+            electrum_dir = config.electrum_path_root()
+        except Exception:
+            electrum_dir = None
+        datadir = get("daemon_datadir", None)
+        return cls(str(get("daemon_host", "127.0.0.1")), int(get("daemon_port", DEFAULT_DAEMON_PORT)),
+                   binary=get("daemon_binary", None), electrum_dir=electrum_dir,
+                   datadir=os.path.expanduser(datadir) if datadir else None,
+                   autostart=bool(get("daemon_autostart", True)),
+                   in_process=bool(get("daemon_in_process", True)), **kwargs)
+
+    # -- state -------------------------------------------------------------------------------
+    def _set(self, status: DaemonStatus, detail: str = "", **kw: Any) -> LinkState:
+        self.state = LinkState(status=status, host=self.host, port=self.port, detail=detail,
+                               binary=kw.get("binary"),
+                               pid=kw.get("pid"), started_by_us=kw.get("started_by_us", False))
+        log.info("daemon link: %s", self.state.text)
+        if self.on_change is not None:
+            try:
+                self.on_change(self.state)
+            except Exception:
+                log.exception("daemon link: on_change callback failed")
+        return self.state
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    @property
+    def started_by_us(self) -> bool:
+        return self._proc is not None or self._inproc is not None
+
+    # -- main entry --------------------------------------------------------------------------
+    async def ensure(self) -> LinkState:
+        """Return a usable state (EXTERNAL / STARTED_BINARY / IN_PROCESS) or say why not."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            return await self._ensure()
+
+    async def _ensure(self) -> LinkState:
+        prev = self.state
+        if prev.usable and self.started_by_us:
+            if self._proc is not None and self._proc.poll() is not None:
+                self._forget_proc()
+            elif await probe(self.host, self.port, self.probe_timeout) == ProbeResult.AMP:
+                return self.state
+        if not prev.usable:
+            self._set(DaemonStatus.CHECKING)
+        found = await probe(self.host, self.port, self.probe_timeout)
+        if found == ProbeResult.AMP:
+            if self.started_by_us:
+                return self._set(prev.status, prev.detail, binary=prev.binary, pid=prev.pid,
+                                 started_by_us=True)
+            return self._set(DaemonStatus.EXTERNAL, "already running")
+        if found == ProbeResult.NOT_AMP:
+            return self._set(DaemonStatus.NOT_AMP, f"{self.host}:{self.port} does not answer AMP")
+        if not self.autostart:
+            return self._set(DaemonStatus.UNAVAILABLE,
+                             f"none running at {self.host}:{self.port} (autostart is off)")
+        if not _is_loopback(self.host):
+            return self._set(DaemonStatus.UNAVAILABLE,
+                             f"none running at {self.host}:{self.port}; only a daemon on this "
+                             "computer (127.0.0.1) is started automatically")
+        tried = []
+        binary = find_daemon_binary(self.binary_setting, self.electrum_dir)
+        if binary is not None:
+            state = await self._start_binary(binary)
+            if state.usable:
+                return state
+            tried.append(f"binary {binary}: {state.detail}")
+        else:
+            tried.append("no jmdaemon binary (looked in: %s)"
+                         % ", ".join(binary_candidates(self.binary_setting, self.electrum_dir)))
+        if self.in_process and in_process_available():
+            state = await self._start_in_process()
+            if state.usable:
+                return state
+            tried.append(f"in-process: {state.detail}")
+        elif self.in_process:
+            tried.append("Twisted/jmdaemon not importable for an in-process daemon")
+        status = DaemonStatus.FAILED if binary is not None else DaemonStatus.UNAVAILABLE
+        return self._set(status, "; ".join(tried))
+
+    # -- the binary --------------------------------------------------------------------------
+    def _stdio_dir(self) -> str:
+        d = self.log_dir or self.datadir or os.path.expanduser("~/.jmdaemon")
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    async def _start_binary(self, binary: str) -> LinkState:
+        self._set(DaemonStatus.CHECKING, f"starting {binary}", binary=binary)
+        argv = [binary, "--host", self.host, "--port", str(self.port)]
+        if self.datadir:
+            argv += ["--datadir", self.datadir]
+        argv += self.extra_args
+        d = self._stdio_dir()
+        out_path = os.path.join(d, "jmdaemon-started-by-electrum.out")
+        err_path = os.path.join(d, "jmdaemon-started-by-electrum.log")
+        try:
+            with open(out_path, "wb") as out, open(err_path, "ab") as err:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                        close_fds=True, start_new_session=True)
+        except OSError as exc:
+            return self._set(DaemonStatus.FAILED, f"cannot execute {binary}: {exc}", binary=binary)
+        self._proc = proc
+        self._register_atexit()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout
+        port: Optional[int] = None
+        while loop.time() < deadline:
+            rc = proc.poll()
+            if rc is not None:
+                self._forget_proc()
+                return self._set(DaemonStatus.FAILED,
+                                 f"exited with status {rc}: {_tail(err_path)}", binary=binary)
+            if port is None:
+                m = LISTENING_RE.search(_read(out_path))
+                if m:
+                    port = int(m.group(2))
+                    if self.port == 0:
+                        self.port = port
+            if port is not None and await probe(self.host, self.port, self.probe_timeout) == ProbeResult.AMP:
+                return self._set(DaemonStatus.STARTED_BINARY, f"pid {proc.pid}", binary=binary,
+                                 pid=proc.pid, started_by_us=True)
+            await asyncio.sleep(0.1)
+        await self._stop_proc()
+        return self._set(DaemonStatus.FAILED,
+                         f"no AMP answer within {self.start_timeout:.0f}s: {_tail(err_path)}",
+                         binary=binary)
+
+    def _forget_proc(self) -> None:
+        self._proc = None
+
+    async def _stop_proc(self, grace: float = 10.0) -> Optional[int]:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            while proc.poll() is None and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+                await asyncio.sleep(0)
+        try:
+            return proc.wait(5)
+        except subprocess.TimeoutExpired:   # pragma: no cover
+            return None
+
+    # -- in-process --------------------------------------------------------------------------
+    async def _start_in_process(self) -> LinkState:
+        self._set(DaemonStatus.CHECKING, "starting the daemon in-process")
+        daemon = _InProcessDaemon(self.host, self.port, self.datadir)
+        loop = asyncio.get_running_loop()
+        try:
+            port = await loop.run_in_executor(None, daemon.start)
+        except Exception as exc:
+            return self._set(DaemonStatus.FAILED, f"in-process start failed: {exc!r}")
+        self._inproc = daemon
+        self.port = port
+        self._register_atexit()
+        if await probe(self.host, self.port, self.probe_timeout) != ProbeResult.AMP:
+            await loop.run_in_executor(None, daemon.stop)
+            self._inproc = None
+            return self._set(DaemonStatus.FAILED, "in-process daemon does not answer AMP")
+        return self._set(DaemonStatus.IN_PROCESS, "Twisted reactor thread", started_by_us=True)
+
+    # -- stopping ----------------------------------------------------------------------------
+    async def stop(self) -> LinkState:
+        """Stop the daemon *we* started (no-op for one found running)."""
+        if self._proc is None and self._inproc is None:
+            return self.state
+        if self._proc is not None:
+            rc = await self._stop_proc()
+            detail = f"exit status {rc}"
+        else:
+            daemon, self._inproc = self._inproc, None
+            await asyncio.get_running_loop().run_in_executor(None, daemon.stop)
+            detail = "in-process daemon stopped"
+        return self._set(DaemonStatus.STOPPED, detail)
+
+    def stop_sync(self, grace: float = 10.0) -> None:
+        """Blocking stop for Electrum's shutdown path and ``atexit`` (no event loop needed)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:   # pragma: no cover
+                    pass
+        daemon, self._inproc = self._inproc, None
+        if daemon is not None:
+            daemon.stop()
+        if proc is not None or daemon is not None:
+            self.state = LinkState(status=DaemonStatus.STOPPED, host=self.host, port=self.port,
+                                   detail="stopped at shutdown")
+
+    def _register_atexit(self) -> None:
+        if not self._atexit_registered:
+            atexit.register(self.stop_sync)
+            self._atexit_registered = True
+
+
+def _read(path: str, limit: int = 65536) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _tail(path: str, n: int = 300) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 4096))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return (lines[-1] if lines else "(empty log)")[-n:]
