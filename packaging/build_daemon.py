@@ -129,9 +129,13 @@ def locked(path: pathlib.Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def ensure_venv(cache: pathlib.Path, py: str, py_version: str) -> pathlib.Path:
+def venv_path(cache: pathlib.Path, py_version: str) -> pathlib.Path:
     key = hashlib.sha256(REQUIREMENTS.read_bytes() + py_version.encode()).hexdigest()[:16]
-    venv = cache / f"venv-{key}"
+    return cache / f"venv-{key}"
+
+
+def ensure_venv(cache: pathlib.Path, py: str, py_version: str) -> pathlib.Path:
+    venv = venv_path(cache, py_version)
     stamp = venv / ".ejm-complete"
     if stamp.exists():
         return venv
@@ -242,6 +246,33 @@ def build(out: pathlib.Path, *, force: bool = False, use_cache: bool = True,
         return target
 
 
+TOC_SCRIPT = r"""
+import io, json, sys, zipfile
+from PyInstaller.archive.readers import CArchiveReader
+arch = CArchiveReader(sys.argv[1])
+entries = sorted([name, v[-1]] for name, v in arch.toc.items())
+pyz = []
+for name, code in entries:
+    if code == "z":
+        pyz += sorted(arch.open_embedded_archive(name).toc)
+base = []
+if "base_library.zip" in arch.toc:
+    with zipfile.ZipFile(io.BytesIO(arch.extract("base_library.zip"))) as zf:
+        base = sorted(zf.namelist())
+json.dump({"entries": entries, "pyz": pyz, "base_library": base}, sys.stdout)
+"""
+
+
+def table_of_contents(binary: pathlib.Path, python: str | None = None) -> dict:
+    """PyInstaller's own reading of ``binary``: CArchive entries ([name, typecode]), the module
+    names in its PYZ, and the members of base_library.zip (run in the build venv)."""
+    py, py_version = base_python(python)
+    venv = ensure_venv(cache_dir(), py, py_version)
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", TOC_SCRIPT, str(binary)],
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
 def is_stale(out: pathlib.Path, python: str | None = None) -> bool:
     target, meta_path = out / NAME, out / f"{NAME}.build.json"
     if not (target.is_file() and meta_path.is_file()):
@@ -261,7 +292,12 @@ def main(argv=None) -> int:
                     help="neither use nor fill the binary cache (a truly fresh build)")
     ap.add_argument("--python", help="base interpreter for the build venv")
     ap.add_argument("--check", action="store_true", help="only report: exit 0 fresh, 3 stale")
+    ap.add_argument("--toc", metavar="BINARY", help="print the binary's table of contents (JSON)")
     args = ap.parse_args(argv)
+    if args.toc:
+        json.dump(table_of_contents(pathlib.Path(args.toc), args.python), sys.stdout, indent=1)
+        print()
+        return 0
     out = pathlib.Path(args.out).resolve()
     if args.check:
         stale = is_stale(out, args.python)
