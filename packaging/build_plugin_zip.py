@@ -45,10 +45,12 @@ PRELUDE = '''\
 # --- added by packaging/build_plugin_zip.py (not in the source tree): make the plugin's absolute
 # imports (electrum_joinmarket.*, jmcore.*) resolve inside this zip. Guarded: an error here must
 # never stop Electrum from starting.
+# ("from ._zipimports import ..." and not "from . import _zipimports": the latter makes Python
+# import the top-level package "electrum_external_plugins", which does not exist.)
 try:
-    from . import _zipimports as _ejm_zipimports
-    _ejm_zipimports.install(__name__)
-    del _ejm_zipimports
+    from ._zipimports import install as _ejm_install
+    _ejm_install(__name__)
+    del _ejm_install
 except Exception as _ejm_exc:  # pragma: no cover
     try:
         import logging as _ejm_logging

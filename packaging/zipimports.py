@@ -20,6 +20,12 @@ object* under the alias (so every module exists once, and only code from the aut
 archive runs: nothing is read from disk again, nothing from site-packages is mixed in).
 A top-level name that is already imported when the zip loads (a developer install in the same
 process) is left alone, with a log line.
+
+It also registers an empty package ``electrum_external_plugins`` in ``sys.modules`` if Electrum
+has not (4.8.3 does not): without it, ``from . import x`` / ``from pkg import submodule`` inside a
+zip plugin fail with ``No module named 'electrum_external_plugins'``, because Python's
+``__import__`` of ``a.b.c`` ends by importing the top-level ``a`` (an Electrum quirk, worth
+reporting upstream).
 """
 import importlib
 import importlib.abc
@@ -71,8 +77,28 @@ class ZipAliasFinder(importlib.abc.MetaPathFinder):
             is_package=real_spec.submodule_search_locations is not None)
 
 
+def _ensure_parent_packages(base: str) -> None:
+    import importlib.machinery
+    import types
+    parts = base.split(".")
+    for i in range(1, len(parts)):
+        name = ".".join(parts[:i])
+        if name in sys.modules:
+            continue
+        mod = types.ModuleType(name, "parent package of Electrum's zip plugins (joinmarket shim)")
+        mod.__path__ = []        # nothing found through it: the zip importer answers submodules
+        mod.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        mod.__spec__.submodule_search_locations = []
+        sys.modules[name] = mod
+    for i in range(1, len(parts)):
+        parent, child = ".".join(parts[:i]), ".".join(parts[:i + 1])
+        if child in sys.modules and not hasattr(sys.modules[parent], parts[i]):
+            setattr(sys.modules[parent], parts[i], sys.modules[child])
+
+
 def install(base: str) -> "ZipAliasFinder | None":
     """Install the alias finder for the plugin package ``base`` (idempotent)."""
+    _ensure_parent_packages(base)
     for f in sys.meta_path:
         if isinstance(f, ZipAliasFinder) or type(f).__name__ == "ZipAliasFinder":
             return None
