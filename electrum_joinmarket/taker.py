@@ -1,0 +1,657 @@
+"""The taker: one coinjoin from an Electrum wallet with makers found through jmdaemon.
+
+Stages (each reported to ``progress``): connect → orderbook → choose makers → commit (PoDLE) →
+fill → check every ``!ioauth`` on-chain → build → ``!tx`` → collect and check ``!sig``s → sign →
+broadcast → seen by the wallet.
+
+Money-safety invariants held here (ARCHITECTURE.md):
+
+1. We sign only through :func:`txbuild.sign_our_inputs`, which runs
+   :func:`txbuild.check_before_signing` against the plan made from *verified* ``!ioauth`` data
+   (every maker input confirmed, unspent and owned by the key that signed the ``!ioauth``:
+   :func:`ioauth.verify_ioauth`), and every maker signature was checked against the input's
+   on-chain script and amount before it was inserted (:func:`txbuild.verify_and_add_maker_sig`).
+2. Our coins are frozen only for the duration of a run and are unfrozen in ``finally`` whatever
+   happens (success, failure, cancellation, daemon loss); a PoDLE commitment is recorded as used
+   (and the wallet saved) *before* it is sent, so a failed run never forgets it.
+4. Nothing a maker or the daemon sends can raise out of a handler: bad data drops that maker.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, Optional, Sequence
+
+from jmcore.offers import Offer, OfferError, calc_cj_fee
+
+from . import feemodel
+from . import orders as ordermod
+from . import txbuild
+from .chain import ChainError, ElectrumChain
+from .client import DaemonClient, DaemonError
+from .commitments import CommitmentStore
+from .ioauth import IoauthRejected, verify_ioauth
+from .podle import (CommitmentCandidate, CommitmentChoice, CommitmentPolicy, choose_commitment_utxo,
+                    generate_podle)
+
+log = logging.getLogger(__name__)
+
+BROADCAST_POLICIES = ("self", "random-peer", "not-self")
+
+
+class TakerError(Exception):
+    """A coinjoin could not be done; the message says why and what to try."""
+
+
+@dataclass
+class TakerConfig:
+    """Everything a run needs besides the wallet. Amounts in sats; ``amount=0`` means sweep."""
+    amount: int
+    destination: str
+    n_makers: int = 3
+    minimum_makers: int = 2
+    max_cj_fee_abs: int = 30_000
+    max_cj_fee_rel: str = "0.002"
+    chooser: str = "fidelity_bond"
+    orderbook_min_wait: float = 20.0      # never decide before this
+    orderbook_quiet: float = 5.0          # ... and the book was unchanged this long
+    orderbook_max_wait: float = 60.0
+    orderbook_poll: float = 1.0
+    maker_timeout_sec: int = 60
+    sig_timeout: float = 60.0
+    max_rounds: int = 3                    # one try + replacements
+    broadcast: str = "self"
+    seen_timeout: float = 60.0
+    fallback_feerate: int = 10_000         # sat/kvB, used when the server has no estimate
+    tx_fees_factor: float = 0.2
+    coins: Optional[Sequence[str]] = None  # outpoints chosen by the user (Coins tab)
+    commitment_policy: CommitmentPolicy = field(default_factory=CommitmentPolicy)
+
+    def check(self) -> None:
+        if self.amount < 0:
+            raise TakerError("the amount cannot be negative (0 means sweep)")
+        if self.n_makers < 1:
+            raise TakerError("at least one counterparty is needed")
+        if not 1 <= self.minimum_makers <= self.n_makers:
+            raise TakerError("minimum makers must be between 1 and the number of counterparties")
+        if self.broadcast not in BROADCAST_POLICIES:
+            raise TakerError(f"broadcast policy must be one of {', '.join(BROADCAST_POLICIES)}")
+        try:
+            rel = Decimal(str(self.max_cj_fee_rel))
+        except Exception:
+            raise TakerError("the relative fee limit must be a decimal fraction, e.g. 0.002") from None
+        if not (0 <= rel <= 1) or self.max_cj_fee_abs < 0:
+            raise TakerError("fee limits must be non-negative (relative limit at most 1)")
+
+
+@dataclass
+class TakerOutcome:
+    status: str                         # "success" | "failed" | "cancelled"
+    message: str
+    txid: Optional[str] = None
+    cj_amount: int = 0
+    makers: list[str] = field(default_factory=list)
+    maker_fees: dict[str, int] = field(default_factory=dict)   # real cj fee paid to each maker
+    miner_fee: int = 0
+    taker_miner_fee: int = 0
+    total_cost: int = 0                 # what the coinjoin cost us: maker fees + our miner fee share
+    rounds: int = 0
+    ignored_makers: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class _RoundFailed(Exception):
+    """This round cannot complete; retry with other makers if rounds remain."""
+
+
+class Taker:
+    """One coinjoin run for one wallet. Create, then ``await run()`` on Electrum's loop."""
+
+    def __init__(self, *, wallet: Any, network: Any, commitments: CommitmentStore,
+                 config: TakerConfig, password: Optional[str], daemon_host: str,
+                 daemon_port: int, chan_configs: list[dict], net_name: str,
+                 progress: Optional[Callable[[dict], None]] = None,
+                 rng: Optional[random.Random] = None,
+                 confirm: Optional[Callable[[dict], Any]] = None):
+        self.wallet = wallet
+        self.network = network
+        self.commitments = commitments
+        self.cfg = config
+        self.password = password
+        self.daemon_host, self.daemon_port = daemon_host, daemon_port
+        self.chan_configs = chan_configs
+        self.net_name = net_name
+        self._progress = progress
+        self.confirm = confirm          # optional: async/sync callable(breakdown) -> bool
+        self.rng = rng or random.SystemRandom()
+        self.chain = ElectrumChain(network)
+        self.client: Optional[DaemonClient] = None
+        self.outcome = TakerOutcome(status="failed", message="not started")
+        self.ignored: dict[str, str] = {}
+        self._frozen: set[str] = set()
+        self._offers_event = asyncio.Event()
+        self._book: list[Offer] = []
+        self._bonds_raw: list[dict] = []
+        self._fill_response: Optional[asyncio.Future] = None
+        self._sig_queue: Optional[asyncio.Queue] = None
+        self._daemon_lost = asyncio.Event()
+        self.stage = "idle"
+
+    # ---------------------------------------------------------------- progress
+    def progress(self, stage: str, message: str, **info: Any) -> None:
+        self.stage = stage
+        event = {"stage": stage, "message": message, "time": time.time(), **info}
+        log.info("taker %s: %s", stage, message)
+        if self._progress is not None:
+            try:
+                self._progress(event)
+            except Exception:
+                log.exception("progress callback failed")
+
+    # ---------------------------------------------------------------- daemon events
+    def on_JMOffers(self, orderbook: str, fidelitybonds: str) -> None:
+        book = []
+        try:
+            rows = json.loads(orderbook)
+            bonds = json.loads(fidelitybonds)
+        except ValueError:
+            log.info("daemon sent an orderbook that is not JSON: ignored")
+            return
+        for row in rows if isinstance(rows, list) else []:
+            try:
+                book.append(Offer.from_dict(row))
+            except OfferError as exc:
+                log.debug("dropped offer row %r: %s", row, exc)
+        self._book = book
+        self._bonds_raw = [b for b in bonds if isinstance(b, dict)] if isinstance(bonds, list) else []
+        self._offers_event.set()
+
+    def on_JMFillResponse(self, success: bool, ioauth_data: Any) -> None:
+        if self._fill_response is not None and not self._fill_response.done():
+            self._fill_response.set_result((bool(success), ioauth_data))
+
+    def on_JMSigReceived(self, nick: str, sig: str) -> None:
+        if self._sig_queue is not None:
+            self._sig_queue.put_nowait((nick, sig))
+
+    def on_daemon_lost(self) -> None:
+        self._daemon_lost.set()
+        for fut in (self._fill_response,):
+            if fut is not None and not fut.done():
+                fut.set_exception(DaemonError("the JoinMarket daemon connection was lost"))
+
+    # ---------------------------------------------------------------- the run
+    async def run(self) -> TakerOutcome:
+        """Do the coinjoin; always returns an outcome (never raises, except CancelledError is
+        turned into a "cancelled" outcome). Coins are unfrozen whatever happens."""
+        t0 = time.monotonic()
+        try:
+            self.cfg.check()
+            self._check_wallet()
+            await self._connect()
+            last_error = "no round ran"
+            for rnd in range(1, self.cfg.max_rounds + 1):
+                self.outcome.rounds = rnd
+                try:
+                    if rnd > 1:
+                        self.progress("retry", f"round {rnd} of {self.cfg.max_rounds} with "
+                                      f"replacement makers (ignoring {len(self.ignored)})",
+                                      round=rnd)
+                        await self._restart_session()
+                    await self._collect_orderbook()
+                    await self._round()
+                    self.outcome.status = "success"
+                    break
+                except _RoundFailed as exc:
+                    last_error = str(exc)
+                    log.info("round %d failed: %s", rnd, exc)
+                    self._unfreeze()
+            else:
+                raise TakerError(f"the coinjoin failed after {self.cfg.max_rounds} round(s): "
+                                 f"{last_error}")
+        except asyncio.CancelledError:
+            self.outcome.status, self.outcome.message = "cancelled", "cancelled by the user"
+            self.progress("cancelled", "coinjoin cancelled; coins unfrozen, commitments kept")
+        except (TakerError, DaemonError, ChainError, txbuild.TxBuildError,
+                feemodel.FeeError, ordermod.OrderChoiceError) as exc:
+            self.outcome.status, self.outcome.message = "failed", str(exc)
+            self.progress("failed", str(exc))
+        except Exception as exc:  # a bug: report it cleanly, still clean up
+            log.exception("taker crashed")
+            self.outcome.status, self.outcome.message = "failed", f"internal error: {exc!r}"
+            self.progress("failed", self.outcome.message)
+        finally:
+            self._unfreeze()
+            if self.client is not None:
+                self.client.close()
+            self.outcome.ignored_makers = dict(self.ignored)
+            self.outcome.timings["total"] = time.monotonic() - t0
+        if self.outcome.status == "success":
+            self.progress("done", self.outcome.message, txid=self.outcome.txid)
+        return self.outcome
+
+    # ---------------------------------------------------------------- stages
+    def _check_wallet(self) -> None:
+        from electrum.bitcoin import is_address
+        if not is_address(self.cfg.destination):
+            raise TakerError(f"{self.cfg.destination!r} is not a valid address for this network")
+        if self.wallet.is_watching_only():
+            raise TakerError("a watching-only wallet cannot take part in a coinjoin")
+        if self.wallet.has_keystore_encryption():
+            try:
+                self.wallet.check_password(self.password)
+            except Exception:
+                raise TakerError("wrong wallet password") from None
+        coins = self._my_coins()
+        total = sum(c.value_sats() for c in coins)
+        if not coins:
+            raise TakerError("no spendable confirmed coins (frozen and unconfirmed coins are not used)")
+        if self.cfg.amount and self.cfg.amount >= total:
+            raise TakerError(f"amount {self.cfg.amount} sat is not below the spendable balance "
+                             f"{total} sat (fees must fit too); use sweep (amount 0) to spend all")
+
+    def _my_coins(self) -> list:
+        """Confirmed, unfrozen coins, limited to the user's selection if there is one."""
+        coins = [c for c in self.wallet.get_spendable_coins(None)
+                 if (c.block_height or 0) > 0]
+        if self.cfg.coins:
+            wanted = set(self.cfg.coins)
+            coins = [c for c in coins if c.prevout.to_str() in wanted]
+        return coins
+
+    async def _connect(self) -> None:
+        self.progress("connect", f"connecting to jmdaemon at {self.daemon_host}:{self.daemon_port}")
+        self.client = DaemonClient(network=self.net_name, chan_configs=self.chan_configs,
+                                   minmakers=self.cfg.minimum_makers,
+                                   maker_timeout_sec=self.cfg.maker_timeout_sec, handler=self)
+        await self.client.connect(self.daemon_host, self.daemon_port)
+        await self.client.wait_up(timeout=60)
+        await self.client.setup("TAKER")
+        self.progress("connected", f"connected as {self.client.nick}", nick=self.client.nick)
+
+    async def _restart_session(self) -> None:
+        """Next round on the same daemon (Ref's next-schedule-entry sequence): JMInit with the
+        same channels keeps them; JMStartMC brings the daemon back to state 0."""
+        assert self.client is not None
+        self.client.up.clear()
+        await self.client.call("JMInit", bcsource="electrum", network=self.net_name,
+                               chan_configs=self.chan_configs,
+                               minmakers=self.cfg.minimum_makers,
+                               maker_timeout_sec=self.cfg.maker_timeout_sec,
+                               dust_threshold=self.client.dust_threshold,
+                               blacklist_location=self.client.blacklist_location)
+        await self.client.wait_up(timeout=60)
+        await self.client.setup("TAKER")
+
+    async def _collect_orderbook(self) -> None:
+        """Ask for offers until the book has been quiet for ``orderbook_quiet`` seconds (after at
+        least ``orderbook_min_wait``), or ``orderbook_max_wait`` passed."""
+        assert self.client is not None
+        t0 = time.monotonic()
+        last_sig, quiet_since = None, t0
+        while True:
+            self._offers_event.clear()
+            await self.client.call("JMRequestOffers")
+            try:
+                await asyncio.wait_for(self._offers_event.wait(), 10)
+            except asyncio.TimeoutError:
+                pass
+            now = time.monotonic()
+            sig = sorted((o.counterparty, o.oid, o.ordertype, o.minsize, o.maxsize, o.txfee,
+                          o.cjfee) for o in self._book)
+            if sig != last_sig:
+                last_sig, quiet_since = sig, now
+            makers = {o.counterparty for o in self._book}
+            elapsed = now - t0
+            left = max(0.0, self.cfg.orderbook_max_wait - elapsed)
+            self.progress("orderbook", f"{len(self._book)} offers from {len(makers)} makers",
+                          offers=len(self._book), makers=len(makers), seconds_left=round(left, 1))
+            if elapsed >= self.cfg.orderbook_min_wait and now - quiet_since >= self.cfg.orderbook_quiet:
+                break
+            if elapsed >= self.cfg.orderbook_max_wait:
+                break
+            await asyncio.sleep(self.cfg.orderbook_poll)
+        self.outcome.timings.setdefault("orderbook", time.monotonic() - t0)
+
+    async def _bond_values(self) -> dict[str, float]:
+        """Value of each maker's fidelity bond (0 if absent or not verifiable on-chain)."""
+        from .bonds import (BondProofError, calculate_timelocked_fidelity_bond_value,
+                            check_bond_utxo, parse_and_verify_bond_proof)
+        values: dict[str, float] = {}
+        tip = self.network.get_local_height()
+        for entry in self._bonds_raw[:500]:
+            maker, proof_b64 = entry.get("counterparty"), entry.get("proof")
+            if not isinstance(maker, str) or not isinstance(proof_b64, str) or maker in values:
+                continue
+            try:
+                proof = parse_and_verify_bond_proof(proof_b64, maker, self.client.nick)
+                info = await self.chain.get_utxo(proof.utxo)
+                check_bond_utxo(proof, script_pubkey=info.script_pubkey if info and info.unspent else None,
+                                confirmations=info.confirmations if info else 0,
+                                current_block_height=tip)
+                header = self.network.blockchain().read_header(info.height)
+                values[maker] = calculate_timelocked_fidelity_bond_value(
+                    info.value, header["timestamp"], proof.locktime, time.time())
+            except (BondProofError, ChainError, KeyError, TypeError, ValueError) as exc:
+                log.info("fidelity bond of %s not counted: %s", maker, exc)
+        return values
+
+    async def _round(self) -> None:
+        cfg = self.cfg
+        sweep = cfg.amount == 0
+        script_type = txbuild.wallet_script_type(self.wallet)
+        feerate = await feemodel.fetch_feerate(self.network, fallback_feerate=cfg.fallback_feerate,
+                                               tx_fees_factor=cfg.tx_fees_factor, rng=self.rng)
+        limits = ordermod.FeeLimits(max_abs=cfg.max_cj_fee_abs, max_rel=Decimal(str(cfg.max_cj_fee_rel)))
+        chooser = ordermod.get_chooser(cfg.chooser)
+        bond_values = await self._bond_values()
+        all_coins = self._my_coins()
+        usable = [o for o in self._book if o.counterparty not in self.ignored]
+        n = min(cfg.n_makers, len({o.counterparty for o in usable}))
+        if n < cfg.minimum_makers:
+            raise _RoundFailed(f"only {n} usable makers in the orderbook, at least "
+                               f"{cfg.minimum_makers} needed")
+        try:
+            if sweep:
+                my_coins = all_coins
+                total_in = sum(c.value_sats() for c in my_coins)
+                est = feemodel.sweep_fee_estimate(len(my_coins), n, feerate, my_type=script_type)
+                choice = ordermod.choose_sweep_orders(
+                    usable, total_in, est, n, chooser, limits=limits, script_type=script_type,
+                    ignored_makers=self.ignored, bond_values=bond_values, rng=self.rng)
+                chosen, cj_amount, sweep_est = choice.orders, choice.cj_amount, est
+            else:
+                cj_amount, sweep_est = cfg.amount, None
+                chosen = ordermod.choose_orders(
+                    usable, cj_amount, n, chooser, limits=limits, script_type=script_type,
+                    ignored_makers=self.ignored, bond_values=bond_values, rng=self.rng)
+                est = feemodel.initial_fee_estimate(n, feerate, script_type)
+                need = cj_amount + ordermod.total_cj_fee(chosen, cj_amount) + est
+                my_coins = self._select_coins(all_coins, need)
+        except ordermod.NotEnoughMakers as exc:
+            raise _RoundFailed(str(exc)) from exc
+        nicks = [c.counterparty for c in chosen]
+        self.progress("chosen", f"chose {len(nicks)} makers for {cj_amount} sat",
+                      makers=nicks, cj_amount=cj_amount,
+                      fees={c.counterparty: calc_cj_fee(c.offer.ordertype, c.offer.cjfee, cj_amount)
+                            for c in chosen})
+        self._freeze(my_coins)
+
+        podle = self._make_commitment(my_coins, all_coins, cj_amount)
+        # invariant 2: recorded (and the wallet saved) before the commitment leaves the process
+        self.commitments.mark_used(podle.commitment)
+        offers_by_nick = {c.counterparty: c.offer for c in chosen}
+        self._fill_response = asyncio.get_running_loop().create_future()
+        t_fill = time.monotonic()
+        await self.client.call("JMFill", amount=cj_amount, commitment=podle.fill_commitment(),
+                               revelation=podle.serialize_revelation(),
+                               filled_offers={n_: o.to_dict() for n_, o in offers_by_nick.items()})
+        self.progress("fill", f"waiting for {len(nicks)} makers to answer",
+                      makers_asked=len(nicks), seconds_left=cfg.maker_timeout_sec)
+        try:
+            success, data = await asyncio.wait_for(self._fill_response,
+                                                   cfg.maker_timeout_sec + 30)
+        except asyncio.TimeoutError:
+            raise _RoundFailed("the daemon reported no answer from the makers") from None
+        if not success:
+            silent = [x for x in (data or []) if isinstance(x, str)]
+            for nick in silent:
+                self.ignored[nick] = "M10: silent after !fill"
+            raise _RoundFailed(f"too few makers answered (silent: {', '.join(silent) or 'unknown'})")
+        verified = await self._verify_ioauths(data, offers_by_nick, my_coins, cj_amount)
+        self.outcome.timings.setdefault("fill_to_ioauth", time.monotonic() - t_fill)
+        if len(verified) < cfg.minimum_makers:
+            raise _RoundFailed(f"only {len(verified)} makers passed the checks, at least "
+                               f"{cfg.minimum_makers} needed")
+
+        plan, my_change = self._plan(cj_amount, my_coins, verified, feerate, script_type, sweep,
+                                     sweep_est)
+        prev_txs = {}
+        for mi in plan.makers:
+            for u in mi.utxos:
+                if u.txid not in prev_txs:
+                    prev_txs[u.txid] = await self.chain.get_transaction(u.txid)
+        tx = txbuild.build_coinjoin(plan, my_coins, prev_txs, self.network.get_local_height(),
+                                    wallet=self.wallet, rng=self.rng)
+        breakdown = self._breakdown(plan)
+        if self.confirm is not None:
+            ok = self.confirm(breakdown)
+            if asyncio.iscoroutine(ok):
+                ok = await ok
+            if not ok:
+                raise TakerError("the user declined the coinjoin before signing")
+        await self._collect_sigs(tx, plan)
+        # invariant 1: check_before_signing runs inside sign_our_inputs
+        txbuild.sign_our_inputs(self.wallet, tx, self.password, plan)
+        if not tx.is_complete():
+            raise _RoundFailed("the transaction is not complete after signing")
+        await self._broadcast(tx, plan)
+        self._record(plan, tx, breakdown)
+
+    def _select_coins(self, coins: list, need: int) -> list:
+        """Largest-first until ``need`` is covered (the user's Coins-tab selection, if any, was
+        applied before)."""
+        chosen, total = [], 0
+        for c in sorted(coins, key=lambda c: c.value_sats(), reverse=True):
+            chosen.append(c)
+            total += c.value_sats()
+            if total >= need:
+                return chosen
+        raise TakerError(f"not enough funds: {need} sat needed (amount + maker fees + miner fee "
+                         f"estimate), {total} sat spendable")
+
+    def _privkey(self, address: str) -> bytes:
+        from electrum.bitcoin import deserialize_privkey
+        wif = self.wallet.export_private_key(address, self.password)
+        _txin_type, secret, _compressed = deserialize_privkey(wif)
+        return secret
+
+    def _make_commitment(self, tx_coins: list, all_coins: list, cj_amount: int):
+        policy = self.cfg.commitment_policy
+        keys: dict[str, bytes] = {}
+
+        def candidates(coins: list) -> list[CommitmentCandidate]:
+            out = []
+            for c in coins:
+                outpoint = c.prevout.to_str()
+                if outpoint not in keys:
+                    keys[outpoint] = self._privkey(c.address)
+                conf = self.wallet.adb.get_tx_height(c.prevout.txid.hex()).conf
+                used = self.commitments.used_indices_for_key(keys[outpoint],
+                                                             policy.taker_utxo_retries)
+                out.append(CommitmentCandidate(utxo=outpoint, value=c.value_sats(),
+                                               confirmations=conf, used_indices=used))
+            return out
+        choice = choose_commitment_utxo(candidates(tx_coins), cj_amount, policy,
+                                        wallet_utxos=candidates(all_coins))
+        if not isinstance(choice, CommitmentChoice):
+            raise TakerError(f"no utxo can back a PoDLE commitment: {choice.reason}. Wait for "
+                             f"more confirmations or add a larger coin "
+                             f"(≥ {policy.taker_utxo_amtpercent}% of the amount, "
+                             f"≥ {policy.taker_utxo_age} confirmations)")
+        return generate_podle(keys[choice.utxo], choice.utxo, choice.index)
+
+    async def _verify_ioauths(self, data: Any, offers: dict[str, Offer], my_coins: list,
+                              cj_amount: int) -> dict[str, Any]:
+        """Check every maker's ``!ioauth`` on-chain; drop (and ignore for the run) the bad ones."""
+        verified: dict[str, Any] = {}
+        if not isinstance(data, dict):
+            raise _RoundFailed("the daemon sent malformed !ioauth data")
+        mine = [c.prevout.to_str() for c in my_coins]
+        for nick in list(offers):
+            if nick not in data:
+                self.ignored[nick] = "M10: silent after !fill"
+        taken: list[str] = []
+        for nick, fields in data.items():
+            if nick not in offers:
+                continue
+            try:
+                utxos, auth_pub, cj_addr, change_addr, btc_sig, maker_pk = fields
+                if isinstance(utxos, str):
+                    utxos = utxos.split(",")
+                body = " ".join([",".join(utxos), auth_pub, cj_addr, change_addr, btc_sig])
+                v = await verify_ioauth(body, maker_pk, self.chain, cj_amount=cj_amount,
+                                        offer=offers[nick], taker_utxos=mine,
+                                        other_makers_utxos=list(taken))
+            except IoauthRejected as exc:
+                self.ignored[nick] = f"{exc.case_id}: {exc}"
+                self.progress("maker-rejected", f"maker {nick} refused: {exc}", maker=nick,
+                              case=exc.case_id)
+                continue
+            except (TypeError, ValueError) as exc:
+                self.ignored[nick] = f"malformed !ioauth: {exc}"
+                continue
+            verified[nick] = v
+            taken.extend(v.outpoints)
+        self.progress("ioauth", f"{len(verified)} of {len(offers)} makers verified on-chain",
+                      makers_answered=len(verified), makers_asked=len(offers))
+        return verified
+
+    def _plan(self, cj_amount: int, my_coins: list, verified: dict[str, Any], feerate: int,
+              script_type: str, sweep: bool, sweep_est: Optional[int]):
+        my_change = None
+        if not sweep:
+            addrs = self.wallet.get_change_addresses_for_new_transaction(
+                allow_reusing_used_change_addrs=False) or [self.wallet.get_unused_address()]
+            my_change = addrs[0]
+        limits = txbuild.FeeLimits(max_cj_fee_abs=self.cfg.max_cj_fee_abs,
+                                   max_cj_fee_rel=Decimal(str(self.cfg.max_cj_fee_rel)))
+        makers = dict(verified)
+        while True:
+            mis = [txbuild.MakerInput(nick=nick, offer=self._offer_of(nick), utxos=v.utxos,
+                                      cj_addr=v.cj_addr, change_addr=v.change_addr)
+                   for nick, v in makers.items()]
+            try:
+                return txbuild.plan_coinjoin(
+                    cj_amount=cj_amount, my_coins=my_coins, makers=mis,
+                    my_cj_addr=self.cfg.destination, my_change_addr=my_change, feerate=feerate,
+                    limits=limits, script_type=script_type, sweep=sweep,
+                    sweep_est_fee=sweep_est), my_change
+            except feemodel.DustMakerChange as exc:
+                self.ignored[exc.nick] = "M7: maker change below dust"
+                makers.pop(exc.nick, None)
+                if len(makers) < self.cfg.minimum_makers:
+                    raise _RoundFailed("too few makers left after dropping dust change") from exc
+            except txbuild.FeeLimitExceeded as exc:
+                raise _RoundFailed(f"fees above your limits: {exc}") from exc
+            except feemodel.SweepFeeChanged as exc:
+                raise _RoundFailed(str(exc)) from exc
+
+    def _offer_of(self, nick: str) -> Offer:
+        for o in self._book:
+            if o.counterparty == nick:
+                return o
+        raise _RoundFailed(f"offer of {nick} vanished")
+
+    def _breakdown(self, plan: Any) -> dict:
+        """What the user pays, exactly as the planned transaction pays it."""
+        a = plan.amounts
+        fees = {m.nick: m.real_cjfee for m in a.makers}
+        total = a.taker_cost            # Σ real cj fees + our miner-fee share (+ dropped change)
+        return {"cj_amount": a.cj_amount, "maker_fees": fees, "miner_fee": a.miner_fee,
+                "taker_miner_fee": a.my_txfee + a.dropped_change, "total_cost": total,
+                "total_cost_percent": float(Decimal(total) * 100 / Decimal(a.cj_amount)),
+                "destination": plan.my_cj_addr, "change": a.my_change}
+
+    async def _collect_sigs(self, tx: Any, plan: Any) -> None:
+        by_nick = {m.nick: m for m in plan.makers}
+        needed = {m.nick: len(m.utxos) for m in plan.makers}
+        self._sig_queue = asyncio.Queue()
+        t0 = time.monotonic()
+        await self.client.call("JMMakeTx", nick_list=list(by_nick),
+                               tx=txbuild.wire_to_tx_bytes(txbuild.tx_to_wire(tx)))
+        self.progress("tx", f"sent !tx to {len(by_nick)} makers, waiting for signatures",
+                      seconds_left=self.cfg.sig_timeout)
+        deadline = t0 + self.cfg.sig_timeout
+        while any(needed.values()):
+            left = deadline - time.monotonic()
+            if left <= 0 or self._daemon_lost.is_set():
+                silent = [n for n, k in needed.items() if k]
+                for nick in silent:
+                    self.ignored[nick] = "M10: silent after !ioauth (no !sig)"
+                raise _RoundFailed(f"makers did not sign in time: {', '.join(silent)}")
+            try:
+                nick, sig = await asyncio.wait_for(self._sig_queue.get(), left)
+            except asyncio.TimeoutError:
+                continue
+            if nick not in by_nick or not needed.get(nick):
+                log.info("unexpected !sig from %s ignored", nick)
+                continue
+            try:
+                txbuild.verify_and_add_maker_sig(tx, sig, by_nick[nick].utxos)
+            except txbuild.BadMakerSignature as exc:
+                self.ignored[nick] = f"M9: bad !sig ({exc})"
+                raise _RoundFailed(f"maker {nick} sent an invalid signature") from exc
+            needed[nick] -= 1
+            self.progress("sigs", f"{sum(len(m.utxos) for m in plan.makers) - sum(needed.values())}"
+                          f" of {sum(len(m.utxos) for m in plan.makers)} maker signatures",
+                          seconds_left=round(deadline - time.monotonic(), 1))
+        self.outcome.timings.setdefault("tx_to_sigs", time.monotonic() - t0)
+
+    async def _broadcast(self, tx: Any, plan: Any) -> None:
+        txid = tx.txid()
+        policy = self.cfg.broadcast
+        nicks = [m.nick for m in plan.makers]
+        pusher = None
+        if policy == "not-self":
+            pusher = self.rng.choice(nicks)
+        elif policy == "random-peer":
+            pick = self.rng.choice(nicks + [None])
+            pusher = pick
+        t0 = time.monotonic()
+        if pusher is None:
+            self.progress("broadcast", f"broadcasting {txid} through our Electrum server")
+            await self.network.broadcast_transaction(tx)
+        else:
+            self.progress("broadcast", f"asking maker {pusher} to broadcast {txid}")
+            await self.client.call("JMPushTx", nick=pusher,
+                                   tx=bytes.fromhex(tx.serialize()))
+        if not await self._wait_seen(txid, self.cfg.seen_timeout):
+            if policy == "not-self":
+                raise TakerError(f"{txid} was not seen within {self.cfg.seen_timeout:.0f}s and the "
+                                 f"policy forbids broadcasting it ourselves")
+            log.info("maker %s did not broadcast: broadcasting ourselves", pusher)
+            await self.network.broadcast_transaction(tx)
+            if not await self._wait_seen(txid, self.cfg.seen_timeout):
+                raise TakerError(f"{txid} was broadcast but the wallet has not seen it yet")
+        self.outcome.timings.setdefault("broadcast_to_seen", time.monotonic() - t0)
+        self.outcome.txid = txid
+
+    async def _wait_seen(self, txid: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.wallet.adb.get_transaction(txid) is not None:
+                return True
+            await asyncio.sleep(0.2)
+        return False
+
+    def _record(self, plan: Any, tx: Any, breakdown: dict) -> None:
+        o = self.outcome
+        o.cj_amount = breakdown["cj_amount"]
+        o.makers = [m.nick for m in plan.makers]
+        o.maker_fees = dict(breakdown["maker_fees"])
+        o.miner_fee = tx.get_fee() if tx.get_fee() is not None else breakdown["miner_fee"]
+        o.taker_miner_fee = breakdown["taker_miner_fee"]
+        o.total_cost = breakdown["total_cost"]
+        o.message = (f"coinjoin {o.txid}: {o.cj_amount} sat to {plan.my_cj_addr} with "
+                     f"{len(o.makers)} makers; cost {o.total_cost} sat")
+
+    # ---------------------------------------------------------------- coins
+    def _freeze(self, coins: list) -> None:
+        outpoints = [c.prevout.to_str() for c in coins]
+        self.wallet.set_frozen_state_of_coins(outpoints, True, write_to_disk=False)
+        self._frozen.update(outpoints)
+
+    def _unfreeze(self) -> None:
+        if self._frozen:
+            self.wallet.set_frozen_state_of_coins(list(self._frozen), None, write_to_disk=True)
+            self._frozen.clear()
+

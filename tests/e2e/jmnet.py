@@ -1,0 +1,92 @@
+"""A local regtest JoinMarket network for end-to-end tests and the demo: makers (real Electrum
+wallets running electrum_joinmarket.maker, each with its own jmdaemon process) and a taker (a
+real Electrum wallet running electrum_joinmarket.taker through its own jmdaemon), over a real IRC
+server or our onion directory node in test mode."""
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from electrum_joinmarket.maker import Maker, MakerSettings
+from electrum_joinmarket.plugin import WalletSession  # noqa: F401  (documented entry point)
+from electrum_joinmarket.taker import Taker, TakerConfig, TakerOutcome
+from tests.daemon.helpers import start_daemon, start_directory
+
+MAKER_FEES = ["0.0002", "0.0003", "0.00025", "0.00035", "0.0004"]
+
+
+def irc_config(ircd) -> list[dict]:
+    return [{"type": "irc", "host": ircd.host, "port": ircd.port, "channel": "joinmarket-pit",
+             "usessl": "false", "socks5": "false", "line_rate": 0.05}]
+
+
+def onion_config(directory) -> list[dict]:
+    return [{"type": "onion", "test_mode": True,
+             "directory_nodes": f"127.0.0.1:{directory.port}"}]
+
+
+@dataclass
+class MakerParty:
+    wallet: Any
+    maker: Maker
+    daemon: Any
+    password: Optional[str] = None
+
+
+@dataclass
+class JMNet:
+    electrum_node: Any
+    bitcoind: Any
+    workdir: pathlib.Path
+    chan_configs: list[dict]
+    makers: list[MakerParty] = field(default_factory=list)
+    daemons: list[Any] = field(default_factory=list)
+
+    def add_maker(self, wallet: Any, *, cjfee_r: str = "0.0002", txfee: int = 0,
+                  password: Optional[str] = None, maker_cls: type = Maker,
+                  **settings: Any) -> MakerParty:
+        daemon = start_daemon(self.workdir, f"maker{len(self.makers)}")
+        self.daemons.append(daemon)
+        ms = MakerSettings(ordertype="sw0reloffer", cjfee_r=cjfee_r, txfee=txfee,
+                           minsize=100_000, poll_interval=0.5, **settings)
+        maker = maker_cls(wallet, ms, password=password,
+                          electrum_network=self.electrum_node.network)
+        self.electrum_node.run(maker.start("127.0.0.1", daemon.port, self.chan_configs,
+                                           network="regtest"), timeout=120)
+        party = MakerParty(wallet, maker, daemon, password)
+        self.makers.append(party)
+        return party
+
+    def taker(self, wallet: Any, commitments: Any, config: TakerConfig, *,
+              password: Optional[str] = None,
+              progress: Optional[Callable[[dict], None]] = None, rng: Any = None) -> Taker:
+        daemon = start_daemon(self.workdir, f"taker{len(self.daemons)}")
+        self.daemons.append(daemon)
+        return Taker(wallet=wallet, network=self.electrum_node.network, commitments=commitments,
+                     config=config, password=password, daemon_host="127.0.0.1",
+                     daemon_port=daemon.port, chan_configs=self.chan_configs,
+                     net_name="regtest", progress=progress, rng=rng)
+
+    def run_taker(self, taker: Taker, timeout: float = 300) -> TakerOutcome:
+        return self.electrum_node.run(taker.run(), timeout=timeout)
+
+    def stop(self) -> None:
+        for party in self.makers:
+            try:
+                party.maker.stop()
+            except Exception:
+                pass
+        for d in self.daemons:
+            d.stop()
+
+
+def quick_config(amount: int, destination: str, n: int = 3, **kw: Any) -> TakerConfig:
+    """Test timings: short orderbook wait, otherwise the defaults."""
+    base = dict(amount=amount, destination=destination, n_makers=n, minimum_makers=min(n, 2),
+                max_cj_fee_abs=50_000, max_cj_fee_rel="0.01", orderbook_min_wait=3.0,
+                orderbook_quiet=2.0, orderbook_max_wait=30.0, orderbook_poll=0.5,
+                maker_timeout_sec=20, sig_timeout=30.0, seen_timeout=30.0,
+                fallback_feerate=2000)
+    base.update(kw)
+    return TakerConfig(**base)
