@@ -1,17 +1,26 @@
-"""Daemon tests: report how many hypothesis examples each fuzz test ran."""
+"""Daemon tests: report how many hypothesis examples each fuzz test ran (and, separately, the
+size of the bulk hostile-input loops)."""
 import collections
 
 EXAMPLES = collections.Counter()
+BULK = collections.Counter()
 
 
 def count_example(name, n=1):
     EXAMPLES[name] += n
 
 
+def count_bulk(name, n):
+    BULK[name] += n
+
+
 def pytest_terminal_summary(terminalreporter):
-    if not EXAMPLES:
-        return
-    terminalreporter.section("hypothesis examples run (jmdaemon parsers)")
-    for name, n in sorted(EXAMPLES.items()):
-        terminalreporter.write_line("%-48s %6d" % (name, n))
-    terminalreporter.write_line("%-48s %6d" % ("TOTAL", sum(EXAMPLES.values())))
+    if EXAMPLES:
+        terminalreporter.section("hypothesis examples run (jmdaemon parsers)")
+        for name, n in sorted(EXAMPLES.items()):
+            terminalreporter.write_line("%-48s %6d" % (name, n))
+        terminalreporter.write_line("%-48s %6d" % ("TOTAL", sum(EXAMPLES.values())))
+    if BULK:
+        terminalreporter.section("bulk hostile inputs (non-hypothesis loops)")
+        for name, n in sorted(BULK.items()):
+            terminalreporter.write_line("%-48s %8d" % (name, n))

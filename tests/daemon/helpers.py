@@ -3,7 +3,9 @@ JoinMarket test client on the jmcore asyncio AMP client that signs with real nic
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import select
 import pathlib
 import re
 import signal
@@ -46,6 +48,17 @@ class Proc:
         return self.proc.returncode
 
 
+_STARTED: list = []
+
+
+@atexit.register
+def _kill_leftovers():
+    """Never leave daemons behind when a test fails before stopping them."""
+    for proc in _STARTED:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _spawn(args, workdir: pathlib.Path, name: str, pattern: str, timeout=20.0):
     workdir.mkdir(parents=True, exist_ok=True)
     logpath = workdir / (name + ".log")
@@ -53,9 +66,15 @@ def _spawn(args, workdir: pathlib.Path, name: str, pattern: str, timeout=20.0):
     proc = subprocess.Popen([PY, "-m", "jmdaemon"] + args, stdout=subprocess.PIPE,
                             stderr=open(logpath, "ab"), stdin=subprocess.DEVNULL, cwd=str(workdir),
                             env=env, text=True)
+    _STARTED.append(proc)
     deadline = time.monotonic() + timeout
     line = ""
     while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
         line = proc.stdout.readline()
         if not line:
             if proc.poll() is not None:
@@ -70,7 +89,7 @@ def _spawn(args, workdir: pathlib.Path, name: str, pattern: str, timeout=20.0):
 
 def start_daemon(workdir: pathlib.Path, name="daemon", extra=()) -> Proc:
     args = ["--port", "0", "--datadir", str(workdir / name), "--loglevel", "DEBUG"] + list(extra)
-    proc, m, logpath = _spawn(args, workdir, name, r"listening on 127\.0\.0\.1:(\d+)")
+    proc, m, logpath = _spawn(args, workdir, name, r"listening on [0-9.]+:(\d+)")
     return Proc(proc, int(m.group(1)), logpath)
 
 
@@ -213,15 +232,16 @@ class TestClient:
     # -- sequences
     async def init(self, chan_configs, network="regtest", minmakers=1, maker_timeout_sec=20,
                    blacklist_location="cmtdata/commitmentlist"):
+        n_proto, n_up = self.count("JMInitProto"), self.count("JMUp")
         r = await self.call("JMInit", bcsource="regtest", network=network,
                             chan_configs=chan_configs, minmakers=minmakers,
                             maker_timeout_sec=maker_timeout_sec, dust_threshold=27300,
                             blacklist_location=blacklist_location)
         assert r == {"accepted": True}, r
-        await self.wait_for("JMInitProto")
+        await self.wait_for("JMInitProto", count=n_proto + 1)
         r = await self.call("JMStartMC", nick=self.nick)
         assert r == {"accepted": True}, r
-        await self.wait_for("JMUp", timeout=60)
+        await self.wait_for("JMUp", timeout=60, count=n_up + 1)
 
 
 def run(coro, timeout=240):

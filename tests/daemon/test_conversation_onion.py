@@ -4,7 +4,7 @@ direct link to the serving maker (learned from the directory's peerlist)."""
 import pytest
 
 from .conversation import full_conversation
-from .helpers import TestClient, run, start_daemon, start_directory
+from .helpers import TestClient, nick_key, run, start_daemon, start_directory
 
 
 def onion_config(directory, serving=False, port=0):
@@ -25,6 +25,8 @@ async def next_schedule_entry(taker, maker, chan):
     n_up = taker.count("JMUp")
     assert (await taker.call("JMFill", amount=1, commitment="Px", revelation="r",
                              filled_offers={maker.nick: {"oid": 0}})) == {"accepted": False}
+    taker.key = nick_key()          # a new run has a new nick, as Ref's client does
+    taker.nick = taker.key.nick
     await taker.init(chan, maker_timeout_sec=4)
     assert taker.count("JMUp") == n_up + 1
     assert (await taker.call("JMSetup", role="TAKER", initdata=None, use_fidelity_bond=False)) \

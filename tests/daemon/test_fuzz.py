@@ -20,7 +20,7 @@ from jmdaemon.messaging import MessageChannelCollection
 from jmdaemon.orderbook import Orderbook
 from jmdaemon.server import JMDaemonProtocol
 
-from .conftest import count_example
+from .conftest import count_bulk, count_example
 from .fakes import RecordingSession, onion_channel_with_directory
 
 FUZZ = settings(max_examples=400, deadline=None,
@@ -145,7 +145,7 @@ def test_d6_unterminated_irc_chunks_keep_memory_bounded():
     assert len(client.assembler.buffers) <= 50
     assert peak < 50 * C.MAX_MESSAGE_LEN * 3, peak          # a few MB, not 44 MB of chunks
     assert session.named("request_signature_verify") == []
-    count_example("IRC unterminated chunk lines (one test)", 100_000)
+    count_bulk("IRC unterminated chunk lines", 100_000)
 
 
 @FUZZ
@@ -169,7 +169,7 @@ def test_d7_orderbook_flood_bounded():
     assert len(ob.by_nick) == 1000 and len(ob) == 50_000
     ob.add_offer("J5honestmaker000", "sw0reloffer", "0", "27300", "100000", "0", "0.0002")
     assert any(o["counterparty"] == "J5honestmaker000" for o in ob.offers())
-    count_example("Orderbook flood offers (one test)", 20_000 * 60 + 1)
+    count_bulk("Orderbook flood offers (20 000 nicks)", 20_000 * 60 + 1)
 
 
 @FUZZ
