@@ -31,6 +31,65 @@ def _register_commands() -> None:
         JoinMarket session of every loaded wallet. Makes no network request."""
         return plugin.status()
 
+    @plugin_command("wp", PLUGIN_NAME)
+    async def coinjoin(self, destination, amount, plugin=None, wallet=None, password=None,
+                       counterparties=None, max_cj_fee_abs=None, max_cj_fee_rel=None,
+                       broadcast="self") -> dict:
+        """Run one JoinMarket coinjoin from this wallet and wait for its outcome (minutes).
+
+        arg:str:destination:Address that receives the coinjoin output
+        arg:decimal:amount:Amount in BTC; 0 sweeps every confirmed unfrozen coin
+        arg:int:counterparties:Number of makers (default: the setting, else 8)
+        arg:int:max_cj_fee_abs:Refuse makers whose fee is above this many sats AND above the relative limit
+        arg:str:max_cj_fee_rel:Relative fee limit, a fraction of the amount (e.g. 0.002)
+        arg:str:broadcast:Who broadcasts: self, random-peer or not-self
+        """
+        from electrum.commands import satoshis
+        overrides = {"broadcast": broadcast}
+        if counterparties is not None:
+            overrides["n_makers"] = int(counterparties)
+        if max_cj_fee_abs is not None:
+            overrides["max_cj_fee_abs"] = int(max_cj_fee_abs)
+        if max_cj_fee_rel is not None:
+            overrides["max_cj_fee_rel"] = str(max_cj_fee_rel)
+        runner = plugin.runner
+        config = runner.taker_config(satoshis(amount), destination, **overrides)
+        outcome = await runner.coinjoin(wallet, config, password)
+        return outcome.to_dict()
+
+    @plugin_command("n", PLUGIN_NAME)
+    async def orderbook(self, plugin=None, wait=None) -> dict:
+        """Collect the JoinMarket orderbook through the daemon and show it.
+
+        arg:int:wait:Seconds to collect offers (default: the orderbook_wait setting)
+        """
+        return await plugin.runner.orderbook(None if wait is None else float(wait))
+
+    @plugin_command("wp", PLUGIN_NAME)
+    async def start_maker(self, plugin=None, wallet=None, password=None, ordertype="reloffer",
+                          cjfee_r="0.00002", cjfee_a=500, txfee=0, minsize=100000) -> dict:
+        """Start a yield generator (maker) on this wallet; it runs until stop_maker.
+
+        arg:str:ordertype:reloffer (fee relative to the amount) or absoffer (fixed fee)
+        arg:str:cjfee_r:Relative fee of a reloffer, e.g. 0.00002
+        arg:int:cjfee_a:Fee in sats of an absoffer
+        arg:int:txfee:Miner-fee contribution in sats taken from our change
+        arg:int:minsize:Smallest coinjoin amount we accept, in sats
+        """
+        return await plugin.runner.start_maker(wallet, password, ordertype=ordertype,
+                                               cjfee_r=str(cjfee_r), cjfee_a=int(cjfee_a),
+                                               txfee=int(txfee), minsize=int(minsize))
+
+    @plugin_command("w", PLUGIN_NAME)
+    async def stop_maker(self, plugin=None, wallet=None) -> bool:
+        """Stop this wallet's yield generator (reserved coins are released)."""
+        return plugin.runner.stop_maker(wallet)
+
+    @plugin_command("w", PLUGIN_NAME)
+    async def history(self, plugin=None, wallet=None) -> list:
+        """Past coinjoins of this wallet (taker side), oldest first."""
+        return plugin.runner.history(wallet)
+
 
 if __name__ != "electrum_joinmarket":
     try:

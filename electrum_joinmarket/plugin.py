@@ -74,6 +74,9 @@ JM_ORDERBOOK_WAIT = _config_var("JM_ORDERBOOK_WAIT", "orderbook_wait", default=6
 """seconds to collect offers after ``!orderbook`` (Ref ``maker_timeout_sec``)."""
 JM_MAKER_TIMEOUT = _config_var("JM_MAKER_TIMEOUT", "maker_timeout", default=60, type_=int)
 """seconds to wait for all ``!ioauth``/``!sig`` of a stage (Ref ``maker_timeout_sec``)."""
+JM_CHANNELS = _config_var("JM_CHANNELS", "channels", default=None)
+"""JSON list of message channel configs passed to the daemon (JMInit ``chan_configs``), e.g.
+``[{"type": "onion", "directory_nodes": "…onion:5222"}]``; unset = the daemon's defaults."""
 
 
 class FeeLimitsUnset(Exception):
@@ -102,6 +105,10 @@ class WalletSession:
         self.role: Optional[str] = None          # "taker" | "maker" while running
         self.state: str = "idle"
         self.daemon_link: Any = None             # set by the daemon link when connected
+        self.taker: Any = None                   # the running Taker, if any
+        self.maker: Any = None                   # the running Maker, if any
+        self.task: Any = None                    # asyncio task of a running coinjoin
+        self.last_progress: Optional[dict] = None
         self.closed = False
 
     def _save(self) -> None:
@@ -120,6 +127,8 @@ class WalletSession:
             "state": self.state,
             "daemon_connected": self.daemon_link is not None,
             "used_commitments": len(self.commitments.used()),
+            "progress": self.last_progress,
+            "maker": self.maker.status() if self.maker is not None else None,
         }
 
     def close(self) -> None:
@@ -136,6 +145,15 @@ class JoinMarketPlugin(BasePlugin):
         self._lock = threading.RLock()
         self._sessions: dict[int, WalletSession] = {}   # id(wallet) -> session
         self._daemon: Any = None
+        self._runner: Any = None
+
+    @property
+    def runner(self) -> Any:
+        """The :class:`electrum_joinmarket.runner.Runner` (created on first use)."""
+        if self._runner is None:
+            from .runner import Runner
+            self._runner = Runner(self)
+        return self._runner
 
     # -- settings ---------------------------------------------------------------------------
     @property
@@ -179,6 +197,7 @@ class JoinMarketPlugin(BasePlugin):
             "bondless_makers_allowance": c.JM_BONDLESS_ALLOWANCE,
             "fallback_fee_rate": c.JM_FALLBACK_FEE_RATE,
             "orderbook_wait": c.JM_ORDERBOOK_WAIT, "maker_timeout": c.JM_MAKER_TIMEOUT,
+            "channels": c.JM_CHANNELS,
         }
 
     # -- sessions ---------------------------------------------------------------------------
@@ -237,6 +256,13 @@ class JoinMarketPlugin(BasePlugin):
         self.drop_session(wallet)
 
     def on_close(self) -> None:
+        if self._runner is not None:
+            from electrum.util import get_asyncio_loop
+            import asyncio
+            try:
+                asyncio.run_coroutine_threadsafe(self._runner.stop(), get_asyncio_loop())
+            except Exception:
+                self.logger.exception("could not stop the JoinMarket runner")
         with self._lock:
             for s in self._sessions.values():
                 s.close()

@@ -101,3 +101,48 @@ def make_wallet(electrum_node, bitcoind, electrumx):
     yield factory
     for wallet in made:
         electrum_node.close_wallet(wallet)
+
+
+# --- the plugin loaded into Electrum (as Electrum itself loads it) -------------------------------
+
+@pytest.fixture(scope="session")
+def loop():
+    """Electrum's asyncio loop (Plugins threads need it to stop); no services started."""
+    from tests.stack.electrum_env import electrum_loop
+    return electrum_loop()
+
+
+@pytest.fixture
+def plugins_factory(loop):
+    """``make(config, gui)`` -> electrum.plugin.Plugins; closes the plugin objects (their hooks
+    are process-global) and stops the Plugins threads afterwards."""
+    made = []
+
+    def make(config, gui="cmdline"):
+        from electrum.plugin import Plugins
+
+        from electrum_joinmarket.loader import register_runtime
+        register_runtime()
+        p = Plugins(config, gui)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        for plugin in list(p.plugins.values()):
+            plugin.close()
+        p.stop()
+
+
+@pytest.fixture
+def jm_plugin(electrum_node, plugins_factory):
+    """The plugin loaded with the stack daemon's config and attached to its daemon (as
+    ``Daemon.run_daemon`` does), so hooks and commands see the daemon's wallets."""
+    config = electrum_node.config
+    config.set_key("plugins.joinmarket.enabled", True)
+    plugins = plugins_factory(config, "cmdline")
+    old = electrum_node.daemon._plugins
+    electrum_node.daemon._plugins = plugins
+    yield plugins.get("joinmarket")
+    electrum_node.daemon._plugins = old
+    config.set_key("plugins.joinmarket.enabled", False)    # key kept: wallet data is not pruned

@@ -18,39 +18,12 @@ from electrum_joinmarket.loader import PLUGIN_ROOT, register_runtime
 ROOT = os.path.dirname(PLUGIN_ROOT)
 
 
-@pytest.fixture(scope="module")
-def loop():
-    """Electrum's asyncio loop (Plugins threads need it to stop); no services started."""
-    from tests.stack.electrum_env import electrum_loop
-    return electrum_loop()
-
-
 def _config(tmp_path, **keys):
     from electrum.simple_config import SimpleConfig
     config = SimpleConfig({"electrum_path": str(tmp_path)})
     for k, v in keys.items():
         config.set_key(k, v)
     return config
-
-
-@pytest.fixture
-def plugins_factory(loop):
-    """``make(config, gui)`` -> electrum.plugin.Plugins; closes the plugin objects (their hooks
-    are process-global) and stops the Plugins threads afterwards."""
-    made = []
-
-    def make(config, gui="cmdline"):
-        from electrum.plugin import Plugins
-        register_runtime()
-        p = Plugins(config, gui)
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        for plugin in list(p.plugins.values()):
-            plugin.close()
-        p.stop()
 
 
 def test_manifest():
@@ -137,20 +110,6 @@ def test_settings_are_config_vars_and_fee_limits_have_no_default(tmp_path, plugi
 
 
 # --- on the stack: real daemon, real wallets ------------------------------------------------------
-
-@pytest.fixture
-def jm_plugin(electrum_node, plugins_factory):
-    """The plugin loaded with the stack daemon's config and attached to its daemon (as
-    ``Daemon.run_daemon`` does), so hooks and commands see the daemon's wallets."""
-    config = electrum_node.config
-    config.set_key("plugins.joinmarket.enabled", True)
-    plugins = plugins_factory(config, "cmdline")
-    old = electrum_node.daemon._plugins
-    electrum_node.daemon._plugins = plugins
-    yield plugins.get("joinmarket")
-    electrum_node.daemon._plugins = old
-    config.set_key("plugins.joinmarket.enabled", False)    # key kept: wallet data is not pruned
-
 
 @pytest.mark.stack
 def test_joinmarket_status_command_answers_through_commands(electrum_node, jm_plugin, make_wallet):

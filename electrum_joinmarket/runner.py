@@ -1,0 +1,229 @@
+"""Runs takers and makers for the plugin's wallet sessions (GUI-agnostic; used by the plugin
+commands and the Qt tab). Everything here is a coroutine on Electrum's asyncio loop.
+
+* One role at a time per wallet session (a taker run or a maker); a second start is refused
+  with a clear message.
+* The daemon is found or started through :class:`daemon_link.DaemonLink` (one per plugin).
+* Every finished coinjoin — success, failure or cancellation — is appended to the wallet's
+  plugin storage (``history``) and the wallet is saved, so history survives restarts.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from .client import DaemonClient, DaemonError
+from .daemon_link import DaemonLink
+from .taker import Taker, TakerConfig, TakerOutcome
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .plugin import JoinMarketPlugin, WalletSession
+
+log = logging.getLogger(__name__)
+
+HISTORY_KEY = "taker_history"
+HISTORY_LIMIT = 500
+
+
+class RunnerError(Exception):
+    """A request the user can fix (busy wallet, bad setting, no daemon): message says how."""
+
+
+def jm_network_name() -> str:
+    """JoinMarket's network name for the chain Electrum runs on."""
+    from electrum import constants
+    net = constants.net.NET_NAME
+    return {"mainnet": "mainnet", "testnet": "testnet", "testnet4": "testnet",
+            "signet": "signet", "regtest": "regtest"}.get(net, net)
+
+
+class Runner:
+    """Per-plugin service object; see module docstring."""
+
+    def __init__(self, plugin: "JoinMarketPlugin"):
+        self.plugin = plugin
+        self.link: Optional[DaemonLink] = None
+
+    # ---------------------------------------------------------------- daemon
+    async def daemon_address(self) -> tuple[str, int]:
+        """A usable daemon (running, or started by the link); RunnerError if none."""
+        if self.link is None:
+            self.link = DaemonLink.from_config(self.plugin.config)
+        state = await self.link.ensure()
+        if not state.usable:
+            raise RunnerError(state.text)
+        return self.link.address
+
+    def chan_configs(self) -> list[dict]:
+        """Channels from ``plugins.joinmarket.channels`` (a JSON list); empty = the daemon's
+        own defaults."""
+        raw = self.plugin.config.JM_CHANNELS
+        if not raw:
+            return []
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            raise RunnerError("plugins.joinmarket.channels is not valid JSON") from None
+        if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
+            raise RunnerError("plugins.joinmarket.channels must be a JSON list of objects")
+        return value
+
+    # ---------------------------------------------------------------- taker
+    def taker_config(self, amount: int, destination: str, **overrides: Any) -> TakerConfig:
+        """A TakerConfig from the settings; ``overrides`` win. Fee limits must be set (in the
+        settings or here): an unset limit never means 'any fee'."""
+        c = self.plugin.config
+        if "max_cj_fee_abs" not in overrides or "max_cj_fee_rel" not in overrides:
+            limits = self.plugin.fee_limits()          # raises FeeLimitsUnset
+            overrides.setdefault("max_cj_fee_abs", limits.max_abs)
+            overrides.setdefault("max_cj_fee_rel", str(limits.max_rel))
+        n = overrides.pop("n_makers", None) or c.JM_COUNTERPARTIES or 8
+        base = dict(amount=amount, destination=destination, n_makers=int(n),
+                    minimum_makers=min(int(c.JM_MINIMUM_MAKERS), int(n)),
+                    chooser=self.plugin.order_chooser_name(),
+                    orderbook_max_wait=float(c.JM_ORDERBOOK_WAIT),
+                    orderbook_min_wait=min(20.0, float(c.JM_ORDERBOOK_WAIT)),
+                    maker_timeout_sec=int(c.JM_MAKER_TIMEOUT),
+                    fallback_feerate=int(c.JM_FALLBACK_FEE_RATE))
+        base.update(overrides)
+        return TakerConfig(**base)
+
+    async def coinjoin(self, wallet: Any, config: TakerConfig, password: Optional[str], *,
+                       progress: Optional[Callable[[dict], None]] = None,
+                       confirm: Optional[Callable[[dict], Any]] = None) -> TakerOutcome:
+        """Run one coinjoin for ``wallet``; returns its outcome (also stored in history)."""
+        session = self.plugin.session_for(wallet)
+        if session.role is not None:
+            raise RunnerError(f"this wallet is busy ({session.role} running); stop it first")
+        host, port = await self.daemon_address()
+        session.role, session.state = "taker", "starting"
+
+        def on_progress(event: dict) -> None:
+            session.state = event.get("stage", session.state)
+            session.last_progress = event
+            if progress is not None:
+                progress(event)
+        taker = Taker(wallet=wallet, network=wallet.network, commitments=session.commitments,
+                      config=config, password=password, daemon_host=host, daemon_port=port,
+                      chan_configs=self.chan_configs(), net_name=jm_network_name(),
+                      progress=on_progress, confirm=confirm)
+        session.taker = taker
+        try:
+            outcome = await taker.run()
+        finally:
+            session.role, session.taker = None, None
+            session.state = "idle"
+        self._record(session, config, outcome)
+        return outcome
+
+    def cancel(self, wallet: Any) -> bool:
+        """Cancel the wallet's running coinjoin task (see ``start_coinjoin_task``)."""
+        session = self.plugin.session_for(wallet)
+        task = getattr(session, "task", None)
+        if task is not None and not task.done():
+            task.cancel()
+            return True
+        return False
+
+    def start_coinjoin_task(self, wallet: Any, config: TakerConfig, password: Optional[str],
+                            **kw: Any) -> "asyncio.Future[TakerOutcome]":
+        """Start :meth:`coinjoin` as a task on Electrum's loop (thread-safe); cancellable with
+        :meth:`cancel`. Returns a concurrent future."""
+        from electrum.util import get_asyncio_loop
+        session = self.plugin.session_for(wallet)
+
+        async def run() -> TakerOutcome:
+            session.task = asyncio.current_task()
+            try:
+                return await self.coinjoin(wallet, config, password, **kw)
+            finally:
+                session.task = None
+        return asyncio.run_coroutine_threadsafe(run(), get_asyncio_loop())
+
+    def _record(self, session: "WalletSession", config: TakerConfig, outcome: TakerOutcome) -> None:
+        entry = {"time": time.time(), "status": outcome.status, "message": outcome.message,
+                 "txid": outcome.txid, "cj_amount": outcome.cj_amount,
+                 "destination": config.destination, "makers": outcome.makers,
+                 "maker_fees": outcome.maker_fees, "miner_fee": outcome.miner_fee,
+                 "taker_miner_fee": outcome.taker_miner_fee, "total_cost": outcome.total_cost,
+                 "sweep": config.amount == 0}
+        history = list(session.storage.get(HISTORY_KEY, []))
+        history.append(entry)
+        session.storage[HISTORY_KEY] = history[-HISTORY_LIMIT:]
+        session.wallet.save_db()
+
+    def history(self, wallet: Any) -> list[dict]:
+        return list(self.plugin.session_for(wallet).storage.get(HISTORY_KEY, []))
+
+    # ---------------------------------------------------------------- orderbook
+    async def orderbook(self, wait: Optional[float] = None) -> dict:
+        """A one-off look at the orderbook through the daemon (as a taker that fills nothing):
+        {"offers": [...], "fidelitybonds": [...]}."""
+        host, port = await self.daemon_address()
+        wait = float(self.plugin.config.JM_ORDERBOOK_WAIT if wait is None else wait)
+        got: dict = {}
+        event = asyncio.Event()
+
+        class Book:
+            def on_JMOffers(self, orderbook: str, fidelitybonds: str) -> None:
+                got["offers"], got["fidelitybonds"] = orderbook, fidelitybonds
+                event.set()
+        client = DaemonClient(network=jm_network_name(), chan_configs=self.chan_configs(),
+                              handler=Book())
+        try:
+            await client.connect(host, port)
+            await client.wait_up(60)
+            await client.setup("TAKER")
+            await asyncio.sleep(wait)
+            await client.call("JMRequestOffers")
+            await asyncio.wait_for(event.wait(), 30)
+        except asyncio.TimeoutError:
+            raise DaemonError("the daemon sent no orderbook") from None
+        finally:
+            client.close()
+        try:
+            return {"offers": json.loads(got["offers"]),
+                    "fidelitybonds": json.loads(got["fidelitybonds"])}
+        except (KeyError, ValueError):
+            raise DaemonError("the daemon sent a malformed orderbook") from None
+
+    # ---------------------------------------------------------------- maker
+    async def start_maker(self, wallet: Any, password: Optional[str], **settings: Any) -> dict:
+        from .maker import Maker, MakerSettings
+        session = self.plugin.session_for(wallet)
+        if session.role is not None:
+            raise RunnerError(f"this wallet is busy ({session.role} running); stop it first")
+        host, port = await self.daemon_address()
+        maker = Maker(wallet, MakerSettings(**settings), password=password,
+                      storage=session.storage, electrum_network=wallet.network)
+        session.role, session.state = "maker", "starting"
+        try:
+            await maker.start(host, port, self.chan_configs(), network=jm_network_name())
+        except BaseException:
+            session.role, session.state = None, "idle"
+            raise
+        session.maker, session.state = maker, "running"
+        return maker.status()
+
+    def stop_maker(self, wallet: Any) -> bool:
+        session = self.plugin.session_for(wallet)
+        maker = getattr(session, "maker", None)
+        if maker is None:
+            return False
+        maker.stop()
+        session.maker, session.role, session.state = None, None, "idle"
+        return True
+
+    async def stop(self) -> None:
+        """Plugin shutdown: stop makers, cancel takers, stop a daemon we started."""
+        for session in self.plugin.sessions():
+            if getattr(session, "maker", None) is not None:
+                session.maker.stop()
+            task = getattr(session, "task", None)
+            if task is not None:
+                task.cancel()
+        if self.link is not None:
+            await self.link.stop()

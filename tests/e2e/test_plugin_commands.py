@@ -1,0 +1,90 @@
+"""The plugin's commands, as `electrum daemon` users call them: orderbook, coinjoin, history,
+status — through Electrum's own Commands on the loaded plugin; and F4: the plugin (and the
+wallet) restarted between two coinjoins keeps used commitments and history."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.daemon.helpers import start_daemon
+from tests.e2e.conftest import confirmed_balance, new_wallet
+from tests.e2e.jmnet import irc_config
+
+pytestmark = [pytest.mark.stack, pytest.mark.e2e]
+
+
+@pytest.fixture
+def configured(electrum_node, irc_net, ircd, tmp_path):
+    daemon = start_daemon(tmp_path, "cmd-taker")
+    c = electrum_node.config
+    keys = {"plugins.joinmarket.daemon_host": "127.0.0.1",
+            "plugins.joinmarket.daemon_port": daemon.port,
+            "plugins.joinmarket.daemon_autostart": False,
+            "plugins.joinmarket.channels": json.dumps(irc_config(ircd)),
+            "plugins.joinmarket.max_cj_fee_abs": 50_000, "plugins.joinmarket.max_cj_fee_rel": "0.01",
+            "plugins.joinmarket.counterparties": 3, "plugins.joinmarket.minimum_makers": 2,
+            "plugins.joinmarket.orderbook_wait": 4, "plugins.joinmarket.maker_timeout": 20}
+    for k, v in keys.items():
+        c.set_key(k, v)
+    yield daemon
+    for k in keys:
+        c.set_key(k, None)
+    daemon.stop()
+
+
+def _commands(electrum_node):
+    from electrum.commands import Commands
+    return Commands(config=electrum_node.config, network=electrum_node.network,
+                    daemon=electrum_node.daemon)
+
+
+def test_commands_orderbook_coinjoin_history_and_f4_restart(electrum_node, bitcoind, irc_net,
+                                                            configured, plugins_factory):
+    config = electrum_node.config
+    config.set_key("plugins.joinmarket.enabled", True)
+    old_plugins = electrum_node.daemon._plugins
+    electrum_node.daemon._plugins = plugins_factory(config, "cmdline")
+    try:
+        taker_w = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], mine=5,
+                             password="pw")
+        dest = new_wallet(electrum_node, bitcoind)
+        cmds = _commands(electrum_node)
+        book = electrum_node.run(cmds.joinmarket_orderbook(wait=3), timeout=120)
+        makers = {o["counterparty"] for o in book["offers"]}
+        assert {p.maker.nick for p in irc_net.makers} <= makers
+        before = confirmed_balance(taker_w)
+        res = electrum_node.run(cmds.joinmarket_coinjoin(
+            dest.get_receiving_addresses()[0], "0.05", wallet=taker_w, password="pw"), timeout=300)
+        assert res["status"] == "success", res
+        assert res["cj_amount"] == 5_000_000
+        bitcoind.mine(1)
+        electrum_node.wait_tx(taker_w, res["txid"], confirmations=1)
+        electrum_node.wait_tx(dest, res["txid"], confirmations=1)
+        assert before - confirmed_balance(taker_w) == 5_000_000 + res["total_cost"]
+        hist = electrum_node.run(cmds.joinmarket_history(wallet=taker_w))
+        assert [h["txid"] for h in hist] == [res["txid"]]
+        status = electrum_node.run(cmds.joinmarket_status())
+        session = [s for s in status["sessions"] if s["wallet"] == taker_w.basename()][0]
+        assert session["used_commitments"] == 1 and session["role"] is None
+
+        # F4: restart the plugin and reopen the wallet between two coinjoins
+        path = taker_w.storage.path
+        for plugin in list(electrum_node.daemon._plugins.plugins.values()):
+            plugin.close()
+        electrum_node.close_wallet(taker_w)
+        electrum_node.daemon._plugins = plugins_factory(config, "cmdline")
+        taker_w = electrum_node.load_wallet(path, "pw")
+        cmds = _commands(electrum_node)
+        assert len(electrum_node.run(cmds.joinmarket_history(wallet=taker_w))) == 1
+        res2 = electrum_node.run(cmds.joinmarket_coinjoin(
+            dest.get_receiving_addresses()[1], "0.04", wallet=taker_w, password="pw"), timeout=300)
+        assert res2["status"] == "success", res2
+        hist = electrum_node.run(cmds.joinmarket_history(wallet=taker_w))
+        assert [h["txid"] for h in hist] == [res["txid"], res2["txid"]]
+        status = electrum_node.run(cmds.joinmarket_status())
+        session = [s for s in status["sessions"] if s["wallet"] == taker_w.basename()][0]
+        assert session["used_commitments"] == 2          # the first one was not forgotten
+    finally:
+        electrum_node.daemon._plugins = old_plugins
+        config.set_key("plugins.joinmarket.enabled", False)
