@@ -461,11 +461,12 @@ class JMDaemonProtocol(amp.AMP):
         if self.role != "MAKER" or self.jm_state < 1 or not self.offerlist or nick == self.nick:
             return
         now = time.monotonic()
-        last = self.orderbook_replies.get(nick)
+        key = (nick, mc.hostid)       # one reply per taker per channel per interval
+        last = self.orderbook_replies.get(key)
         if last is not None and now - last < ORDERBOOK_REPLY_INTERVAL:
             log.debug("orderbook request from %s rate-limited", nick)
             return
-        self._bounded_put(self.orderbook_replies, nick, now)
+        self._bounded_put(self.orderbook_replies, key, now)
         if self.use_fidelity_bond:
             self._bounded_put(self.bond_requests, nick, mc)
             self.call_client("JMFidelityBondProofRequest", takernick=nick, makernick=self.nick)

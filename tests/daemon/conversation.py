@@ -38,7 +38,8 @@ async def wait_offers(taker: TestClient, maker_nick: str, n_offers: int, timeout
 
 
 async def full_conversation(taker: TestClient, maker: TestClient, chan_taker, chan_maker,
-                            amount=5_000_000, hostid_check=None, bond_proof=None):
+                            amount=5_000_000, hostid_check=None, bond_proof=None,
+                            before_fill=None):
     """Runs the whole conversation; returns a dict of what each side saw."""
     await maker.init(chan_maker)
     maker.bond_proof = bond_proof
@@ -61,6 +62,8 @@ async def full_conversation(taker: TestClient, maker: TestClient, chan_taker, ch
         assert req == {"takernick": taker.nick, "makernick": maker.nick}
         assert bonds == [{"counterparty": maker.nick, "takernick": taker.nick, "proof": bond_proof}]
 
+    if before_fill is not None:
+        await before_fill()
     # stage 1: !fill -> !pubkey -> !auth (encrypted) -> !ioauth (encrypted)
     r = await taker.call("JMFill", amount=amount, commitment="P" + COMMITMENT_HEX,
                          revelation=REVELATION, filled_offers={maker.nick: mine[0]})
