@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
@@ -81,6 +82,7 @@ PLUGIN_STORAGE_NAME = "joinmarket"
 COMMITMENTS_KEY = "maker_commitments"
 HISTORY_KEY = "maker_history"
 
+_NACL_PUB_RE = re.compile(r"[0-9a-fA-F]{64}\Z")
 _WALLET_OFFER_PREFIX = {"p2wpkh": "sw0", "p2wpkh-p2sh": "sw"}
 _SCRIPT_NAME = {"p2wpkh": "p2wpkh", "p2wpkh-p2sh": "p2sh-p2wpkh"}
 
@@ -219,6 +221,25 @@ class _Signed:
     signed_at: float
 
 
+class _MakerDaemonClient(DaemonClient):
+    """DaemonClient with one correction: in ``JMRequestMsgSig`` the ``nick`` is the
+    *recipient* of the private message (Ref ``jmdaemon``: the daemon asks to sign the message it
+    will send *to* ``nick``), so the base class's "nick must be ours" check refuses every
+    private message (``!pubkey``, ``!ioauth``, ``!sig``…).  We sign any message the daemon asks
+    for as long as the signed string is exactly ``msg + hostid`` (the layout of §6.2); the nick
+    key never leaves the client.  (Reported: the fix belongs in client.py.)"""
+
+    def _on_JMRequestMsgSig(self, nick: str, cmd: str, msg: str, msg_to_be_signed: str,
+                            hostid: str) -> None:
+        if self.key is None or not isinstance(msg, str) or msg_to_be_signed != msg + hostid:
+            log.warning("daemon asked to sign a malformed message for %r: refused", nick)
+            return
+        sig = self.key.sign_string(msg_to_be_signed)
+        self.signed += 1
+        self._spawn(self.call("JMMsgSignature", nick=nick, cmd=cmd,
+                              msg_to_return=f"{msg} {self.key.pubkey_hex} {sig}", hostid=hostid))
+
+
 class _Refused(Exception):
     def __init__(self, case: str, reason: str):
         super().__init__(f"[{case}] {reason}")
@@ -269,8 +290,7 @@ class Maker:
         self.settings = settings or MakerSettings()
         txin_type = getattr(wallet, "txin_type", None)
         self.ordertype = self.settings.ordertype_for(txin_type)
-        if self.settings.ordertype != self.ordertype and self.settings.ordertype not in (
-                "reloffer", "absoffer"):
+        if self.settings.ordertype not in (self.ordertype, "reloffer", "absoffer"):
             log.info("maker: offer type %s for this %s wallet (asked %s)", self.ordertype,
                      _SCRIPT_NAME[txin_type], self.settings.ordertype)
         if wallet.is_watching_only():
@@ -285,6 +305,7 @@ class Maker:
         self._chain = chain
         self._nick_key = nick_key
         self.client: Optional[DaemonClient] = None
+        self.daemon_client_class = _MakerDaemonClient
         self.running = False
         self.sessions: dict[str, _Session] = {}
         self._signed: "collections.OrderedDict[tuple, _Signed]" = collections.OrderedDict()
@@ -443,7 +464,7 @@ class Maker:
                              "minimum size plus dust")
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self.client = DaemonClient(network=network or _jm_network_name(),
+        self.client = self.daemon_client_class(network=network or _jm_network_name(),
                                    chan_configs=chan_configs, handler=self,
                                    maker_timeout_sec=self.settings.maker_timeout_sec,
                                    nick_key=self._nick_key)
@@ -577,8 +598,8 @@ class Maker:
         if not pod.verify(c, range(s.taker_utxo_retries)):
             raise _Refused("T6", "PoDLE does not verify for an index in "
                                  f"0..{s.taker_utxo_retries - 1}")
-        if not isinstance(kphex, str):
-            raise _Refused("D1", "maker NaCl key missing")
+        if not isinstance(kphex, str) or not _NACL_PUB_RE.match(kphex):
+            raise _Refused("D1", "our NaCl key from the daemon is not 64 hex characters")
         try:
             info = await self.chain.get_utxo(pod.utxo)
         except ChainError as exc:
