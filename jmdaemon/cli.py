@@ -28,6 +28,8 @@ def _parser():
     p.add_argument("--network", choices=NETWORKS, help="bitcoin network of default channels")
     p.add_argument("--loglevel", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.add_argument("--logfile", help="also log to this file (relative to the data dir)")
+    p.add_argument("--ssl-cert", help="serve AMP over TLS with this certificate (PEM)")
+    p.add_argument("--ssl-key", help="private key (PEM) for --ssl-cert")
     g = p.add_argument_group("default channels (used when a client sends none)")
     g.add_argument("--irc", action="append", default=[], metavar="HOST:PORT",
                    help="an IRC server (repeatable)")
@@ -74,6 +76,15 @@ def build_config(args):
         cfg.loglevel = args.loglevel
     if args.logfile is not None:
         cfg.logfile = args.logfile
+    if args.ssl_cert is not None:
+        cfg.ssl_cert = args.ssl_cert
+    if args.ssl_key is not None:
+        cfg.ssl_key = args.ssl_key
+    if bool(cfg.ssl_cert) != bool(cfg.ssl_key):
+        raise ConfigError("TLS needs both a certificate and a key (--ssl-cert and --ssl-key)")
+    for path in (cfg.ssl_cert, cfg.ssl_key):
+        if path and not os.path.isfile(path):
+            raise ConfigError("TLS file %s does not exist" % path)
     if args.socks5:
         cfg.tor["socks5_host"], cfg.tor["socks5_port"] = _hostport(args.socks5, "--socks5")
     if args.tor_control:
@@ -150,7 +161,16 @@ def main(argv=None):
     factory = JMDaemonServerFactory(datadir=cfg.datadir, channel_defaults=cfg.channel_defaults(),
                                     default_channels=cfg.channels)
     try:
-        port = reactor.listenTCP(cfg.port, factory, interface=cfg.host)
+        if cfg.ssl_cert:
+            from twisted.internet import ssl
+            try:
+                ctx = ssl.DefaultOpenSSLContextFactory(cfg.ssl_key, cfg.ssl_cert)
+            except Exception as exc:
+                print("jmdaemon: error: cannot load TLS certificate/key: %s" % exc, file=sys.stderr)
+                return 2
+            port = reactor.listenSSL(cfg.port, factory, ctx, interface=cfg.host)
+        else:
+            port = reactor.listenTCP(cfg.port, factory, interface=cfg.host)
     except terror.CannotListenError as exc:
         print("jmdaemon: error: cannot listen on %s:%d (%s)"
               % (cfg.host, cfg.port, _reason(exc)), file=sys.stderr)
@@ -158,8 +178,8 @@ def main(argv=None):
     if not _is_loopback(cfg.host):
         log.warning("listening on %s, which is not a loopback address: anyone who can reach it "
                     "can use this daemon (and see your coinjoin traffic)", cfg.host)
-    log.info("jmdaemon %s listening on %s:%d (network %s, data dir %s)", __version__, cfg.host,
-             port.getHost().port, cfg.network, cfg.datadir)
+    log.info("jmdaemon %s listening on %s:%d%s (network %s, data dir %s)", __version__, cfg.host,
+             port.getHost().port, " (TLS)" if cfg.ssl_cert else "", cfg.network, cfg.datadir)
     print("jmdaemon listening on %s:%d" % (cfg.host, port.getHost().port), flush=True)
     reactor.addSystemEventTrigger("before", "shutdown", _shutdown, factory, port)
     reactor.run()

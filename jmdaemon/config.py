@@ -8,6 +8,8 @@ File layout (all optional)::
     network = mainnet          # mainnet | testnet | signet | regtest
     loglevel = INFO
     logfile = jmdaemon.log     # relative to the data dir; empty for none
+    ssl_cert =                 # PEM certificate and key: serve AMP over TLS
+    ssl_key =
 
     [tor]                      # defaults merged into every client channel config
     socks5_host = localhost
@@ -50,6 +52,8 @@ class DaemonConfig:
     network: str = "mainnet"
     loglevel: str = "INFO"
     logfile: str = ""
+    ssl_cert: str = ""
+    ssl_key: str = ""
     tor: dict = field(default_factory=dict)
     channels: list = field(default_factory=list)
     directory: dict = field(default_factory=dict)
@@ -89,7 +93,7 @@ def load_config_file(path, cfg):
     if parser.has_section("daemon"):
         d = parser["daemon"]
         for key in d:
-            if key not in ("host", "port", "network", "loglevel", "logfile"):
+            if key not in ("host", "port", "network", "loglevel", "logfile", "ssl_cert", "ssl_key"):
                 raise ConfigError("unknown setting %r in [daemon] of %s" % (key, path))
         cfg.host = d.get("host", cfg.host)
         if "port" in d:
@@ -97,6 +101,8 @@ def load_config_file(path, cfg):
         cfg.network = d.get("network", cfg.network)
         cfg.loglevel = d.get("loglevel", cfg.loglevel)
         cfg.logfile = d.get("logfile", cfg.logfile)
+        cfg.ssl_cert = d.get("ssl_cert", cfg.ssl_cert)
+        cfg.ssl_key = d.get("ssl_key", cfg.ssl_key)
     if parser.has_section("tor"):
         cfg.tor = dict(parser["tor"])
         for key in ("socks5_port", "tor_control_port"):

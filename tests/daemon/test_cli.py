@@ -99,3 +99,38 @@ def test_default_channels_from_config_file(tmp_path):
     run(main())
     assert p.stop() == 0 and d.stop() == 0
     assert "handshake with directory 127.0.0.1:%d" % d.port in p.log()
+
+
+def test_amp_over_tls(tmp_path):
+    """--ssl-cert/--ssl-key: the jmcore client talks AMP over TLS; a plain-TCP client cannot."""
+    import asyncio
+    import ssl
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                        "/CN=localhost", "-days", "1", "-keyout", str(key), "-out", str(cert)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("openssl CLI not available")
+    p = start_daemon(tmp_path, "tls", extra=["--ssl-cert", str(cert), "--ssl-key", str(key)])
+    assert "(TLS)" in p.log()
+
+    async def main():
+        from jmcore import amp as jamp
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        c = TestClient("c")
+        c.cond = asyncio.Condition()
+        c.proto = await jamp.connect("127.0.0.1", p.port, c._responders(), ssl=ctx)
+        assert (await c.call("JMRequestOffers")) == {"accepted": True}
+        await c.wait_for("JMOffers")
+        c.close()
+        plain = await TestClient("plain").connect(p.port)
+        with pytest.raises(Exception):
+            await asyncio.wait_for(plain.call("JMRequestOffers"), 5)
+        plain.close()
+    run(main())
+    assert p.alive() and p.stop() == 0
+    r = jmd("--datadir", str(tmp_path), "--ssl-cert", str(cert))
+    assert r.returncode == 2 and "both a certificate and a key" in r.stderr
+    r = jmd("--datadir", str(tmp_path), "--ssl-cert", str(cert), "--ssl-key", str(cert))
+    assert r.returncode == 2 and "TLS" in r.stderr and "Traceback" not in r.stderr
