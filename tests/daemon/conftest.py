@@ -24,3 +24,22 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("bulk hostile inputs (non-hypothesis loops)")
         for name, n in sorted(BULK.items()):
             terminalreporter.write_line("%-48s %8d" % (name, n))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _stop_processes_of_failed_tests():
+    """Daemons/directories a test started are stopped when it ends, even if it failed before
+    stopping them (a passing test stops them itself and checks their exit status)."""
+    from .helpers import _STARTED
+    first = len(_STARTED)
+    yield
+    for proc in _STARTED[first:]:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except Exception:
+                proc.kill()
