@@ -56,12 +56,11 @@ import collections
 import logging
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping, MutableMapping, Optional, Sequence
 
-from jmcore.constants import (ABS_OFFER_TYPES, DUST_THRESHOLD, OFFER_TYPE_SCRIPT,
-                              REL_OFFER_TYPES)
+from jmcore.constants import DUST_THRESHOLD
 from jmcore.errors import OfferError
 from jmcore.offers import Offer, canonical_cjfee
 

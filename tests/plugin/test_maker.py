@@ -6,7 +6,6 @@ re-announced after the coinjoin."""
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 
 import pytest
@@ -16,7 +15,7 @@ from electrum_joinmarket.maker import COMMITMENTS_KEY, MakerSettings
 from electrum_joinmarket.podle import PoDLE, CURVE_ORDER
 from tests.daemon.helpers import start_daemon
 
-from .maker_harness import (CallSpy, TestTaker, fund_wallet, irc_config,
+from .maker_harness import (TestTaker, fund_wallet, irc_config,
                             out, start_maker, wait_until, with_outputs)
 
 pytestmark = pytest.mark.stack
@@ -503,3 +502,31 @@ def test_offer_derivation_from_wallet(world):
         Maker(wallet, SETTINGS, password=None)
     with pytest.raises(MakerError):
         MakerSettings(ordertype="sw0whatever")
+
+
+def test_daemon_lost_mid_session_releases_everything(world, tmp_path):
+    """F3 / invariant 2: the maker's jmdaemon dies while a taker session holds coins: the maker
+    reports it (not running), every reservation is gone, the used commitment is kept."""
+    w, t = world, world.taker
+    wallet = w.node.create_wallet("maker-yg-f3")
+    try:
+        fund_wallet(w.node, w.bitcoind, wallet, [12_000_000])
+        proc = start_daemon(tmp_path, "maker-f3")
+        m2, _spy = w.run(start_maker(wallet, proc.port, t.chan, SETTINGS))
+
+        async def go():
+            await t.new_round()
+            await t.orderbook(m2.nick)
+            fill = await t.fill(m2.nick, dict(m2.announced[0]), AMOUNT, t.podle())
+            return await t.wait_ioauth(fill, m2.nick)
+        fill = w.run(go())
+        assert m2.status()["reserved_coins"] == list(fill.ioauth.outpoints)
+        proc.stop()
+        w.run(wait_until(lambda: not m2.running, 15, "the maker to notice the lost daemon"))
+        st = m2.status()
+        assert st["sessions"] == [] and st["reserved_coins"] == [] and not st["running"]
+        assert m2.commitment_used(fill.podle.commitment_hex)
+        m2.stop()
+        assert "Traceback" not in proc.log()
+    finally:
+        w.node.close_wallet(wallet)
