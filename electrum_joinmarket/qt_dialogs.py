@@ -1,0 +1,318 @@
+"""Dialogs of the JoinMarket tab: the pre-signing confirmation and the plugin settings.
+
+Built from Electrum's own Qt helpers (``WindowModalDialog``, ``Buttons``, ``OkButton``,
+``CancelButton``) through the Qt binding Electrum uses (PyQt6 on 4.8).
+"""
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any, Optional
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import (QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                             QLineEdit, QPlainTextEdit, QSpinBox, QTableWidget, QTableWidgetItem,
+                             QVBoxLayout, QWidget)
+
+from electrum.gui.qt.util import Buttons, CancelButton, OkButton, WindowModalDialog, WWLabel
+from electrum.i18n import _
+
+from .qt_model import fmt_sats
+
+__all__ = ["ConfirmDialog", "SettingsDialog", "sats_of"]
+
+
+def sats_of(text: str) -> int:
+    """The satoshi figure at the start of a label written by :func:`fmt_sats` ("12 345 sat …")."""
+    return int(text.split(" sat")[0].replace(" ", "").replace("\u202f", ""))
+
+
+class ConfirmDialog(WindowModalDialog):
+    """Shown before anything is signed: exactly what the planned transaction pays.
+
+    The figures come from the taker's breakdown of the transaction it is about to sign (the same
+    plan it checks before signing), so they are the figures the chain will show."""
+
+    def __init__(self, parent: QWidget, breakdown: dict, format_btc: Any = None):
+        super().__init__(parent, _("Confirm JoinMarket coinjoin"))
+        self.breakdown = dict(breakdown)
+        self.setMinimumWidth(520)
+        b = self.breakdown
+        amount = int(b["cj_amount"])
+
+        def pct(x: int) -> str:
+            return f"{x * 100 / amount:.4f} %" if amount else "–"
+
+        def label(name: str, sats: int, extra: str = "") -> QLabel:
+            text = fmt_sats(sats)
+            if format_btc is not None:
+                text += f"  ({format_btc(sats)})"
+            if extra:
+                text += f"  {extra}"
+            lab = QLabel(text)
+            lab.setObjectName(name)
+            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            return lab
+
+        vbox = QVBoxLayout(self)
+        vbox.addWidget(WWLabel(_("Check what this coinjoin costs before your wallet signs it. "
+                                 "Nothing has been signed or sent yet.")))
+        form = QFormLayout()
+        form.addRow(_("Amount sent"), label("jm_cj_amount", amount))
+        dest = QLabel(str(b.get("destination", "")))
+        dest.setObjectName("jm_destination")
+        dest.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow(_("To"), dest)
+        vbox.addLayout(form)
+
+        fees = dict(b.get("maker_fees") or {})
+        box = QGroupBox(_("Fees paid to {} makers").format(len(fees)))
+        bl = QVBoxLayout(box)
+        self.fee_table = t = QTableWidget(len(fees), 3)
+        t.setObjectName("jm_maker_fees")
+        t.setHorizontalHeaderLabels([_("Maker"), _("Fee"), _("% of amount")])
+        t.verticalHeader().setVisible(False)
+        t.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        for row, (nick, fee) in enumerate(sorted(fees.items())):
+            t.setItem(row, 0, QTableWidgetItem(nick))
+            t.setItem(row, 1, QTableWidgetItem(fmt_sats(int(fee))))
+            t.setItem(row, 2, QTableWidgetItem(pct(int(fee))))
+        t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        t.setMaximumHeight(40 + 30 * max(1, len(fees)))
+        bl.addWidget(t)
+        vbox.addWidget(box)
+
+        form2 = QFormLayout()
+        form2.addRow(_("Maker fees, total"), label("jm_maker_fees_total", sum(map(int, fees.values()))))
+        form2.addRow(_("Miner fee of the whole transaction"), label("jm_miner_fee", int(b["miner_fee"])))
+        form2.addRow(_("Your share of the miner fee"), label("jm_taker_miner_fee", int(b["taker_miner_fee"])))
+        total = int(b["total_cost"])
+        total_lab = label("jm_total_cost", total, f"= {float(b.get('total_cost_percent', 0)):.4f} %")
+        f = total_lab.font()
+        f.setBold(True)
+        total_lab.setFont(f)
+        form2.addRow(_("Total cost to you"), total_lab)
+        if b.get("change") is not None:
+            form2.addRow(_("Your change"), label("jm_change", int(b["change"])))
+        vbox.addLayout(form2)
+        self.ok_button = OkButton(self, _("Sign and send"))
+        self.cancel_button = CancelButton(self)
+        vbox.addLayout(Buttons(self.cancel_button, self.ok_button))
+        self.cancel_button.setFocus()
+
+    def figures(self) -> dict:
+        """What the dialog shows, read back from its widgets (tests compare this to the chain)."""
+        def get(name: str) -> int:
+            return sats_of(self.findChild(QLabel, name).text())
+        fees = {self.fee_table.item(r, 0).text(): sats_of(self.fee_table.item(r, 1).text())
+                for r in range(self.fee_table.rowCount())}
+        return {"cj_amount": get("jm_cj_amount"), "maker_fees": fees,
+                "miner_fee": get("jm_miner_fee"), "taker_miner_fee": get("jm_taker_miner_fee"),
+                "total_cost": get("jm_total_cost")}
+
+
+class SettingsDialog(WindowModalDialog):
+    """Plugin settings: the daemon and how to launch it, channels and Tor, default fee limits and
+    counterparties, orderbook and maker waits. Saved as Electrum config keys
+    ``plugins.joinmarket.*``."""
+
+    def __init__(self, parent: QWidget, plugin: Any):
+        super().__init__(parent, _("JoinMarket settings"))
+        self.plugin = plugin
+        c = plugin.config
+        self.setMinimumWidth(560)
+        vbox = QVBoxLayout(self)
+
+        # -- daemon
+        box = QGroupBox(_("JoinMarket daemon (jmdaemon)"))
+        form = QFormLayout(box)
+        self.host = QLineEdit(str(c.JM_DAEMON_HOST))
+        self.port = QSpinBox()
+        self.port.setRange(1, 65535)
+        self.port.setValue(int(c.JM_DAEMON_PORT))
+        hp = QHBoxLayout()
+        hp.addWidget(self.host)
+        hp.addWidget(QLabel(":"))
+        hp.addWidget(self.port)
+        form.addRow(_("Address"), hp)
+        self.autostart = QCheckBox(_("Start the daemon when none runs (binary, else in-process)"))
+        self.autostart.setChecked(bool(c.get("plugins.joinmarket.daemon_autostart", True)))
+        form.addRow(self.autostart)
+        self.binary = QLineEdit(str(c.get("plugins.joinmarket.daemon_binary", "") or ""))
+        self.binary.setPlaceholderText(_("auto: $JMDAEMON_BINARY, ~/.electrum/jmdaemon, PATH"))
+        form.addRow(_("Daemon binary"), self.binary)
+        how = WWLabel(_("To run it yourself: <code>jmdaemon --host 127.0.0.1 --port {}</code> "
+                        "(it holds no keys; Electrum signs everything).").format(int(c.JM_DAEMON_PORT)))
+        how.setTextFormat(Qt.TextFormat.RichText)
+        form.addRow(how)
+        vbox.addWidget(box)
+
+        # -- channels and Tor
+        box = QGroupBox(_("Message channels and Tor"))
+        form = QFormLayout(box)
+        raw = c.JM_CHANNELS
+        if raw and not isinstance(raw, str):
+            raw = json.dumps(raw)
+        self.channels = QPlainTextEdit()
+        self.channels.setPlaceholderText(_('empty = the daemon\'s defaults (the onion directory '
+                                           'network over Tor). Example: [{"type": "irc", "host": '
+                                           '"irc.example.org", "port": 6697, "channel": '
+                                           '"joinmarket-pit", "usessl": "true"}]'))
+        self.channels.setPlainText(self._pretty(raw))
+        self.channels.setMaximumHeight(110)
+        form.addRow(_("Channels (JSON)"), self.channels)
+        socks_h, socks_p, ctl_h, ctl_p = self._tor_defaults(raw)
+        self.socks = QLineEdit(f"{socks_h}:{socks_p}")
+        self.control = QLineEdit(f"{ctl_h}:{ctl_p}")
+        form.addRow(_("Tor SOCKS5 proxy"), self.socks)
+        form.addRow(_("Tor control port"), self.control)
+        self.irc_tor = QCheckBox(_("Reach IRC channels through Tor"))
+        self.irc_tor.setChecked(self._irc_uses_tor(raw))
+        form.addRow(self.irc_tor)
+        vbox.addWidget(box)
+
+        # -- coinjoin defaults
+        box = QGroupBox(_("Coinjoin defaults"))
+        form = QFormLayout(box)
+        self.fee_abs = QLineEdit("" if c.JM_MAX_CJ_FEE_ABS is None else str(c.JM_MAX_CJ_FEE_ABS))
+        self.fee_abs.setPlaceholderText(_("e.g. 20000 (sats per maker)"))
+        self.fee_rel = QLineEdit("" if c.JM_MAX_CJ_FEE_REL is None else str(c.JM_MAX_CJ_FEE_REL))
+        self.fee_rel.setPlaceholderText(_("e.g. 0.002 (= 0.2 %)"))
+        form.addRow(_("Max fee per maker (sats)"), self.fee_abs)
+        form.addRow(_("Max fee per maker (fraction)"), self.fee_rel)
+        form.addRow(WWLabel(_("A maker is refused only when its fee is above both limits.")))
+        self.counterparties = QSpinBox()
+        self.counterparties.setRange(0, 20)
+        self.counterparties.setSpecialValueText(_("random 8–10"))
+        self.counterparties.setValue(int(c.JM_COUNTERPARTIES or 0))
+        form.addRow(_("Counterparties"), self.counterparties)
+        self.minimum = QSpinBox()
+        self.minimum.setRange(1, 20)
+        self.minimum.setValue(int(c.JM_MINIMUM_MAKERS))
+        form.addRow(_("Minimum makers"), self.minimum)
+        self.fallback = QSpinBox()
+        self.fallback.setRange(1, 1000)
+        self.fallback.setValue(max(1, int(c.JM_FALLBACK_FEE_RATE) // 1000))
+        self.fallback.setSuffix(" sat/vB")
+        form.addRow(_("Miner fee when no estimate"), self.fallback)
+        self.ob_wait = QSpinBox()
+        self.ob_wait.setRange(1, 600)
+        self.ob_wait.setSuffix(" s")
+        self.ob_wait.setValue(int(c.JM_ORDERBOOK_WAIT))
+        form.addRow(_("Orderbook wait"), self.ob_wait)
+        self.maker_timeout = QSpinBox()
+        self.maker_timeout.setRange(5, 600)
+        self.maker_timeout.setSuffix(" s")
+        self.maker_timeout.setValue(int(c.JM_MAKER_TIMEOUT))
+        form.addRow(_("Maker answer timeout"), self.maker_timeout)
+        vbox.addWidget(box)
+        vbox.addLayout(Buttons(CancelButton(self), OkButton(self, _("Save"))))
+
+    # -- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    def _pretty(raw: Optional[str]) -> str:
+        if not raw:
+            return ""
+        try:
+            return json.dumps(json.loads(raw), indent=1)
+        except ValueError:
+            return str(raw)
+
+    @staticmethod
+    def _load(raw: Optional[str]) -> list:
+        try:
+            v = json.loads(raw) if raw else []
+            return v if isinstance(v, list) else []
+        except ValueError:
+            return []
+
+    def _tor_defaults(self, raw: Optional[str]) -> tuple:
+        for ch in self._load(raw):
+            if isinstance(ch, dict) and ("socks5_host" in ch or "tor_control_host" in ch):
+                return (ch.get("socks5_host", "localhost"), ch.get("socks5_port", 9050),
+                        ch.get("tor_control_host", "localhost"), ch.get("tor_control_port", 9051))
+        return ("localhost", 9050, "localhost", 9051)
+
+    def _irc_uses_tor(self, raw: Optional[str]) -> bool:
+        return any(isinstance(ch, dict) and ch.get("type") == "irc"
+                   and str(ch.get("socks5", "false")).lower() == "true" for ch in self._load(raw))
+
+    @staticmethod
+    def _hostport(text: str, what: str) -> tuple[str, int]:
+        host, sep, port = text.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(_("{} must look like host:port").format(what))
+        return host, int(port)
+
+    # -- save ------------------------------------------------------------------------------------
+    def values(self) -> dict:
+        """Validated settings (raises ValueError with a message for the user)."""
+        out: dict = {}
+        host = self.host.text().strip()
+        if not host:
+            raise ValueError(_("Enter the daemon host, e.g. 127.0.0.1"))
+        out["daemon_host"], out["daemon_port"] = host, int(self.port.value())
+        out["daemon_autostart"] = bool(self.autostart.isChecked())
+        out["daemon_binary"] = self.binary.text().strip() or None
+        text = self.channels.toPlainText().strip()
+        chans = None
+        if text:
+            try:
+                chans = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(_("The channels are not valid JSON: {}").format(exc)) from None
+            if not isinstance(chans, list) or not all(isinstance(c, dict) for c in chans):
+                raise ValueError(_("The channels must be a JSON list of objects"))
+            sh, sp = self._hostport(self.socks.text(), _("The Tor SOCKS5 proxy"))
+            ch, cp = self._hostport(self.control.text(), _("The Tor control port"))
+            for c in chans:
+                if c.get("type") == "onion" and not c.get("test_mode"):
+                    c.update(socks5_host=sh, socks5_port=sp, tor_control_host=ch, tor_control_port=cp)
+                elif c.get("type") == "irc":
+                    c["socks5"] = "true" if self.irc_tor.isChecked() else "false"
+                    if self.irc_tor.isChecked():
+                        c.update(socks5_host=sh, socks5_port=sp)
+        out["channels"] = json.dumps(chans) if chans else None
+        fa, fr = self.fee_abs.text().strip(), self.fee_rel.text().strip()
+        if fa and not fa.isdigit():
+            raise ValueError(_("The absolute fee limit is a whole number of sats, e.g. 20000"))
+        out["max_cj_fee_abs"] = int(fa) if fa else None
+        if fr:
+            try:
+                rel = Decimal(fr)
+            except InvalidOperation:
+                rel = Decimal(-1)
+            if not 0 <= rel <= 1:
+                raise ValueError(_("The relative fee limit is a fraction between 0 and 1, e.g. 0.002"))
+        out["max_cj_fee_rel"] = fr or None
+        out["counterparties"] = int(self.counterparties.value()) or None
+        out["minimum_makers"] = int(self.minimum.value())
+        out["fallback_fee_rate"] = int(self.fallback.value()) * 1000
+        out["orderbook_wait"] = int(self.ob_wait.value())
+        out["maker_timeout"] = int(self.maker_timeout.value())
+        return out
+
+    def save(self) -> bool:
+        """Validate and write the settings; False (after telling the user why) if invalid."""
+        try:
+            vals = self.values()
+        except ValueError as exc:
+            self.show_error(str(exc))
+            return False
+        config = self.plugin.config
+        old_addr = (config.JM_DAEMON_HOST, config.JM_DAEMON_PORT)
+        for key, value in vals.items():
+            config.set_key(f"plugins.joinmarket.{key}", value, save=True)
+        runner = self.plugin.runner
+        busy = any(s.role is not None for s in self.plugin.sessions())
+        if runner.link is not None and not busy and (
+                old_addr != (vals["daemon_host"], vals["daemon_port"])
+                or runner.link.autostart != vals["daemon_autostart"]):
+            runner.link = None       # the next use builds a link from the new settings
+        return True
+
+    def run(self) -> bool:
+        while self.exec():
+            if self.save():
+                return True
+        return False

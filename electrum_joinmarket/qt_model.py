@@ -1,0 +1,260 @@
+"""What the JoinMarket tab shows, computed without Qt (so it is testable and the widgets stay thin).
+
+* :func:`offer_rows` turns the daemon's orderbook (``Runner.orderbook()``) into table rows: fee in
+  sats and percent for the amount the user entered, miner-fee contribution, fidelity-bond value.
+* :func:`bond_values` values the fidelity bonds of that orderbook on-chain (as the taker does).
+* :func:`check_form` validates the coinjoin form and says, in one sentence, what to fix.
+* :func:`failure_hint` turns a failed outcome's message into what to try next.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Optional, Sequence
+
+from jmcore.offers import Offer, OfferError
+
+from .orders import FeeLimits, filter_offers
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OfferRow", "offer_rows", "bond_values", "FormInput", "FormError", "check_form",
+           "failure_hint", "fmt_sats", "fmt_percent", "channel_summary", "spendable_coins"]
+
+
+def fmt_sats(v: Optional[int]) -> str:
+    return "–" if v is None else f"{int(v):,} sat".replace(",", " ")
+
+
+def fmt_percent(part: Optional[float], whole: Optional[float], digits: int = 4) -> str:
+    if part is None or not whole:
+        return "–"
+    return f"{float(part) * 100 / float(whole):.{digits}f} %"
+
+
+@dataclass
+class OfferRow:
+    maker: str
+    oid: int
+    ordertype: str
+    minsize: int
+    maxsize: int
+    cjfee: str                 # as announced (fraction for rel, sats for abs)
+    txfee: int                 # miner-fee contribution
+    fee_sats: Optional[int]    # real cj fee for the entered amount (None: no amount)
+    fee_percent: Optional[float]
+    bond_value: float
+    fits: Optional[bool]       # amount inside (minsize, maxsize) — None: no amount entered
+
+    @property
+    def kind(self) -> str:
+        return "relative" if self.ordertype.endswith("reloffer") else "absolute"
+
+    @property
+    def cjfee_text(self) -> str:
+        if self.kind == "relative":
+            try:
+                return f"{float(Decimal(self.cjfee)) * 100:.4f} %"
+            except (InvalidOperation, ValueError):
+                return str(self.cjfee)
+        return fmt_sats(int(self.cjfee))
+
+
+def parse_offers(raw: Sequence[Any]) -> list[Offer]:
+    out = []
+    for row in raw if isinstance(raw, list) else []:
+        try:
+            out.append(Offer.from_dict(row))
+        except OfferError:
+            continue
+    return out
+
+
+def offer_rows(raw_offers: Sequence[Any], amount: Optional[int],
+               bonds: Optional[dict[str, float]] = None) -> list[OfferRow]:
+    rows = []
+    for o in parse_offers(raw_offers):
+        fee = pct = fits = None
+        if amount:
+            try:
+                fee = o.real_cjfee(amount)
+                pct = fee * 100.0 / amount
+            except (OfferError, ValueError):
+                fee = pct = None
+            fits = o.minsize < amount < o.maxsize
+        rows.append(OfferRow(maker=o.counterparty or "?", oid=o.oid, ordertype=o.ordertype,
+                             minsize=o.minsize, maxsize=o.maxsize, cjfee=str(o.cjfee),
+                             txfee=o.txfee, fee_sats=fee, fee_percent=pct,
+                             bond_value=float((bonds or {}).get(o.counterparty or "", 0.0)),
+                             fits=fits))
+    return rows
+
+
+async def bond_values(raw_bonds: Sequence[Any], network: Any) -> dict[str, float]:
+    """Value of each maker's fidelity bond in this orderbook, checked on-chain through Electrum's
+    server exactly as the taker does (0/absent when not verifiable). Runs on Electrum's loop."""
+    from .bonds import (BondProofError, calculate_timelocked_fidelity_bond_value,
+                        check_bond_utxo, parse_and_verify_bond_proof)
+    from .chain import ChainError, ElectrumChain
+    values: dict[str, float] = {}
+    if not raw_bonds or network is None:
+        return values
+    chain = ElectrumChain(network)
+    tip = network.get_local_height()
+    for entry in list(raw_bonds)[:500]:
+        if not isinstance(entry, dict):
+            continue
+        maker, taker, proof_b64 = entry.get("counterparty"), entry.get("takernick"), entry.get("proof")
+        if not all(isinstance(x, str) for x in (maker, taker, proof_b64)) or maker in values:
+            continue
+        try:
+            proof = parse_and_verify_bond_proof(proof_b64, maker, taker)
+            info = await chain.get_utxo(proof.utxo)
+            check_bond_utxo(proof, script_pubkey=info.script_pubkey if info and info.unspent else None,
+                            confirmations=info.confirmations if info else 0,
+                            current_block_height=tip)
+            header = network.blockchain().read_header(info.height)
+            values[maker] = calculate_timelocked_fidelity_bond_value(
+                info.value, header["timestamp"], proof.locktime, time.time())
+        except (BondProofError, ChainError, KeyError, TypeError, ValueError) as exc:
+            log.info("fidelity bond of %s not counted: %s", maker, exc)
+    return values
+
+
+def spendable_coins(wallet: Any, selected: Optional[Sequence[Any]] = None) -> list:
+    """Confirmed, unfrozen coins the taker may use (limited to the Coins-tab selection)."""
+    coins = [c for c in wallet.get_spendable_coins(None) if (c.block_height or 0) > 0]
+    if selected is not None:
+        wanted = {c.prevout.to_str() for c in selected}
+        coins = [c for c in coins if c.prevout.to_str() in wanted]
+    return coins
+
+
+class FormError(ValueError):
+    """A coinjoin form value the user must fix; the message says how."""
+
+
+@dataclass
+class FormInput:
+    amount: Optional[int]          # sats; None = empty/invalid
+    sweep: bool
+    destination: str
+    n_makers: int
+    max_fee_abs: Optional[int]
+    max_fee_rel: str
+    feerate_sat_vb: Optional[float]
+    coins: Optional[list] = None   # Coins-tab selection (PartialTxInput) or None
+    offers: Optional[list] = None  # raw orderbook rows, if one was fetched
+    minimum_makers: int = 1
+    script_type: str = "p2wpkh"
+    extra: dict = field(default_factory=dict)
+
+
+def check_form(f: FormInput, wallet: Any) -> dict:
+    """Validate the form; return TakerConfig overrides (amount, destination, limits...).
+    Raises :class:`FormError` with a message that says what to change."""
+    from electrum.bitcoin import is_address
+    dest = (f.destination or "").strip()
+    if not dest:
+        raise FormError("Enter a destination address, or press 'Next unused' to use a fresh "
+                        "address of this wallet.")
+    if not is_address(dest):
+        raise FormError(f"'{dest}' is not a valid bitcoin address for this network.")
+    coins = spendable_coins(wallet, f.coins)
+    balance = sum(c.value_sats() for c in coins)
+    where = "the coins selected in the Coins tab" if f.coins is not None else "this wallet"
+    if not coins:
+        raise FormError(f"No confirmed, unfrozen coins in {where}: a coinjoin needs confirmed coins.")
+    if f.sweep:
+        amount = 0
+    else:
+        if not f.amount or f.amount <= 0:
+            raise FormError("Enter the amount to send, or tick 'Sweep' to send all of " + where + ".")
+        amount = int(f.amount)
+        if amount >= balance:
+            raise FormError(f"The amount {fmt_sats(amount)} is above the spendable confirmed balance "
+                            f"of {where} ({fmt_sats(balance)}), and fees must fit too. Lower the "
+                            "amount or tick 'Sweep'.")
+    if not 1 <= f.n_makers <= 20:
+        raise FormError("The number of counterparties must be between 1 and 20.")
+    if f.max_fee_abs is None or f.max_fee_abs < 0:
+        raise FormError("Set the absolute fee limit (sats per maker), e.g. 20000.")
+    try:
+        rel = Decimal(str(f.max_fee_rel).strip().rstrip("%").strip())
+        if str(f.max_fee_rel).strip().endswith("%"):
+            rel = rel / 100
+        limits = FeeLimits(int(f.max_fee_abs), rel)
+    except (InvalidOperation, ValueError):
+        raise FormError("The relative fee limit must be a fraction such as 0.002 (or 0.2%), "
+                        "between 0 and 1.") from None
+    if f.feerate_sat_vb is not None and not 1 <= f.feerate_sat_vb <= 1000:
+        raise FormError("The miner fee rate must be between 1 and 1000 sat/vB.")
+    if f.offers:
+        _check_offers(f, amount or balance, limits, sweep=f.sweep)
+    out = {"amount": amount, "destination": dest, "n_makers": int(f.n_makers),
+           "max_cj_fee_abs": int(limits.max_abs), "max_cj_fee_rel": str(limits.max_rel)}
+    if f.feerate_sat_vb is not None:
+        out["fallback_feerate"] = int(round(f.feerate_sat_vb * 1000))
+    if f.coins is not None:
+        out["coins"] = [c.prevout.to_str() for c in coins]
+    return out
+
+
+def _check_offers(f: FormInput, amount: int, limits: FeeLimits, *, sweep: bool) -> None:
+    offers = parse_offers(f.offers)
+    if not offers:
+        return
+    everything = FeeLimits(10 ** 16, Decimal(1))
+    kw = {"sweep_total_txfee": 0} if sweep else {}
+    fitting = filter_offers(offers, amount, script_type=f.script_type, limits=everything, **kw)
+    if not fitting:
+        raise FormError(f"No offer in the orderbook accepts {fmt_sats(amount)} for this wallet's "
+                        "coin type. Change the amount or refresh the orderbook.")
+    allowed = filter_offers(offers, amount, script_type=f.script_type, limits=limits, **kw)
+    need = max(1, min(f.minimum_makers, f.n_makers))
+    if len(allowed) < need:
+        cheapest = fitting[min(need, len(fitting)) - 1]
+        raise FormError(
+            f"Your fee limits ({fmt_sats(limits.max_abs)} or {float(limits.max_rel) * 100:g} % "
+            f"per maker) are too low for the offers in the orderbook: {len(allowed)} maker(s) "
+            f"accept them, {need} needed. The cheapest makers ask up to "
+            f"{fmt_sats(cheapest.fee)} ({cheapest.fee * 100 / amount:.4f} %). Raise a limit.")
+
+
+def failure_hint(message: str) -> str:
+    """One line of advice for a failed or cancelled coinjoin."""
+    m = (message or "").lower()
+    if "cancel" in m:
+        return "Nothing was spent; your coins are unfrozen. Start again when you are ready."
+    if "declined" in m:
+        return "Nothing was signed. Adjust the amount or fee limits and try again."
+    if "daemon" in m or "connect" in m:
+        return ("Check the daemon address in JoinMarket settings, or press 'Start daemon'; "
+                "then try again.")
+    if "fee" in m and ("limit" in m or "above" in m):
+        return "Raise the fee limits, or choose fewer counterparties."
+    if "maker" in m or "orderbook" in m or "answer" in m:
+        return ("Too few makers took part. Try fewer counterparties, a longer orderbook wait, "
+                "or try again later.")
+    if "password" in m:
+        return "Enter the wallet's password again."
+    if "confirm" in m or "coins" in m or "balance" in m:
+        return "Wait for your coins to confirm, or select other coins in the Coins tab."
+    return "Nothing was spent. See Electrum's log for details and try again."
+
+
+def channel_summary(chan_configs: Sequence[dict]) -> str:
+    if not chan_configs:
+        return "daemon defaults"
+    parts = []
+    for c in chan_configs:
+        t = c.get("type", "?")
+        if t == "irc":
+            parts.append(f"IRC {c.get('host')}:{c.get('port')} #{c.get('channel', '')}")
+        elif t == "onion":
+            parts.append("onion directory " + str(c.get("directory_nodes", ""))[:60])
+        else:
+            parts.append(str(t))
+    return "; ".join(parts)
