@@ -431,6 +431,9 @@ class JMDaemonProtocol(amp.AMP):
         if self.role == "TAKER":
             mc.pubmsg(C.COMMAND_PREFIX + "orderbook")
         elif self.offerlist:
+            # takers on this channel will ask again: do not rate-limit their first request
+            for key in [k for k in self.orderbook_replies if k[1] == mc.hostid]:
+                del self.orderbook_replies[key]
             mc.announce_orders(self.mcc.offer_lines(self.offerlist))
 
     def on_nick_leave(self, nick):
