@@ -1,0 +1,173 @@
+"""End to end from the JoinMarket tab: the orderbook fills from a local regtest JoinMarket network
+(three Electrum makers over IRC, each with its own jmdaemon), the form refuses bad input with a
+clear message, and a coinjoin started from the form (encrypted wallet: Electrum's password
+dialog) completes; the confirmation dialog's figures are what the transaction really pays
+(maker fees from the makers' balance changes, miner fee from the mempool), and the history
+shows it. With EJM_SCREENSHOT=path the finished tab is saved as a PNG (scripts/screenshot_tab.py)."""
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+import pytest
+
+from tests.daemon.helpers import start_daemon
+from tests.e2e.conftest import confirmed_balance, new_wallet
+from tests.e2e.jmnet import irc_config
+from tests.qt.conftest import jm_tab
+
+pytestmark = [pytest.mark.qt, pytest.mark.stack, pytest.mark.e2e]
+
+LEFT = None
+
+
+def _left():
+    from PyQt6.QtCore import Qt
+    return Qt.MouseButton.LeftButton
+
+
+@pytest.fixture
+def taker_daemon(tmp_path, irc_net, ircd, configure):
+    daemon = start_daemon(tmp_path, "qt-taker")
+    configure(daemon_host="127.0.0.1", daemon_port=daemon.port, daemon_autostart=False,
+              channels=irc_config(ircd), max_cj_fee_abs=50_000, max_cj_fee_rel="0.01",
+              counterparties=3, minimum_makers=2, orderbook_wait=4, maker_timeout=20)
+    yield daemon
+    daemon.stop()
+
+
+def _load_orderbook(tab, qtbot, irc_net):
+    qtbot.mouseClick(tab.ob_refresh_button, _left())
+    nicks = {p.maker.nick for p in irc_net.makers}
+    qtbot.waitUntil(lambda: tab.ob_table.rowCount() >= len(nicks), timeout=90_000)
+    shown = {tab.ob_table.item(r, 0).text() for r in range(tab.ob_table.rowCount())}
+    assert nicks <= shown
+    return nicks
+
+
+def test_orderbook_fills_and_form_refuses_bad_input(electrum_node, bitcoind, irc_net, taker_daemon,
+                                                    jm_qt, open_window, modals, qtbot):
+    wallet = new_wallet(electrum_node, bitcoind, [3_000_000], mine=5)
+    window = open_window(wallet)
+    tab = jm_tab(window)
+    window.tabs.setCurrentWidget(tab)
+    tab.amount_e.setAmount(1_000_000)
+    nicks = _load_orderbook(tab, qtbot, irc_net)
+    assert "running at" in tab.daemon_label.text() and "up" in tab.channels_label.text()
+    # fee for the entered amount, in sats and %, from each maker's relative offer
+    by_maker = {}
+    for r in range(tab.ob_table.rowCount()):
+        by_maker[tab.ob_table.item(r, 0).text()] = [tab.ob_table.item(r, c).text() for c in range(9)]
+    for party in irc_net.makers:
+        row = by_maker[party.maker.nick]
+        fee = int(Decimal(party.maker.settings.cjfee_r) * 1_000_000)
+        assert row[1] == "relative" and row[5] == f"{fee:,} sat".replace(",", " ")
+        assert row[6] == f"{fee * 100 / 1_000_000:.4f} %" and row[7] == "0 sat"
+    # sortable: by fee, descending
+    from PyQt6.QtCore import Qt
+    tab.ob_table.sortItems(5, Qt.SortOrder.DescendingOrder)
+    fees = [int(tab.ob_table.item(r, 5).text().replace(" sat", "").replace(" ", ""))
+            for r in range(tab.ob_table.rowCount()) if tab.ob_table.item(r, 0).text() in nicks]
+    assert fees == sorted(fees, reverse=True)
+
+    m = modals()
+
+    def attempt(**form):
+        tab.sweep_cb.setChecked(form.get("sweep", False))
+        tab.amount_e.setAmount(form.get("amount", 1_000_000))
+        tab.dest_e.setText(form.get("dest", wallet.get_unused_address()))
+        tab.fee_abs_e.setText(str(form.get("fee_abs", 50_000)))
+        tab.fee_rel_e.setText(str(form.get("fee_rel", "0.01")))
+        n = len(m.messages)
+        qtbot.mouseClick(tab.start_button, _left())
+        qtbot.waitUntil(lambda: len(m.messages) > n, timeout=5_000)
+        assert tab._cj_future is None and jm_qt.session_for(wallet).role is None
+        return m.messages[-1]
+
+    assert "not a valid bitcoin address" in attempt(dest="bc1qnotanaddress")
+    assert "not a valid bitcoin address" in attempt(dest="mvzLMowjjB9bCrqYX8uNnnGQyN6NvU7z3G"[:-3])
+    msg = attempt(amount=5_000_000)
+    assert "above the spendable confirmed balance" in msg and "3 000 000 sat" in msg
+    msg = attempt(fee_abs=10, fee_rel="0.00001")
+    assert "fee limits" in msg and "too low" in msg and "Raise a limit" in msg
+    assert "Traceback" not in "".join(m.messages)
+
+
+def test_coinjoin_from_the_form(electrum_node, bitcoind, irc_net, taker_daemon, jm_qt, open_window,
+                                modals, qtbot):
+    wallet = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], password="pw", mine=5)
+    window = open_window(wallet)
+    tab = jm_tab(window)
+    window.tabs.setCurrentWidget(tab)
+    tab.amount_e.setAmount(5_000_000)
+    _load_orderbook(tab, qtbot, irc_net)
+    tab.n_spin.setValue(3)
+    qtbot.mouseClick(tab.next_unused_button, _left())
+    dest = tab.dest_e.text()
+    assert wallet.is_mine(dest)
+
+    makers = {p.maker.nick: p.wallet for p in irc_net.makers}
+    before = {nick: confirmed_balance(w) for nick, w in makers.items()}
+    taker_before = confirmed_balance(wallet)
+    shown: dict = {}
+
+    def password(d):
+        d.pw.setText("pw")
+        d.accept()
+
+    def confirm(d):
+        shown.update(d.figures())
+        shown["raw"] = dict(d.breakdown)
+        d.accept()
+    m = modals(PasswordDialog=password, ConfirmDialog=confirm)
+    qtbot.mouseClick(tab.start_button, _left())
+    assert tab.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: tab.last_outcome is not None, timeout=300_000)
+    assert m.seen[:2] == ["PasswordDialog", "ConfirmDialog"], (m.seen, m.messages)
+    outcome = tab.last_outcome
+    assert outcome["status"] == "success", outcome
+    txid = outcome["txid"]
+    assert txid in tab.outcome_label.text() and tab.show_tx_button.isEnabled()
+    assert "Traceback" not in tab.log_view.toPlainText()
+
+    # the dialog showed the plan's exact figures...
+    raw = shown["raw"]
+    assert shown["cj_amount"] == raw["cj_amount"] == 5_000_000
+    assert shown["maker_fees"] == raw["maker_fees"] and shown["total_cost"] == raw["total_cost"]
+    # ...and they are what the transaction pays: miner fee from the mempool,
+    entry = bitcoind.rpc("getmempoolentry", txid)
+    assert shown["miner_fee"] == round(Decimal(str(entry["fees"]["base"])) * 100_000_000)
+    bitcoind.mine(1)
+    electrum_node.wait_tx(wallet, txid, confirmations=1)
+    for w in makers.values():
+        electrum_node.wait_tx(w, txid, confirmations=1)
+    # each maker's fee from its balance change (txfee 0 offers), ours from our balance
+    paid = {nick: confirmed_balance(w) - before[nick] for nick, w in makers.items()}
+    assert {n: v for n, v in paid.items() if v} == shown["maker_fees"]
+    assert len(shown["maker_fees"]) >= 2
+    assert taker_before - confirmed_balance(wallet) == shown["total_cost"]   # dest is ours
+    assert shown["total_cost"] == sum(shown["maker_fees"].values()) + shown["taker_miner_fee"]
+    assert wallet.get_label_for_txid(txid) is not None
+
+    # history (plugin storage) shows it
+    assert tab.history_txids()[0] == txid
+    assert jm_qt.runner.history(wallet)[-1]["txid"] == txid
+    assert tab.hist_table.item(0, 1).text() == "success"
+
+    # the link into Electrum: the tx dialog opens on this transaction
+    from PyQt6.QtWidgets import QApplication
+    tab.show_tx(txid)
+    dialogs = [w for w in QApplication.topLevelWidgets() if type(w).__name__ == "TxDialog" and w.isVisible()]
+    assert dialogs and dialogs[-1].tx.txid() == txid
+    for d in dialogs:
+        d.close()
+
+    path = os.environ.get("EJM_SCREENSHOT")
+    if path:
+        tab.refresh_status()
+        tab.inner_tabs.setCurrentIndex(0)
+        tab.render_orderbook()
+        window.tabs.setCurrentWidget(tab)
+        qtbot.wait(1500)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        assert window.grab().save(path, "PNG")
