@@ -16,7 +16,7 @@ from .helpers import TestClient, run, start_daemon, start_directory
 from .test_conversation_onion import onion_config
 from .conversation import full_conversation
 
-VEC = pathlib.Path("/work/shared/protocol/vectors")
+from tests.vectors import VECTORS as VEC
 
 SAMPLES = {
     "Unicode": "J5abc\u00e9",

@@ -12,9 +12,7 @@ from jmdaemon.messaging import MessageChannelCollection
 
 from .fakes import RecordingSession, onion_channel_with_directory, sent_lines
 
-VEC = pathlib.Path("/work/shared/protocol/vectors")
-if not VEC.exists():  # the vectors also live next to the repo in CI checkouts
-    VEC = pathlib.Path(__file__).resolve().parents[3] / "shared" / "protocol" / "vectors"
+from tests.vectors import VECTORS as VEC
 
 
 def load(name):
