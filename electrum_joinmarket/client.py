@@ -188,9 +188,10 @@ class DaemonClient:
 
     def _on_JMRequestMsgSig(self, nick: str, cmd: str, msg: str, msg_to_be_signed: str,
                             hostid: str) -> None:
-        # ``nick`` is the recipient (Ref): we always sign with our own nick key
-        if self.key is None:
-            log.warning("daemon asked for a signature before JMInitProto: refused")
+        # ``nick`` is the recipient (Ref): we sign with our own nick key, and only the layout of
+        # PROTOCOL §6.2 (body + hostid), so the daemon cannot use us to sign anything else.
+        if self.key is None or not isinstance(msg, str) or msg_to_be_signed != msg + hostid:
+            log.warning("daemon asked to sign a malformed message for %r: refused", nick)
             return
         sig = self.key.sign_string(msg_to_be_signed)
         self.signed += 1

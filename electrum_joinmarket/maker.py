@@ -220,25 +220,6 @@ class _Signed:
     signed_at: float
 
 
-class _MakerDaemonClient(DaemonClient):
-    """DaemonClient with one correction: in ``JMRequestMsgSig`` the ``nick`` is the
-    *recipient* of the private message (Ref ``jmdaemon``: the daemon asks to sign the message it
-    will send *to* ``nick``), so the base class's "nick must be ours" check refuses every
-    private message (``!pubkey``, ``!ioauth``, ``!sig``…).  We sign any message the daemon asks
-    for as long as the signed string is exactly ``msg + hostid`` (the layout of §6.2); the nick
-    key never leaves the client.  (Reported: the fix belongs in client.py.)"""
-
-    def _on_JMRequestMsgSig(self, nick: str, cmd: str, msg: str, msg_to_be_signed: str,
-                            hostid: str) -> None:
-        if self.key is None or not isinstance(msg, str) or msg_to_be_signed != msg + hostid:
-            log.warning("daemon asked to sign a malformed message for %r: refused", nick)
-            return
-        sig = self.key.sign_string(msg_to_be_signed)
-        self.signed += 1
-        self._spawn(self.call("JMMsgSignature", nick=nick, cmd=cmd,
-                              msg_to_return=f"{msg} {self.key.pubkey_hex} {sig}", hostid=hostid))
-
-
 class _Refused(Exception):
     def __init__(self, case: str, reason: str):
         super().__init__(f"[{case}] {reason}")
@@ -304,7 +285,6 @@ class Maker:
         self._chain = chain
         self._nick_key = nick_key
         self.client: Optional[DaemonClient] = None
-        self.daemon_client_class = _MakerDaemonClient
         self.running = False
         self.sessions: dict[str, _Session] = {}
         self._signed: "collections.OrderedDict[tuple, _Signed]" = collections.OrderedDict()
@@ -463,7 +443,7 @@ class Maker:
                              "minimum size plus dust")
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self.client = self.daemon_client_class(network=network or _jm_network_name(),
+        self.client = DaemonClient(network=network or _jm_network_name(),
                                    chan_configs=chan_configs, handler=self,
                                    maker_timeout_sec=self.settings.maker_timeout_sec,
                                    nick_key=self._nick_key)
