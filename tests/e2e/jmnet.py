@@ -21,9 +21,15 @@ def irc_config(ircd) -> list[dict]:
              "usessl": "false", "socks5": "false", "line_rate": 0.05}]
 
 
-def onion_config(directory) -> list[dict]:
-    return [{"type": "onion", "test_mode": True,
-             "directory_nodes": f"127.0.0.1:{directory.port}"}]
+def onion_config(directory, serving_port: int = 0) -> list[dict]:
+    """Onion channel in test mode (plain TCP on 127.0.0.1) through our directory node; a maker
+    serves its own (test-mode) onion on ``serving_port`` for direct peer links."""
+    cfg = {"type": "onion", "test_mode": True, "directory_nodes": f"127.0.0.1:{directory.port}",
+           "onion_serving_host": "127.0.0.1", "serving": bool(serving_port),
+           "welcome_timeout": 10}
+    if serving_port:
+        cfg["onion_serving_port"] = serving_port
+    return [cfg]
 
 
 @dataclass
@@ -39,9 +45,14 @@ class JMNet:
     electrum_node: Any
     bitcoind: Any
     workdir: pathlib.Path
-    chan_configs: list[dict]
+    chan_configs: Any            # list of channel dicts, or callable(role, index) -> list
     makers: list[MakerParty] = field(default_factory=list)
     daemons: list[Any] = field(default_factory=list)
+
+    def configs_for(self, role: str, index: int) -> list[dict]:
+        if callable(self.chan_configs):
+            return self.chan_configs(role, index)
+        return self.chan_configs
 
     def add_maker(self, wallet: Any, *, cjfee_r: str = "0.0002", txfee: int = 0,
                   password: Optional[str] = None, maker_cls: type = Maker,
@@ -52,7 +63,8 @@ class JMNet:
                            minsize=100_000, poll_interval=0.5, **settings)
         maker = maker_cls(wallet, ms, password=password,
                           electrum_network=self.electrum_node.network)
-        self.electrum_node.run(maker.start("127.0.0.1", daemon.port, self.chan_configs,
+        self.electrum_node.run(maker.start("127.0.0.1", daemon.port,
+                                           self.configs_for("maker", len(self.makers)),
                                            network="regtest"), timeout=120)
         party = MakerParty(wallet, maker, daemon, password)
         self.makers.append(party)
@@ -65,7 +77,7 @@ class JMNet:
         self.daemons.append(daemon)
         return Taker(wallet=wallet, network=self.electrum_node.network, commitments=commitments,
                      config=config, password=password, daemon_host="127.0.0.1",
-                     daemon_port=daemon.port, chan_configs=self.chan_configs,
+                     daemon_port=daemon.port, chan_configs=self.configs_for("taker", 0),
                      net_name="regtest", progress=progress, rng=rng)
 
     def run_taker(self, taker: Taker, timeout: float = 300) -> TakerOutcome:
