@@ -74,6 +74,12 @@ JM_ORDERBOOK_WAIT = _config_var("JM_ORDERBOOK_WAIT", "orderbook_wait", default=6
 """seconds to collect offers after ``!orderbook`` (Ref ``maker_timeout_sec``)."""
 JM_MAKER_TIMEOUT = _config_var("JM_MAKER_TIMEOUT", "maker_timeout", default=60, type_=int)
 """seconds to wait for all ``!ioauth``/``!sig`` of a stage (Ref ``maker_timeout_sec``)."""
+JM_DAEMON_BINARY = _config_var("JM_DAEMON_BINARY", "daemon_binary", default=None)
+"""path of the jmdaemon binary to start when none runs (see daemon_link for the lookup order)."""
+JM_DAEMON_DATADIR = _config_var("JM_DAEMON_DATADIR", "daemon_datadir", default=None)
+JM_DAEMON_AUTOSTART = _config_var("JM_DAEMON_AUTOSTART", "daemon_autostart", default=True, type_=bool)
+JM_DAEMON_IN_PROCESS = _config_var("JM_DAEMON_IN_PROCESS", "daemon_in_process", default=True,
+                                   type_=bool)
 JM_CHANNELS = _config_var("JM_CHANNELS", "channels", default=None)
 """JSON list of message channel configs passed to the daemon (JMInit ``chan_configs``), e.g.
 ``[{"type": "onion", "directory_nodes": "…onion:5222"}]``; unset = the daemon's defaults."""
@@ -197,7 +203,9 @@ class JoinMarketPlugin(BasePlugin):
             "bondless_makers_allowance": c.JM_BONDLESS_ALLOWANCE,
             "fallback_fee_rate": c.JM_FALLBACK_FEE_RATE,
             "orderbook_wait": c.JM_ORDERBOOK_WAIT, "maker_timeout": c.JM_MAKER_TIMEOUT,
-            "channels": c.JM_CHANNELS,
+            "channels": c.JM_CHANNELS, "daemon_binary": c.JM_DAEMON_BINARY,
+            "daemon_datadir": c.JM_DAEMON_DATADIR, "daemon_autostart": c.JM_DAEMON_AUTOSTART,
+            "daemon_in_process": c.JM_DAEMON_IN_PROCESS,
         }
 
     # -- sessions ---------------------------------------------------------------------------
