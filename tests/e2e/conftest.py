@@ -31,7 +31,9 @@ def confirmed_balance(wallet) -> int:
 @pytest.fixture(scope="module")
 def irc_net(ircd, electrum_node, bitcoind, electrumx, tmp_path_factory):
     net = JMNet(electrum_node, bitcoind, tmp_path_factory.mktemp("jmnet-irc"), irc_config(ircd))
-    wallets = [new_wallet(electrum_node, bitcoind, [40_000_000, 25_000_000]) for _ in range(3)]
+    # several coins each: a session abandoned by a taker keeps its coins reserved (10 min)
+    wallets = [new_wallet(electrum_node, bitcoind, [40_000_000, 25_000_000, 15_000_000,
+                                                    12_000_000, 10_000_000]) for _ in range(3)]
     bitcoind.mine(5)                       # PoDLE utxo age (taker and maker default policy: 5)
     for i, w in enumerate(wallets):
         electrum_node.wait_synced(w)
