@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import enum
-import ipaddress
 import logging
 import os
 import re
@@ -55,6 +54,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+from jmcore.netaddr import is_loopback
 from jmcore import amp as jamp
 from jmcore.constants import DEFAULT_DAEMON_PORT
 from jmcore.errors import AMPError, AMPRemoteError
@@ -151,13 +151,6 @@ async def probe(host: str, port: int, timeout: float = 3.0) -> ProbeResult:
         proto.close()
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +221,7 @@ class _InProcessDaemon:
         self.listener = threads.blockingCallFromThread(
             reactor, reactor.listenTCP, cfg.port, self.factory, interface=cfg.host)
         self.port = self.listener.getHost().port
-        if not _is_loopback(cfg.host):
+        if not is_loopback(cfg.host):
             log.warning("in-process jmdaemon listens on non-loopback %s", cfg.host)
         return self.port
 
@@ -361,7 +354,7 @@ class DaemonLink:
         if not self.autostart:
             return self._set(DaemonStatus.UNAVAILABLE,
                              f"none running at {self.host}:{self.port} (autostart is off)")
-        if not _is_loopback(self.host):
+        if not is_loopback(self.host):
             return self._set(DaemonStatus.UNAVAILABLE,
                              f"none running at {self.host}:{self.port}; only a daemon on this "
                              "computer (127.0.0.1) is started automatically")

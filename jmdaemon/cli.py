@@ -2,10 +2,11 @@
 directory node. Clean shutdown on SIGINT/SIGTERM; a port in use or a bad config is reported in one
 line (exit status 2), never as a traceback."""
 import argparse
-import ipaddress
 import logging
 import os
 import sys
+
+from jmcore.netaddr import is_loopback
 
 from . import __version__
 from .config import ConfigError, DaemonConfig, NETWORKS, load_config_file, validate
@@ -133,13 +134,6 @@ def setup_logging(cfg):
     logging.getLogger("twisted").setLevel(max(logging.WARNING, root.level))
 
 
-def _is_loopback(host):
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def main(argv=None):
@@ -175,12 +169,17 @@ def main(argv=None):
         print("jmdaemon: error: cannot listen on %s:%d (%s)"
               % (cfg.host, cfg.port, _reason(exc)), file=sys.stderr)
         return 2
-    if not _is_loopback(cfg.host):
+    if not is_loopback(cfg.host):
         log.warning("listening on %s, which is not a loopback address: anyone who can reach it "
                     "can use this daemon (and see your coinjoin traffic)", cfg.host)
-    log.info("jmdaemon %s listening on %s:%d%s (network %s, data dir %s)", __version__, cfg.host,
-             port.getHost().port, " (TLS)" if cfg.ssl_cert else "", cfg.network, cfg.datadir)
-    print("jmdaemon listening on %s:%d" % (cfg.host, port.getHost().port), flush=True)
+    def announce():
+        # only once the reactor runs (its SIGINT/SIGTERM handlers are installed): whoever waits
+        # for this line may signal us right away and must get a clean shutdown
+        log.info("jmdaemon %s listening on %s:%d%s (network %s, data dir %s)", __version__,
+                 cfg.host, port.getHost().port, " (TLS)" if cfg.ssl_cert else "", cfg.network,
+                 cfg.datadir)
+        print("jmdaemon listening on %s:%d" % (cfg.host, port.getHost().port), flush=True)
+    reactor.callWhenRunning(announce)
     reactor.addSystemEventTrigger("before", "shutdown", _shutdown, factory, port)
     reactor.run()
     log.info("jmdaemon stopped")
@@ -216,7 +215,7 @@ def _run_directory(cfg, reactor, terror):
                          tor_control_host=cfg.tor.get("tor_control_host", "localhost"),
                          tor_control_port=int(cfg.tor.get("tor_control_port", 9051)),
                          tor_control_password=cfg.tor.get("tor_control_password"))
-    if not _is_loopback(node.host):
+    if not is_loopback(node.host):
         log.warning("directory listening on non-loopback address %s", node.host)
     result = {}
 

@@ -38,6 +38,8 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "packaging"))
+from buildcommon import git, source_date_epoch  # noqa: E402
 HERE = ROOT / "packaging"
 REQUIREMENTS = HERE / "requirements-build.txt"
 SPEC = HERE / "jmdaemon.spec"
@@ -85,21 +87,6 @@ def inputs_hash(py_version: str) -> str:
         rel = p.relative_to(ROOT).as_posix()
         h.update(rel.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()
-
-
-def git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
-def source_date_epoch() -> int:
-    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
-        return int(os.environ["SOURCE_DATE_EPOCH"])
-    ct = git("log", "-1", "--format=%ct")
-    return int(ct) if ct.isdigit() else 315532800   # 1980-01-01, the zip epoch
 
 
 def sha256_file(path: pathlib.Path) -> str:

@@ -37,6 +37,8 @@ import time
 import zipfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "packaging"))
+from buildcommon import git, source_date_epoch  # noqa: E402
 PLUGIN_DIR = ROOT / "electrum_joinmarket"
 JMCORE_DIR = ROOT / "jmcore"
 SHIM = ROOT / "packaging" / "zipimports.py"
@@ -63,21 +65,6 @@ except Exception as _ejm_exc:  # pragma: no cover
 
 def log(msg: str) -> None:
     print(f"[plugin-zip] {msg}", file=sys.stderr, flush=True)
-
-
-def git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
-def source_date_epoch() -> int:
-    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
-        return int(os.environ["SOURCE_DATE_EPOCH"])
-    ct = git("log", "-1", "--format=%ct")
-    return max(int(ct) if ct.isdigit() else 0, 315532800)
 
 
 def with_prelude(init_source: str) -> str:
