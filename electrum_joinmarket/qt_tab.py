@@ -62,6 +62,29 @@ def friendly_error(exc: BaseException) -> str:
     return _("Unexpected error: {}. Details are in Electrum's log.").format(exc or type(exc).__name__)
 
 
+def _guarded(fn: Callable) -> Callable:
+    """A Qt slot that never lets an exception escape (PyQt6 would abort Electrum): the user gets
+    an Electrum error box, the traceback goes to the log."""
+    import functools
+    import inspect
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    arity = None if any(p.kind == p.VAR_POSITIONAL for p in params) else len(params)
+
+    @functools.wraps(fn)
+    def slot(self: "JoinMarketTab", *args: Any) -> Any:
+        try:
+            # Qt passes extra signal arguments (e.g. clicked's `checked`): keep what fn takes
+            return fn(self, *(args if arity is None else args[:arity]))
+        except Exception as exc:         # noqa: BLE001
+            log.error("JoinMarket tab: %s failed", fn.__name__, exc_info=exc)
+            if not self._closed:
+                try:
+                    self.show_error(friendly_error(exc))
+                except Exception:
+                    pass
+    return slot
+
+
 class _Bridge(QObject):
     """Runs callables on the Qt thread, whatever thread emits."""
     call = pyqtSignal(object)
@@ -379,6 +402,7 @@ class JoinMarketTab(QWidget):
         self._futures.clear()
 
     # ================================================================== status
+    @_guarded
     def _tick(self) -> None:
         if self._deadline is not None:
             left = max(0, int(round(self._deadline - time.time())))
@@ -408,6 +432,7 @@ class JoinMarketTab(QWidget):
         nick = nick or self._last_nick
         self.nick_label.setText(_("Our nick: {}").format(nick or "–"))
 
+    @_guarded
     def refresh_status(self) -> None:
         """Probe the daemon (never starts one) and show what we know of channels and nick."""
         from .daemon_link import ProbeResult, probe
@@ -439,6 +464,7 @@ class JoinMarketTab(QWidget):
             self._render_status()
         self.run_async(probe(host, port, 3.0), done, failed)
 
+    @_guarded
     def start_daemon(self) -> None:
         from .daemon_link import DaemonLink
         runner = self.plugin.runner
@@ -473,6 +499,7 @@ class JoinMarketTab(QWidget):
             self._show_exc(exc)
         self.run_async(go(), done, failed)
 
+    @_guarded
     def show_settings(self) -> None:
         if SettingsDialog(self.main_window, self.plugin).run():
             c = self.plugin.config
@@ -486,6 +513,7 @@ class JoinMarketTab(QWidget):
             self.refresh_status()
 
     # ================================================================== orderbook
+    @_guarded
     def refresh_orderbook(self) -> None:
         wait = float(self.plugin.config.JM_ORDERBOOK_WAIT)
         self.ob_refresh_button.setEnabled(False)
@@ -525,6 +553,7 @@ class JoinMarketTab(QWidget):
         amt = self.amount_e.get_amount()
         return int(amt) if amt else None
 
+    @_guarded
     def render_orderbook(self) -> None:
         if self._book is None:
             return
@@ -557,14 +586,17 @@ class JoinMarketTab(QWidget):
             _(" — enter an amount to see each maker's fee")
         self.ob_status.setText(_("{} offers from {} makers at {}").format(len(rows), makers, when) + extra)
 
+    @_guarded
     def _amount_changed(self) -> None:
         self.render_orderbook()
 
+    @_guarded
     def _sweep_toggled(self, on: bool) -> None:
         self.amount_e.setEnabled(not on)
         self.render_orderbook()
 
     # ================================================================== the coinjoin
+    @_guarded
     def fill_next_unused(self) -> None:
         addr = self.wallet.get_unused_address()
         if addr is None:
@@ -617,6 +649,7 @@ class JoinMarketTab(QWidget):
             except Exception as exc:
                 self.show_error(str(exc) or _("Wrong password"))
 
+    @_guarded
     def start_coinjoin(self) -> None:
         if self._cj_future is not None and not self._cj_future.done():
             self.show_error(_("A coinjoin is already running in this wallet."))
@@ -772,6 +805,7 @@ class JoinMarketTab(QWidget):
         self.cancel_button.setEnabled(False)
         self._update_coins_label()
 
+    @_guarded
     def cancel_coinjoin(self) -> None:
         runner = self.plugin.runner
         get_asyncio_loop().call_soon_threadsafe(runner.cancel, self.wallet)
@@ -779,6 +813,7 @@ class JoinMarketTab(QWidget):
         self.cancel_button.setEnabled(False)
 
     # ================================================================== tx links
+    @_guarded
     def show_tx(self, txid: Optional[str]) -> None:
         if not txid:
             return
@@ -788,6 +823,7 @@ class JoinMarketTab(QWidget):
             return
         self.main_window.show_transaction(tx)
 
+    @_guarded
     def show_in_history(self) -> None:
         hl = getattr(self.main_window, "history_list", None)
         if hl is None:
@@ -805,6 +841,7 @@ class JoinMarketTab(QWidget):
                 pass
 
     # ================================================================== history
+    @_guarded
     def refresh_history(self) -> None:
         rows = list(reversed(self.plugin.runner.history(self.wallet)))
         t = self.hist_table
@@ -835,6 +872,7 @@ class JoinMarketTab(QWidget):
         return [self.hist_table.item(r, len(HISTORY_COLUMNS) - 1).data(Qt.ItemDataRole.UserRole)
                 for r in range(self.hist_table.rowCount())]
 
+    @_guarded
     def _history_double_clicked(self, row: int, _col: int) -> None:
         item = self.hist_table.item(row, len(HISTORY_COLUMNS) - 1)
         txid = item.data(Qt.ItemDataRole.UserRole) if item else None
@@ -842,6 +880,7 @@ class JoinMarketTab(QWidget):
             self.show_tx(txid)
 
     # ================================================================== maker
+    @_guarded
     def refresh_maker(self) -> None:
         session = self.plugin.session_for(self.wallet)
         maker = session.maker
@@ -865,6 +904,7 @@ class JoinMarketTab(QWidget):
         self.m_start.setEnabled(maker is None and not busy_taker)
         self.m_stop.setEnabled(maker is not None)
 
+    @_guarded
     def start_maker(self) -> None:
         kind = self.m_type.currentData()
         settings = {"ordertype": kind, "txfee": int(self.m_txfee.value()),
@@ -897,6 +937,7 @@ class JoinMarketTab(QWidget):
             self._show_exc(exc)
         self.run_async(self.plugin.runner.start_maker(self.wallet, password, **settings), done, failed)
 
+    @_guarded
     def stop_maker(self) -> None:
         fut = asyncio.run_coroutine_threadsafe(self._stop_maker(), get_asyncio_loop())
         fut.add_done_callback(lambda f: self.bridge.call.emit(self.refresh_maker))

@@ -171,3 +171,33 @@ def test_coinjoin_from_the_form(electrum_node, bitcoind, irc_net, taker_daemon, 
         qtbot.wait(1500)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         assert window.grab().save(path, "PNG")
+
+
+def test_maker_start_stop_from_the_tab(electrum_node, bitcoind, irc_net, taker_daemon, jm_qt,
+                                       open_window, modals, qtbot):
+    wallet = new_wallet(electrum_node, bitcoind, [4_000_000], mine=5)
+    window = open_window(wallet)
+    tab = jm_tab(window)
+    window.tabs.setCurrentWidget(tab)
+    tab.inner_tabs.setCurrentIndex(2)
+    assert "Not running" in tab.m_status.text() and tab.m_start.isEnabled()
+    m = modals()
+    tab.m_type.setCurrentIndex(1)                    # absolute fee
+    tab.m_cjfee_a.setValue(700)
+    qtbot.mouseClick(tab.m_start, _left())
+    qtbot.waitUntil(lambda: "Running as" in tab.m_status.text(), timeout=120_000)
+    assert not m.messages, m.messages
+    session = jm_qt.session_for(wallet)
+    assert session.role == "maker" and session.maker.nick in tab.m_status.text()
+    assert "absoffer" in tab.m_status.text() and "Earned" in tab.m_status.text()
+    assert tab.m_stop.isEnabled() and not tab.m_start.isEnabled()
+    assert session.maker.nick in tab.nick_label.text()
+    # the wallet is busy: a coinjoin from the form is refused with a clear message
+    tab.amount_e.setAmount(500_000)
+    tab.fill_next_unused()
+    qtbot.mouseClick(tab.start_button, _left())
+    qtbot.waitUntil(lambda: len(m.messages) >= 1, timeout=15_000)
+    assert "busy" in m.messages[0]
+    qtbot.mouseClick(tab.m_stop, _left())
+    qtbot.waitUntil(lambda: "Not running" in tab.m_status.text(), timeout=15_000)
+    assert session.role is None and tab.m_start.isEnabled()
