@@ -120,13 +120,14 @@ class Runner:
         return outcome
 
     def cancel(self, wallet: Any) -> bool:
-        """Cancel the wallet's running coinjoin task (see ``start_coinjoin_task``)."""
+        """Cancel the wallet's running coinjoin task (see ``start_coinjoin_task``); safe to call
+        from any thread (the cancellation itself runs on the task's loop)."""
         session = self.plugin.session_for(wallet)
         task = getattr(session, "task", None)
-        if task is not None and not task.done():
-            task.cancel()
-            return True
-        return False
+        if task is None or task.done():
+            return False
+        task.get_loop().call_soon_threadsafe(task.cancel)
+        return True
 
     def start_coinjoin_task(self, wallet: Any, config: TakerConfig, password: Optional[str],
                             **kw: Any) -> "asyncio.Future[TakerOutcome]":

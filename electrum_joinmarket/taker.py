@@ -19,6 +19,7 @@ Money-safety invariants held here (ARCHITECTURE.md):
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import random
@@ -424,7 +425,7 @@ class Taker:
         breakdown = self._breakdown(plan)
         if self.confirm is not None:
             ok = self.confirm(breakdown)
-            if asyncio.iscoroutine(ok):
+            if inspect.isawaitable(ok):          # coroutine or Future (answer from the GUI)
                 ok = await ok
             if not ok:
                 raise TakerError("the user declined the coinjoin before signing")

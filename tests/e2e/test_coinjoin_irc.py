@@ -72,3 +72,49 @@ def test_sweep_coinjoin_irc(irc_net, electrum_node, bitcoind):
     after = _balances(net)
     for nick, fee in outcome.maker_fees.items():
         assert after[nick] - before_makers[nick] == fee
+
+
+def test_not_self_broadcast_a_maker_pushes(irc_net, electrum_node, bitcoind):
+    """Broadcast policy ``not-self``: a maker broadcasts on our ``!push`` (it pushes only a
+    transaction it signed), the wallet sees the coinjoin."""
+    net = irc_net
+    taker_w = new_wallet(electrum_node, bitcoind, [12_000_000], mine=5)
+    dest = new_wallet(electrum_node, bitcoind)
+    outcome, events, _ = _run(net, taker_w, quick_config(4_000_000, dest.get_receiving_address(),
+                                                         broadcast="not-self"))
+    assert outcome.status == "success", (outcome.message, outcome.ignored_makers)
+    pushes = [e for e in events if e["stage"] == "broadcast"]
+    assert pushes and "asking maker" in pushes[0]["message"]
+    assert sum(p.maker.broadcasts for p in net.makers) == 1
+    _confirm(net, outcome.txid, [dest])
+    assert confirmed_balance(dest) == 4_000_000
+
+
+@pytest.mark.parametrize("stage", ["orderbook", "fill", "tx"])
+def test_f5_cancel_at_each_stage_leaves_clean_state(irc_net, electrum_node, bitcoind, stage):
+    """F5: the user cancels while the taker waits for the orderbook, for the makers' !ioauth,
+    or for their !sig: the run ends "cancelled", no coin stays frozen, a commitment that was
+    sent stays recorded as used, and nothing is broadcast."""
+    import asyncio
+
+    from electrum_joinmarket.taker import Taker
+    net = irc_net
+    taker_w = new_wallet(electrum_node, bitcoind, [9_000_000], mine=5)
+    dest = new_wallet(electrum_node, bitcoind)
+    store = CommitmentStore({}, on_change=None)
+    seen = []
+    cfg = quick_config(3_000_000, dest.get_receiving_address(), orderbook_min_wait=6.0)
+    taker: Taker = net.taker(taker_w, store, cfg, progress=seen.append)
+
+    async def run_and_cancel():
+        task = asyncio.ensure_future(taker.run())
+        while not any(e["stage"] == stage for e in seen):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return await task
+    outcome = electrum_node.run(run_and_cancel(), timeout=120)
+    assert outcome.status == "cancelled" and outcome.txid is None
+    assert not any(taker_w.is_frozen_coin(c) for c in taker_w.get_utxos())
+    assert len(store.used()) == (0 if stage == "orderbook" else 1)
+    assert confirmed_balance(taker_w) == 9_000_000
+    assert taker_w.get_balance()[1] == 0                        # nothing in the mempool
