@@ -118,3 +118,28 @@ def test_f5_cancel_at_each_stage_leaves_clean_state(irc_net, electrum_node, bitc
     assert len(store.used()) == (0 if stage == "orderbook" else 1)
     assert confirmed_balance(taker_w) == 9_000_000
     assert taker_w.get_balance()[1] == 0                        # nothing in the mempool
+
+
+def test_declined_confirmation_signs_nothing(irc_net, electrum_node, bitcoind, monkeypatch):
+    """The user sees the exact breakdown before signing and says no: nothing is signed, nothing
+    frozen, the commitment stays used; the breakdown matched what the tx would have paid."""
+    net = irc_net
+    taker_w = new_wallet(electrum_node, bitcoind, [8_000_000], mine=5)
+    signed = []
+    monkeypatch.setattr(taker_w, "sign_transaction", lambda *a, **k: signed.append(a))
+    shown = []
+
+    async def decline(breakdown):
+        shown.append(breakdown)
+        return False
+    store = CommitmentStore({}, on_change=None)
+    taker = net.taker(taker_w, store, quick_config(2_000_000, taker_w.get_unused_address()))
+    taker.confirm = decline
+    outcome = net.run_taker(taker)
+    assert outcome.status == "failed" and "declined" in outcome.message
+    assert signed == [] and outcome.txid is None
+    (b,) = shown
+    assert b["cj_amount"] == 2_000_000 and len(b["maker_fees"]) == 3
+    assert b["total_cost"] == sum(b["maker_fees"].values()) + b["taker_miner_fee"]
+    assert not any(taker_w.is_frozen_coin(c) for c in taker_w.get_utxos())
+    assert len(store.used()) == 1
