@@ -471,8 +471,12 @@ class Taker:
                 out.append(CommitmentCandidate(utxo=outpoint, value=c.value_sats(),
                                                confirmations=conf, used_indices=used))
             return out
-        choice = choose_commitment_utxo(candidates(tx_coins), cj_amount, policy,
-                                        wallet_utxos=candidates(all_coins))
+        # this coinjoin's own inputs first (Ref); the rest of the wallet only if none qualifies,
+        # so a large wallet does not export every key for nothing
+        choice = choose_commitment_utxo(candidates(tx_coins), cj_amount, policy)
+        if not isinstance(choice, CommitmentChoice):
+            choice = choose_commitment_utxo(candidates(tx_coins), cj_amount, policy,
+                                            wallet_utxos=candidates(all_coins))
         if not isinstance(choice, CommitmentChoice):
             raise TakerError(f"no utxo can back a PoDLE commitment: {choice.reason}. Wait for "
                              f"more confirmations or add a larger coin "
