@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, MutableMapping, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, MutableMapping, Optional, Tuple
 
 from .podle import (
     MAX_NUMS_INDEX,

@@ -41,7 +41,7 @@ import logging
 import random
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
 from jmcore.constants import (ABSURD_FEE_PER_KB, BITCOIN_DUST_THRESHOLD, DUST_THRESHOLD,
                               MAX_SWEEP_FEE_CHANGE)
@@ -66,6 +66,9 @@ _log = logging.getLogger(__name__)
 SEQUENCE = 0xfffffffe           # final-but-locktime-enabled, no RBF (reference)
 MAX_MAKER_INPUTS = 15           # NG's cap per maker (TESTING.md M11)
 SIGHASH_ALL = 0x01
+
+if TYPE_CHECKING:  # pragma: no cover
+    from electrum.transaction import PartialTransaction
 
 
 class TxBuildError(Exception):

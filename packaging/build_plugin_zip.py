@@ -31,7 +31,6 @@ import json
 import os
 import pathlib
 import re
-import subprocess
 import sys
 import time
 import zipfile

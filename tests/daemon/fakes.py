@@ -2,7 +2,7 @@
 through twisted's StringTransport (no reactor needed)."""
 from twisted.internet.testing import StringTransport
 
-from jmdaemon.channels.onion import DirectoryLink, OnionMessageChannel
+from jmdaemon.channels.onion import OnionMessageChannel
 from jmdaemon.channels.onion_proto import OnionLineProtocol
 from jmdaemon.messaging import MessageChannelCollection
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
 
 from jmcore import amp as jamp
 from jmcore.commands import COMMANDS

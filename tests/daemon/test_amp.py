@@ -2,7 +2,6 @@
 encoding, every coinjoin command exercised in both directions, clean errors for unknown commands."""
 import base64
 import json
-import pathlib
 
 import pytest
 from twisted.protocols import amp as tamp

@@ -2,7 +2,6 @@
 arrive, parsers return a value or raise only their documented error, and memory stays bounded.
 Example counts are printed in the terminal summary."""
 import json
-import string
 import tracemalloc
 
 from hypothesis import HealthCheck, given, settings

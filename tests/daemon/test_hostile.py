@@ -1,13 +1,8 @@
 """Hostile network input against running daemons (D1-D7) and a channel fault (F1): every bad
 input is dropped with a log line, the daemons keep running, and honest traffic still works."""
 import asyncio
-import json
-import os
-import signal
 
-import pytest
 
-from jmdaemon import wire
 
 from .conversation import OFFERS, full_conversation, wait_offers
 from .helpers import TestClient, nick_key, run, start_daemon, start_directory

@@ -1,7 +1,6 @@
 """Byte-for-byte checks against protocol/vectors: IRC chunk lines, onion lines and handshakes,
 NaCl boxes, and the signed-message layout the daemon hands to the client (PROTOCOL.md §2-§6)."""
 import json
-import pathlib
 
 import pytest
 from twisted.internet.testing import StringTransport

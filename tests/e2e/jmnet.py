@@ -9,11 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from electrum_joinmarket.maker import Maker, MakerSettings
-from electrum_joinmarket.plugin import WalletSession  # noqa: F401  (documented entry point)
 from electrum_joinmarket.taker import Taker, TakerConfig, TakerOutcome
-from tests.daemon.helpers import start_daemon, start_directory
+from tests.daemon.helpers import start_daemon
 
-MAKER_FEES = ["0.0002", "0.0003", "0.00025", "0.00035", "0.0004"]
 
 
 def irc_config(ircd) -> list[dict]:

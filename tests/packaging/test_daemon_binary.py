@@ -16,7 +16,7 @@ from tests.daemon.conversation import (COMMITMENT_HEX, REVELATION, SIGNED_TX, UN
                                        full_conversation)
 from tests.daemon.helpers import Proc, TestClient, run
 
-from .conftest import ROOT, load_packaging_module
+from .conftest import load_packaging_module
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import decimal
 import json
-import pathlib
 import sys
 from decimal import Decimal
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import pickle
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
