@@ -108,6 +108,8 @@ class WalletSession:
         self.wallet = wallet
         self.storage = plugin.get_storage(wallet)
         self.commitments = CommitmentStore(self.storage, on_change=self._save)
+        from .taker import release_stale_freezes
+        release_stale_freezes(wallet, self.storage)   # invariant 2 across a crash
         self.role: Optional[str] = None          # "taker" | "maker" while running
         self.state: str = "idle"
         self.daemon_link: Any = None             # set by the daemon link when connected

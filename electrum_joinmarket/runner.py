@@ -109,7 +109,7 @@ class Runner:
         taker = Taker(wallet=wallet, network=wallet.network, commitments=session.commitments,
                       config=config, password=password, daemon_host=host, daemon_port=port,
                       chan_configs=self.chan_configs(), net_name=jm_network_name(),
-                      progress=on_progress, confirm=confirm)
+                      progress=on_progress, confirm=confirm, frozen_store=session.storage)
         session.taker = taker
         try:
             outcome = await taker.run()

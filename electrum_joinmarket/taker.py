@@ -26,7 +26,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, MutableMapping, Optional, Sequence
 
 from jmcore.offers import Offer, OfferError, calc_cj_fee
 
@@ -43,6 +43,7 @@ from .podle import (CommitmentCandidate, CommitmentChoice, CommitmentPolicy, cho
 log = logging.getLogger(__name__)
 
 BROADCAST_POLICIES = ("self", "random-peer", "not-self")
+FROZEN_KEY = "taker_frozen_coins"
 
 
 class TakerError(Exception):
@@ -121,7 +122,8 @@ class Taker:
                  daemon_port: int, chan_configs: list[dict], net_name: str,
                  progress: Optional[Callable[[dict], None]] = None,
                  rng: Optional[random.Random] = None,
-                 confirm: Optional[Callable[[dict], Any]] = None):
+                 confirm: Optional[Callable[[dict], Any]] = None,
+                 frozen_store: Optional[MutableMapping[str, Any]] = None):
         self.wallet = wallet
         self.network = network
         self.commitments = commitments
@@ -138,6 +140,9 @@ class Taker:
         self.outcome = TakerOutcome(status="failed", message="not started")
         self.ignored: dict[str, str] = {}
         self._frozen: set[str] = set()
+        # what we froze, kept in the wallet's plugin storage: Electrum saves frozen coins with
+        # the wallet, so after a crash mid-run release_stale_freezes() can undo exactly ours
+        self._frozen_store = frozen_store if frozen_store is not None else {}
         self._offers_event = asyncio.Event()
         self._book: list[Offer] = []
         self._bonds_raw: list[dict] = []
@@ -413,8 +418,8 @@ class Taker:
             raise _RoundFailed(f"only {len(verified)} makers passed the checks, at least "
                                f"{cfg.minimum_makers} needed")
 
-        plan, my_change = self._plan(cj_amount, my_coins, verified, feerate, script_type, sweep,
-                                     sweep_est)
+        plan, my_change = self._plan(cj_amount, my_coins, verified, offers_by_nick, feerate,
+                                     script_type, sweep, sweep_est)
         prev_txs = {}
         for mi in plan.makers:
             for u in mi.utxos:
@@ -495,6 +500,7 @@ class Taker:
             if nick not in data:
                 self.ignored[nick] = "M10: silent after !fill"
         taken: list[str] = []
+        used_addrs = {self.cfg.destination}
         for nick, fields in data.items():
             if nick not in offers:
                 continue
@@ -511,17 +517,53 @@ class Taker:
                 self.progress("maker-rejected", f"maker {nick} refused: {exc}", maker=nick,
                               case=exc.case_id)
                 continue
+            except ChainError as exc:        # the server's trouble, not proof against the maker
+                self.progress("maker-unchecked", f"could not check maker {nick} on-chain: {exc}",
+                              maker=nick)
+                continue
             except (TypeError, ValueError) as exc:
                 self.ignored[nick] = f"malformed !ioauth: {exc}"
                 continue
+            problem = self._unplannable(v, used_addrs)
+            if problem:
+                self.ignored[nick] = problem
+                self.progress("maker-rejected", f"maker {nick} refused: {problem}", maker=nick)
+                continue
             verified[nick] = v
             taken.extend(v.outpoints)
+            used_addrs.update((v.cj_addr, v.change_addr))
         self.progress("ioauth", f"{len(verified)} of {len(offers)} makers verified on-chain",
                       makers_answered=len(verified), makers_asked=len(offers))
         return verified
 
-    def _plan(self, cj_amount: int, my_coins: list, verified: dict[str, Any], feerate: int,
-              script_type: str, sweep: bool, sweep_est: Optional[int]):
+    @staticmethod
+    def _unplannable(v: Any, used_addrs: set) -> Optional[str]:
+        """Why a verified ``!ioauth`` still cannot go into our transaction (None if it can):
+        maker inputs must be of a type JoinMarket signs (p2wpkh, p2sh-p2wpkh), its addresses of a
+        known type and not already used in this coinjoin."""
+        from electrum.bitcoin import address_to_script
+        for u in v.utxos:
+            try:
+                kind = feemodel.script_type_of_scriptpubkey(u.script_pubkey)
+            except feemodel.FeeError:
+                kind = "non-standard"
+            if kind not in ("p2wpkh", "p2sh"):
+                return f"M4: maker input {u.outpoint} is {kind}, not a JoinMarket input type"
+        for addr in (v.cj_addr, v.change_addr):
+            if addr in used_addrs or v.cj_addr == v.change_addr:
+                return f"M6: address {addr} is used twice in this coinjoin"
+            try:
+                feemodel.script_type_of_scriptpubkey(address_to_script(addr))
+            except Exception:
+                return f"M6: address {addr} has an unsupported type"
+        return None
+
+    def _plan(self, cj_amount: int, my_coins: list, verified: dict[str, Any],
+              offers: dict[str, Offer], feerate: int, script_type: str, sweep: bool,
+              sweep_est: Optional[int]):
+        """Solve the amounts with the offers we FILLED (what each maker agreed to in ``!fill``
+        and what its ``!ioauth`` was checked against), dropping makers whose data cannot be
+        planned; _RoundFailed when too few remain."""
         my_change = None
         if not sweep:
             addrs = self.wallet.get_change_addresses_for_new_transaction(
@@ -531,7 +573,7 @@ class Taker:
                                    max_cj_fee_rel=Decimal(str(self.cfg.max_cj_fee_rel)))
         makers = dict(verified)
         while True:
-            mis = [txbuild.MakerInput(nick=nick, offer=self._offer_of(nick), utxos=v.utxos,
+            mis = [txbuild.MakerInput(nick=nick, offer=offers[nick], utxos=v.utxos,
                                       cj_addr=v.cj_addr, change_addr=v.change_addr)
                    for nick, v in makers.items()]
             try:
@@ -541,20 +583,21 @@ class Taker:
                     limits=limits, script_type=script_type, sweep=sweep,
                     sweep_est_fee=sweep_est), my_change
             except feemodel.DustMakerChange as exc:
-                self.ignored[exc.nick] = "M7: maker change below dust"
-                makers.pop(exc.nick, None)
-                if len(makers) < self.cfg.minimum_makers:
-                    raise _RoundFailed("too few makers left after dropping dust change") from exc
+                culprit, why = exc.nick, "M7: maker change below dust"
             except txbuild.FeeLimitExceeded as exc:
-                raise _RoundFailed(f"fees above your limits: {exc}") from exc
+                if exc.nick is None:
+                    raise _RoundFailed(f"fees above your limits: {exc}") from exc
+                culprit, why = exc.nick, f"M12: {exc}"
             except feemodel.SweepFeeChanged as exc:
                 raise _RoundFailed(str(exc)) from exc
-
-    def _offer_of(self, nick: str) -> Offer:
-        for o in self._book:
-            if o.counterparty == nick:
-                return o
-        raise _RoundFailed(f"offer of {nick} vanished")
+            except (txbuild.TxBuildError, feemodel.FeeError) as exc:
+                raise _RoundFailed(f"cannot plan the coinjoin: {exc}") from exc
+            if culprit is None:
+                raise _RoundFailed(f"cannot plan the coinjoin: {why}")
+            self.ignored[culprit] = why
+            makers.pop(culprit, None)
+            if len(makers) < self.cfg.minimum_makers:
+                raise _RoundFailed(f"too few makers left after dropping {culprit} ({why})")
 
     def _breakdown(self, plan: Any) -> dict:
         """What the user pays, exactly as the planned transaction pays it."""
@@ -583,10 +626,15 @@ class Taker:
                 for nick in silent:
                     self.ignored[nick] = "M10: silent after !ioauth (no !sig)"
                 raise _RoundFailed(f"makers did not sign in time: {', '.join(silent)}")
-            try:
-                nick, sig = await asyncio.wait_for(self._sig_queue.get(), left)
-            except asyncio.TimeoutError:
+            getter = asyncio.ensure_future(self._sig_queue.get())
+            lost = asyncio.ensure_future(self._daemon_lost.wait())
+            done, _ = await asyncio.wait({getter, lost}, timeout=left,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            lost.cancel()
+            if getter not in done:
+                getter.cancel()
                 continue
+            nick, sig = getter.result()
             if nick not in by_nick or not needed.get(nick):
                 log.info("unexpected !sig from %s ignored", nick)
                 continue
@@ -652,11 +700,24 @@ class Taker:
     # ---------------------------------------------------------------- coins
     def _freeze(self, coins: list) -> None:
         outpoints = [c.prevout.to_str() for c in coins]
-        self.wallet.set_frozen_state_of_coins(outpoints, True, write_to_disk=False)
         self._frozen.update(outpoints)
+        self._frozen_store[FROZEN_KEY] = sorted(self._frozen)
+        self.wallet.set_frozen_state_of_coins(outpoints, True, write_to_disk=False)
 
     def _unfreeze(self) -> None:
         if self._frozen:
-            self.wallet.set_frozen_state_of_coins(list(self._frozen), None, write_to_disk=True)
+            self.wallet.set_frozen_state_of_coins(list(self._frozen), None, write_to_disk=False)
             self._frozen.clear()
+            self._frozen_store.pop(FROZEN_KEY, None)
+            self.wallet.save_db()
+
+
+def release_stale_freezes(wallet: Any, store: MutableMapping[str, Any]) -> list[str]:
+    """Unfreeze coins a taker froze and never released (Electrum was killed mid-coinjoin);
+    returns them. Call when a wallet's JoinMarket session opens."""
+    stale = list(store.pop(FROZEN_KEY, None) or [])
+    if stale:
+        wallet.set_frozen_state_of_coins(stale, None, write_to_disk=True)
+        log.info("released %d coin(s) left frozen by an interrupted coinjoin", len(stale))
+    return stale
 

@@ -32,6 +32,16 @@ class BadMaker(Maker):
             return await real_call(name, **kw)
         self.client.call = call
 
+    def offers(self):
+        real = super().offers()
+        if self.mode != "two_offers":
+            return real
+        # an expensive offer first in the book, out of range for normal amounts, and the cheap
+        # one the taker will actually fill
+        greedy = {"oid": 0, "ordertype": real[0]["ordertype"].replace("rel", "abs"),
+                  "minsize": 27300, "maxsize": 100_000, "txfee": 0, "cjfee": 30_000}
+        return [greedy, dict(real[0], oid=1)]
+
     async def on_JMAuthReceived(self, **kw):
         if self.mode == "silent":                 # M10: never answers !auth
             return
@@ -114,3 +124,20 @@ def test_taker_survives_malicious_maker(bad_maker, irc_net, electrum_node, bitco
     bitcoind.mine(1)
     electrum_node.wait_tx(taker_w, outcome.txid, confirmations=1)
     assert before - confirmed_balance(taker_w) == 7_000_000 + outcome.total_cost
+
+
+@pytest.mark.parametrize("bad_maker", ["two_offers"], indirect=True)
+def test_taker_pays_the_offer_it_filled(bad_maker, irc_net, electrum_node, bitcoind):
+    """A maker with an expensive offer listed first and the cheap one we fill: the plan, the
+    confirmation breakdown and the transaction use the FILLED offer (oid 1)."""
+    net = irc_net
+    nick = bad_maker.maker.nick
+    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000], mine=5)
+    before = confirmed_balance(bad_maker.wallet)
+    cfg = quick_config(7_000_000, taker_w.get_unused_address(), n=4, minimum_makers=4)
+    outcome = net.run_taker(net.taker(taker_w, CommitmentStore({}, on_change=None), cfg))
+    assert outcome.status == "success", (outcome.message, outcome.ignored_makers)
+    assert outcome.maker_fees[nick] == 700               # 0.0001 of 7 000 000, not 30 000
+    bitcoind.mine(1)
+    electrum_node.wait_tx(bad_maker.wallet, outcome.txid, confirmations=1)
+    assert confirmed_balance(bad_maker.wallet) - before == 700
