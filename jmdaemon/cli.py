@@ -4,6 +4,7 @@ line (exit status 2), never as a traceback."""
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from jmcore.netaddr import is_loopback
@@ -136,6 +137,22 @@ def setup_logging(cfg):
 
 
 
+def _stop_on_signals(reactor) -> None:
+    """SIGINT and SIGTERM stop the reactor cleanly, always. Twisted leaves SIGINT alone when the
+    process inherited it ignored (a background job of a non-interactive shell, as in CI), and
+    the daemon would then only die by SIGKILL; its documented behaviour is a clean stop."""
+    def stop(signum, frame):
+        log.info("signal %d: stopping", signum)
+        reactor.callFromThread(_stop_once, reactor)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _stop_once(reactor) -> None:
+    if reactor.running:
+        reactor.stop()
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
@@ -181,6 +198,7 @@ def main(argv=None):
         print("jmdaemon listening on %s:%d" % (cfg.host, port.getHost().port), flush=True)
     reactor.callWhenRunning(announce)
     reactor.addSystemEventTrigger("before", "shutdown", _shutdown, factory, port)
+    _stop_on_signals(reactor)
     reactor.run()
     log.info("jmdaemon stopped")
     return 0
@@ -237,6 +255,7 @@ def _run_directory(cfg, reactor, terror):
         node.start().addCallbacks(started, failed)
     reactor.callWhenRunning(go)
     reactor.addSystemEventTrigger("before", "shutdown", node.stop)
+    _stop_on_signals(reactor)
     reactor.run()
     return result.get("rc", 0)
 

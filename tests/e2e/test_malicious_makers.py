@@ -104,7 +104,7 @@ def test_taker_survives_malicious_maker(bad_maker, irc_net, electrum_node, bitco
     monkeypatch.setattr(taker_w, "sign_transaction", spy)
     store = CommitmentStore({}, on_change=None)
     cfg = quick_config(7_000_000, dest.get_receiving_address(), n=4, minimum_makers=3,
-                       maker_timeout_sec=8, sig_timeout=10.0)
+                       maker_timeout_sec=20, sig_timeout=30.0)
     before = confirmed_balance(taker_w)
     outcome = net.run_taker(net.taker(taker_w, store, cfg))
     bad_nick = bad_maker.maker.nick

@@ -20,6 +20,9 @@ CONF = """[Global]
     MaxConnectionsIP = 0
     MaxJoins = 0
     MaxNickLength = 30
+    # no flood penalty: the daemons pace themselves (line_rate); a real network's server does
+    # penalise, which is why the daemon's default line rate is 1.3 s
+    MaxPenaltyTime = 0
     PingTimeout = 120
     PongTimeout = 60
 [Options]
