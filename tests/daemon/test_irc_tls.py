@@ -4,33 +4,11 @@ import subprocess
 
 import pytest
 
-from tests.stack.procs import free_port, port_open, terminate, wait_for
+from tests.stack.ircd import start_ircd
 
 from .conversation import full_conversation
 from .helpers import TestClient, run, start_daemon
 from .test_conversation_irc import irc_config
-
-CONF = """[Global]
-    Name = irc.tls.local
-    Info = tls test
-    Listen = 127.0.0.1
-    Ports = {plain}
-    PidFile = {d}/ngircd.pid
-    MotdPhrase = tls
-[Limits]
-    MaxConnections = 0
-    MaxConnectionsIP = 0
-    MaxNickLength = 30
-[Options]
-    PAM = no
-    Ident = no
-    DNS = no
-[SSL]
-    CertFile = {d}/cert.pem
-    KeyFile = {d}/key.pem
-    Ports = {tls}
-"""
-
 
 @pytest.fixture
 def tls_ircd(tmp_path):
@@ -44,22 +22,16 @@ def tls_ircd(tmp_path):
         pytest.skip("openssl CLI not available")
     for f in ("key.pem", "cert.pem"):
         (d / f).chmod(0o644)
-    plain, tls = free_port(), free_port()
-    (d / "ngircd.conf").write_text(CONF.format(plain=plain, tls=tls, d=d))
-    log = d / "ngircd.log"
-    proc = subprocess.Popen(["/usr/sbin/ngircd", "--nodaemon", "--config", str(d / "ngircd.conf")],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        wait_for(lambda: port_open(tls), 20, "ngircd TLS port", proc=proc, log=log)
+        ircd = start_ircd(d, tls_cert=d / "cert.pem", tls_key=d / "key.pem")
     except Exception as exc:
-        terminate(proc)
         pytest.skip("ngircd TLS did not start: %s" % exc)
 
     class S:
         host = "127.0.0.1"
-        port = tls
+        port = ircd.tls_port
     yield S
-    terminate(proc)
+    ircd.stop()
 
 
 def test_irc_over_tls_full_conversation(tls_ircd, tmp_path):

@@ -36,12 +36,19 @@ CONF = """[Global]
     Modes = +n
 """
 
+SSL_CONF = """[SSL]
+    CertFile = {cert}
+    KeyFile = {key}
+    Ports = {tls_port}
+"""
+
 
 @dataclass
 class IRCd:
     workdir: pathlib.Path
     host: str = "127.0.0.1"
     port: int = 0
+    tls_port: int = 0          # an extra TLS port when started with a certificate
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
 
     def stop(self) -> None:
@@ -52,16 +59,24 @@ class IRCd:
         return self.workdir / "ngircd.log"
 
 
-def start_ircd(workdir: pathlib.Path, port: int = 0) -> IRCd:
-    """Start ngircd in the foreground of a child process; return once it accepts connections."""
+def start_ircd(workdir: pathlib.Path, port: int = 0, tls_cert: Optional[pathlib.Path] = None,
+               tls_key: Optional[pathlib.Path] = None) -> IRCd:
+    """Start ngircd in the foreground of a child process; return once it accepts connections.
+    With ``tls_cert``/``tls_key`` it also serves TLS on ``IRCd.tls_port``."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     conf = workdir / "ngircd.conf"
-    conf.write_text(CONF.format(port=port, workdir=workdir))
+    text = CONF.format(port=port, workdir=workdir)
+    tls_port = 0
+    if tls_cert is not None:
+        tls_port = free_port()
+        text += SSL_CONF.format(cert=tls_cert, key=tls_key, tls_port=tls_port)
+    conf.write_text(text)
     exe = installed_env().get("EJM_NGIRCD", "/usr/sbin/ngircd")
-    ircd = IRCd(workdir=workdir, port=port)
+    ircd = IRCd(workdir=workdir, port=port, tls_port=tls_port)
     ircd.proc = subprocess.Popen([exe, "--nodaemon", "--config", str(conf)],
                                  stdout=ircd.log.open("ab"), stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL)
-    wait_for(lambda: port_open(port), 20, f"ngircd on port {port}", proc=ircd.proc, log=ircd.log)
+    for p in filter(None, (port, tls_port)):
+        wait_for(lambda p=p: port_open(p), 20, f"ngircd on port {p}", proc=ircd.proc, log=ircd.log)
     return ircd
