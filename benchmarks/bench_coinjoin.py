@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from electrum_joinmarket.commitments import CommitmentStore  # noqa: E402
+from electrum_joinmarket.protocol.commitments import CommitmentStore  # noqa: E402
 from tests.e2e.jmnet import JMNet, irc_config, quick_config  # noqa: E402
 from tests.stack.bitcoind import start_bitcoind  # noqa: E402
 from tests.stack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402

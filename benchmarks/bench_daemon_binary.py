@@ -31,7 +31,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from electrum_joinmarket.daemon_link import ProbeResult, probe  # noqa: E402
+from electrum_joinmarket.link.daemon import ProbeResult, probe  # noqa: E402
 
 
 def load_build():

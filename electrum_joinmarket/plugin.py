@@ -32,8 +32,8 @@ from electrum.simple_config import ConfigVar, SimpleConfig
 
 from jmcore.constants import DEFAULT_DAEMON_PORT
 
-from .commitments import CommitmentStore
-from .orders import BONDLESS_MAKERS_ALLOWANCE, CHOOSERS, DEFAULT_CHOOSER, FeeLimits
+from electrum_joinmarket.protocol.commitments import CommitmentStore
+from electrum_joinmarket.market.orders import BONDLESS_MAKERS_ALLOWANCE, CHOOSERS, DEFAULT_CHOOSER, FeeLimits
 
 if TYPE_CHECKING:  # pragma: no cover
     from electrum.wallet import Abstract_Wallet
@@ -108,7 +108,7 @@ class WalletSession:
         self.wallet = wallet
         self.storage = plugin.get_storage(wallet)
         self.commitments = CommitmentStore(self.storage, on_change=self._save)
-        from .taker import release_stale_freezes
+        from electrum_joinmarket.taker.taker import release_stale_freezes
         release_stale_freezes(wallet, self.storage)   # invariant 2 across a crash
         self.role: Optional[str] = None          # "taker" | "maker" while running
         self.state: str = "idle"
@@ -159,7 +159,7 @@ class JoinMarketPlugin(BasePlugin):
     def runner(self) -> Any:
         """The :class:`electrum_joinmarket.runner.Runner` (created on first use)."""
         if self._runner is None:
-            from .runner import Runner
+            from electrum_joinmarket.runner import Runner
             self._runner = Runner(self)
         return self._runner
 

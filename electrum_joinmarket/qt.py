@@ -2,7 +2,7 @@
 
 Electrum imports this file as ``<plugin module>.qt`` and instantiates ``Plugin``.  The core's
 hooks keep running (each override below calls it), and Qt itself is imported only when a window
-exists (:mod:`electrum_joinmarket.qt_tab`, :mod:`electrum_joinmarket.qt_dialogs`), so loading the
+exists (:mod:`electrum_joinmarket.gui.qt.tab`, :mod:`electrum_joinmarket.gui.qt.dialogs`), so loading the
 plugin can never break Electrum's start.
 
 * ``load_wallet(wallet, window)`` adds the tab (Electrum fires it again for every window after a
@@ -36,7 +36,7 @@ class Plugin(JoinMarketPlugin):
             return
         self._remove_tab(window)
         from electrum.i18n import _
-        from electrum_joinmarket.qt_tab import JoinMarketTab
+        from electrum_joinmarket.gui.qt.tab import JoinMarketTab
         tab = JoinMarketTab(self, window)
         try:
             from electrum.gui.qt.util import read_QIcon
@@ -82,7 +82,7 @@ class Plugin(JoinMarketPlugin):
         return True
 
     def settings_dialog(self, parent: Any) -> bool:
-        from electrum_joinmarket.qt_dialogs import SettingsDialog
+        from electrum_joinmarket.gui.qt.dialogs import SettingsDialog
         return SettingsDialog(parent, self).run()
 
     def settings_widget(self, window: Any) -> Any:     # Electrum <= 4.5 asks for a button

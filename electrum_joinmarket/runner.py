@@ -15,12 +15,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .client import DaemonClient, DaemonError
-from .daemon_link import DaemonLink
-from .taker import Taker, TakerConfig, TakerOutcome
+from electrum_joinmarket.link.client import DaemonClient, DaemonError
+from electrum_joinmarket.link.daemon import DaemonLink
+from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .plugin import JoinMarketPlugin, WalletSession
+    from electrum_joinmarket.plugin import JoinMarketPlugin, WalletSession
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class Runner:
 
     # ---------------------------------------------------------------- maker
     async def start_maker(self, wallet: Any, password: Optional[str], **settings: Any) -> dict:
-        from .maker import Maker, MakerSettings
+        from electrum_joinmarket.maker.maker import Maker, MakerSettings
         session = self.plugin.session_for(wallet)
         if session.role is not None:
             raise RunnerError(f"this wallet is busy ({session.role} running); stop it first")

@@ -13,7 +13,7 @@ and the folder holding it becomes the package ``electrum_external_plugins.<name>
     joinmarket/__init__.py         the plugin's __init__.py + a guarded call to _zipimports
     joinmarket/_zipimports.py      packaging/zipimports.py: electrum_joinmarket.* and jmcore.*
                                    resolve to this zip (Electrum's in-memory importer)
-    joinmarket/*.py                the plugin's modules (not loader.py: the dev-install launcher)
+    joinmarket/**/*.py             the plugin's modules and subpackages (not loader.py: the dev-install launcher)
     joinmarket/jmcore/*.py         jmcore, vendored (stdlib only)
 
 Nothing else (no tests, no jmdaemon, no caches). Reproducible: members sorted (manifest first),
@@ -102,12 +102,14 @@ def members() -> list[tuple[str, bytes]]:
     manifest = json.loads((PLUGIN_DIR / "manifest.json").read_text())
     name = manifest["name"]
     out: dict[str, bytes] = {}
-    for p in sorted(PLUGIN_DIR.iterdir()):
-        if p.is_file() and (p.suffix in (".py", ".png", ".svg")) and p.name not in EXCLUDE:
+    for p in sorted(PLUGIN_DIR.rglob("*")):
+        rel = p.relative_to(PLUGIN_DIR).as_posix()
+        if (p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".png", ".svg")
+                and rel not in EXCLUDE):
             data = p.read_bytes()
-            if p.name == "__init__.py":
+            if rel == "__init__.py":
                 data = with_prelude(data.decode("utf-8")).encode("utf-8")
-            out[f"{name}/{p.name}"] = data
+            out[f"{name}/{rel}"] = data
     for p in sorted(JMCORE_DIR.rglob("*.py")):
         if "__pycache__" not in p.parts:
             out[f"{name}/jmcore/{p.relative_to(JMCORE_DIR).as_posix()}"] = p.read_bytes()

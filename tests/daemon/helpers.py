@@ -103,13 +103,13 @@ def start_directory(workdir: pathlib.Path, name="directory", network="regtest", 
 # the test client
 
 def nick_key(secret: bytes | None = None):
-    from electrum_joinmarket.nick import NickKey
+    from electrum_joinmarket.protocol.nick import NickKey
     return NickKey.from_secret(secret) if secret else NickKey()
 
 
 def verify_request(msg, sig, pubkey, nick, hashlen, max_encoded):
     """What a client does on JMRequestMsgSigVerify: the daemon passes msg = body + hostid."""
-    from electrum_joinmarket.nick import nick_matches_pubkey, verify_message_signature
+    from electrum_joinmarket.protocol.nick import nick_matches_pubkey, verify_message_signature
     return (nick_matches_pubkey(nick, pubkey, hash_len=hashlen, max_encoded=max_encoded)
             and verify_message_signature(pubkey, sig, msg))
 

@@ -1,6 +1,6 @@
 """A local regtest JoinMarket network for end-to-end tests and the demo: makers (real Electrum
-wallets running electrum_joinmarket.maker, each with its own jmdaemon process) and a taker (a
-real Electrum wallet running electrum_joinmarket.taker through its own jmdaemon), over a real IRC
+wallets running electrum_joinmarket.maker.maker, each with its own jmdaemon process) and a taker (a
+real Electrum wallet running electrum_joinmarket.taker.taker through its own jmdaemon), over a real IRC
 server or our onion directory node in test mode."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from electrum_joinmarket.maker import Maker, MakerSettings
-from electrum_joinmarket.taker import Taker, TakerConfig, TakerOutcome
+from electrum_joinmarket.maker.maker import Maker, MakerSettings
+from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
 from tests.daemon.helpers import start_daemon
 
 

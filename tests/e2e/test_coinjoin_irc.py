@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from electrum_joinmarket.commitments import CommitmentStore
+from electrum_joinmarket.protocol.commitments import CommitmentStore
 from tests.e2e.conftest import confirmed_balance, new_wallet
 from tests.e2e.jmnet import quick_config
 
@@ -97,7 +97,7 @@ def test_f5_cancel_at_each_stage_leaves_clean_state(irc_net, electrum_node, bitc
     sent stays recorded as used, and nothing is broadcast."""
     import asyncio
 
-    from electrum_joinmarket.taker import Taker
+    from electrum_joinmarket.taker.taker import Taker
     net = irc_net
     taker_w = new_wallet(electrum_node, bitcoind, [9_000_000], mine=5)
     dest = new_wallet(electrum_node, bitcoind)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from electrum_joinmarket.commitments import CommitmentStore
+from electrum_joinmarket.protocol.commitments import CommitmentStore
 from tests.daemon.helpers import start_directory
 from tests.e2e.conftest import confirmed_balance, new_wallet
 from tests.e2e.jmnet import JMNet, onion_config, quick_config

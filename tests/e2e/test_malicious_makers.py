@@ -8,8 +8,8 @@ import base64
 
 import pytest
 
-from electrum_joinmarket.commitments import CommitmentStore
-from electrum_joinmarket.maker import Maker
+from electrum_joinmarket.protocol.commitments import CommitmentStore
+from electrum_joinmarket.maker.maker import Maker
 from tests.e2e.conftest import confirmed_balance, new_wallet
 from tests.e2e.jmnet import quick_config
 

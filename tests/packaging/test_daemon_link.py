@@ -1,4 +1,4 @@
-"""electrum_joinmarket.daemon_link against the real binary: it starts the binary when no daemon
+"""electrum_joinmarket.link.daemon against the real binary: it starts the binary when no daemon
 runs, reuses one that does (checked by a real AMP exchange), refuses a non-AMP listener, stops
 only what it started (also at interpreter exit), and reports each outcome as a status."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from electrum_joinmarket.daemon_link import (DaemonLink, DaemonStatus, ProbeResult,
+from electrum_joinmarket.link.daemon import (DaemonLink, DaemonStatus, ProbeResult,
                                              find_daemon_binary, probe)
 from tests.stack.procs import free_port
 
@@ -170,7 +170,7 @@ def test_started_binary_is_stopped_when_the_process_exits(daemon_binary, tmp_pat
     port = free_port()
     r = _run_script(f"""
         import asyncio
-        from electrum_joinmarket.daemon_link import DaemonLink
+        from electrum_joinmarket.link.daemon import DaemonLink
         async def main():
             st = await DaemonLink("127.0.0.1", {port}, binary={str(daemon_binary)!r},
                                   datadir={str(tmp_path / 'd')!r}, in_process=False).ensure()
@@ -191,7 +191,7 @@ def test_in_process_fallback(tmp_path):
     port = free_port()
     r = _run_script(f"""
         import asyncio, sys
-        from electrum_joinmarket.daemon_link import DaemonLink, DaemonStatus, ProbeResult, probe
+        from electrum_joinmarket.link.daemon import DaemonLink, DaemonStatus, ProbeResult, probe
         assert "twisted" not in sys.modules and "jmdaemon" not in sys.modules
         async def main():
             link = DaemonLink("127.0.0.1", {port}, electrum_dir={str(tmp_path)!r},

@@ -61,7 +61,7 @@ def install(zip_path, edir, password, daemon_port):
         out["config_authorized"] = bool(config.get(f"plugins.{name}.authorized"))
         out["config_enabled"] = config.get(f"plugins.{name}.enabled")
         # the zip's daemon link: no daemon runs, so it starts <electrum dir>/jmdaemon
-        from electrum_joinmarket.daemon_link import DaemonLink
+        from electrum_joinmarket.link.daemon import DaemonLink
         out["daemon_link_module"] = sys.modules[DaemonLink.__module__].__file__
         config.set_key("plugins.joinmarket.daemon_port", int(daemon_port), save=False)
         config.set_key("plugins.joinmarket.daemon_in_process", False, save=False)

@@ -9,7 +9,7 @@ import pytest
 @pytest.fixture
 def chain(electrum_node):
     """A fresh ElectrumChain (zeroed query counts) over the session's Electrum network."""
-    from electrum_joinmarket.chain import ElectrumChain
+    from electrum_joinmarket.chain.server import ElectrumChain
     return ElectrumChain(electrum_node.network)
 
 

@@ -1,4 +1,4 @@
-"""Harness for the maker tests: a real Electrum maker wallet driven by electrum_joinmarket.maker
+"""Harness for the maker tests: a real Electrum maker wallet driven by electrum_joinmarket.maker.maker
 through its own jmdaemon, and a small *test taker* — tests/daemon/helpers.TestClient on a second
 jmdaemon with a real funded Electrum taker wallet — that can behave honestly or not.
 
@@ -13,11 +13,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from electrum_joinmarket import txbuild as tb
-from electrum_joinmarket.chain import ElectrumChain
-from electrum_joinmarket.ioauth import verify_ioauth
-from electrum_joinmarket.maker import Maker, MakerSettings
-from electrum_joinmarket.podle import PoDLE, generate_podle
+from electrum_joinmarket.tx import taker_tx as tb
+from electrum_joinmarket.chain.server import ElectrumChain
+from electrum_joinmarket.protocol.ioauth import verify_ioauth
+from electrum_joinmarket.maker.maker import Maker, MakerSettings
+from electrum_joinmarket.protocol.podle import PoDLE, generate_podle
 from jmcore.offers import Offer
 from tests.daemon.helpers import TestClient
 

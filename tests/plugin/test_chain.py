@@ -9,10 +9,10 @@ import pytest
 
 from electrum.bitcoin import address_to_script
 
-from electrum_joinmarket.chain import (
+from electrum_joinmarket.chain.server import (
     BadOutpoint, ChainBackend, ChainProofError, ElectrumChain, TxNotFound, canonical_outpoint,
     verify_merkle_proof)
-from electrum_joinmarket.utxo import UtxoInfo
+from electrum_joinmarket.chain.utxo import UtxoInfo
 
 pytestmark = pytest.mark.stack
 

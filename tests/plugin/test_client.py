@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from electrum_joinmarket.client import DaemonClient, verify_privmsg
-from electrum_joinmarket.nick import NickKey
+from electrum_joinmarket.link.client import DaemonClient, verify_privmsg
+from electrum_joinmarket.protocol.nick import NickKey
 
 HOSTID = "onion-network"
 

@@ -1,5 +1,5 @@
 """Coinjoins with real Electrum 4.8 wallets on the regtest stack, built, checked and signed by
-electrum_joinmarket.txbuild (taker) and electrum_joinmarket.makertx (makers), without messaging:
+electrum_joinmarket.tx.taker_tx (taker) and electrum_joinmarket.tx.maker_tx (makers), without messaging:
 the ``!tx`` and ``!sig`` payloads are handed over in-process in their wire form. Maker input
 records (UtxoInfo) come from bitcoind's ``gettxout``; previous transactions from ElectrumX through
 Electrum's network. Balances are asserted to the satoshi.
@@ -14,10 +14,10 @@ from typing import Optional
 
 import pytest
 
-from electrum_joinmarket import feemodel as fm
-from electrum_joinmarket import makertx as mt
-from electrum_joinmarket import txbuild as tb
-from electrum_joinmarket.utxo import UtxoInfo
+from electrum_joinmarket.market import feemodel as fm
+from electrum_joinmarket.tx import maker_tx as mt
+from electrum_joinmarket.tx import taker_tx as tb
+from electrum_joinmarket.chain.utxo import UtxoInfo
 from jmcore.offers import parse_offer
 from tests.stack.bitcoind import btc_to_sat
 

@@ -9,7 +9,7 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from electrum_joinmarket.ioauth import (
+from electrum_joinmarket.protocol.ioauth import (
     IoauthRejected, MAX_IOAUTH_BODY_LEN, MAX_MAKER_INPUTS, ParsedIoauth, make_ioauth, parse_ioauth,
     verify_btc_sig, verify_ioauth)
 from jmcore.offers import Offer
@@ -340,7 +340,7 @@ def test_m11_too_many_inputs_refused(electrum_node, chain, maker, make_wallet):
 @stack
 def test_chain_failure_is_not_blamed_on_the_maker(electrum_node, maker):
     """A chain backend that cannot answer raises ChainError, never IoauthRejected."""
-    from electrum_joinmarket.chain import ChainUnavailable, ElectrumChain
+    from electrum_joinmarket.chain.server import ChainUnavailable, ElectrumChain
     slow = ElectrumChain(electrum_node.network, request_timeout=0.000001)
     with pytest.raises(ChainUnavailable):
         _verify(electrum_node, slow, maker, maker.body())

@@ -1,4 +1,4 @@
-"""The Electrum maker (electrum_joinmarket.maker) on the real regtest stack: a password-protected
+"""The Electrum maker (electrum_joinmarket.maker.maker) on the real regtest stack: a password-protected
 Electrum maker wallet behind its own jmdaemon, a test taker (real wallet, real PoDLE, real nick
 key) behind another jmdaemon, both on ngircd.  Whole coinjoin with balances to the satoshi;
 malicious takers T2–T8 never get a signature (TESTING.md); reservations released; offers
@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from electrum_joinmarket import txbuild as tb
-from electrum_joinmarket.maker import COMMITMENTS_KEY, MakerSettings
-from electrum_joinmarket.podle import PoDLE, CURVE_ORDER
+from electrum_joinmarket.tx import taker_tx as tb
+from electrum_joinmarket.maker.maker import COMMITMENTS_KEY, MakerSettings
+from electrum_joinmarket.protocol.podle import PoDLE, CURVE_ORDER
 from tests.daemon.helpers import start_daemon
 
 from .maker_harness import (TestTaker, fund_wallet, irc_config,
@@ -472,7 +472,7 @@ def test_offer_derivation_from_wallet(world):
     max(27 300, txfee) (capped by maxsize), frozen and excluded (bond) coins left out; relative
     minsize lifted so the fee is ≥ 1.5 × txfee; absolute cjfee = txfee + cjfee_a; nothing when
     the balance cannot carry minsize."""
-    from electrum_joinmarket.maker import Maker, MakerError
+    from electrum_joinmarket.maker.maker import Maker, MakerError
     w = world
     wallet = w.maker_wallet
     bal = sum(c.value_sats() for c in wallet.get_spendable_coins(confirmed_only=True))

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from electrum_joinmarket.orders import (
+from electrum_joinmarket.market.orders import (
     BONDLESS_MAKERS_ALLOWANCE, CHOOSERS, DEFAULT_MAX_OFFER_TXFEE, Candidate, FeeLimits,
     NotEnoughMakers, OrderChoiceError, allowed_offer_types, cheapest_order_choose,
     choose_orders, choose_sweep_orders, fee_weighted_order_choose, filter_offers, get_chooser,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from electrum_joinmarket.commitments import CommitmentStore
-from electrum_joinmarket.taker import FROZEN_KEY, Taker, TakerConfig, release_stale_freezes
+from electrum_joinmarket.protocol.commitments import CommitmentStore
+from electrum_joinmarket.taker.taker import FROZEN_KEY, Taker, TakerConfig, release_stale_freezes
 
 pytestmark = pytest.mark.stack
 

@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from electrum_joinmarket import feemodel as fm
-from electrum_joinmarket import txbuild as tb
-from electrum_joinmarket.utxo import UtxoInfo
+from electrum_joinmarket.market import feemodel as fm
+from electrum_joinmarket.tx import taker_tx as tb
+from electrum_joinmarket.chain.utxo import UtxoInfo
 from jmcore.offers import Offer, parse_offer
 from tests.vectors import load
 
@@ -94,7 +94,7 @@ def test_fetch_feerate_uses_server_estimate():
     class Net:
         interface = Iface()
 
-    import electrum_joinmarket.feemodel as mod
+    import electrum_joinmarket.market.feemodel as mod
     orig = mod._is_regtest
     mod._is_regtest = lambda: False
     try:

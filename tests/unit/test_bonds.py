@@ -11,7 +11,7 @@ import electrum_ecc as ecc
 from tests.vectors import VECTORS
 from electrum import bitcoin
 
-from electrum_joinmarket import bonds as B
+from electrum_joinmarket.protocol import bonds as B
 
 
 

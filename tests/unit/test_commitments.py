@@ -9,8 +9,8 @@ from hypothesis import given, settings, strategies as st
 import electrum_ecc as ecc
 from electrum.json_db import JsonDB
 
-from electrum_joinmarket import podle as P
-from electrum_joinmarket.commitments import STORAGE_KEY, CommitmentStore, ExternalCommitment
+from electrum_joinmarket.protocol import podle as P
+from electrum_joinmarket.protocol.commitments import STORAGE_KEY, CommitmentStore, ExternalCommitment
 
 C_LOWER = "e90900469e3c76d54bd9d0f792eb9616b65b474713f564bdac7549401bbc7807"
 

@@ -13,7 +13,7 @@ from tests.vectors import VECTORS
 from electrum.bitcoin import base_encode
 from electrum.crypto import sha256
 
-from electrum_joinmarket import nick as N
+from electrum_joinmarket.protocol import nick as N
 
 
 

@@ -11,7 +11,7 @@ from tests.vectors import VECTORS
 from electrum import bitcoin
 from electrum.crypto import sha256
 
-from electrum_joinmarket import podle as P
+from electrum_joinmarket.protocol import podle as P
 
 
 

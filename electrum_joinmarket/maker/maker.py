@@ -64,13 +64,13 @@ from jmcore.constants import DUST_THRESHOLD
 from jmcore.errors import OfferError
 from jmcore.offers import Offer, canonical_cjfee
 
-from .chain import ChainBackend, ChainError, ElectrumChain
-from .client import DaemonClient, DaemonError
-from .ioauth import MAX_MAKER_INPUTS, make_ioauth
-from .makertx import TakerTxRejected, maker_sign, verify_taker_tx
-from .podle import CommitmentPolicy, PoDLEError, normalize_commitment, parse_revelation, \
+from electrum_joinmarket.chain.server import ChainBackend, ChainError, ElectrumChain
+from electrum_joinmarket.link.client import DaemonClient, DaemonError
+from electrum_joinmarket.protocol.ioauth import MAX_MAKER_INPUTS, make_ioauth
+from electrum_joinmarket.tx.maker_tx import TakerTxRejected, maker_sign, verify_taker_tx
+from electrum_joinmarket.protocol.podle import CommitmentPolicy, PoDLEError, normalize_commitment, parse_revelation, \
     pubkey_matches_script
-from .txbuild import TxBuildError, coin_outpoint, coin_value, wire_to_tx_bytes
+from electrum_joinmarket.tx.taker_tx import TxBuildError, coin_outpoint, coin_value, wire_to_tx_bytes
 
 __all__ = ["PLUGIN_STORAGE_NAME", "COMMITMENTS_KEY", "HISTORY_KEY", "MakerError",
            "MakerSettings", "Refusal", "Maker", "plugin_storage"]

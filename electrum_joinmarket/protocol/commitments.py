@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, MutableMapping, Optional, Tuple
 
-from .podle import (
+from electrum_joinmarket.protocol.podle import (
     MAX_NUMS_INDEX,
     CommitmentCandidate,
     PoDLE,

@@ -2,8 +2,8 @@
 
 Built on Electrum's own :class:`~electrum.transaction.PartialTransaction` and signing (and
 ``electrum_ecc`` through it); no other bitcoin library.  The maker side lives in
-:mod:`electrum_joinmarket.makertx`, the fee/size model and amount solvers in
-:mod:`electrum_joinmarket.feemodel`.
+:mod:`electrum_joinmarket.tx.maker_tx`, the fee/size model and amount solvers in
+:mod:`electrum_joinmarket.market.feemodel`.
 
 Flow (PROTOCOL.md §8.3–§8.5)::
 
@@ -47,10 +47,10 @@ from jmcore.constants import (ABSURD_FEE_PER_KB, BITCOIN_DUST_THRESHOLD, DUST_TH
                               MAX_SWEEP_FEE_CHANGE)
 from jmcore.offers import Offer, is_within_max_limits
 
-from .feemodel import (CoinjoinAmounts, estimate_tx_fee, estimate_tx_vsize,
+from electrum_joinmarket.market.feemodel import (CoinjoinAmounts, estimate_tx_fee, estimate_tx_vsize,
                        normalize_script_type, script_type_of_scriptpubkey, solve_non_sweep,
                        solve_sweep)
-from .utxo import UtxoInfo
+from electrum_joinmarket.chain.utxo import UtxoInfo
 
 __all__ = [
     "TxBuildError", "UnsafeTransaction", "BadMakerSignature", "FeeLimitExceeded",

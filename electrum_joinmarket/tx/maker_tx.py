@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 
 from jmcore.offers import Offer, maker_change
 
-from .txbuild import (TxBuildError, UnsafeTransaction, coin_outpoint, coin_value,
+from electrum_joinmarket.tx.taker_tx import (TxBuildError, UnsafeTransaction, coin_outpoint, coin_value,
                       encode_sig_payload)
 
 __all__ = ["TakerTxRejected", "verify_taker_tx", "maker_sign"]

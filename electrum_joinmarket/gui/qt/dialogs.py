@@ -17,7 +17,7 @@ from PyQt6.QtWidgets import (QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QHe
 from electrum.gui.qt.util import Buttons, CancelButton, OkButton, WindowModalDialog, WWLabel
 from electrum.i18n import _
 
-from .qt_model import fmt_sats
+from electrum_joinmarket.gui.model import fmt_sats
 
 __all__ = ["ConfirmDialog", "SettingsDialog", "sats_of"]
 

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 from jmcore.offers import Offer, OfferError
 
-from .orders import FeeLimits, filter_offers
+from electrum_joinmarket.market.orders import FeeLimits, filter_offers
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,9 @@ def offer_rows(raw_offers: Sequence[Any], amount: Optional[int],
 async def bond_values(raw_bonds: Sequence[Any], network: Any) -> dict[str, float]:
     """Value of each maker's fidelity bond in this orderbook, checked on-chain through Electrum's
     server exactly as the taker does (0/absent when not verifiable). Runs on Electrum's loop."""
-    from .bonds import (BondProofError, calculate_timelocked_fidelity_bond_value,
+    from electrum_joinmarket.protocol.bonds import (BondProofError, calculate_timelocked_fidelity_bond_value,
                         check_bond_utxo, parse_and_verify_bond_proof)
-    from .chain import ChainError, ElectrumChain
+    from electrum_joinmarket.chain.server import ChainError, ElectrumChain
     values: dict[str, float] = {}
     if not raw_bonds or network is None:
         return values

@@ -19,16 +19,16 @@ TESTING.md case id, and nothing is asked of the server before the cheap checks p
 * ``M6`` the coinjoin or change address is not a valid address of the network we run on;
 * ``M5`` ``btc_sig`` is not a valid signature by ``auth_pub`` over the maker's NaCl pubkey hex;
 * ``M1`` an input does not exist; ``M2`` an input is spent; ``M3`` an input has fewer than
-  ``min_confirmations`` (1) confirmations — all from :mod:`electrum_joinmarket.chain`, which
+  ``min_confirmations`` (1) confirmations — all from :mod:`electrum_joinmarket.chain.server`, which
   SPV-checks confirmed transactions against Electrum's verified headers;
 * ``M4`` ``auth_pub`` owns none of the inputs (p2wpkh, p2sh-p2wpkh or p2pkh of that key);
 * ``M7`` the maker's change ``Σin − cj_amount − txfee + real_cjfee`` is below ``dust`` (27 300).
 
 Chain failures that are not the maker's fault (server unreachable, SPV proof failing) are raised
-as :class:`electrum_joinmarket.chain.ChainError`: the maker is then neither accepted nor blamed,
+as :class:`electrum_joinmarket.chain.server.ChainError`: the maker is then neither accepted nor blamed,
 and the taker must not sign (ARCHITECTURE invariant 1, TESTING F2).
 
-The result, :class:`VerifiedIoauth`, carries the :class:`~electrum_joinmarket.utxo.UtxoInfo` of
+The result, :class:`VerifiedIoauth`, carries the :class:`~electrum_joinmarket.chain.utxo.UtxoInfo` of
 every maker input (value + scriptPubKey) for the transaction builder.
 """
 from __future__ import annotations
@@ -43,10 +43,10 @@ import electrum_ecc as ecc
 from jmcore.constants import DUST_THRESHOLD
 from jmcore.offers import Offer, maker_change
 
-from .chain import BadOutpoint, ChainBackend, canonical_outpoint
-from .nick import NickSignatureError, parse_pubkey_hex, sign_message, verify_message_signature
-from .podle import pubkey_matches_script
-from .utxo import UtxoInfo
+from electrum_joinmarket.chain.server import BadOutpoint, ChainBackend, canonical_outpoint
+from electrum_joinmarket.protocol.nick import NickSignatureError, parse_pubkey_hex, sign_message, verify_message_signature
+from electrum_joinmarket.protocol.podle import pubkey_matches_script
+from electrum_joinmarket.chain.utxo import UtxoInfo
 
 __all__ = [
     "MAX_MAKER_INPUTS", "MAX_IOAUTH_BODY_LEN", "IOAUTH_CASE_IDS",
@@ -116,7 +116,7 @@ def parse_ioauth(body: str) -> ParsedIoauth:
     """Parse the decrypted ``!ioauth`` plaintext strictly; raises ``IoauthRejected('D1', …)``.
 
     Exactly five fields separated by single spaces; a non-empty comma-separated list of
-    ``txid:n`` (strict, see :func:`electrum_joinmarket.podle.parse_utxo_str`; the NG extended form
+    ``txid:n`` (strict, see :func:`electrum_joinmarket.protocol.podle.parse_utxo_str`; the NG extended form
     is not negotiated by us and is refused); a lower-case compressed public key; two address-shaped
     tokens (validity for the network is checked by :func:`verify_ioauth`, M6); a base64 DER
     signature.  Never raises anything else, for any ``str``.

@@ -30,14 +30,14 @@ from typing import Any, Callable, MutableMapping, Optional, Sequence
 
 from jmcore.offers import Offer, OfferError, calc_cj_fee
 
-from . import feemodel
-from . import orders as ordermod
-from . import txbuild
-from .chain import ChainError, ElectrumChain
-from .client import DaemonClient, DaemonError
-from .commitments import CommitmentStore
-from .ioauth import IoauthRejected, verify_ioauth
-from .podle import (CommitmentCandidate, CommitmentChoice, CommitmentPolicy, choose_commitment_utxo,
+from electrum_joinmarket.market import feemodel
+from electrum_joinmarket.market import orders as ordermod
+from electrum_joinmarket.tx import taker_tx as txbuild
+from electrum_joinmarket.chain.server import ChainError, ElectrumChain
+from electrum_joinmarket.link.client import DaemonClient, DaemonError
+from electrum_joinmarket.protocol.commitments import CommitmentStore
+from electrum_joinmarket.protocol.ioauth import IoauthRejected, verify_ioauth
+from electrum_joinmarket.protocol.podle import (CommitmentCandidate, CommitmentChoice, CommitmentPolicy, choose_commitment_utxo,
                     generate_podle)
 
 log = logging.getLogger(__name__)
@@ -329,7 +329,7 @@ class Taker:
 
     async def _bond_values(self) -> dict[str, float]:
         """Value of each maker's fidelity bond (0 if absent or not verifiable on-chain)."""
-        from .bonds import (BondProofError, calculate_timelocked_fidelity_bond_value,
+        from electrum_joinmarket.protocol.bonds import (BondProofError, calculate_timelocked_fidelity_bond_value,
                             check_bond_utxo, parse_and_verify_bond_proof)
         values: dict[str, float] = {}
         tip = self.network.get_local_height()

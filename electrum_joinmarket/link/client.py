@@ -17,7 +17,7 @@ from jmcore import amp as jamp
 from jmcore.commands import COMMANDS
 from jmcore.errors import AMPConnectionLost, JMCoreError
 
-from .nick import NickKey, nick_matches_pubkey, verify_message_signature
+from electrum_joinmarket.protocol.nick import NickKey, nick_matches_pubkey, verify_message_signature
 
 log = logging.getLogger(__name__)
 

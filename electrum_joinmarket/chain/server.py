@@ -41,8 +41,8 @@ from electrum.bitcoin import script_to_scripthash
 from electrum.transaction import Transaction, get_address_from_output_script
 from electrum.verifier import MerkleVerificationFailure, verify_tx_is_in_block
 
-from .podle import PoDLEParseError, parse_utxo_str
-from .utxo import UtxoInfo
+from electrum_joinmarket.protocol.podle import PoDLEParseError, parse_utxo_str
+from electrum_joinmarket.chain.utxo import UtxoInfo
 
 __all__ = [
     "ChainError", "BadOutpoint", "TxNotFound", "ChainProofError", "ChainUnavailable",

@@ -25,8 +25,8 @@ from electrum.gui.qt.amountedit import BTCAmountEdit
 from electrum.i18n import _
 from electrum.util import get_asyncio_loop
 
-from . import qt_model as model
-from .qt_dialogs import ConfirmDialog, SettingsDialog
+from electrum_joinmarket.gui import model as model
+from electrum_joinmarket.gui.qt.dialogs import ConfirmDialog, SettingsDialog
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,10 @@ HISTORY_COLUMNS = [_("Date"), _("Status"), _("Amount"), _("Makers"), _("Maker fe
 
 def friendly_error(exc: BaseException) -> str:
     """One sentence for the user; the traceback (for bugs) goes to Electrum's log only."""
-    from .client import DaemonError
-    from .plugin import FeeLimitsUnset
-    from .runner import RunnerError
-    from .taker import TakerError
+    from electrum_joinmarket.link.client import DaemonError
+    from electrum_joinmarket.plugin import FeeLimitsUnset
+    from electrum_joinmarket.runner import RunnerError
+    from electrum_joinmarket.taker.taker import TakerError
     if isinstance(exc, (concurrent.futures.CancelledError, asyncio.CancelledError)):
         return _("Cancelled.")
     if isinstance(exc, FeeLimitsUnset):
@@ -434,7 +434,7 @@ class JoinMarketTab(QWidget):
     @_guarded
     def refresh_status(self) -> None:
         """Probe the daemon (never starts one) and show what we know of channels and nick."""
-        from .daemon_link import ProbeResult, probe
+        from electrum_joinmarket.link.daemon import ProbeResult, probe
         runner = self.plugin.runner
         link = runner.link
         host, port = self.plugin.daemon_address
@@ -465,7 +465,7 @@ class JoinMarketTab(QWidget):
 
     @_guarded
     def start_daemon(self) -> None:
-        from .daemon_link import DaemonLink
+        from electrum_joinmarket.link.daemon import DaemonLink
         runner = self.plugin.runner
         if runner.link is None:
             runner.link = DaemonLink.from_config(self.plugin.config)
@@ -628,7 +628,7 @@ class JoinMarketTab(QWidget):
             script_type=self._script_type())
 
     def _script_type(self) -> str:
-        from .txbuild import TxBuildError, wallet_script_type
+        from electrum_joinmarket.tx.taker_tx import TxBuildError, wallet_script_type
         try:
             return wallet_script_type(self.wallet)
         except TxBuildError:

@@ -1,0 +1,1 @@
+"""The JoinMarket tab of Electrum's Qt main window and its dialogs."""

@@ -1,0 +1,1 @@
+"""The maker (yield generator) on an Electrum wallet."""

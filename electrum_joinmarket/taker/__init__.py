@@ -1,0 +1,1 @@
+"""The taker: one coinjoin from an Electrum wallet, stage by stage."""
