@@ -19,8 +19,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.daemon.helpers import TestClient, nick_key, start_daemon, start_directory  # noqa: E402
-from tests.daemon.rawpeer import RawOnionPeer  # noqa: E402
+from devstack.daemons import TestClient, nick_key, start_daemon, start_directory  # noqa: E402
+from devstack.rawpeer import RawOnionPeer  # noqa: E402
 
 
 def proc_status(pid, key):

@@ -18,10 +18,10 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from tests.stack.bitcoind import start_bitcoind  # noqa: E402
-from tests.stack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402
-from tests.stack.electrumx import start_electrumx  # noqa: E402
-from tests.stack.ircd import start_ircd  # noqa: E402
+from devstack.bitcoind import start_bitcoind  # noqa: E402
+from devstack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402
+from devstack.electrumx import start_electrumx  # noqa: E402
+from devstack.ircd import start_ircd  # noqa: E402
 
 
 def one_run() -> dict[str, float]:

@@ -18,13 +18,13 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.stack.bitcoind import start_bitcoind  # noqa: E402
-from tests.stack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402
-from tests.stack.electrumx import start_electrumx  # noqa: E402
-from tests.stack.ircd import start_ircd  # noqa: E402
+from devstack.bitcoind import start_bitcoind  # noqa: E402
+from devstack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402
+from devstack.electrumx import start_electrumx  # noqa: E402
+from devstack.ircd import start_ircd  # noqa: E402
 
 from electrum_joinmarket.protocol.commitments import CommitmentStore  # noqa: E402
-from tests.e2e.jmnet import JMNet, irc_config, quick_config  # noqa: E402
+from devstack.jmnet import JMNet, irc_config, quick_config  # noqa: E402
 
 MAKER_FEES = ("0.0002", "0.0003", "0.00025")
 

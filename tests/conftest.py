@@ -1,4 +1,4 @@
-"""Session fixtures for the real regtest stack (see tests/stack/). Services start on first use,
+"""Session fixtures for the real regtest stack (see devstack/). Services start on first use,
 bind 127.0.0.1 on free ports, keep their data under pytest's temp dir, and stop at session end."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def pytest_report_header(config):
     except Exception as exc:  # pragma: no cover - reported, not fatal for unit tests
         lines.append(f"electrum: not importable ({exc!r})")
     try:
-        from tests.stack.procs import installed_env
+        from devstack.procs import installed_env
         env = installed_env()
         out = subprocess.run([env["EJM_BITCOIND"], "-version"], capture_output=True, text=True,
                              timeout=20).stdout.splitlines()
@@ -36,7 +36,7 @@ def pytest_report_header(config):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    from tests.stack.electrum_env import stop_electrum_loop
+    from devstack.electrum_env import stop_electrum_loop
     stop_electrum_loop()
 
 
@@ -47,7 +47,7 @@ def stack_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def bitcoind(stack_dir):
-    from tests.stack.bitcoind import start_bitcoind
+    from devstack.bitcoind import start_bitcoind
     node = start_bitcoind(stack_dir / "bitcoind")
     yield node
     node.stop()
@@ -55,7 +55,7 @@ def bitcoind(stack_dir):
 
 @pytest.fixture(scope="session")
 def electrumx(stack_dir, bitcoind):
-    from tests.stack.electrumx import start_electrumx
+    from devstack.electrumx import start_electrumx
     ex = start_electrumx(stack_dir / "electrumx", bitcoind)
     yield ex
     ex.stop()
@@ -63,7 +63,7 @@ def electrumx(stack_dir, bitcoind):
 
 @pytest.fixture(scope="session")
 def electrum_node(stack_dir, electrumx):
-    from tests.stack.electrum_env import ElectrumNode
+    from devstack.electrum_env import ElectrumNode
     node = ElectrumNode(stack_dir / "electrum", electrumx.server_string)
     yield node
     node.stop()
@@ -71,7 +71,7 @@ def electrum_node(stack_dir, electrumx):
 
 @pytest.fixture(scope="session")
 def ircd(stack_dir):
-    from tests.stack.ircd import start_ircd
+    from devstack.ircd import start_ircd
     server = start_ircd(stack_dir / "ircd")
     yield server
     server.stop()
@@ -108,7 +108,7 @@ def make_wallet(electrum_node, bitcoind, electrumx):
 @pytest.fixture(scope="session")
 def loop():
     """Electrum's asyncio loop (Plugins threads need it to stop); no services started."""
-    from tests.stack.electrum_env import electrum_loop
+    from devstack.electrum_env import electrum_loop
     return electrum_loop()
 
 

@@ -33,7 +33,7 @@ import pytest  # noqa: E402
 def _stop_processes_of_failed_tests():
     """Daemons/directories a test started are stopped when it ends, even if it failed before
     stopping them (a passing test stops them itself and checks their exit status)."""
-    from .helpers import _STARTED
+    from devstack.daemons import _STARTED
     first = len(_STARTED)
     yield
     for proc in _STARTED[first:]:

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import hashlib
 
-from .helpers import TestClient
+from devstack.daemons import TestClient
 
 OFFERS = [
     {"oid": 0, "ordertype": "sw0reloffer", "minsize": 27300, "maxsize": 99988888, "txfee": 0,

@@ -11,7 +11,7 @@ from jmcore.commands import COINJOIN_COMMANDS, COMMANDS
 from jmcore.errors import AMPRemoteError
 from jmdaemon.commands import COMMAND_CLASSES
 
-from .helpers import TestClient, run, start_daemon, start_directory
+from devstack.daemons import TestClient, run, start_daemon, start_directory
 from .test_conversation_onion import onion_config
 from .conversation import full_conversation
 

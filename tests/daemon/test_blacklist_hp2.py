@@ -8,7 +8,7 @@ import pathlib
 from jmdaemon.blacklist import CommitmentBlacklist, canonical_commitment
 
 from .conversation import COMMITMENT_HEX, OFFERS, REVELATION, wait_offers
-from .helpers import TestClient, nick_key, run, start_daemon, start_directory
+from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
 from .test_conversation_onion import onion_config
 
 

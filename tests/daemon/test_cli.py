@@ -9,7 +9,7 @@ import pytest
 
 from jmdaemon import __version__
 
-from .helpers import PY, ROOT, TestClient, run, start_daemon, start_directory
+from devstack.daemons import PY, ROOT, TestClient, run, start_daemon, start_directory
 
 
 def jmd(*args, timeout=20):

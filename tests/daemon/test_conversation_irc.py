@@ -5,7 +5,7 @@ import pathlib
 import pytest
 
 from .conversation import full_conversation
-from .helpers import TestClient, run, start_daemon
+from devstack.daemons import TestClient, run, start_daemon
 
 
 def irc_config(ircd, line_rate=0.05):

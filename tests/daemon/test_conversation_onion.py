@@ -4,7 +4,7 @@ direct link to the serving maker (learned from the directory's peerlist)."""
 import pytest
 
 from .conversation import full_conversation
-from .helpers import TestClient, nick_key, run, start_daemon, start_directory
+from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
 
 
 def onion_config(directory, serving=False, port=0):

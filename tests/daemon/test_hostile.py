@@ -5,8 +5,8 @@ import asyncio
 
 
 from .conversation import OFFERS, full_conversation, wait_offers
-from .helpers import TestClient, nick_key, run, start_daemon, start_directory
-from .rawpeer import RawIRC, RawOnionPeer
+from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
+from devstack.rawpeer import RawIRC, RawOnionPeer
 from .test_conversation_irc import irc_config
 from .test_conversation_onion import onion_config
 
@@ -209,7 +209,7 @@ def test_d6_irc_unterminated_chunks_and_junk_over_ngircd(ircd, tmp_path):
 def test_f1_irc_server_restart_mid_coinjoin(tmp_path):
     """The IRC server restarts between !ioauth and !tx: both daemons reconnect, the taker asks
     for offers again, and the coinjoin completes (nothing lost)."""
-    from tests.stack.ircd import start_ircd
+    from devstack.ircd import start_ircd
     srv = start_ircd(tmp_path / "ircd")
     tproc, mproc = start_daemon(tmp_path, "taker"), start_daemon(tmp_path, "maker")
     from .conversation import COMMITMENT_HEX, REVELATION, UNSIGNED_TX

@@ -4,10 +4,10 @@ import subprocess
 
 import pytest
 
-from tests.stack.ircd import start_ircd
+from devstack.ircd import start_ircd
 
 from .conversation import full_conversation
-from .helpers import TestClient, run, start_daemon
+from devstack.daemons import TestClient, run, start_daemon
 from .test_conversation_irc import irc_config
 
 @pytest.fixture

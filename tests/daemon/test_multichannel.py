@@ -2,7 +2,7 @@
 and every private message with one counterparty stays on one pinned channel, signed with that
 channel's hostid (MessageChannelCollection, PROTOCOL.md §1, §6.2)."""
 from .conversation import full_conversation
-from .helpers import TestClient, run, start_daemon, start_directory
+from devstack.daemons import TestClient, run, start_daemon, start_directory
 from .test_conversation_irc import irc_config
 from .test_conversation_onion import onion_config
 

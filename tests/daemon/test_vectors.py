@@ -199,7 +199,7 @@ def test_incoming_verification_request_matches_vector(idx):
     if "receiver_view_message" in ex:
         assert fullmsg == ex["receiver_view_message"]
     # the real client-side check (electrum_ecc) accepts it
-    from .helpers import verify_request
+    from devstack.daemons import verify_request
     assert verify_request(msg, sig, pub, nick, hl, me)
     assert not verify_request(msg.replace("onion-network", "hackint"), sig, pub, nick, hl, me)
 

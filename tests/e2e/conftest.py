@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from tests.e2e.jmnet import JMNet, irc_config
+from devstack.jmnet import JMNet, irc_config
 
 _names = itertools.count()
 

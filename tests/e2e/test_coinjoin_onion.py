@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from electrum_joinmarket.protocol.commitments import CommitmentStore
-from tests.daemon.helpers import start_directory
+from devstack.daemons import start_directory
 from tests.e2e.conftest import confirmed_balance, new_wallet
-from tests.e2e.jmnet import JMNet, onion_config, quick_config
-from tests.stack.procs import free_port
+from devstack.jmnet import JMNet, onion_config, quick_config
+from devstack.procs import free_port
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 

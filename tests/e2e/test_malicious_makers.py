@@ -11,7 +11,7 @@ import pytest
 from electrum_joinmarket.protocol.commitments import CommitmentStore
 from electrum_joinmarket.maker.maker import Maker
 from tests.e2e.conftest import confirmed_balance, new_wallet
-from tests.e2e.jmnet import quick_config
+from devstack.jmnet import quick_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from tests.daemon.helpers import start_daemon
+from devstack.daemons import start_daemon
 from tests.e2e.conftest import confirmed_balance, new_wallet
-from tests.e2e.jmnet import irc_config
+from devstack.jmnet import irc_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 

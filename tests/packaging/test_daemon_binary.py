@@ -14,7 +14,7 @@ import pytest
 
 from tests.daemon.conversation import (COMMITMENT_HEX, REVELATION, SIGNED_TX, UNSIGNED_TX,
                                        full_conversation)
-from tests.daemon.helpers import Proc, TestClient, run
+from devstack.daemons import Proc, TestClient, run
 
 from .conftest import load_packaging_module
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 
 def start_binary(binary: pathlib.Path, workdir: pathlib.Path, name: str, extra=(), timeout=30.0) -> Proc:
-    """Like tests.daemon.helpers.start_daemon, but the frozen binary (no Python, no PYTHONPATH)."""
+    """Like devstack.daemons.start_daemon, but the frozen binary (no Python, no PYTHONPATH)."""
     d = workdir / name
     d.mkdir(parents=True, exist_ok=True)
     logpath = d / "stderr.log"

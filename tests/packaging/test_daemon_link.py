@@ -14,7 +14,7 @@ import pytest
 
 from electrum_joinmarket.link.daemon import (DaemonLink, DaemonStatus, ProbeResult,
                                              find_daemon_binary, probe)
-from tests.stack.procs import free_port
+from devstack.procs import free_port
 
 from .conftest import ROOT
 from .test_daemon_binary import start_binary

@@ -18,7 +18,7 @@ import zipfile
 
 import pytest
 
-from tests.stack.procs import free_port
+from devstack.procs import free_port
 
 from . import sandbox
 from .conftest import ROOT

@@ -1,5 +1,5 @@
 """Harness for the maker tests: a real Electrum maker wallet driven by electrum_joinmarket.maker.maker
-through its own jmdaemon, and a small *test taker* — tests/daemon/helpers.TestClient on a second
+through its own jmdaemon, and a small *test taker* — devstack/daemons.TestClient on a second
 jmdaemon with a real funded Electrum taker wallet — that can behave honestly or not.
 
 The taker makes real PoDLE commitments with its wallet keys (podle.generate_podle), checks the
@@ -19,7 +19,7 @@ from electrum_joinmarket.protocol.ioauth import verify_ioauth
 from electrum_joinmarket.maker.maker import Maker, MakerSettings
 from electrum_joinmarket.protocol.podle import PoDLE, generate_podle
 from jmcore.offers import Offer
-from tests.daemon.helpers import TestClient
+from devstack.daemons import TestClient
 
 LIMITS = tb.FeeLimits(max_cj_fee_abs=20_000, max_cj_fee_rel="0.002")
 FEERATE = 2000

@@ -19,7 +19,7 @@ from electrum_joinmarket.tx import maker_tx as mt
 from electrum_joinmarket.tx import taker_tx as tb
 from electrum_joinmarket.chain.utxo import UtxoInfo
 from jmcore.offers import parse_offer
-from tests.stack.bitcoind import btc_to_sat
+from devstack.bitcoind import btc_to_sat
 
 pytestmark = pytest.mark.stack
 

@@ -13,7 +13,7 @@ import pytest
 from electrum_joinmarket.tx import taker_tx as tb
 from electrum_joinmarket.maker.maker import COMMITMENTS_KEY, MakerSettings
 from electrum_joinmarket.protocol.podle import PoDLE, CURVE_ORDER
-from tests.daemon.helpers import start_daemon
+from devstack.daemons import start_daemon
 
 from .maker_harness import (TestTaker, fund_wallet, irc_config,
                             out, start_maker, wait_until, with_outputs)

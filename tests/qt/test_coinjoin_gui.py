@@ -11,9 +11,9 @@ from decimal import Decimal
 
 import pytest
 
-from tests.daemon.helpers import start_daemon
+from devstack.daemons import start_daemon
 from tests.e2e.conftest import confirmed_balance, new_wallet
-from tests.e2e.jmnet import irc_config
+from devstack.jmnet import irc_config
 from tests.qt.conftest import jm_tab
 
 pytestmark = [pytest.mark.qt, pytest.mark.stack, pytest.mark.e2e]

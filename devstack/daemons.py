@@ -16,7 +16,7 @@ import time
 from jmcore import amp as jamp
 from jmcore.commands import COMMANDS
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 from electrum_joinmarket.maker.maker import Maker, MakerSettings
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
-from tests.daemon.helpers import start_daemon
+from devstack.daemons import start_daemon
 
 
 
