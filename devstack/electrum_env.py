@@ -30,7 +30,9 @@ def electrum_loop() -> asyncio.AbstractEventLoop:
     with _loop_lock:
         if _loop is None:
             from electrum import constants, util
+            from .padding import disable_electrum_hold
             constants.BitcoinRegtest.set_as_network()
+            disable_electrum_hold()
             _loop, _stopping, _thread = util.create_and_start_event_loop()
         return _loop
 

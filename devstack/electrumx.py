@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .bitcoind import RPC_PASSWORD, RPC_USER, Bitcoind
+from .padding import electrumx_command
 from .procs import installed_env, terminate, wait_for
 
 
@@ -83,7 +84,7 @@ def start_electrumx(datadir: pathlib.Path, node: Bitcoind, port: int = 0) -> Ele
     if os.geteuid() == 0:
         env["ALLOW_ROOT"] = "1"
     exe = installed_env()["EJM_ELECTRUMX"]
-    ex.proc = subprocess.Popen([exe], env=env, stdout=ex.log.open("ab"), stderr=subprocess.STDOUT,
+    ex.proc = subprocess.Popen(electrumx_command(exe), env=env, stdout=ex.log.open("ab"), stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL)
     ex.wait_synced(node)
     return ex
