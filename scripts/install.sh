@@ -150,11 +150,14 @@ if [ ! -f "$venv_stamp" ]; then
 fi
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$ELECTRUM_SITE" > "$site/electrum-sid.pth"
-# the `electrum` command from the sid package, run by the venv's Python
+# the `electrum` command from the sid package, run by this checkout's venv Python. It lives in the
+# venv (per checkout): a launcher in the shared cache would make every other checkout run this
+# checkout's code.
 if [ -f "$SID_ROOT/usr/bin/electrum" ]; then
-  { echo "#!$VENV/bin/python"; tail -n +2 "$SID_ROOT/usr/bin/electrum"; } > "$BIN/electrum"
-  chmod +x "$BIN/electrum"
+  { echo "#!$VENV/bin/python"; tail -n +2 "$SID_ROOT/usr/bin/electrum"; } > "$VENV/bin/electrum.new"
+  chmod +x "$VENV/bin/electrum.new" && mv "$VENV/bin/electrum.new" "$VENV/bin/electrum"
 fi
+rm -f "$BIN/electrum"   # left by older versions of this script
 "$VENV/bin/python" - <<'EOF' || die "Electrum does not import in the venv. $sidhint"
 import electrum, electrum_ecc
 from electrum.version import ELECTRUM_VERSION
