@@ -27,15 +27,25 @@ Security invariants:
   (no ``run_from_another_thread``), so they cannot deadlock the loop.
 * **Bad input** (malformed txid/outpoint) raises :class:`BadOutpoint` / :class:`ChainError`,
   network failure :class:`ChainUnavailable`; nothing else escapes.
+* **Never the same question twice.** Concurrent callers asking the same thing share one request
+  (single flight per transaction, scripthash and proof).  A fetched transaction is remembered by
+  txid (its content is fixed by its hash).  A merkle proof is remembered per (txid, height)
+  together with the merkle root of the local header it was checked against; it is reused only
+  while Electrum's header at that height still has that root, so a reorg re-proves.  Unspent
+  status (listunspent) is never remembered: it is asked afresh for every question.
+* **Concurrency.** Requests that do not depend on each other are issued together, so they share
+  the Electrum protocol's padding windows (``PaddedRSTransport`` holds small writes up to 1 s):
+  with a ``script_hint`` (the script the caller expects the output to pay) ``get_utxo`` asks for
+  the transaction and the hint's unspent list at once, then only the merkle proof.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Awaitable, Callable, Hashable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 from electrum.bitcoin import script_to_scripthash
 from electrum.transaction import Transaction, get_address_from_output_script
@@ -148,25 +158,35 @@ class ChainBackend(Protocol):
     async def get_verified_transaction(self, txid: str, *,
                                        height: Optional[int] = None) -> VerifiedTx: ...
 
-    async def get_utxo(self, outpoint: str) -> Optional[UtxoInfo]: ...
+    async def get_utxo(self, outpoint: str, *,
+                       script_hint: Optional[bytes] = None) -> Optional[UtxoInfo]: ...
 
-    async def get_utxos(self, outpoints: Sequence[str]) -> list[Optional[UtxoInfo]]: ...
+    async def get_utxos(self, outpoints: Sequence[str], *,
+                        script_hint: Optional[bytes] = None) -> list[Optional[UtxoInfo]]: ...
 
 
 class ElectrumChain:
     """:class:`ChainBackend` over Electrum's ``Network`` (one per process; shared by sessions).
 
     ``request_timeout`` bounds every server request (Electrum's own retry loop included);
-    ``header_wait`` bounds the wait for a header the server is ahead of us on.
+    ``header_wait`` bounds the wait for a header the server is ahead of us on.  ``cache_size``
+    bounds the remembered transactions and proofs (each, least recently used dropped first).
+    ``cache_hits`` counts answers given from memory, by kind.
     """
 
-    def __init__(self, network: Any, *, request_timeout: float = 30.0, header_wait: float = 10.0):
+    def __init__(self, network: Any, *, request_timeout: float = 30.0, header_wait: float = 10.0,
+                 cache_size: int = 2000):
         if network is None:
             raise ChainUnavailable("Electrum is offline (no network)")
         self.network = network
         self.request_timeout = request_timeout
         self.header_wait = header_wait
+        self.cache_size = cache_size
         self.query_counts: Counter = Counter()
+        self.cache_hits: Counter = Counter()
+        self._txs: OrderedDict[str, Transaction] = OrderedDict()
+        self._proofs: OrderedDict[tuple[str, int], str] = OrderedDict()   # -> header merkle root
+        self._inflight: dict[Hashable, asyncio.Future] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _ask(self, kind: str, coro) -> Any:
@@ -183,6 +203,28 @@ class ElectrumChain:
             if _is_server_error(exc):
                 raise
             raise ChainUnavailable(f"{kind}: {type(exc).__name__}: {exc}") from None
+
+    async def _once(self, key: Hashable, make: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``make()`` once for all concurrent callers with the same ``key``.  A caller that
+        is cancelled does not cancel the shared request (the others still wait for it)."""
+        fut = self._inflight.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(make())
+            self._inflight[key] = fut
+            fut.add_done_callback(lambda f, k=key: self._forget_inflight(k, f))
+        return await asyncio.shield(fut)
+
+    def _forget_inflight(self, key: Hashable, fut: asyncio.Future) -> None:
+        if self._inflight.get(key) is fut:
+            del self._inflight[key]
+        if not fut.cancelled():
+            fut.exception()          # retrieved: no "exception never retrieved" if nobody waits
+
+    def _remember(self, cache: OrderedDict, key: Any, value: Any) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
 
     def local_height(self) -> int:
         """Height of Electrum's POW-verified header chain."""
@@ -207,6 +249,15 @@ class ElectrumChain:
         return max(0, self.local_height() - height + 1) if height > 0 else 0
 
     async def _fetch_raw(self, txid: str) -> Transaction:
+        """The transaction ``txid`` (hash-checked), from memory or asked once."""
+        tx = self._txs.get(txid)
+        if tx is not None:
+            self._txs.move_to_end(txid)
+            self.cache_hits["get_transaction"] += 1
+            return tx
+        return await self._once(("tx", txid), lambda: self._fetch_raw_now(txid))
+
+    async def _fetch_raw_now(self, txid: str) -> Transaction:
         try:
             raw = await self._ask("get_transaction", self.network.get_transaction(txid))
         except ChainUnavailable:
@@ -222,10 +273,26 @@ class ElectrumChain:
             raise ChainProofError(f"server returned an unparsable transaction for {txid}") from None
         if tx.txid() != txid:   # Electrum checks this too; keep the invariant local
             raise ChainProofError(f"server returned a different transaction for {txid}")
+        self._remember(self._txs, txid, tx)
         return tx
 
     async def _prove(self, txid: str, height: int) -> None:
-        """SPV-check that ``txid`` is in the block at ``height`` (> 0)."""
+        """SPV-check that ``txid`` is in the block at ``height`` (> 0).  A proof checked before
+        counts while the local header at ``height`` keeps the merkle root it was checked against
+        (after a reorg that header, and so its root, differs: the proof is asked again)."""
+        key = (txid, height)
+        root = self._proofs.get(key)
+        if root is not None:
+            async with self.network.bhi_lock:
+                header = self.header_at(height)
+            if header is not None and header.get("merkle_root") == root:
+                self._proofs.move_to_end(key)
+                self.cache_hits["get_merkle"] += 1
+                return
+            del self._proofs[key]
+        await self._once(("merkle",) + key, lambda: self._prove_now(txid, height))
+
+    async def _prove_now(self, txid: str, height: int) -> None:
         try:
             proof = await self._ask("get_merkle",
                                     self.network.get_merkle_for_transaction(txid, height))
@@ -240,6 +307,11 @@ class ElectrumChain:
             raise ChainProofError(f"no verified header at height {height} "
                                   f"(local height {self.local_height()})")
         verify_merkle_proof(txid, proof, header, height)
+        self._remember(self._proofs, (txid, height), header["merkle_root"])
+
+    async def _listunspent(self, sh: str) -> Any:
+        return await self._once(("listunspent", sh), lambda: self._ask_server(
+            "listunspent", self.network.listunspent_for_scripthash(sh)))
 
     async def _history_lookup(self, sh: str, txid: str) -> Optional[int]:
         """The server's height for ``txid`` in the history of scripthash ``sh`` (None: absent)."""
@@ -288,29 +360,48 @@ class ElectrumChain:
         """The transaction ``txid``; SPV-verified if confirmed (see module invariants)."""
         return (await self.get_verified_transaction(txid, height=height)).tx
 
-    async def get_utxo(self, outpoint: str) -> Optional[UtxoInfo]:
+    async def get_utxo(self, outpoint: str, *,
+                       script_hint: Optional[bytes] = None) -> Optional[UtxoInfo]:
         """What the chain says about ``txid:n``; None if the tx or the output does not exist.
 
         Unspent outputs: value/script from the transaction, ``height`` from the server checked by
         SPV when > 0, confirmations from the local header height.  Spent outputs come back with
         ``unspent=False`` (their height is taken from the script's history, unverified, or 0).
         Costs: confirmed unspent = get_transaction + listunspent + get_merkle; mempool unspent =
-        get_transaction + listunspent; spent = get_transaction + listunspent + get_history.
+        get_transaction + listunspent; spent = get_transaction + listunspent + get_history
+        (a transaction or proof already in memory is not asked again).
+
+        ``script_hint``: the scriptPubKey the caller expects ``txid:n`` to pay (e.g. derived from
+        a key the peer revealed).  Its unspent list is asked together with the transaction, which
+        saves one round trip; it is used only if the transaction's output really pays that
+        script, otherwise the real script's list is asked as without a hint.
         """
         txid, n = parse_outpoint(outpoint)
+        hinted: Optional[asyncio.Future] = None
+        hint_sh = None
+        if script_hint and txid not in self._txs:
+            hint_sh = script_to_scripthash(bytes(script_hint))
+            hinted = asyncio.ensure_future(self._listunspent(hint_sh))
         try:
-            tx = await self._fetch_raw(txid)
-        except TxNotFound:
-            return None
-        outputs = tx.outputs()
-        if n >= len(outputs):
-            return None
-        out = outputs[n]
-        script = bytes(out.scriptpubkey)
-        value = int(out.value)
-        address = get_address_from_output_script(script)
-        sh = script_to_scripthash(script)
-        unspent = await self._ask_server("listunspent", self.network.listunspent_for_scripthash(sh))
+            try:
+                tx = await self._fetch_raw(txid)
+            except TxNotFound:
+                return None
+            outputs = tx.outputs()
+            if n >= len(outputs):
+                return None
+            out = outputs[n]
+            script = bytes(out.scriptpubkey)
+            value = int(out.value)
+            address = get_address_from_output_script(script)
+            sh = script_to_scripthash(script)
+            if hinted is not None and sh == hint_sh:
+                unspent = await hinted
+            else:
+                unspent = await self._listunspent(sh)
+        finally:
+            if hinted is not None and not hinted.done():
+                hinted.cancel()          # the shared request itself is shielded (see _once)
         match = None
         for item in unspent if isinstance(unspent, list) else ():
             if isinstance(item, dict) and item.get("tx_hash") == txid and item.get("tx_pos") == n:
@@ -332,12 +423,14 @@ class ElectrumChain:
         return UtxoInfo(canon, value, script, address, height, self._confirmations(height),
                         unspent=True)
 
-    async def get_utxos(self, outpoints: Sequence[str]) -> list[Optional[UtxoInfo]]:
+    async def get_utxos(self, outpoints: Sequence[str], *,
+                        script_hint: Optional[bytes] = None) -> list[Optional[UtxoInfo]]:
         """:meth:`get_utxo` for each outpoint, concurrently, results in input order.  The first
         failure cancels the other lookups and is raised."""
         for o in outpoints:
             parse_outpoint(o)                 # refuse bad input before asking anything
-        tasks = [asyncio.ensure_future(self.get_utxo(o)) for o in outpoints]
+        tasks = [asyncio.ensure_future(self.get_utxo(o, script_hint=script_hint))
+                 for o in outpoints]
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:

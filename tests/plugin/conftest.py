@@ -25,17 +25,19 @@ def sync_tip(bitcoind, electrum_node):
 
 @pytest.fixture
 def wait_utxo(electrum_node):
-    """``wait_utxo(chain, outpoint, pred)``: poll ``chain.get_utxo`` on Electrum's loop until
+    """``wait_utxo(chain, outpoint, pred)``: poll ``get_utxo`` on Electrum's loop until
     ``pred(info)`` holds (ElectrumX sees mempool changes with a short delay); returns the info.
-    Query counts are reset afterwards so tests can count only what they ask next."""
+    The polling uses its own ElectrumChain, so ``chain``'s query counts and memory are untouched
+    and tests can count only what they ask next."""
     def wait(chain, outpoint, pred, timeout: float = 30):
+        from electrum_joinmarket.chain.server import ElectrumChain
+        poller = ElectrumChain(chain.network)
         deadline = time.monotonic() + timeout
         while True:
-            info = electrum_node.run(chain.get_utxo(outpoint))
+            info = electrum_node.run(poller.get_utxo(outpoint))
             if pred(info):
-                chain.query_counts.clear()
                 return info
             if time.monotonic() > deadline:
                 raise AssertionError(f"{outpoint}: condition not reached, last {info!r}")
-            time.sleep(0.2)
+            time.sleep(0.05)
     return wait

@@ -50,11 +50,17 @@ def test_confirmed_tx_merkle_proof_verified(chain, electrum_node, bitcoind, fund
     assert vt.height == block["height"] and vt.confirmations == info["confirmations"] >= 1
     assert vt.tx.outputs()[n].value == sats
     assert dict(chain.query_counts) == {"get_transaction": 1, "get_history": 1, "get_merkle": 1}
-    # with the height already known (e.g. from listunspent) no history lookup is needed
+    # asked again: the transaction and its proof come from memory (the header is unchanged)
     chain.query_counts.clear()
     tx = electrum_node.run(chain.get_transaction(txid, height=block["height"]))
     assert tx.txid() == txid
-    assert dict(chain.query_counts) == {"get_transaction": 1, "get_merkle": 1}
+    assert dict(chain.query_counts) == {}
+    assert dict(chain.cache_hits) == {"get_transaction": 1, "get_merkle": 1}
+    # with the height already known (e.g. from listunspent) no history lookup is needed
+    fresh = ElectrumChain(electrum_node.network)
+    tx = electrum_node.run(fresh.get_transaction(txid, height=block["height"]))
+    assert tx.txid() == txid
+    assert dict(fresh.query_counts) == {"get_transaction": 1, "get_merkle": 1}
 
 
 def test_wrong_height_claim_is_refused(chain, electrum_node, funded, bitcoind):
@@ -137,12 +143,15 @@ def test_get_utxo_unconfirmed(chain, electrum_node, bitcoind, wait_utxo):
     address = bitcoind.rpc("getnewaddress", "", "bech32", wallet="miner")
     txid = bitcoind.fund(address, 777_777, confirm=False)
     n, _ = _vout_for(bitcoind, txid, address)
-    info = wait_utxo(chain, f"{txid}:{n}", lambda i: i is not None)
+    # e-x indexes the mempool up to DAEMON_POLL_INTERVAL_MEMPOOL later than bitcoind returns the
+    # tx: wait for what is asserted below (listed as unspent), not only for the tx to exist
+    wait_utxo(chain, f"{txid}:{n}", lambda i: i is not None and i.unspent)
     info = electrum_node.run(chain.get_utxo(f"{txid}:{n}"))
     assert info.unspent and info.confirmations == 0 and info.height <= 0 and info.value == 777_777
     assert dict(chain.query_counts) == {"get_transaction": 1, "listunspent": 1}   # no proof exists
     vt = electrum_node.run(chain.get_verified_transaction(txid))
     assert vt.height <= 0 and vt.confirmations == 0
+    assert chain.query_counts["get_transaction"] == 1       # remembered, not fetched again
     bitcoind.mine(1)
 
 
@@ -154,7 +163,8 @@ def test_get_utxo_spent(chain, electrum_node, bitcoind, make_wallet, sync_tip, w
     electrum_node.pay(w, make_wallet().get_receiving_address(), 1_000_000)
     bitcoind.mine(1)
     sync_tip()
-    info = wait_utxo(chain, outpoint, lambda i: i is not None and not i.unspent)
+    wait_utxo(chain, outpoint, lambda i: i is not None and not i.unspent)
+    chain = ElectrumChain(electrum_node.network)          # count from an empty memory
     info = electrum_node.run(chain.get_utxo(outpoint))
     assert info.unspent is False and info.value == 5_000_000 and info.confirmations >= 2
     assert dict(chain.query_counts) == {"get_transaction": 1, "listunspent": 1, "get_history": 1}
@@ -193,3 +203,95 @@ def test_malformed_input_refused_before_any_query(chain, electrum_node):
             electrum_node.run(chain.get_transaction(bad))
     assert sum(chain.query_counts.values()) == 0
     assert canonical_outpoint("AB" * 32 + ":7") == "ab" * 32 + ":7"
+
+
+def _record_requests(monkeypatch, network, log):
+    """Wrap the real network calls to log when each request starts and ends (still asks the
+    real server)."""
+    for name, kind in (("get_transaction", "tx"), ("listunspent_for_scripthash", "listunspent"),
+                       ("get_merkle_for_transaction", "merkle")):
+        real = getattr(network, name)
+
+        def wrapper(*a, _real=real, _kind=kind, **kw):
+            async def call():
+                log.append(("start", _kind))
+                try:
+                    return await _real(*a, **kw)
+                finally:
+                    log.append(("end", _kind))
+            return call()
+        monkeypatch.setattr(network, name, wrapper)
+
+
+def test_each_question_asked_once(chain, electrum_node, bitcoind, sync_tip):
+    """Two outputs of one transaction looked up together: one get_transaction, one proof, one
+    listunspent per script; asked again later, only the unspent status is asked again."""
+    a1 = bitcoind.rpc("getnewaddress", "", "bech32", wallet="miner")
+    a2 = bitcoind.rpc("getnewaddress", "", "bech32", wallet="miner")
+    txid = bitcoind.rpc("sendmany", "", {a1: 0.01, a2: 0.02}, wallet="miner")
+    bitcoind.mine(1)
+    sync_tip()
+    n1, _ = _vout_for(bitcoind, txid, a1)
+    n2, _ = _vout_for(bitcoind, txid, a2)
+    ops = [f"{txid}:{n1}", f"{txid}:{n2}", f"{txid}:{n1}"]
+    infos = electrum_node.run(chain.get_utxos(ops))
+    assert [i.value for i in infos] == [1_000_000, 2_000_000, 1_000_000]
+    assert all(i.unspent and i.confirmations >= 1 for i in infos)
+    assert dict(chain.query_counts) == {"get_transaction": 1, "listunspent": 2, "get_merkle": 1}
+    chain.query_counts.clear()
+    again = electrum_node.run(chain.get_utxo(ops[1]))
+    assert again == infos[1]
+    assert dict(chain.query_counts) == {"listunspent": 1}
+
+
+def test_script_hint_asks_tx_and_unspent_together(chain, electrum_node, funded, monkeypatch):
+    """With the right hint the unspent list is asked before the transaction has arrived (one
+    round trip saved); a wrong hint costs one extra listunspent and changes nothing else."""
+    txid, n, address, sats = funded
+    script = address_to_script(address)
+    log: list = []
+    _record_requests(monkeypatch, electrum_node.network, log)
+    info = electrum_node.run(chain.get_utxo(f"{txid}:{n}", script_hint=script))
+    assert info.value == sats and info.unspent and info.confirmations >= 1
+    assert log.index(("start", "listunspent")) < log.index(("end", "tx"))
+    assert log.index(("start", "merkle")) > log.index(("end", "listunspent"))
+    assert dict(chain.query_counts) == {"get_transaction": 1, "listunspent": 1, "get_merkle": 1}
+
+    other = ElectrumChain(electrum_node.network)
+    log.clear()
+    wrong = bytes([0x00, 0x14]) + bytes(20)             # p2wpkh of nobody
+    info2 = electrum_node.run(other.get_utxo(f"{txid}:{n}", script_hint=wrong))
+    assert info2 == info
+    assert dict(other.query_counts) == {"get_transaction": 1, "listunspent": 2, "get_merkle": 1}
+
+    plain = ElectrumChain(electrum_node.network)
+    log.clear()
+    assert electrum_node.run(plain.get_utxo(f"{txid}:{n}")) == info
+    assert log.index(("start", "listunspent")) > log.index(("end", "tx"))   # chained without it
+
+
+def test_remembered_proof_is_reproved_after_a_reorg(chain, electrum_node, bitcoind, sync_tip):
+    """A proof is reused only while the local header at its height keeps the merkle root it was
+    checked against: after a reorg replaces that block, the proof is asked and checked again."""
+    address = bitcoind.rpc("getnewaddress", "", "bech32", wallet="miner")
+    txid = bitcoind.fund(address, 2_345_678, confirm=False)
+    [block] = bitcoind.mine(1)
+    sync_tip()
+    n, _ = _vout_for(bitcoind, txid, address)
+    height = bitcoind.rpc("getblock", block)["height"]
+    first = electrum_node.run(chain.get_utxo(f"{txid}:{n}"))
+    assert first.height == height and chain.query_counts["get_merkle"] == 1
+    electrum_node.run(chain.get_utxo(f"{txid}:{n}"))
+    assert chain.query_counts["get_merkle"] == 1 and chain.cache_hits["get_merkle"] == 1
+    old_root = chain.header_at(height)["merkle_root"]
+
+    bitcoind.rpc("invalidateblock", block)              # the tx goes back to the mempool ...
+    new_blocks = bitcoind.mine(2)                       # ... and into a new block at `height`
+    assert bitcoind.rpc("getblock", new_blocks[0])["height"] == height
+    assert txid in bitcoind.rpc("getblock", new_blocks[0])["tx"]
+    sync_tip()
+    electrum_node.wait(lambda: chain.header_at(height) is not None
+                       and chain.header_at(height)["merkle_root"] != old_root, 30, "reorg seen")
+    after = electrum_node.run(chain.get_utxo(f"{txid}:{n}"))
+    assert after.height == height and after.unspent
+    assert chain.query_counts["get_merkle"] == 2         # proved again against the new header

@@ -252,7 +252,7 @@ def test_m3_unconfirmed_utxo_refused(electrum_node, chain, bitcoind, maker, wait
     fresh = [c for c in maker.coins() if c.prevout.txid.hex() == txid]
     assert len(fresh) == 1 and fresh[0].block_height <= 0
     outpoint = fresh[0].prevout.to_str()
-    wait_utxo(chain, outpoint, lambda i: i is not None)
+    wait_utxo(chain, outpoint, lambda i: i is not None and i.unspent)   # e-x's mempool index lags
     confirmed = [c.prevout.to_str() for c in maker.coins() if c.prevout.txid.hex() != txid]
     e = _refused(electrum_node, chain, maker, maker.body(utxos=confirmed + [outpoint]), "M3")
     assert "0 confirmation" in e.reason
