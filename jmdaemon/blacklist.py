@@ -10,6 +10,29 @@ import threading
 
 log = logging.getLogger(__name__)
 
+DEFAULT_LOCATION = os.path.join("cmtdata", "commitmentlist")
+
+
+def confined_path(datadir, location):
+    """The blacklist file for a client-chosen ``location``, confined to ``datadir`` (D12).
+
+    Invariant: the returned path, with every symlink resolved, lies strictly inside the
+    real path of ``datadir``. A relative location is taken relative to the data dir (Ref sends
+    ``cmtdata/commitmentlist``); an absolute one is accepted only if it already points inside it.
+    Returns ``(path, refused)``: for a location that escapes the data dir (``..``, an absolute path
+    elsewhere, a symlink out, the data dir itself) the default ``<datadir>/cmtdata/commitmentlist``
+    and ``refused=True``.
+    """
+    root = os.path.realpath(datadir)
+    default = os.path.join(root, DEFAULT_LOCATION)
+    if not isinstance(location, str) or not location.strip() or "\x00" in location:
+        return default, bool(location)
+    candidate = location if os.path.isabs(location) else os.path.join(root, location)
+    real = os.path.realpath(candidate)
+    if os.path.commonpath([root, real]) != root or real == root or os.path.isdir(real):
+        return default, True
+    return real, False
+
 
 def canonical_commitment(text):
     """Lower-case 64-char hex of a commitment, or None if it is not 32 bytes of hex."""

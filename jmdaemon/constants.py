@@ -44,6 +44,9 @@ ONION_WIRE_TYPES = frozenset({ONION_PRIVMSG, ONION_PUBMSG, ONION_PEERLIST, ONION
 MAX_PRIVMSG_LEN = 450                  # IRC line incl. "PRIVMSG nick :"
 MAX_ONION_LINE = 65536                 # bytes per onion JSON line (NG directory limit; Ref 40 000)
 MAX_MESSAGE_LEN = 65536                # a reassembled JM message (IRC chunks)
+MAX_OUR_LINE = 40000                   # bytes of any onion line we send, and of any JM message we
+                                       # send on any channel (Ref disconnects longer lines, §3.1)
+SIGNATURE_OVERHEAD = 1 + 66 + 1 + 100  # " <pubkey hex> <b64 DER sig>" appended by the client
 MAX_SATS = 21 * 10 ** 14
 JM_DUST = 27300
 

@@ -193,7 +193,8 @@ class DirectoryNode:
             return
         if from_nick != state.nick or to_nick != "PUBLIC":
             self.stats["dropped"] += 1
-            log.info("pubmsg from %s claiming sender %r dropped", state.nick, from_nick[:20])
+            log.info("pubmsg from %s claiming sender %s dropped", state.nick,
+                     wire.printable(from_nick, 20))
             return
         self.stats["relayed_pub"] += 1
         for other, ostate in self.conns.items():
@@ -208,7 +209,8 @@ class DirectoryNode:
             return
         if from_nick != state.nick:
             self.stats["dropped"] += 1
-            log.info("privmsg from %s claiming sender %r dropped", state.nick, from_nick[:20])
+            log.info("privmsg from %s claiming sender %s dropped", state.nick,
+                     wire.printable(from_nick, 20))
             return
         target = self.by_nick.get(to_nick)
         if target is None:

@@ -185,6 +185,11 @@ class MessageChannelCollection:
                 log.info("no encryption box for %s; %s not sent", nick, cmd)
                 return False
             message = encrypt_encode(message.encode("ascii"), box)
+        size = wire.privmsg_size(self.nick or "", nick, cmd, message) + C.SIGNATURE_OVERHEAD
+        if size > C.MAX_OUR_LINE:
+            log.error("!%s to %s would be %d bytes on the wire, over the %d-byte limit of "
+                      "reference peers; not sent", cmd, nick, size, C.MAX_OUR_LINE)
+            return False
         hostid = mc.hostid
         key = (nick, cmd, hostid, message)
         self._remember(self.pending_sign, key)
@@ -205,6 +210,10 @@ class MessageChannelCollection:
                         "(to %s, %s); not sent", nick, cmd)
             return False
         self._forget(self.pending_sign, found)
+        if wire.privmsg_size(self.nick or "", nick, cmd, msg_to_return) > C.MAX_OUR_LINE:
+            log.warning("signed !%s to %s is over the %d-byte limit; not sent", cmd, nick,
+                        C.MAX_OUR_LINE)
+            return False
         mc = self.channel_for_hostid(hostid)
         if mc is None:
             log.warning("channel %s is not available any more; %s to %s not sent", hostid, cmd, nick)
@@ -213,16 +222,31 @@ class MessageChannelCollection:
         return True
 
     def send_error(self, nick, errormsg, mc=None):
-        log.info("sending error to %s: %s", nick, errormsg)
+        log.info("sending error to %s: %s", nick, wire.printable(errormsg))
         self.prepare_privmsg(nick, "error", errormsg, mc=mc)
 
     def push_tx(self, nick, tx):
         self.prepare_privmsg(nick, "push", base64.b64encode(tx).decode("ascii"))
 
+    def fits(self, nick, cmd, plaintext):
+        """Whether ``!cmd plaintext`` to nick (encrypted first if cmd is) stays within
+        ``MAX_OUR_LINE`` once signed."""
+        size = len(plaintext)
+        if cmd in C.ENCRYPTED_COMMANDS:
+            size = 4 * -(-(24 + 16 + size) // 3)       # b64(nonce || tag || ciphertext)
+        line = wire.privmsg_size(self.nick or "", nick, cmd, "x" * size)
+        return line + C.SIGNATURE_OVERHEAD <= C.MAX_OUR_LINE
+
     def send_tx(self, nick_list, tx):
+        """False (nothing sent) if the !tx would be over the line limit for any maker."""
         txb64 = base64.b64encode(tx).decode("ascii")
+        if not all(self.fits(nick, "tx", txb64) for nick in nick_list):
+            log.error("the transaction (%d bytes) is too large for a !tx line of at most %d "
+                      "bytes; not sent", len(tx), C.MAX_OUR_LINE)
+            return False
         for nick in nick_list:
             self.prepare_privmsg(nick, "tx", txb64)
+        return True
 
     # ------------------------------------------------------------------ pending bookkeeping
     def _remember(self, table, key):
@@ -243,6 +267,9 @@ class MessageChannelCollection:
     # ------------------------------------------------------------------ public, incoming
     def on_pubmsg(self, mc, nick, message):
         """An unsigned public message (never encrypted)."""
+        if not wire.valid_nick(nick):
+            log.debug("pubmsg from an invalid nick dropped")
+            return
         self.nicks_seen[mc].add(nick)
         if not isinstance(message, str) or not message.startswith(C.COMMAND_PREFIX):
             return
@@ -276,6 +303,9 @@ class MessageChannelCollection:
     # ------------------------------------------------------------------ private, incoming
     def on_privmsg(self, mc, nick, message):
         """A complete private message from a channel: check the layout, ask for verification."""
+        if not wire.valid_nick(nick):
+            log.debug("privmsg from an invalid nick dropped")
+            return
         if not isinstance(message, str) or len(message) > C.MAX_MESSAGE_LEN:
             log.debug("oversized privmsg from %s dropped", nick)
             return

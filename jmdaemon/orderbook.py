@@ -10,6 +10,7 @@ from collections import OrderedDict
 from decimal import Decimal, InvalidOperation
 
 from . import constants as C
+from . import wire
 
 log = logging.getLogger(__name__)
 _UINT = re.compile(r"^[0-9]{1,19}$")
@@ -85,7 +86,7 @@ class Orderbook:
             row = validate_offer(ordertype, oid, minsize, maxsize, txfee, cjfee, self.dust)
         except ValueError as exc:
             self.rejected += 1
-            log.debug("invalid offer from %s dropped: %s", nick, exc)
+            log.debug("invalid offer from %s dropped: %s", nick, wire.printable(str(exc)))
             return False
         if offers is None:
             if len(self.by_nick) >= self.max_nicks:

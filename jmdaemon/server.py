@@ -20,7 +20,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.protocols import amp
 
 from . import constants as C
-from .blacklist import CommitmentBlacklist, canonical_commitment
+from .blacklist import CommitmentBlacklist, canonical_commitment, confined_path
 from .commands import COMMAND_CLASSES as K
 from .commands import ERROR_CLASSES
 from .crypto import NaclError, as_init_encryption, hex_pk, init_keypair, init_pubkey
@@ -149,7 +149,8 @@ class JMDaemonProtocol(amp.AMP):
             def failed(failure):
                 if failure.check(amp.RemoteAmpError):
                     return failure
-                log.warning("AMP command %r failed: %s", name[:60], failure.getErrorMessage()[:200])
+                log.warning("AMP command %s failed: %s", wire.printable(name, 60),
+                            wire.printable(failure.getErrorMessage(), 200))
                 raise amp.RemoteAmpError(amp.UNKNOWN_ERROR_CODE,
                                          "command %s failed: %s" % (
                                              name[:60].decode("ascii", "replace"),
@@ -177,7 +178,7 @@ class JMDaemonProtocol(amp.AMP):
         if failure.check(twisted_error.ConnectionDone, twisted_error.ConnectionLost,
                          twisted_error.ConnectionClosed, twisted_error.ConnectionAborted):
             return None
-        log.warning("client call %s failed: %s", name, failure.getErrorMessage())
+        log.warning("client call %s failed: %s", name, wire.printable(failure.getErrorMessage()))
         return None
 
     def request_signed_message(self, nick, cmd, msg, msg_to_be_signed, hostid):
@@ -228,9 +229,14 @@ class JMDaemonProtocol(amp.AMP):
         return {"accepted": True}
 
     def _open_blacklist(self, location):
-        location = str(location or "commitmentlist")
+        """The commitment blacklist at the client's ``blacklist_location``, confined to the data
+        dir (D12): a path outside it is refused (logged) and the default file used instead, so a
+        client can never make the daemon append to a file of its choosing."""
         base = self.factory.datadir if self.factory is not None else os.getcwd()
-        path = location if os.path.isabs(location) else os.path.join(base, location)
+        path, refused = confined_path(base, location)
+        if refused:
+            log.warning("JMInit: blacklist location %s is outside the data dir; using %s",
+                        wire.printable(location, 200), path)
         if self.factory is not None:
             return self.factory.get_blacklist(path)
         return CommitmentBlacklist(path)
@@ -357,7 +363,8 @@ class JMDaemonProtocol(amp.AMP):
         nicks = [n for n in nick_list if n in self.active_orders]
         if len(nicks) != len(nick_list):
             log.info("JMMakeTx: ignoring nicks outside the current fill set")
-        self.mcc.send_tx(nicks, tx)
+        if not self.mcc.send_tx(nicks, tx):
+            return {"accepted": False}
         return {"accepted": True}
 
     @K["JMPushTx"].responder
@@ -451,7 +458,7 @@ class JMDaemonProtocol(amp.AMP):
         self.orderbook.add_bond(nick, self.nick, proof)
 
     def on_error(self, nick, msg):
-        log.info("error message from %s: %s", nick, msg[:200])
+        log.info("error message from %s: %s", nick, wire.printable(msg, 200))
 
     # maker
     def _bounded_put(self, table, key, value, limit=1000):

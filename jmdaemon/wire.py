@@ -11,6 +11,23 @@ from . import constants as C
 _NICK_CHARS = re.compile(r"^[A-Za-z0-9_\-\[\]\\^{}|`]{1,64}$")
 
 
+def printable(text, limit=200):
+    """Remote text made safe for a log line: at most ``limit`` characters, every character that
+    is not printable (newlines, ANSI escapes, other control and format characters such as
+    bidi overrides) shown as a ``\\x..``/``\\u....`` escape, and non-str values shown by their
+    repr. A log line can then never be split, recoloured or forged by a peer."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    elif not isinstance(text, str):
+        text = repr(text)
+    cut = text[:limit]
+    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                  for c in cut)
+    if len(text) > limit:
+        out += "...(+%d chars)" % (len(text) - limit)
+    return out
+
+
 def valid_nick(nick):
     """A JoinMarket nick as it may appear on the wire (IRC-safe, no '!' ';' ',' or spaces)."""
     return isinstance(nick, str) and bool(_NICK_CHARS.match(nick))
@@ -195,6 +212,13 @@ def parse_peerlist(line):
             continue
         out.append((nick, loc, gone))
     return out
+
+
+def privmsg_size(from_nick, to_nick, cmd, message):
+    """Bytes of the onion line that carries ``!cmd message`` from one nick to another (CRLF
+    included); IRC carries the same message in chunks of fewer bytes in total per message."""
+    line = from_nick + C.COMMAND_PREFIX + to_nick + C.COMMAND_PREFIX + cmd + " " + message
+    return len(encode_onion_line(C.ONION_PRIVMSG, line).encode("utf-8")) + 2
 
 
 def split_onion_message(line):

@@ -303,7 +303,7 @@ class OnionMessageChannel(MessageChannel):
             return
         if hs["network"] != self.network:
             log.warning("directory %s is on network %s, not %s; ignored", link.location,
-                        hs["network"], self.network)
+                        wire.printable(hs["network"], 20), self.network)
             return
         if (hs["app-name"] != C.APP_NAME or not hs["directory"] or not hs["accepted"]
                 or not hs["proto-ver-min"] <= C.JM_VERSION <= hs["proto-ver-max"]):
@@ -313,7 +313,8 @@ class OnionMessageChannel(MessageChannel):
             return
         link.handshaked = True
         link.nick = hs["nick"]
-        log.info("handshake with directory %s (%s) complete", link.location, link.nick)
+        log.info("handshake with directory %s (%s) complete", link.location,
+                 wire.printable(link.nick, 64))
         if self.up:
             self._emit("on_welcome")    # a reconnection: channel is back
         else:

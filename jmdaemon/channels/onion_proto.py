@@ -48,9 +48,17 @@ class OnionLineProtocol(LineReceiver):
         self.close()
 
     def send(self, msgtype, text):
+        """Send one line; a line over ``MAX_OUR_LINE`` bytes is never sent (a reference peer
+        would drop the connection), only logged."""
         if self.closed or self.transport is None:
             return False
-        self.sendLine(wire.encode_onion_line(msgtype, text).encode("utf-8"))
+        data = wire.encode_onion_line(msgtype, text).encode("utf-8")
+        if len(data) + len(self.delimiter) > C.MAX_OUR_LINE:
+            log.warning("not sending an onion line of %d bytes (type %d) to %s: over the %d-byte "
+                        "limit of reference peers", len(data), msgtype, self.describe(),
+                        C.MAX_OUR_LINE)
+            return False
+        self.sendLine(data)
         return True
 
     def close(self):

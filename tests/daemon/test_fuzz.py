@@ -2,6 +2,7 @@
 arrive, parsers return a value or raise only their documented error, and memory stays bounded.
 Example counts are printed in the terminal summary."""
 import json
+import logging
 import tracemalloc
 
 from hypothesis import HealthCheck, given, settings
@@ -295,16 +296,68 @@ def test_d1_d3_d4_directory_line_fuzz(chunks):
                      ":a!b@c QUIT :bye", ":a!b@c KICK #joinmarket-pit J5x :x", ":s 001"])),
     max_size=15))
 def test_d1_irc_line_fuzz(lines):
+    """Random IRC lines into the real IRC client: nothing raises — not even inside the
+    handlers, whose exceptions the client would swallow and log — and every well-formed channel
+    message and complete private message still reaches the message layer, unchanged and in
+    order (so a handler that drops or breaks on everything fails this test)."""
     count_example("IRC lines")
     session = RecordingSession()
     mc = IRCMessageChannel({"host": "irc.example", "port": 6667, "line_rate": 0}, "mainnet")
-    MessageChannelCollection([mc], session).set_nick("J5selfselfselfse")
+    mcc = MessageChannelCollection([mc], session)
+    mcc.set_nick("J5selfselfselfse")
+    delivered = {"pub": [], "priv": []}
+    for event, kind in (("on_pubmsg", "pub"), ("on_privmsg", "priv")):
+        orig = getattr(mcc, event)
+
+        def spy(ch, nick, msg, _orig=orig, _kind=kind):
+            delivered[_kind].append((nick, msg))
+            return _orig(ch, nick, msg)
+        setattr(mcc, event, spy)
     client = JMIRCClient(mc)
     client.makeConnection(StringTransport())
     mc.client = client
-    for line in lines:
-        client.lineReceived(line)
-    client.dataReceived(b"\xff\xfe garbage \x00\r\n")
+    sentinel_pub = ":J5zzzzzzzzzzzzzz!u@h PRIVMSG #joinmarket-pit :!orderbook"
+    sentinel_priv = [":J5zzzzzzzzzzzzzz!u@h PRIVMSG J5selfselfselfse :!fill 1 2 ;",
+                     ":J5zzzzzzzzzzzzzz!u@h PRIVMSG J5selfselfselfse :3 4 02ab c2ln ~"]
+    errors = _LogCapture()
+    with errors:
+        for line in list(lines) + [sentinel_pub] + sentinel_priv:
+            client.lineReceived(line)
+        client.dataReceived(b"\xff\xfe garbage \x00\r\n")
+    assert errors.records == [], errors.records[:3]
+
+    def clean(m):
+        return bool(m) and m.isascii() and m.isprintable() and m[0] != "\x01"
+    expected_pub = []
+    for line in list(lines) + [sentinel_pub]:
+        if not line.startswith(":") or " PRIVMSG #joinmarket-pit :" not in line:
+            continue
+        prefix, msg = line[1:].split(" PRIVMSG #joinmarket-pit :", 1)
+        nick = prefix.split("!", 1)[0][:16]
+        if nick and " " not in prefix and clean(msg):
+            expected_pub.append((nick, msg))
+    got_pub = [(n, m) for n, m in delivered["pub"] if clean(m)]
+    assert got_pub == expected_pub
+    assert delivered["priv"][-1] == ("J5zzzzzzzzzzzzzz", "!fill 1 23 4 02ab c2ln")
+
+
+class _LogCapture(logging.Handler):
+    """Collects every log record of the daemon's loggers that carries an exception."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        if record.exc_info is not None or record.levelno >= logging.ERROR:
+            self.records.append(record.getMessage())
+
+    def __enter__(self):
+        logging.getLogger("jmdaemon").addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("jmdaemon").removeHandler(self)
 
 
 @HEAVY
