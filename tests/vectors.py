@@ -1,5 +1,6 @@
-"""Where the protocol test vectors live: ``$EJM_VECTORS_DIR``, else ``../shared/protocol/vectors``
-beside the repository (as on developer machines and in CI). Missing vectors fail, never skip."""
+"""Where the protocol test vectors live: ``tests/vectors/`` in this repository (see its README for
+what each file holds and which reference code produced it); ``$EJM_VECTORS_DIR`` overrides that,
+e.g. to check the code against a newer set. Missing vectors fail, never skip."""
 from __future__ import annotations
 
 import json
@@ -7,14 +8,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+DEFAULT_DIR = HERE / "vectors"
 
 
 def vectors_dir() -> Path:
     env = os.environ.get("EJM_VECTORS_DIR")
-    path = Path(env) if env else ROOT.parent / "shared" / "protocol" / "vectors"
+    path = Path(env) if env else DEFAULT_DIR
     if not (path / "amp_commands.json").is_file():
-        raise FileNotFoundError(f"protocol vectors not found in {path}; set EJM_VECTORS_DIR")
+        hint = "unset EJM_VECTORS_DIR to use tests/vectors/" if env else "tests/vectors/ is part of the repository"
+        raise FileNotFoundError(f"protocol vectors not found in {path} ({hint})")
     return path
 
 

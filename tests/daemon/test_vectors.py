@@ -1,5 +1,5 @@
-"""Byte-for-byte checks against protocol/vectors: IRC chunk lines, onion lines and handshakes,
-NaCl boxes, and the signed-message layout the daemon hands to the client (PROTOCOL.md §2-§6)."""
+"""Byte-for-byte checks against tests/vectors/: IRC chunk lines, onion lines and handshakes,
+NaCl boxes, and the signed-message layout the daemon hands to the client (docs/protocol.md §2-§6)."""
 import json
 
 import pytest

@@ -1,5 +1,5 @@
 """jmcore.commands must be exactly the reference AMP schema recorded in
-protocol/vectors/amp_commands.json (JoinMarket 0.9.12, introspected)."""
+tests/vectors/amp_commands.json (JoinMarket 0.9.12, introspected)."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +16,7 @@ AMP_JSON = VECTORS / "amp_commands.json"
 
 @pytest.fixture(scope="module")
 def reference():
-    if not AMP_JSON.exists():  # the vectors are part of the project's shared docs
+    if not AMP_JSON.exists():  # tests/vectors/ is part of the repository
         pytest.fail(f"missing reference vectors {AMP_JSON}")
     return json.loads(AMP_JSON.read_text())
 
