@@ -4,24 +4,32 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 export EJM_CACHE ?= $(HOME)/.cache/electrum-joinmarket
 
-.PHONY: install test test-fast demo layers clean
+.PHONY: install test test-fast demo layers lint clean
 
 install:
 	@bash scripts/install.sh
 
-# The whole suite, end-to-end tests included. Exit code 5 (no tests collected) is a failure.
+# Static checks, then the whole suite, end-to-end tests included. Exit code 5 (no tests
+# collected) is a failure.
 test: install
+	@bash scripts/lint.sh
 	@bash scripts/run_tests.sh $(PYTEST_ARGS)
 
-# Unit and vector tests only (no regtest stack).
+# Static checks, then the tests that need no service (no regtest stack, no IRC server, no daemon).
 test-fast: install
+	@bash scripts/lint.sh
 	@bash scripts/run_tests.sh -m "not e2e and not stack" $(PYTEST_ARGS)
+
+# The static checks alone.
+lint:
+	@bash scripts/lint.sh
 
 demo: install
 	@$(PY) scripts/demo.py $(DEMO_ARGS)
 
+# The package rule alone (docs/architecture.md); standard library only, any python3 >= 3.10.
 layers:
-	@python3 ../shared/tools/check_layers.py .
+	@python3 scripts/check_layers.py .
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
