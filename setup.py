@@ -1,6 +1,6 @@
 """electrum-joinmarket: JoinMarket CoinJoin for Electrum users.
 
-Three packages (see ARCHITECTURE.md in the project's shared docs):
+Three packages (see docs/architecture.md):
   jmcore               - stdlib-only shared code: AMP schema and codec, constants, offer arithmetic
   jmdaemon             - keyless messaging daemon (Twisted), installed with the ``daemon`` extra
   electrum_joinmarket  - the Electrum plugin (uses Electrum's own libraries, installed separately)

@@ -8,7 +8,7 @@ Invariants:
 * **Settings** are Electrum config keys ``plugins.joinmarket.*`` declared as ``ConfigVar``s on
   ``SimpleConfig`` (so ``setconfig``/the GUI know their types and defaults).  The coinjoin fee
   limits have *no* default: :meth:`JoinMarketPlugin.fee_limits` raises :class:`FeeLimitsUnset`
-  until the user sets both, so an unset limit never means "pay any fee" (ARCHITECTURE
+  until the user sets both, so an unset limit never means "pay any fee" (docs/architecture.md
   invariant 1; Ref prompts the user in the same situation).
 * **Per-wallet state** lives in the wallet file (``BasePlugin.get_storage(wallet)``, key
   ``plugin_data.joinmarket``) and moves with it.  Electrum prunes plugin data of plugins absent

@@ -5,7 +5,7 @@ its wire name, its arguments (name and AMP argument type, *in the reference's
 order*), its response, its error codes, its direction and its group.
 
 Invariants (pinned by ``tests/unit/test_jmcore_commands.py`` against
-``protocol/vectors/amp_commands.json``):
+``tests/vectors/amp_commands.json``):
 
 * ``COMMANDS`` holds exactly the 50 reference commands (26 coinjoin, 11 SNICKER,
   13 BIP78), keyed by name; the name is also the ``_command`` value on the wire.

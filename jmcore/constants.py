@@ -1,6 +1,6 @@
 """JoinMarket protocol constants (reference: joinmarket-clientserver 0.9.12).
 
-Every value here is taken from ``protocol/PROTOCOL.md`` (section numbers in the
+Every value here is taken from ``docs/protocol.md`` (section numbers in the
 comments); nothing is invented.  Invariants:
 
 * the values are wire constants: changing one breaks compatibility with the

@@ -1,7 +1,7 @@
 """JoinMarket offers: parsing, validation and fee arithmetic.
 
 An offer on the wire is ``!<ordertype> <oid> <minsize> <maxsize> <txfee> <cjfee>``
-(PROTOCOL.md §4.2), e.g. ``!sw0reloffer 0 27300 100000000 0 0.00002``.
+(docs/protocol.md §4.2), e.g. ``!sw0reloffer 0 27300 100000000 0 0.00002``.
 
 Validation follows the reference taker's orderbook checks (§4.3, Ref
 ``OrderbookWatch.on_order_seen``) and is deliberately a little *stricter*

@@ -1,4 +1,4 @@
-"""Twisted AMP argument types that JoinMarket's jmbase adds to twisted's own (PROTOCOL.md §10.1).
+"""Twisted AMP argument types that JoinMarket's jmbase adds to twisted's own (docs/protocol.md §10.1).
 
 * ``JsonEncodable`` - the value is JSON text (ASCII) in one AMP value.
 * ``BigString`` / ``BigUnicode`` - the value is split over keys ``name.0``, ``name.1``, ... of at most

@@ -1,4 +1,4 @@
-"""The maker's commitment blacklist (PROTOCOL.md §7.5, §7.6, §13).
+"""The maker's commitment blacklist (docs/protocol.md §7.5, §7.6, §13).
 
 Commitments are compared in canonical form: lower-case hex of exactly 32 bytes (64 chars). The
 list is persisted as newline-separated lower-case hex (Ref's ``commitmentlist`` format); entries of

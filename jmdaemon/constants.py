@@ -1,4 +1,4 @@
-"""Protocol constants used by the daemon (PROTOCOL.md §4, §6, §12).
+"""Protocol constants used by the daemon (docs/protocol.md §4, §6, §12).
 
 jmcore.constants carries the shared ones; the daemon keeps the few it needs here so it
 does not depend on their exact names (values are fixed by the wire protocol anyway).
@@ -40,7 +40,7 @@ ONION_DN_HANDSHAKE = 795
 ONION_WIRE_TYPES = frozenset({ONION_PRIVMSG, ONION_PUBMSG, ONION_PEERLIST, ONION_GETPEERLIST,
                               ONION_HANDSHAKE, ONION_DN_HANDSHAKE})
 
-# limits (PROTOCOL.md §2, §3.1, §13)
+# limits (docs/protocol.md §2, §3.1, §13)
 MAX_PRIVMSG_LEN = 450                  # IRC line incl. "PRIVMSG nick :"
 MAX_ONION_LINE = 65536                 # bytes per onion JSON line (NG directory limit; Ref 40 000)
 MAX_MESSAGE_LEN = 65536                # a reassembled JM message (IRC chunks)

@@ -1,4 +1,4 @@
-"""NaCl boxes for the four encrypted JoinMarket commands (PROTOCOL.md §5), on pynacl.
+"""NaCl boxes for the four encrypted JoinMarket commands (docs/protocol.md §5), on pynacl.
 
 Wire layout of an encrypted body: base64(nonce[24] || poly1305 tag[16] || ciphertext), a fresh random
 nonce per message (a fixed nonce may be passed only to reproduce test vectors).

@@ -1,4 +1,4 @@
-"""A directory node for the onion message channel (PROTOCOL.md §3.3, §3.4), hardened like NG's:
+"""A directory node for the onion message channel (docs/protocol.md §3.3, §3.4), hardened like NG's:
 
 * accepts a 793 handshake iff app-name, proto-ver 5, directory false, same network, a valid
   location, and the nick is not already connected; replies 795 with ``accepted`` true/false;

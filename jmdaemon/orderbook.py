@@ -1,4 +1,4 @@
-"""The taker's view of offers (PROTOCOL.md §4.3): validated, bounded in memory (D7).
+"""The taker's view of offers (docs/protocol.md §4.3): validated, bounded in memory (D7).
 
 Rows are the JSON objects that ``JMOffers`` carries: counterparty, oid, ordertype, minsize, maxsize,
 txfee (ints) and cjfee (decimal string), as Ref's sqlite orderbook produces them.

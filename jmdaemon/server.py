@@ -1,6 +1,6 @@
 """The AMP server: one ``JMDaemonProtocol`` per client connection, each with its own nick,
 message channels, orderbook and coinjoin sessions (the daemon side of JoinMarket's
-``daemon_protocol.py``; sequences in PROTOCOL.md §10.3).
+``daemon_protocol.py``; sequences in docs/protocol.md §10.3).
 
 The daemon holds no bitcoin keys: every outgoing private message is signed by the client
 (``JMRequestMsgSig``) and every incoming one verified by it (``JMRequestMsgSigVerify``). It holds

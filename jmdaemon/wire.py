@@ -1,5 +1,5 @@
 """Pure wire-format functions: IRC chunking, onion JSON lines, handshakes, peerlists, privmsg
-layout. No I/O here, so every parser can be fuzzed directly (PROTOCOL.md §2, §3, §4)."""
+layout. No I/O here, so every parser can be fuzzed directly (docs/protocol.md §2, §3, §4)."""
 import base64
 import binascii
 import json

@@ -27,7 +27,7 @@ quiet_pip() {
   grep -v 'is ignored: it is neither a file nor a directory' "$log" >&2 || true
   rm -f "$log"; return "$rc"
 }
-sidhint="Debian sid may have changed (package renamed, removed, or a new soname); see ARCHITECTURE.md 'Real parts in tests'."
+sidhint="Debian sid may have changed (package renamed, removed, or a new soname); see docs/devstack.md 'What runs'."
 
 mkdir -p "$CACHE"
 t0=$(date +%s)

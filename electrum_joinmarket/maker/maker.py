@@ -1,7 +1,7 @@
 """A JoinMarket maker (yield generator) running on an Electrum wallet.
 
 One :class:`Maker` per wallet.  It is the role handler of a :class:`~.client.DaemonClient`
-(PROTOCOL.md §10.3 "Maker"): ``JMInit → JMInitProto → JMStartMC → JMUp → JMSetup("MAKER",
+(docs/protocol.md §10.3 "Maker"): ``JMInit → JMInitProto → JMStartMC → JMUp → JMSetup("MAKER",
 offers) → JMSetupDone``; per taker ``JMAuthReceived → JMIOAuth``, ``JMTXReceived → JMTXSigs``,
 ``JMTXBroadcast``; after our coins moved ``JMAnnounceOffers``.
 
@@ -11,7 +11,7 @@ max(27 300, txfee)``; relative offers lift ``minsize`` so the fee is ≥ 1.5 × 
 offers announce ``cjfee = txfee + cjfee_a``.  Coins counted: confirmed, not frozen in Electrum
 (coin or address), of the wallet's script type, not excluded (fidelity-bond coins).
 
-Money-safety invariants (ARCHITECTURE.md, TESTING.md T1–T9):
+Money-safety invariants (docs/architecture.md, docs/testing.md T1–T9):
 
 * **Nothing is revealed before the taker is checked** (``!auth``, §7.5): the revelation parses and
   the PoDLE verifies against the ``!fill`` commitment for an index in ``0..retries−1`` (T6); the
@@ -174,7 +174,7 @@ class MakerSettings:
 
 @dataclass(frozen=True)
 class Refusal:
-    """One refused taker message: TESTING.md case id (or ``chain``/``internal``/``no-coins``)."""
+    """One refused taker message: docs/testing.md case id (or ``chain``/``internal``/``no-coins``)."""
     nick: str
     case: str
     reason: str

@@ -1,4 +1,4 @@
-"""The coinjoin miner-fee model and amount solvers (PROTOCOL.md §8.1, §8.3).
+"""The coinjoin miner-fee model and amount solvers (docs/protocol.md §8.1, §8.3).
 
 Everything here is pure integer arithmetic except :func:`fetch_feerate`, which asks Electrum's
 network for a fee estimate.  It imports Electrum only lazily (for the network and the regtest

@@ -1,4 +1,4 @@
-"""Offer filtering and choice for the taker (PROTOCOL.md §8.1–8.2, Ref ``jmclient/support.py``).
+"""Offer filtering and choice for the taker (docs/protocol.md §8.1–8.2, Ref ``jmclient/support.py``).
 
 Pure logic over :class:`jmcore.offers.Offer` objects: no network, no wallet, no Electrum imports.
 Every random draw goes through an injectable :class:`random.Random` (tests pass a seeded one;

@@ -1,4 +1,4 @@
-"""Fidelity bonds: the ``!tbond`` proof and the bond value (PROTOCOL.md §11, ``fidelity_bond.json``).
+"""Fidelity bonds: the ``!tbond`` proof and the bond value (docs/protocol.md §11, ``fidelity_bond.json``).
 
 Proof = base64 of exactly 252 bytes, little-endian struct ``<72s72s33sH33s32sII``::
 

@@ -1,6 +1,6 @@
 """Used and external PoDLE commitments, persisted in the wallet's plugin storage.
 
-Equivalent of Ref's ``cmtdata/commitments.json`` (PROTOCOL.md §7.4)::
+Equivalent of Ref's ``cmtdata/commitments.json`` (docs/protocol.md §7.4)::
 
     {"used": [hexC, ...], "external": {"txid:n": {"P": hex, "reveal": {"0": {"P2","s","e"}, ...}}}}
 
@@ -14,7 +14,7 @@ Security invariants:
   e.g. ``wallet.save_db``) — *before* ``C`` is handed to the daemon for ``!fill``.  If the process
   dies after sending, the commitment is still recorded, so it is never reused: reusing a commitment
   the makers have blacklisted gets the taker refused everywhere and leaks that it retried with the
-  same utxo.  (ARCHITECTURE invariant 2: no used commitment forgotten.)
+  same utxo.  (docs/architecture.md invariant 2: no used commitment forgotten.)
 * **Canonical hex.** Every commitment is stored and compared as 64 lower-case hex characters; a
   commitment whose hex case was changed is the same commitment (T5).  Malformed commitments raise
   ``PoDLEParseError`` instead of being silently stored.

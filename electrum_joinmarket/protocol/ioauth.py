@@ -1,4 +1,4 @@
-"""The maker's ``!ioauth`` body and the taker's check of it (PROTOCOL.md §5, §8.4, §9 step 4).
+"""The maker's ``!ioauth`` body and the taker's check of it (docs/protocol.md §5, §8.4, §9 step 4).
 
 Plaintext body (NaCl-encrypted on the wire; vector ``ioauth_and_sig.json``)::
 
@@ -9,7 +9,7 @@ ASCII hex of the maker's *own* NaCl public key, by ``auth_pub`` — the key of o
 inputs.  It binds the encrypted session to a key that controls real coins (anti-MITM, §13).
 
 Taker-side invariants (:func:`verify_ioauth`; each refusal raises :class:`IoauthRejected` with the
-TESTING.md case id, and nothing is asked of the server before the cheap checks pass):
+docs/testing.md case id, and nothing is asked of the server before the cheap checks pass):
 
 * ``D1`` the body is malformed (field count, utxo syntax, pubkey/signature encoding, sizes);
 * ``M11`` more maker inputs than ``max_inputs`` (15, as joinmarket-ng) — an unbounded list lets a
@@ -26,7 +26,7 @@ TESTING.md case id, and nothing is asked of the server before the cheap checks p
 
 Chain failures that are not the maker's fault (server unreachable, SPV proof failing) are raised
 as :class:`electrum_joinmarket.chain.server.ChainError`: the maker is then neither accepted nor blamed,
-and the taker must not sign (ARCHITECTURE invariant 1, TESTING F2).
+and the taker must not sign (docs/architecture.md invariant 1, docs/testing.md F2).
 
 The result, :class:`VerifiedIoauth`, carries the :class:`~electrum_joinmarket.chain.utxo.UtxoInfo` of
 every maker input (value + scriptPubKey) for the transaction builder.
@@ -69,7 +69,7 @@ IOAUTH_CASE_IDS = frozenset({"D1", "M1", "M2", "M3", "M4", "M5", "M6", "M7", "M8
 
 
 class IoauthRejected(Exception):
-    """The maker's ``!ioauth`` fails check ``case_id`` (TESTING.md ids; ``D1`` = malformed)."""
+    """The maker's ``!ioauth`` fails check ``case_id`` (docs/testing.md ids; ``D1`` = malformed)."""
 
     def __init__(self, case_id: str, reason: str):
         assert case_id in IOAUTH_CASE_IDS, case_id

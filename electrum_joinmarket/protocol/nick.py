@@ -1,6 +1,6 @@
 """JoinMarket nick keys, nick derivation and private-message signatures.
 
-Wire reference: PROTOCOL.md §6 (vectors ``nicks.json`` and ``privmsg_signing.json``).
+Wire reference: docs/protocol.md §6 (vectors ``nicks.json`` and ``privmsg_signing.json``).
 
 Nick derivation (§6.1)::
 

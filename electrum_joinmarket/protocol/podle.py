@@ -1,5 +1,5 @@
 """PoDLE (proof of discrete-log equivalence) commitments, as used by JoinMarket's anti-snooping
-defence.  Wire reference: PROTOCOL.md §7 (vectors ``nums_points.json`` and ``podle.json``).
+defence.  Wire reference: docs/protocol.md §7 (vectors ``nums_points.json`` and ``podle.json``).
 
 Math (§7.1): the taker holds the utxo key ``x`` with ``P = xG``.  For a NUMS point ``J = J(i)``
 it reveals ``P2 = xJ`` and a Schnorr-style proof ``(s, e)`` that ``log_G(P) == log_J(P2)``::

@@ -4,7 +4,7 @@ Stages (each reported to ``progress``): connect → orderbook → choose makers 
 fill → check every ``!ioauth`` on-chain → build → ``!tx`` → collect and check ``!sig``s → sign →
 broadcast → seen by the wallet.
 
-Money-safety invariants held here (ARCHITECTURE.md):
+Money-safety invariants held here (docs/architecture.md):
 
 1. We sign only through :func:`txbuild.sign_our_inputs`, which runs
    :func:`txbuild.check_before_signing` against the plan made from *verified* ``!ioauth`` data

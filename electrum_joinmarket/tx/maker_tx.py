@@ -1,6 +1,6 @@
 """The maker's side of the coinjoin transaction: verify the taker's ``!tx``, sign our inputs.
 
-PROTOCOL.md §9 "Maker tx verification (must)" and §13 "Taker stealing from maker". A maker
+docs/protocol.md §9 "Maker tx verification (must)" and §13 "Taker stealing from maker". A maker
 never signs unless :func:`verify_taker_tx` passed, and :func:`maker_sign` re-checks the part
 that decides *what* gets signed.  Invariants:
 
@@ -35,7 +35,7 @@ _log = logging.getLogger(__name__)
 
 class TakerTxRejected(UnsafeTransaction):
     """The taker's ``!tx`` breaks our agreement; we send no ``!sig``. ``case`` names the
-    TESTING.md case (T1, T2, T3, T4, T9) or ``malformed``."""
+    docs/testing.md case (T1, T2, T3, T4, T9) or ``malformed``."""
 
     def __init__(self, case: str, reason: str):
         super().__init__(f"{case}: {reason}")

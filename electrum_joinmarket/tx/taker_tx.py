@@ -5,7 +5,7 @@ Built on Electrum's own :class:`~electrum.transaction.PartialTransaction` and si
 :mod:`electrum_joinmarket.tx.maker_tx`, the fee/size model and amount solvers in
 :mod:`electrum_joinmarket.market.feemodel`.
 
-Flow (PROTOCOL.md §8.3–§8.5)::
+Flow (docs/protocol.md §8.3–§8.5)::
 
     plan = plan_coinjoin(cj_amount=..., my_coins=wallet coins, makers=[MakerInput...], ...)
     tx = build_coinjoin(plan, my_coins, prev_txs, tip_height, wallet=wallet)
@@ -14,7 +14,7 @@ Flow (PROTOCOL.md §8.3–§8.5)::
     sign_our_inputs(wallet, tx, password, plan)              # runs check_before_signing first
     tx.serialize()                                           # network hex, broadcast
 
-Money-safety invariant 1 (ARCHITECTURE.md) is enforced by :func:`check_before_signing`, which
+Money-safety invariant 1 (docs/architecture.md) is enforced by :func:`check_before_signing`, which
 :func:`sign_our_inputs` always runs immediately before the wallet is asked to sign:
 
 * every output we expect is present **exactly once**: our coinjoin output with at least
@@ -64,7 +64,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 SEQUENCE = 0xfffffffe           # final-but-locktime-enabled, no RBF (reference)
-MAX_MAKER_INPUTS = 15           # NG's cap per maker (TESTING.md M11)
+MAX_MAKER_INPUTS = 15           # NG's cap per maker (docs/testing.md M11)
 SIGHASH_ALL = 0x01
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -1,4 +1,4 @@
-"""IRC message channel (PROTOCOL.md §2): Twisted IRC client, optional TLS and SOCKS5 (Tor),
+"""IRC message channel (docs/protocol.md §2): Twisted IRC client, optional TLS and SOCKS5 (Tor),
 reconnection with backoff, Ref-compatible chunking of private messages and packing of offers."""
 import logging
 

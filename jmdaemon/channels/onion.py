@@ -1,4 +1,4 @@
-"""The onion message channel (PROTOCOL.md §3): connections to directory nodes plus direct links
+"""The onion message channel (docs/protocol.md §3): connections to directory nodes plus direct links
 to serving peers, JSON lines, handshakes, peerlists and routing.
 
 Test mode (Ref ``regtest_count`` other than ``0,0``, or ``test_mode: true``): plain TCP on

@@ -1,5 +1,5 @@
 """The line protocol shared by onion clients, peers and directory nodes: one JSON object per
-CRLF-terminated line (PROTOCOL.md §3.1). Bad lines are dropped and the connection closed, as Ref
+CRLF-terminated line (docs/protocol.md §3.1). Bad lines are dropped and the connection closed, as Ref
 does; over-long lines close the connection."""
 import logging
 

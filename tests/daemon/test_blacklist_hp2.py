@@ -1,4 +1,4 @@
-"""Commitment blacklist and !hp2 (PROTOCOL.md §7.5, §7.6, §13; TESTING.md T5): the maker
+"""Commitment blacklist and !hp2 (docs/protocol.md §7.5, §7.6, §13; docs/testing.md T5): the maker
 persists C when it sends !ioauth and asks another maker to publish it as a public !hp2; other
 makers blacklist published commitments; a reused commitment is refused in any hex case. Also: a
 maker that leaves is dropped from the taker's book (peerlist ;D)."""

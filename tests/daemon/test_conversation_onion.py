@@ -19,7 +19,7 @@ def onion_config(directory, serving=False, port=0):
 
 
 async def next_schedule_entry(taker, maker, chan):
-    """PROTOCOL.md §10.3: the next coinjoin of a schedule re-sends JMInit with the same channels
+    """docs/protocol.md §10.3: the next coinjoin of a schedule re-sends JMInit with the same channels
     (kept, so JMUp comes at once), then JMStartMC/JMSetup/JMFill run again from state 0."""
     from .conversation import COMMITMENT_HEX, REVELATION, wait_offers
     n_up = taker.count("JMUp")

@@ -1,5 +1,5 @@
 """Malicious makers against our taker, over the real IRC pit with three honest Electrum makers
-(TESTING.md M1, M2, M5, M9, M10): the taker never signs a transaction with a bad maker in it,
+(docs/testing.md M1, M2, M5, M9, M10): the taker never signs a transaction with a bad maker in it,
 drops that maker, still completes the coinjoin with the honest ones (retrying when the failure
 comes after ``!tx``), and ends clean — no coin frozen, every used commitment kept."""
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Electrum maker (electrum_joinmarket.maker.maker) on the real regtest stack: a password-protected
 Electrum maker wallet behind its own jmdaemon, a test taker (real wallet, real PoDLE, real nick
 key) behind another jmdaemon, both on ngircd.  Whole coinjoin with balances to the satoshi;
-malicious takers T2–T8 never get a signature (TESTING.md); reservations released; offers
+malicious takers T2–T8 never get a signature (docs/testing.md); reservations released; offers
 re-announced after the coinjoin."""
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """pytest-qt harness on Electrum's real Qt GUI (PyQt6, offscreen), built on the stack's one
 Electrum daemon (Electrum's Network is a per-process singleton, so no second Daemon).
 
-Order (ELECTRUM_NOTES §2 "Headless"): the stack's loop/regtest/daemon exist already
+Order (docs/devstack.md, "Electrum in the tests"): the stack's loop/regtest/daemon exist already
 (``electrum_node``); then ``register_runtime()``, ``Plugins(config, 'qt')``,
 ``ElectrumGui(config=, daemon=, plugins=)``, and ``gui._create_window_for_wallet(wallet)``.
 

@@ -1,4 +1,4 @@
-"""Fidelity bond proofs and values against the Ref 0.9.12 vector (PROTOCOL.md §11)."""
+"""Fidelity bond proofs and values against the Ref 0.9.12 vector (docs/protocol.md §11)."""
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,4 @@
-"""Nick derivation and private-message signatures against the Ref 0.9.12 vectors (PROTOCOL.md §6)."""
+"""Nick derivation and private-message signatures against the Ref 0.9.12 vectors (docs/protocol.md §6)."""
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,4 @@
-"""PoDLE, NUMS points, wire parsing and the taker's utxo choice (PROTOCOL.md §7)."""
+"""PoDLE, NUMS points, wire parsing and the taker's utxo choice (docs/protocol.md §7)."""
 from __future__ import annotations
 
 import json
