@@ -1,0 +1,2 @@
+"""JoinMarket depths (mixdepths) inside a standard Electrum wallet: the rules and the per-wallet
+record (see :mod:`.record`)."""

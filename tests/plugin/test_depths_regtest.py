@@ -1,0 +1,208 @@
+"""The depth record (electrum_joinmarket.depths) on real Electrum 4.8 wallets on the regtest stack:
+a real coinjoin (built, checked and signed by our taker/maker transaction code, no messaging)
+moves the taker's and each maker's coinjoin output to the next depth and keeps their change;
+an ordinary Electrum payment keeps its change in the paying depth; a payment that merges
+depths is reported; reserved addresses are never handed out by Electrum; and a wallet restored
+from its seed (no record) gets the same depths back, with a report of what was rebuilt."""
+from __future__ import annotations
+
+import pytest
+
+from electrum_joinmarket.depths import rules
+from electrum_joinmarket.depths.record import DEPTHS_KEY, DepthError, DepthRecord, MixedDepthsError
+
+from .test_coinjoin_regtest import OFFER_A, OFFER_B, Maker, run_coinjoin
+
+pytestmark = pytest.mark.stack
+
+
+def record_of(wallet) -> DepthRecord:
+    from electrum_joinmarket.maker.maker import plugin_storage
+    return DepthRecord(wallet, plugin_storage(wallet))
+
+
+def depth_map(rec: DepthRecord) -> dict[str, tuple[int, int, str]]:
+    return {c.outpoint: (c.depth, c.coinjoins, c.kind) for c in rec.coins()}
+
+
+def outpoint_of(tx, address) -> str:
+    n = [i for i, o in enumerate(tx.outputs()) if o.address == address]
+    assert len(n) == 1
+    return f"{tx.txid()}:{n[0]}"
+
+
+def test_depths_follow_a_coinjoin_a_payment_and_a_merge_then_rebuild_from_seed(
+        bitcoind, electrum_node, make_wallet):
+    taker = make_wallet(fund=[15_000_000, 10_000_000])
+    wa = make_wallet(fund=[30_000_000, 20_000_000])
+    wb = make_wallet(fund=[30_000_000])
+    rec, rec_a, rec_b = record_of(taker), record_of(wa), record_of(wb)
+    # fresh wallets: deposits in depth 0
+    assert rec.balances() == {0: 25_000_000, 1: 0, 2: 0, 3: 0, 4: 0}
+    assert {k for _d, _c, k in depth_map(rec).values()} == {rules.DEPOSIT}
+
+    # the coinjoin: taker sends 10M INTERNAL (to an address reserved for depth 1); each maker's
+    # coinjoin output goes to an address reserved for its next depth, change to its own depth
+    internal, change = rec.reserve_address(1), rec.reserve_address(0)
+    makers = []
+    for w, r, offer in ((wa, rec_a, OFFER_A), (wb, rec_b, OFFER_B)):
+        coins = sorted(w.get_spendable_coins(), key=lambda c: c.prevout.to_str())
+        makers.append(Maker(w, offer, coins, r.reserve_address(1), r.reserve_address(0)))
+    cj = 10_000_000
+    plan, tx = run_coinjoin(electrum_node, bitcoind, taker, None, makers, cj,
+                            my_cj_addr=internal, my_change_addr=change)
+    for w in (taker, wa, wb):
+        electrum_node.wait_tx(w, tx.txid(), confirmations=1)
+    rec.note_coinjoin(tx.txid(), cj)      # what the taker's runner records
+
+    d = depth_map(rec)
+    assert d[outpoint_of(tx, internal)] == (1, 1, rules.CJ_OUT)
+    assert d[outpoint_of(tx, change)] == (0, 0, rules.CJ_CHANGE)
+    my_change = plan.amounts.my_change
+    assert rec.balances() == {0: my_change, 1: cj, 2: 0, 3: 0, 4: 0}
+    for m, r in zip(makers, (rec_a, rec_b)):
+        md = depth_map(r)
+        assert md[outpoint_of(tx, m.cj_addr)] == (1, 1, rules.CJ_OUT)   # recognised by pattern
+        assert md[outpoint_of(tx, m.change_addr)] == (0, 0, rules.CJ_CHANGE)
+        assert r.balances()[1] == cj
+
+    # an ordinary Electrum payment from depth 1 only: its change stays in depth 1
+    outsider = make_wallet()
+    pay_to = outsider.get_receiving_addresses()[0]
+    depth1 = [c for c in taker.get_spendable_coins()
+              if c.prevout.to_str() in rec.spendable_outpoints(1)]
+    assert len(depth1) == 1
+    from electrum.fee_policy import FeePolicy
+    from electrum.transaction import PartialTxOutput
+    ptx = taker.make_unsigned_transaction(
+        coins=depth1, outputs=[PartialTxOutput.from_address_and_value(pay_to, 3_000_000)],
+        fee_policy=FeePolicy("feerate:2000"))
+    taker.sign_transaction(ptx, None)
+    electrum_node.run(electrum_node.network.broadcast_transaction(ptx))
+    bitcoind.mine(1)
+    electrum_node.wait_tx(taker, ptx.txid(), confirmations=1)
+    change_out = [f"{ptx.txid()}:{i}" for i, o in enumerate(ptx.outputs()) if o.address != pay_to]
+    assert depth_map(rec)[change_out[0]] == (1, 1, rules.CHANGE)
+    assert rec.merges() == []
+
+    # a payment that merges a new deposit (depth 0) with depth 1's coin: reported, its change
+    # in depth 0 (the least mixed); the coinjoin's change in depth 0 is not touched
+    from tests.plugin.maker_harness import fund_wallet
+    deposit = fund_wallet(electrum_node, bitcoind, taker, [2_000_000])[0]
+    assert depth_map(rec)[deposit] == (0, 0, rules.DEPOSIT)
+    merging = [c for c in taker.get_spendable_coins()
+               if c.prevout.to_str() in (deposit, change_out[0])]
+    mtx = taker.make_unsigned_transaction(
+        coins=merging, outputs=[PartialTxOutput.from_address_and_value(pay_to, 8_000_000)],
+        fee_policy=FeePolicy("feerate:2000"))
+    assert len(mtx.inputs()) == 2
+    taker.sign_transaction(mtx, None)
+    electrum_node.run(electrum_node.network.broadcast_transaction(mtx))
+    bitcoind.mine(1)
+    electrum_node.wait_tx(taker, mtx.txid(), confirmations=1)
+    assert rec.merges() == [{"txid": mtx.txid(), "depths": [0, 1]}]
+    merged = [c for c in rec.coins() if c.outpoint.startswith(mtx.txid())]
+    assert [(c.depth, c.coinjoins, c.kind) for c in merged] == [(0, 1, rules.MERGED)]
+    late = fund_wallet(electrum_node, bitcoind, taker, [1_500_000])[0]
+    assert depth_map(rec)[late] == (0, 0, rules.DEPOSIT)
+    assert depth_map(rec)[outpoint_of(tx, change)] == (0, 0, rules.CJ_CHANGE)
+    before_restore = depth_map(rec)
+    assert rec.report() is not None and rec.report().coins == 2   # first refresh: 2 deposits
+    rec.dismiss_report()
+    assert rec.report() is None
+
+    # restore from seed: no record, the same depths from history alone (recorded coinjoin
+    # amounts are gone, the equal outputs are enough), and a report saying so
+    seed = taker.keystore.get_seed(None)
+    restored = electrum_node.create_wallet("depths-restored", seed=seed)
+    try:
+        electrum_node.wait(lambda: {c.prevout.to_str() for c in restored.get_utxos()}
+                           == set(before_restore), 30, "the restored wallet's coins")
+        from electrum_joinmarket.maker.maker import plugin_storage
+        assert DEPTHS_KEY not in plugin_storage(restored)
+        rrec = record_of(restored)
+        assert depth_map(rrec) == before_restore
+        report = rrec.report()
+        assert report is not None
+        assert report.coins == 3 and report.deposits == 1
+        assert report.coinjoins_recognised == 1 and report.merges == 1
+        assert "restore from seed" in report.message()
+        print(f"\nDEPTHS before={sorted(before_restore.values())} "
+              f"restored={sorted(depth_map(rrec).values())} report={report.to_dict()}")
+    finally:
+        electrum_node.close_wallet(restored)
+    # maker A's wallet restored from its seed: its coinjoin output is back in depth 1
+    a_before = depth_map(rec_a)
+    assert sorted(a_before.values()) == [(0, 0, rules.CJ_CHANGE), (1, 1, rules.CJ_OUT)]
+    restored_a = electrum_node.create_wallet("depths-restored-a", seed=wa.keystore.get_seed(None))
+    try:
+        electrum_node.wait(lambda: {c.prevout.to_str() for c in restored_a.get_utxos()}
+                           == set(a_before), 30, "maker A's restored coins")
+        assert depth_map(record_of(restored_a)) == a_before
+    finally:
+        electrum_node.close_wallet(restored_a)
+
+
+@pytest.fixture
+def plugin_registered(electrum_node):
+    """Electrum drops the wallet data of plugins absent from its config when a wallet closes;
+    a user who ever enabled the plugin has the key."""
+    if electrum_node.config.get("plugins.joinmarket.enabled") is None:
+        electrum_node.config.set_key("plugins.joinmarket.enabled", False)
+
+
+def test_reserved_addresses_are_not_handed_out_by_electrum(bitcoind, electrum_node, make_wallet,
+                                                           plugin_registered):
+    w = make_wallet(fund=[5_000_000])
+    rec = record_of(w)
+    reserved = {rec.reserve_address(d) for d in (1, 2, 2)}
+    assert len(reserved) == 3
+    assert all(w.is_address_reserved(a) and w.is_change(a) for a in reserved)
+    assert [rec.address_depth(a) for a in sorted(reserved)].count(2) == 2
+    # the Receive tab hands out receiving-branch addresses only
+    handed = {w.get_unused_address(), w.get_receiving_address()}
+    req_key = w.create_request(100_000, "x", 3600, w.get_unused_address())
+    handed.add(w.get_request(req_key).get_address())
+    assert not handed & reserved
+    # Electrum's coin chooser does not send change to them
+    from electrum.fee_policy import FeePolicy
+    from electrum.transaction import PartialTxOutput
+    other = make_wallet()
+    for _ in range(3):
+        tx = w.make_unsigned_transaction(
+            outputs=[PartialTxOutput.from_address_and_value(other.get_receiving_addresses()[0],
+                                                            1_000_000)],
+            fee_policy=FeePolicy("feerate:2000"))
+        assert not {o.address for o in tx.outputs()} & reserved
+    # the record (and Electrum's reserved flag) is on disk: reload the wallet file
+    path = w.storage.path
+    electrum_node.close_wallet(w)
+    w2 = electrum_node.load_wallet(path)
+    try:
+        rec2 = record_of(w2)
+        assert {a for a in reserved if rec2.address_depth(a) is not None} == reserved
+        assert all(w2.is_address_reserved(a) for a in reserved)
+    finally:
+        electrum_node.close_wallet(w2)
+
+
+def test_user_moves_a_deposit_and_mixed_spends_are_refused(bitcoind, electrum_node, make_wallet):
+    w = make_wallet(fund=[4_000_000, 3_000_000, 2_000_000])
+    rec = record_of(w)
+    coins = [c.outpoint for c in rec.coins()]
+    rec.set_coin_depth(coins[1], 3)
+    assert rec.depth_of(coins[1]).depth == 3 and rec.depth_of(coins[1]).kind == rules.USER
+    assert rec.balances() == {0: 6_000_000, 1: 0, 2: 0, 3: 3_000_000, 4: 0}
+    assert rec.check_one_depth([coins[0], coins[2]]) == 0
+    with pytest.raises(MixedDepthsError) as exc:
+        rec.check_one_depth(coins)
+    assert exc.value.depths == (0, 3)
+    with pytest.raises(DepthError):
+        rec.set_coin_depth(coins[0], 5)
+    with pytest.raises(DepthError):
+        rec.check_one_depth(["00" * 32 + ":0"])
+    # the deposit depth applies to later deposits
+    rec.set_deposit_depth(2)
+    from tests.plugin.maker_harness import fund_wallet
+    new = fund_wallet(electrum_node, bitcoind, w, [1_000_000])[0]
+    assert rec.depth_of(new).depth == 2
