@@ -4,13 +4,22 @@
 Starts bitcoind, ElectrumX, an IRC server and Electrum 4.8 (in-process), three maker wallets
 each running the plugin's yield generator with its own jmdaemon, and a taker wallet that runs
 one coinjoin through its own jmdaemon. Prints progress, the makers chosen, the fees paid, the
-txid and its confirmation. ``--keep`` leaves everything running until Ctrl-C.
+anonymity set, the txid and its confirmation (in a block the demo mines itself).
+
+``--keep`` leaves the network running until Ctrl-C (or SIGTERM/SIGHUP) and prints how to attach
+your own Electrum and wallet to it. Whatever ends the demo — success, failure, Ctrl-C, SIGTERM,
+a closed terminal — every service it started is stopped and its temp dir is removed
+(``--keep-data`` keeps the dir).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
+import shlex
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -18,28 +27,81 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from devstack.bitcoind import start_bitcoind  # noqa: E402
+from devstack.bitcoind import RPC_PASSWORD, RPC_USER, start_bitcoind  # noqa: E402
 from devstack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402
 from devstack.electrumx import start_electrumx  # noqa: E402
 from devstack.ircd import start_ircd  # noqa: E402
+from devstack.procs import installed_env  # noqa: E402
 
 from electrum_joinmarket.protocol.commitments import CommitmentStore  # noqa: E402
 from devstack.jmnet import JMNet, irc_config, quick_config  # noqa: E402
 
 MAKER_FEES = ("0.0002", "0.0003", "0.00025")
+DEMO_USER_DIR = "~/ejm-demo-electrum"   # where --keep suggests your own Electrum keeps its data
+
+
+class Stop(Exception):
+    """SIGTERM or SIGHUP arrived: stop everything (like Ctrl-C)."""
+
+
+def _on_signal(signum: int, _frame) -> None:
+    # once: a second signal while we clean up must not interrupt the cleanup
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(s, signal.SIG_IGN)
+    raise Stop(signal.Signals(signum).name)
 
 
 def step(msg: str, t0: float) -> None:
     print(f"[demo {time.monotonic() - t0:6.1f}s] {msg}", flush=True)
 
 
+def attach_help(node, ex, irc, config, wallets: dict) -> str:
+    """How to point your own Electrum (with the plugin) and wallet at this demo network: shell
+    lines to paste, in order."""
+    cli = installed_env().get("EJM_BITCOIN_CLI", "bitcoin-cli")
+    py = shlex.quote(str(ROOT / ".venv" / "bin" / "python"))
+    chans = json.dumps(irc_config(irc))
+    lines = [
+        "",
+        "The demo network keeps running. To use it from your own Electrum, paste in another shell:",
+        f"  BCLI='{cli} -regtest -rpcconnect=127.0.0.1 -rpcport={node.rpc_port} "
+        f"-rpcuser={RPC_USER} -rpcpassword={RPC_PASSWORD} -rpcwallet=miner'",
+        f"  EL='{py} -m electrum_joinmarket.loader --regtest -D {DEMO_USER_DIR}'",
+        "  # the plugin on, pointed at the demo's IRC server, with fee limits:",
+        "  $EL --offline setconfig plugins.joinmarket.enabled true",
+        f"  $EL --offline setconfig plugins.joinmarket.channels {shlex.quote(chans)}",
+        f"  $EL --offline setconfig plugins.joinmarket.max_cj_fee_abs {config.max_cj_fee_abs}",
+        f"  $EL --offline setconfig plugins.joinmarket.max_cj_fee_rel {config.max_cj_fee_rel}",
+        "  $EL --offline setconfig plugins.joinmarket.minimum_makers 2",
+        "  # Electrum on the demo's ElectrumX, a wallet, coins with 5 confirmations (PoDLE):",
+        f"  $EL daemon -d --oneserver --server {ex.server_string}",
+        "  $EL create --seed_type segwit; $EL load_wallet",
+        "  $BCLI sendtoaddress $($EL getunusedaddress) 0.5; $BCLI -generate 5",
+        "  # a coinjoin with the demo's 3 makers (--wait follows it; Ctrl-C cancels it):",
+        "  $EL joinmarket_coinjoin $($EL getunusedaddress) 0.1 --counterparties 2 --wait",
+        "  $EL stop   # when done",
+        f"bitcoind RPC 127.0.0.1:{node.rpc_port} ({RPC_USER}/{RPC_PASSWORD}), ElectrumX "
+        f"{ex.server_string}, IRC 127.0.0.1:{irc.port} #joinmarket-pit.",
+        "The demo's wallets (open in the demo's Electrum: copy a file before opening it):",
+    ]
+    lines += [f"  {name:<12} {w.storage.path}" for name, w in wallets.items()]
+    lines.append("Ctrl-C here stops the demo network and removes its temp dir.")
+    return "\n".join(lines)
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--keep", action="store_true", help="keep the stack running until Ctrl-C")
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keep", action="store_true", help="keep the network running until Ctrl-C")
+    ap.add_argument("--keep-data", action="store_true",
+                    help="do not remove the temp dir (wallets, logs) at the end")
     args = ap.parse_args()
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _on_signal)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="ejm-demo-"))
     t0 = time.monotonic()
     started = []
+    rc = 1
     try:
         node = start_bitcoind(workdir / "bitcoind")
         started.append(node)
@@ -68,7 +130,8 @@ def main() -> int:
         for w in [m[0] for m in makers] + [taker]:
             electrum.wait(lambda w=w: w.get_balance()[0] > 0 and w.is_up_to_date(), 60,
                           f"{w} to see its coins confirmed")
-        step("wallets funded: 3 makers (0.7 BTC each), taker 0.4 BTC", t0)
+        step("wallets funded: 3 makers (0.7 BTC each), taker 0.4 BTC; the demo mined 6 blocks "
+             "(JoinMarket's PoDLE needs coins with 5 confirmations)", t0)
         net = JMNet(electrum, node, workdir / "jm", irc_config(irc))
         started.append(net)
         for w, fee in makers:
@@ -77,6 +140,10 @@ def main() -> int:
                  f"cjfee {fee} (jmdaemon on 127.0.0.1:{party.daemon.port})", t0)
         amount = 12_500_000
         config = quick_config(amount, dest.get_receiving_address(), n=3, orderbook_min_wait=5.0)
+        step(f"taker: {amount} sat to {config.destination} with {config.n_makers} makers; fee "
+             f"limits: a maker is refused only if its fee is above BOTH {config.max_cj_fee_abs} "
+             f"sat and {config.max_cj_fee_rel} of the amount "
+             f"({int(amount * float(config.max_cj_fee_rel))} sat)", t0)
 
         last = [""]
 
@@ -93,26 +160,45 @@ def main() -> int:
             return 1
         for nick, fee in outcome.maker_fees.items():
             step(f"  maker {nick}: fee {fee} sat", t0)
-        step(f"  miner fee {outcome.miner_fee} sat (taker's share {outcome.taker_miner_fee} sat); "
-             f"total cost to the taker {outcome.total_cost} sat "
-             f"({100 * outcome.total_cost / amount:.3f}%)", t0)
+        tx = taker.adb.get_transaction(outcome.txid)
+        from electrum_joinmarket.tx.privacy import anonymity_set
+        vsize = tx.estimated_size()
+        step(f"  miner fee {outcome.miner_fee} sat ({outcome.miner_fee / vsize:.1f} sat/vB, "
+             f"{vsize} vB; taker's share {outcome.taker_miner_fee} sat); total cost to the taker "
+             f"{outcome.total_cost} sat ({100 * outcome.total_cost / amount:.3f}%)", t0)
+        step(f"  anonymity set: {anonymity_set(tx.outputs(), outcome.cj_amount)} equal outputs of "
+             f"{outcome.cj_amount} sat among {len(tx.outputs())} outputs", t0)
         node.mine(1)
         confs = electrum.wait_tx(dest, outcome.txid, confirmations=1, timeout=60)
-        step(f"coinjoin {outcome.txid} confirmed ({confs} confirmation, SPV-verified by "
-             f"Electrum); destination received {dest.get_balance()[0]} sat", t0)
+        step(f"coinjoin {outcome.txid} confirmed ({confs} confirmation, in a block the demo "
+             f"mined itself — regtest has no miners; SPV-verified by Electrum); destination "
+             f"received {dest.get_balance()[0]} sat", t0)
         print(f"TXID {outcome.txid}", flush=True)
+        rc = 0
         if args.keep:
-            print("Ctrl-C to stop.", flush=True)
+            print(attach_help(node, ex, irc, config,
+                              {"taker": taker, "destination": dest,
+                               **{f"maker{i}": m[0] for i, m in enumerate(makers)}}), flush=True)
             while True:
                 time.sleep(3600)
         return 0
-    except KeyboardInterrupt:
-        return 0
+    except (KeyboardInterrupt, Stop) as exc:
+        step(f"stopping ({exc or 'Ctrl-C'})", t0)
+        return rc
     finally:
+        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(s, signal.SIG_IGN)
         for service in reversed(started):
-            service.stop()
+            try:
+                service.stop()
+            except Exception as exc:       # keep stopping the others
+                step(f"could not stop {service!r}: {exc!r}", t0)
         stop_electrum_loop()
-        step("stopped everything", t0)
+        if args.keep_data:
+            step(f"stopped everything; data kept in {workdir}", t0)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            step(f"stopped everything; removed {workdir}", t0)
 
 
 if __name__ == "__main__":
