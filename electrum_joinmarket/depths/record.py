@@ -417,7 +417,32 @@ class DepthRecord:
         return out
 
     def depth_of(self, outpoint: str) -> Optional[CoinDepth]:
+        """Depth of an unspent coin of the wallet (None if it is not one)."""
         return self.refresh().get(outpoint)
+
+    def history_depth(self, outpoint: str) -> Optional[CoinDepth]:
+        """Depth any output of the wallet had when it was created, spent or not (None if it
+        never paid us): what a check of a past transaction's inputs needs."""
+        self.refresh()
+        return self._computed.get(outpoint)
+
+    def check_tx_inputs(self, tx: Any) -> Optional[int]:
+        """The depth of our inputs of ``tx`` (None if it spends none of ours);
+        :class:`MixedDepthsError` if they come from several depths."""
+        self.refresh()
+        depths = set()
+        for txin in tx.inputs():
+            op = txin.prevout.to_str()
+            cd = self._computed.get(op)
+            if cd is None:
+                addr = self.wallet.adb.get_txin_address(txin)
+                if addr and self.wallet.is_mine(addr):
+                    cd = CoinDepth(self.deposit_depth)
+            if cd is not None:
+                depths.add(cd.depth)
+        if len(depths) > 1:
+            raise MixedDepthsError(depths)
+        return depths.pop() if depths else None
 
     def spendable_outpoints(self, depth: int, *, confirmed_only: bool = True) -> list[str]:
         """Outpoints of ``depth`` the plugin may spend: not frozen, confirmed if asked."""

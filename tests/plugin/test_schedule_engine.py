@@ -1,0 +1,287 @@
+"""The schedule engine on real Electrum 4.8 wallets on the regtest stack, with real coinjoin
+transactions (built, checked and signed by our taker/maker transaction code, two maker
+wallets, broadcast through Electrum) but without the messaging layer: the executor plays taker
+and makers in-process.  The end-to-end tests with real makers over jmdaemon are in
+tests/e2e/test_schedule_e2e.py.
+
+What is checked: a 3-step schedule (sats INTERNAL, fraction INTERNAL, sweep to an address) lands
+exact amounts in exact depths; the wait in blocks after a step is honoured; a failed attempt is
+retried with the maker it blamed ignored; an Electrum killed after the transaction was sent to
+makers and before it was broadcast (modelled by the wallet file as it was on disk at that
+moment, loaded into a fresh wallet object and a fresh engine) resumes without running the step
+twice and without a double spend, and so does one killed right after the broadcast, before it
+recorded it; no transaction spends coins of two depths of any wallet."""
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import time
+
+import pytest
+
+from electrum_joinmarket.depths.record import DepthRecord
+from electrum_joinmarket.maker.maker import plugin_storage
+from electrum_joinmarket.market import feemodel as fm
+from electrum_joinmarket.protocol.commitments import CommitmentStore
+from electrum_joinmarket.schedule.engine import BUILT_STAGE, Engine
+from electrum_joinmarket.schedule.model import (INTERNAL, Schedule, ScheduleStatus, Step,
+                                                StepStatus)
+from electrum_joinmarket.schedule.store import ScheduleStore
+from electrum_joinmarket.tx import taker_tx as tb
+
+from .test_coinjoin_regtest import LIMITS, OFFER_A, OFFER_B, Maker, prev_txs
+
+pytestmark = pytest.mark.stack
+
+
+class RealJoins:
+    """Executor: one real coinjoin per attempt between the taker wallet (the request's coins)
+    and two maker wallets (coins of one depth each, outputs to addresses reserved for their
+    depths). ``script[(step, attempt)]`` injects "fail" or "hang" (sent !tx, never broadcast)."""
+
+    def __init__(self, node, bitcoind, taker, makers, script=None):
+        self.node, self.bitcoind, self.taker = node, bitcoind, taker
+        self.makers = makers            # [(wallet, DepthRecord, offer)]
+        self.script = dict(script or {})
+        self.txs: list = []             # every transaction built: (step, attempt, tx)
+        self.hung = asyncio.Event()
+
+    async def __call__(self, req, progress):
+        action = self.script.get((req.index, req.attempt))
+        if action == "fail":
+            progress({"stage": "failed", "message": "makers silent"})
+            return _Outcome("failed", "too few makers answered", ignored_makers={"J5bad": "M10"})
+        plan, tx = await asyncio.to_thread(self._build, req)
+        self.txs.append((req.index, req.attempt, tx))
+        progress({"stage": BUILT_STAGE, "txid": tx.txid(), "cj_amount": plan.cj_amount,
+                  "inputs": [i.prevout.to_str() for i in tx.inputs()]})
+        if action == "hang":                       # Electrum dies here: never broadcast
+            self.hung.set()
+            await asyncio.Event().wait()
+        await asyncio.to_thread(self._sign_and_broadcast, plan, tx)
+        if action == "hang-after-broadcast":       # dies before it learns the broadcast worked
+            self.hung.set()
+            await asyncio.Event().wait()
+        return _Outcome("success", "ok", txid=tx.txid(), cj_amount=plan.cj_amount,
+                        total_cost=plan.amounts.taker_cost)
+
+    def _build(self, req):
+        coins = [c for c in self.taker.get_spendable_coins() if c.prevout.to_str() in req.coins]
+        assert {c.prevout.to_str() for c in coins} == set(req.coins)
+        rate = self.node.run(fm.fetch_feerate(self.node.network, fallback_feerate=2000,
+                                              rng=random.Random(5)))
+        makers = []
+        need = req.amount or sum(c.value_sats() for c in coins)
+        for w, rec, offer in self.makers:
+            mcoins = [w_c for w_c in w.get_spendable_coins()
+                      if w_c.prevout.to_str() in rec.spendable_outpoints(0)
+                      and w_c.value_sats() > need + 100_000]
+            assert mcoins, "maker out of depth-0 coins"
+            makers.append(Maker(w, offer, mcoins[:1], rec.reserve_address(1), rec.reserve_address(0)))
+        self.current_makers = makers
+        mis = [m.ioauth(self.bitcoind) for m in makers]
+        sweep, est, amount = req.amount == 0, None, req.amount
+        if sweep:
+            est = fm.sweep_fee_estimate(len(coins), len(makers), rate)
+            amount = fm.solve_sweep_cj_amount([m.offer for m in makers],
+                                              sum(c.value_sats() for c in coins), est)
+        change = None if sweep else DepthRecord(self.taker, plugin_storage(self.taker)) \
+            .reserve_address(req.depth)
+        plan = tb.plan_coinjoin(cj_amount=amount, my_coins=coins, makers=mis,
+                                my_cj_addr=req.destination, my_change_addr=change, feerate=rate,
+                                limits=LIMITS, script_type=tb.wallet_script_type(self.taker),
+                                sweep=sweep, sweep_est_fee=est)
+        prevs = prev_txs(self.node, [u.txid for m in mis for u in m.utxos])
+        tx = tb.build_coinjoin(plan, coins, prevs, self.node.network.get_local_height(),
+                               wallet=self.taker, rng=random.Random(1))
+        return plan, tx
+
+    def _sign_and_broadcast(self, plan, tx):
+        wire = tb.tx_to_wire(tx)
+        for m, mi in zip(self.current_makers, plan.makers):
+            for sig in m.on_tx(wire, plan.cj_amount):
+                tb.verify_and_add_maker_sig(tx, sig, mi.utxos)
+        tb.sign_our_inputs(self.taker, tx, None, plan)
+        assert tx.is_complete()
+        self.node.run(self.node.network.broadcast_transaction(tx))
+
+
+class _Outcome:
+    def __init__(self, status, message, txid=None, cj_amount=0, total_cost=0, ignored_makers=None):
+        self.status, self.message, self.txid = status, message, txid
+        self.cj_amount, self.total_cost = cj_amount, total_cost
+        self.ignored_makers = ignored_makers or {}
+
+
+def make_engine(node, wallet, execute, **kw):
+    storage = plugin_storage(wallet)
+    depths = DepthRecord(wallet, storage)
+
+    async def on_network(txid):
+        from electrum.network import UntrustedServerReturnedError
+        try:
+            await node.network.get_transaction(txid, timeout=10)
+            return True
+        except UntrustedServerReturnedError:
+            return False
+        except Exception:
+            return None
+    engine = Engine(wallet=wallet, store=ScheduleStore(storage, wallet.save_db), depths=depths,
+                    commitments=CommitmentStore(storage, on_change=wallet.save_db),
+                    execute=execute, tx_on_network=on_network, min_counterparties=2,
+                    commitment_age=2, poll=0.2, **kw)
+    return engine, depths
+
+
+def drive(node, bitcoind, engine, sched_id, until, timeout=240, mine_when=None):
+    """Run the engine's schedule on Electrum's loop; from this thread mine a block whenever the
+    schedule waits for blocks/confirmations (``mine_when(schedule)`` may veto), until
+    ``until(schedule)``; returns the future and the schedule."""
+    fut = asyncio.run_coroutine_threadsafe(engine.run(sched_id), node.loop)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = engine.store.load(sched_id)
+        if until(s):
+            return fut, s
+        if fut.done():
+            fut.result()
+            s = engine.store.load(sched_id)
+            assert until(s), f"schedule ended as {s.status}: {s.message}"
+            return fut, s
+        if "waiting for" in s.message and (mine_when is None or mine_when(s)):
+            bitcoind.mine(1)
+        time.sleep(0.5)
+    raise AssertionError(f"timeout; schedule: {engine.store.load(sched_id).message}")
+
+
+def assert_one_depth_per_wallet(records, txs):
+    for tx in txs:
+        for rec in records:
+            rec.check_tx_inputs(tx)            # raises MixedDepthsError
+
+
+def kill_and_restart(node, wallet, tmp_path, name, joins):
+    """Model ``kill -9`` of Electrum: the wallet file exactly as it is on disk now is what a
+    restarted Electrum loads. The old objects are then discarded (their task cancelled, their
+    wallet closed — after the copy, so nothing they do afterwards counts)."""
+    snapshot = tmp_path / f"{name}.on-disk"
+    shutil.copyfile(wallet.storage.path, snapshot)
+    return snapshot
+
+
+def restart(node, snapshot, name, joins, old_future, old_wallet):
+    old_future.cancel()
+    try:
+        old_future.result(10)
+    except BaseException:
+        pass
+    node.close_wallet(old_wallet)
+    path = node.datadir / "regtest" / "wallets" / name
+    shutil.copyfile(snapshot, path)
+    wallet = node.load_wallet(path)
+    joins.taker = wallet
+    joins.hung.clear()
+    engine, depths = make_engine(node, wallet, joins)
+    return wallet, engine, depths
+
+
+def test_engine_three_steps_exact_with_retry_and_kills(bitcoind, electrum_node, make_wallet,
+                                                       tmp_path):
+    node = electrum_node
+    if node.config.get("plugins.joinmarket.enabled") is None:
+        node.config.set_key("plugins.joinmarket.enabled", False)   # keep plugin data on close
+    taker = make_wallet(fund=[20_000_000, 6_000_000])
+    wa = make_wallet(fund=[40_000_000, 40_000_000, 40_000_000])
+    wb = make_wallet(fund=[40_000_000, 40_000_000, 40_000_000])
+    dest = make_wallet()
+    bitcoind.mine(2)
+    mrecs = [DepthRecord(wa, plugin_storage(wa)), DepthRecord(wb, plugin_storage(wb))]
+    joins = RealJoins(node, bitcoind, taker, [(wa, mrecs[0], OFFER_A), (wb, mrecs[1], OFFER_B)],
+                      script={(0, 1): "hang-after-broadcast", (1, 1): "fail", (2, 1): "hang"})
+    engine, depths = make_engine(node, taker, joins)
+    dest_addr = dest.get_receiving_addresses()[0]
+    sched = Schedule(steps=[Step(0, 12_000_000, 2, INTERNAL, wait_blocks=2),
+                            Step(1, "0.5", 2, INTERNAL),
+                            Step(1, 0, 2, dest_addr)], retry_wait=0.5)
+    sched.validate(5)
+    engine.store.save(sched)
+
+    # kill 1: right after step 1's broadcast, before the engine learned it worked
+    fut, s = drive(node, bitcoind, engine, sched.id,
+                   lambda s: joins.hung.is_set(), mine_when=lambda s: False)
+    first_txid = s.steps[0].pending_txids[0]["txid"]
+    assert s.steps[0].status == StepStatus.RUNNING and s.steps[0].txid is None
+    snap = kill_and_restart(node, taker, tmp_path, "kill1", joins)
+    taker, engine, depths = restart(node, snap, "schedule-restart-1", joins, fut, taker)
+    assert engine.store.load(sched.id).steps[0].status == StepStatus.RUNNING
+
+    # restarted: step 1 is found on the network, not run again; then the schedule waits 2
+    # blocks after its confirmation before step 2
+    heights = {}
+
+    def note(s):
+        if s.current == 1 and "waiting for block" in s.message:
+            heights.setdefault("first_wait", s.not_before_height)
+        return True
+    fut, s = drive(node, bitcoind, engine, sched.id,
+                   lambda s: s.steps[2].status == StepStatus.RUNNING and joins.hung.is_set(),
+                   mine_when=note)
+    s0, s1 = s.steps[0], s.steps[1]
+    assert s0.status == s1.status == StepStatus.DONE
+    assert s0.txid == first_txid and s0.attempts == 1 and s0.cj_amount == 12_000_000
+    assert [i for (i, _a, _t) in joins.txs].count(0) == 1          # never built twice
+    assert heights["first_wait"] == s0.confirmed_height + 2
+    assert s1.confirmed_height >= s0.confirmed_height + 2
+    assert [i for (i, _a, _t) in joins.txs].count(1) == 1          # attempt 1 failed early
+    assert s1.attempts == 2 and s1.ignored_makers == {"J5bad": "M10"}
+    assert s1.cj_amount == 6_000_000               # 0.5 × depth 1's balance (12M) at its start
+    assert s.snapshots == {"1": 12_000_000}
+    held_txid = s.steps[2].pending_txids[0]["txid"]
+
+    # kill 2: step 3's transaction was sent to the makers and never broadcast
+    snap = kill_and_restart(node, taker, tmp_path, "kill2", joins)
+    taker, engine2, depths2 = restart(node, snap, "schedule-restart-2", joins, fut, taker)
+    try:
+        on_disk = engine2.store.load(sched.id)
+        assert on_disk.steps[2].status == StepStatus.RUNNING
+        assert [p["txid"] for p in on_disk.steps[2].pending_txids] == [held_txid]
+        fut2, s = drive(node, bitcoind, engine2, sched.id,
+                        lambda s: s.status == ScheduleStatus.DONE)
+        fut2.result(30)
+        s2 = s.steps[2]
+        assert s2.status == StepStatus.DONE and s2.attempts == 2
+        assert [p["txid"] for p in s2.pending_txids][0] == held_txid
+        assert s2.txid != held_txid and len(s2.pending_txids) == 2
+        # the held transaction never reached the network; its taker inputs are spent once,
+        # by the re-run
+        with pytest.raises(Exception):
+            bitcoind.rpc("getrawtransaction", held_txid, True)
+        held = [tx for (i, a, tx) in joins.txs if tx.txid() == held_txid][0]
+        rerun = [tx for (i, a, tx) in joins.txs if tx.txid() == s2.txid][0]
+        mine_in = {i.prevout.to_str() for i in held.inputs()} & set(s.steps[2].inputs)
+        assert mine_in
+        for op in mine_in:
+            txid, n = op.split(":")
+            assert taker.db.get_spent_outpoint(txid, int(n)) == rerun.txid()
+
+        # amounts and depths, exact
+        for st in s.steps:
+            assert bitcoind.rpc("getrawtransaction", st.txid, True)["confirmations"] >= 1
+        node.wait_tx(dest, s2.txid, confirmations=1)
+        assert dest.get_balance()[0] == s2.cj_amount
+        bal = depths2.balances()
+        assert bal[1] == 0                                  # depth 1 swept
+        assert bal[2] == 6_000_000                          # step 2's coinjoin output
+        tx0 = [tx for (i, _a, tx) in joins.txs if i == 0][0]
+        mine0 = sum(o.value for o in tx0.outputs() if taker.is_mine(o.address))
+        assert bal[0] == mine0 - 12_000_000 > 26_000_000 - 12_000_000 - 20_000   # its change
+        cd2 = [c for c in depths2.coins(2)]
+        assert [(c.value, c.kind, c.coinjoins) for c in cd2] == [(6_000_000, "coinjoin", 2)]
+        all_txs = [tx for (_i, _a, tx) in joins.txs if tx.txid() != held_txid]
+        assert len(all_txs) == 3
+        assert_one_depth_per_wallet([depths2] + mrecs, all_txs)
+        print(f"\nENGINE steps={[(st.depth, st.amount, st.cj_amount, st.attempts) for st in s.steps]}"
+              f" held={held_txid} rerun={s2.txid} balances={bal}")
+    finally:
+        node.close_wallet(taker)
