@@ -163,6 +163,8 @@ def main(argv=None):
         print("jmdaemon: error: %s" % exc, file=sys.stderr)
         return 2
 
+    from .tls import import_twisted
+    import_twisted()                         # before any other Twisted import: no pyOpenSSL unless used
     from twisted.internet import error as terror
     from twisted.internet import reactor
 
@@ -172,16 +174,15 @@ def main(argv=None):
     factory = JMDaemonServerFactory(datadir=cfg.datadir, channel_defaults=cfg.channel_defaults(),
                                     default_channels=cfg.channels)
     try:
+        listening = factory
         if cfg.ssl_cert:
-            from twisted.internet import ssl
+            from .tls import server_factory
             try:
-                ctx = ssl.DefaultOpenSSLContextFactory(cfg.ssl_key, cfg.ssl_cert)
+                listening = server_factory(factory, cfg.ssl_key, cfg.ssl_cert)
             except Exception as exc:
                 print("jmdaemon: error: cannot load TLS certificate/key: %s" % exc, file=sys.stderr)
                 return 2
-            port = reactor.listenSSL(cfg.port, factory, ctx, interface=cfg.host)
-        else:
-            port = reactor.listenTCP(cfg.port, factory, interface=cfg.host)
+        port = reactor.listenTCP(cfg.port, listening, interface=cfg.host)
     except terror.CannotListenError as exc:
         print("jmdaemon: error: cannot listen on %s:%d (%s)"
               % (cfg.host, cfg.port, _reason(exc)), file=sys.stderr)

@@ -2,12 +2,14 @@
 
 Wire layout of an encrypted body: base64(nonce[24] || poly1305 tag[16] || ciphertext), a fresh random
 nonce per message (a fixed nonce may be passed only to reproduce test vectors).
+
+pynacl (libsodium through cffi, about 1 MiB) is imported on first use, not by an idle daemon.
 """
 import base64
 import binascii
 
-from nacl.exceptions import CryptoError
-from nacl.public import Box, PrivateKey, PublicKey
+NONCE_SIZE = 24          # nacl.public.Box.NONCE_SIZE
+MAC_SIZE = 16            # poly1305 tag
 
 
 class NaclError(Exception):
@@ -16,6 +18,7 @@ class NaclError(Exception):
 
 def init_keypair(secret_hex=None):
     """A new X25519 keypair (or one from a fixed secret, for vectors)."""
+    from nacl.public import PrivateKey
     if secret_hex is not None:
         return PrivateKey(bytes.fromhex(secret_hex))
     return PrivateKey.generate()
@@ -33,11 +36,13 @@ def init_pubkey(hexpk):
         raw = bytes.fromhex(hexpk)
     except ValueError:
         raise NaclError("invalid nacl pubkey hex")
+    from nacl.public import PublicKey
     return PublicKey(raw)
 
 
 def as_init_encryption(keypair, counterparty_pub):
     """A box between our keypair and their public key (libsodium crypto_box_beforenm)."""
+    from nacl.public import Box
     try:
         return Box(keypair, counterparty_pub)
     except Exception as exc:  # pynacl raises various types for bad points
@@ -58,8 +63,9 @@ def decode_decrypt(b64text, box):
         raw = base64.b64decode(b64text, validate=True)
     except (binascii.Error, ValueError, TypeError):
         raise NaclError("bad base64")
-    if len(raw) < Box.NONCE_SIZE + 16:
+    if len(raw) < NONCE_SIZE + MAC_SIZE:
         raise NaclError("ciphertext too short")
+    from nacl.exceptions import CryptoError
     try:
         return box.decrypt(raw)
     except CryptoError:

@@ -3,8 +3,8 @@ reconnection with backoff, Ref-compatible chunking of private messages and packi
 import logging
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet import protocol, reactor, ssl
-from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint
+from twisted.internet import protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.words.protocols import irc
 
 from .. import constants as C
@@ -176,15 +176,18 @@ class IRCMessageChannel(MessageChannel):
         self.joined = False
 
     def _endpoint(self):
+        # TLS (pyOpenSSL) is imported only here, when a server uses it (see jmdaemon.tls)
         if self.socks5:
             from txtorcon.socks import TorSocksEndpoint
-            tls = ssl.CertificateOptions(verify=False) if self.usessl else False
+            from ..tls import client_options_unverified
+            tls = client_options_unverified() if self.usessl else False
             proxy = TCP4ClientEndpoint(reactor, self.socks5_host, self.socks5_port)
             return TorSocksEndpoint(proxy, self.host, self.port, tls=tls)
+        tcp = TCP4ClientEndpoint(reactor, self.host, self.port, timeout=30)
         if self.usessl:
-            return SSL4ClientEndpoint(reactor, self.host, self.port,
-                                      ssl.CertificateOptions(verify=False))
-        return TCP4ClientEndpoint(reactor, self.host, self.port, timeout=30)
+            from ..tls import client_endpoint
+            return client_endpoint(tcp)
+        return tcp
 
     def run(self):
         if self.service is not None:

@@ -1,0 +1,86 @@
+"""A lean daemon (issue 13.4): pyOpenSSL/cryptography, pynacl and txtorcon are loaded only by a
+daemon that uses them — an idle one, and one on plain IRC, maps none of their libraries — and TLS
+still works where it is asked for (IRC over TLS and --ssl-cert: test_irc_tls.py,
+test_cli.py::test_amp_over_tls, which run ``python -m jmdaemon`` as here)."""
+import subprocess
+import textwrap
+import time
+
+from devstack.daemons import PY, ROOT, TestClient, run, start_daemon
+from devstack.procmem import mapped_files, tree
+
+from .test_conversation_irc import irc_config
+
+# shared libraries of the lazily loaded parts (as installed, or unpacked by the frozen binary)
+TLS_LIBS = ("cryptography/hazmat/bindings/_rust",)
+NACL_LIBS = ("nacl/_sodium", "_cffi_backend")
+
+
+def mapped(pid, needles):
+    files = set().union(*(mapped_files(p) for p in tree(pid)))
+    assert any("libc" in f for f in files), "could not read the daemon's memory maps"
+    return sorted(f for f in files if any(n in f for n in needles))
+
+
+def test_idle_daemon_maps_no_tls_nacl_or_tor(tmp_path):
+    p = start_daemon(tmp_path, "idle")
+    time.sleep(0.5)
+    assert mapped(p.proc.pid, TLS_LIBS + NACL_LIBS) == []
+    assert p.stop() == 0
+
+
+def test_plain_irc_daemon_loads_nacl_but_no_tls(ircd, tmp_path):
+    p = start_daemon(tmp_path, "irc")
+
+    async def main():
+        c = await TestClient("c").connect(p.port)
+        try:
+            await c.init(irc_config(ircd))            # JMInit, JMStartMC -> JMUp
+            assert c.count("JMUp") == 1
+            assert (await c.call("JMSetup", role="TAKER", initdata=None,
+                                 use_fidelity_bond=False)) == {"accepted": True}   # NaCl keypair
+            await c.wait_for("JMSetupDone")
+        finally:
+            c.close()
+    run(main(), timeout=60)
+    assert mapped(p.proc.pid, NACL_LIBS), "NaCl should be loaded once a session exists"
+    assert mapped(p.proc.pid, TLS_LIBS) == []
+    assert p.stop() == 0 and "Traceback" not in p.log()
+
+
+def python(code):
+    r = subprocess.run([PY, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                       timeout=60, cwd=str(ROOT))
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_import_twisted_hides_openssl_only_while_importing():
+    out = python("""
+        import sys
+        from jmdaemon.tls import import_twisted
+        assert import_twisted() is True
+        assert "OpenSSL" not in sys.modules and "cryptography" not in sys.modules
+        from twisted.internet import reactor
+        from twisted.internet.interfaces import IReactorSSL
+        print("reactor_ssl", IReactorSSL.providedBy(reactor))   # Twisted's shortcut is off ...
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+        from jmdaemon.tls import client_endpoint
+        ep = client_endpoint(TCP4ClientEndpoint(reactor, "127.0.0.1", 1))
+        print("openssl_after_use", "OpenSSL" in sys.modules)     # ... ours loads TLS on use
+        print("again", import_twisted())
+    """)
+    assert out.split() == ["reactor_ssl", "False", "openssl_after_use", "True", "again", "False"]
+
+
+def test_import_twisted_hides_nothing_after_openssl_was_loaded():
+    out = python("""
+        import sys
+        import OpenSSL
+        from jmdaemon.tls import import_twisted
+        print(import_twisted())
+        from twisted.internet import reactor
+        from twisted.internet.interfaces import IReactorSSL
+        print(IReactorSSL.providedBy(reactor))
+    """)
+    assert out.split() == ["False", "True"]
