@@ -16,7 +16,8 @@ and the folder holding it becomes the package ``electrum_external_plugins.<name>
     joinmarket/**/*.py             the plugin's modules and subpackages (not loader.py: the dev-install launcher)
     joinmarket/jmcore/*.py         jmcore, vendored (stdlib only)
 
-Nothing else (no tests, no jmdaemon, no caches). Reproducible: members sorted (manifest first),
+Nothing else (no tests, no jmdaemon, no caches). Next to the zip: ``install_zip_plugin.py``
+(packaging/), the documented headless equivalent of Electrum's "Add plugin" dialog. Reproducible: members sorted (manifest first),
 timestamps = SOURCE_DATE_EPOCH (commit time of HEAD), mode 0644, fixed compression level; the
 archive comment names version and commit. Each rebuild with different content needs a new
 authorization in Electrum (the signature covers the zip's sha256).
@@ -41,6 +42,7 @@ from buildcommon import git, source_date_epoch  # noqa: E402
 PLUGIN_DIR = ROOT / "electrum_joinmarket"
 JMCORE_DIR = ROOT / "jmcore"
 SHIM = ROOT / "packaging" / "zipimports.py"
+INSTALLER = ROOT / "packaging" / "install_zip_plugin.py"   # shipped next to the zip (headless install)
 EXCLUDE = {"loader.py"}          # registers a source checkout at run time; useless in a zip
 PRELUDE = '''\
 # --- added by packaging/build_plugin_zip.py (not in the source tree): make the plugin's absolute
@@ -147,6 +149,10 @@ def build(out_dir: pathlib.Path) -> pathlib.Path:
     os.replace(part, target)
     digest = hashlib.sha256(buf.getvalue()).hexdigest()
     log(f"{target}: {len(buf.getvalue())} bytes, sha256 {digest}")
+    installer = out_dir / INSTALLER.name
+    installer.write_bytes(INSTALLER.read_bytes())
+    os.chmod(installer, 0o755)
+    log(f"{installer}: headless install (see its --help)")
     return target
 
 

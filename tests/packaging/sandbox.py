@@ -80,12 +80,13 @@ def make_user_dir() -> pathlib.Path:
     return base
 
 
-def run_as_test_user(base: pathlib.Path, *, key_hex: str, user_script: str, root_script: str = "",
+def run_as_test_user(base: pathlib.Path, *, key_hex: str | None, user_script: str, root_script: str = "",
                      expose: Iterable[str] = (), env: dict | None = None,
                      timeout: float = 300) -> subprocess.CompletedProcess:
     """In a private mount namespace: overlay /etc, create the test user if missing, write the
     plugin key, expose ``expose`` paths, ``chown -R`` ``base/user`` to the user, run
-    ``root_script`` (bash) as root, then ``user_script`` (bash) as the user with a clean env."""
+    ``root_script`` (bash) as root, then ``user_script`` (bash) as the user with a clean env.
+    ``key_hex=None`` writes no key (the root script may, e.g. with install_zip_plugin.py)."""
     ro = base / "root-only"
     user_dir = base / "user"
     (ro / "etc-upper").mkdir(exist_ok=True)
@@ -106,14 +107,15 @@ def run_as_test_user(base: pathlib.Path, *, key_hex: str, user_script: str, root
     user_env.update(env or {})
     env_args = " ".join(shlex.quote(f"{k}={v}") for k, v in user_env.items())
     u = TEST_USER
+    write_key = "rm -rf /etc/electrum" if key_hex is None else f"""mkdir -p /etc/electrum
+chown root:root /etc/electrum && chmod 755 /etc/electrum
+printf '%s' {shlex.quote(key_hex)} > /etc/electrum/plugins_key
+chown root:root /etc/electrum/plugins_key && chmod 644 /etc/electrum/plugins_key"""
     outer = f"""set -eu
 mount -t overlay overlay -o lowerdir=/etc,upperdir={ro}/etc-upper,workdir={ro}/etc-work /etc
 getent passwd {u} >/dev/null || useradd --system --no-create-home --home-dir /nonexistent \\
     --shell /usr/sbin/nologin --user-group {u}
-mkdir -p /etc/electrum
-chown root:root /etc/electrum && chmod 755 /etc/electrum
-printf '%s' {shlex.quote(key_hex)} > /etc/electrum/plugins_key
-chown root:root /etc/electrum/plugins_key && chmod 644 /etc/electrum/plugins_key
+{write_key}
 {chr(10).join(mounts)}
 chown -R {u}:{u} {user_dir}
 bash {ro}/root.sh
