@@ -73,7 +73,8 @@ def client_options_unverified():
 
 
 def client_endpoint(wrapped, options=None):
-    """``wrapped`` (a TCP client endpoint) with TLS on top; ``options`` default: unverified."""
+    """``wrapped`` (any stream client endpoint: TCP, a SOCKS endpoint) with TLS on top;
+    ``options`` default: unverified."""
     return _TLSClientEndpoint(options if options is not None else client_options_unverified(),
                               wrapped)
 

@@ -84,3 +84,22 @@ def test_import_twisted_hides_nothing_after_openssl_was_loaded():
         print(IReactorSSL.providedBy(reactor))
     """)
     assert out.split() == ["False", "True"]
+
+
+TWISTED_TLS_SHORTCUTS = ("connectSSL", "listenSSL", "SSL4ClientEndpoint", "SSL4ServerEndpoint",
+                         "wrapClientTLS", "wrapServerTLS", "startTLS")
+
+
+def test_tls_only_through_jmdaemon_tls():
+    """In the daemon's process Twisted's own TLS shortcuts are off (jmdaemon/tls.py says why):
+    they fail at run time, only when TLS is used. jmdaemon.tls has what they do."""
+    offenders = []
+    for path in sorted((ROOT / "jmdaemon").rglob("*.py")):
+        if path.name == "tls.py" and path.parent.name == "jmdaemon":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            offenders += ["%s:%d: %s" % (path.relative_to(ROOT), n, line.strip())
+                          for name in TWISTED_TLS_SHORTCUTS if name in code]
+    assert offenders == [], "use jmdaemon.tls (client_endpoint, server_factory) instead:\n" + \
+        "\n".join(offenders)
