@@ -95,32 +95,13 @@ def offer_rows(raw_offers: Sequence[Any], amount: Optional[int],
 async def bond_values(raw_bonds: Sequence[Any], network: Any) -> dict[str, float]:
     """Value of each maker's fidelity bond in this orderbook, checked on-chain through Electrum's
     server exactly as the taker does (0/absent when not verifiable). Runs on Electrum's loop."""
-    from electrum_joinmarket.protocol.bonds import (BondProofError, calculate_timelocked_fidelity_bond_value,
-                        check_bond_utxo, parse_and_verify_bond_proof)
-    from electrum_joinmarket.chain.server import ChainError, ElectrumChain
-    values: dict[str, float] = {}
+    from electrum_joinmarket.protocol import bonds
+    from electrum_joinmarket.chain.server import ElectrumChain
     if not raw_bonds or network is None:
-        return values
+        return {}
     chain = ElectrumChain(network)
-    tip = network.get_local_height()
-    for entry in list(raw_bonds)[:500]:
-        if not isinstance(entry, dict):
-            continue
-        maker, taker, proof_b64 = entry.get("counterparty"), entry.get("takernick"), entry.get("proof")
-        if not all(isinstance(x, str) for x in (maker, taker, proof_b64)) or maker in values:
-            continue
-        try:
-            proof = parse_and_verify_bond_proof(proof_b64, maker, taker)
-            info = await chain.get_utxo(proof.utxo)
-            check_bond_utxo(proof, script_pubkey=info.script_pubkey if info and info.unspent else None,
-                            confirmations=info.confirmations if info else 0,
-                            current_block_height=tip)
-            header = network.blockchain().read_header(info.height)
-            values[maker] = calculate_timelocked_fidelity_bond_value(
-                info.value, header["timestamp"], proof.locktime, time.time())
-        except (BondProofError, ChainError, KeyError, TypeError, ValueError) as exc:
-            log.info("fidelity bond of %s not counted: %s", maker, exc)
-    return values
+    return await bonds.bond_values(chain, raw_bonds, tip_height=network.get_local_height(),
+                                   header_at=chain.header_at, now=time.time())
 
 
 def spendable_coins(wallet: Any, selected: Optional[Sequence[Any]] = None) -> list:

@@ -69,7 +69,7 @@ from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.protocol.ioauth import MAX_MAKER_INPUTS, make_ioauth
 from electrum_joinmarket.tx.maker_tx import TakerTxRejected, maker_sign, verify_taker_tx
 from electrum_joinmarket.protocol.podle import CommitmentPolicy, PoDLEError, normalize_commitment, parse_revelation, \
-    pubkey_matches_script
+    pubkey_matches_script, pubkey_script
 from electrum_joinmarket.tx.taker_tx import TxBuildError, coin_outpoint, coin_value, wire_to_tx_bytes
 
 __all__ = ["PLUGIN_STORAGE_NAME", "COMMITMENTS_KEY", "HISTORY_KEY", "MakerError",
@@ -580,7 +580,11 @@ class Maker:
         if not isinstance(kphex, str) or not _NACL_PUB_RE.match(kphex):
             raise _Refused("D1", "our NaCl key from the daemon is not 64 hex characters")
         try:
-            info = await self.chain.get_utxo(pod.utxo)
+            hint = pubkey_script(pod.P, offer.script_type)   # the revealed key gives the script
+        except (KeyError, ValueError):
+            hint = None
+        try:
+            info = await self.chain.get_utxo(pod.utxo, script_hint=hint)
         except ChainError as exc:
             raise _Refused("chain", f"cannot check the commitment utxo: {exc}") from None
         if info is None:

@@ -29,20 +29,25 @@ Security invariants (what ``parse_and_verify_bond_proof`` + ``check_bond_utxo`` 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import logging
 import math
 import re
 import struct
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Iterable, Optional
 
 import electrum_ecc as ecc
 from electrum.bitcoin import construct_script, opcodes, usermessage_magic
 from electrum.crypto import sha256, sha256d
 
+_log = logging.getLogger(__name__)
+
 __all__ = [
     "BondProofError",
+    "bond_values",
     "PROOF_LEN",
     "PROOF_B64_LEN",
     "RETARGET_INTERVAL",
@@ -333,3 +338,47 @@ def calculate_timelocked_fidelity_bond_value(
     t = current_time / YEAR_SECONDS
     a = max(0, min(1, math.exp(r * T) - 1) - min(1, math.exp(r * max(0, t - L)) - 1))
     return pow(utxo_value * a, exponent)
+
+
+async def bond_values(chain: Any, entries: Iterable[Any], *, tip_height: int,
+                      header_at: Callable[[int], Optional[dict]], now: float,
+                      taker_nick: Optional[str] = None, limit: int = 500) -> dict[str, float]:
+    """Value of each maker's fidelity bond in an orderbook's bond list (absent when not
+    verifiable), every bond's chain lookup issued at once.
+
+    ``entries`` are the daemon's ``{"counterparty", "takernick", "proof"}`` dicts (at most
+    ``limit`` are looked at; the first entry per maker counts); ``taker_nick`` overrides each
+    entry's ``takernick`` (the nick the proof must be bound to).  ``chain`` is a
+    :class:`~electrum_joinmarket.chain.server.ChainBackend`; the bond's own P2WSH script (known
+    from the proof) is the script hint, so no other script is named to the server.
+    """
+    from electrum_joinmarket.chain.server import ChainError
+    first: dict[str, FidelityBondProof] = {}
+    for entry in list(entries)[:limit]:
+        if not isinstance(entry, dict):
+            continue
+        maker, proof_b64 = entry.get("counterparty"), entry.get("proof")
+        taker = taker_nick if taker_nick is not None else entry.get("takernick")
+        if not all(isinstance(x, str) for x in (maker, taker, proof_b64)) or maker in first:
+            continue
+        try:
+            first[maker] = parse_and_verify_bond_proof(proof_b64, maker, taker)
+        except BondProofError as exc:
+            _log.info("fidelity bond of %s not counted: %s", maker, exc)
+
+    async def value(maker: str, proof: FidelityBondProof) -> Optional[float]:
+        try:
+            info = await chain.get_utxo(proof.utxo, script_hint=bond_script_pubkey(
+                proof.utxo_pub, proof.locktime))
+            check_bond_utxo(proof, script_pubkey=info.script_pubkey if info and info.unspent else None,
+                            confirmations=info.confirmations if info else 0,
+                            current_block_height=tip_height)
+            header = header_at(info.height)
+            return calculate_timelocked_fidelity_bond_value(
+                info.value, header["timestamp"], proof.locktime, now)
+        except (BondProofError, ChainError, KeyError, TypeError, ValueError) as exc:
+            _log.info("fidelity bond of %s not counted: %s", maker, exc)
+            return None
+    makers = list(first)
+    results = await asyncio.gather(*(value(m, first[m]) for m in makers))
+    return {m: v for m, v in zip(makers, results) if v is not None}

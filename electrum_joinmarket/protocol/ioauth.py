@@ -45,7 +45,7 @@ from jmcore.offers import Offer, maker_change
 
 from electrum_joinmarket.chain.server import BadOutpoint, ChainBackend, canonical_outpoint
 from electrum_joinmarket.protocol.nick import NickSignatureError, parse_pubkey_hex, sign_message, verify_message_signature
-from electrum_joinmarket.protocol.podle import pubkey_matches_script
+from electrum_joinmarket.protocol.podle import pubkey_matches_script, pubkey_script
 from electrum_joinmarket.chain.utxo import UtxoInfo
 
 __all__ = [
@@ -245,7 +245,13 @@ async def verify_ioauth(body: str, maker_nacl_pubkey_hex: str, chain: ChainBacke
         raise _reject("M5", "btc_sig does not sign the maker's NaCl pubkey with auth_pub")
 
     # -- chain checks -----------------------------------------------------------------------
-    infos = await chain.get_utxos(list(p.utxos))
+    # auth_pub owns at least one input (M4), normally of the offer's type: that script's unspent
+    # list is asked together with the transactions (no script outside this coinjoin is named)
+    try:
+        hint: Optional[bytes] = pubkey_script(bytes.fromhex(p.auth_pub), offer.script_type)
+    except (KeyError, ValueError):
+        hint = None
+    infos = await chain.get_utxos(list(p.utxos), script_hint=hint)
     checked: list[UtxoInfo] = []
     for u, info in zip(p.utxos, infos):
         if info is None:

@@ -419,6 +419,19 @@ def verify_podle(
     return find_podle_index(P, P2, s, e, commitment, index_range) is not None
 
 
+def pubkey_script(P: bytes, script_type: str) -> bytes:
+    """The scriptPubKey paying the compressed key ``P`` as ``script_type`` (``p2wpkh``,
+    ``p2sh-p2wpkh`` or ``p2pkh``, as :attr:`jmcore.offers.Offer.script_type` names them)."""
+    h = hash_160(bytes(P))
+    if script_type == "p2wpkh":
+        return b"\x00\x14" + h
+    if script_type == "p2sh-p2wpkh":
+        return b"\xa9\x14" + hash_160(b"\x00\x14" + h) + b"\x87"
+    if script_type == "p2pkh":
+        return b"\x76\xa9\x14" + h + b"\x88\xac"
+    raise ValueError(f"unknown script type {script_type!r}")
+
+
 def pubkey_matches_script(P: bytes, script_pubkey: bytes) -> bool:
     """True iff ``script_pubkey`` pays to the compressed key ``P`` as p2wpkh, p2sh-p2wpkh or p2pkh.
 

@@ -329,26 +329,11 @@ class Taker:
 
     async def _bond_values(self) -> dict[str, float]:
         """Value of each maker's fidelity bond (0 if absent or not verifiable on-chain)."""
-        from electrum_joinmarket.protocol.bonds import (BondProofError, calculate_timelocked_fidelity_bond_value,
-                            check_bond_utxo, parse_and_verify_bond_proof)
-        values: dict[str, float] = {}
-        tip = self.network.get_local_height()
-        for entry in self._bonds_raw[:500]:
-            maker, proof_b64 = entry.get("counterparty"), entry.get("proof")
-            if not isinstance(maker, str) or not isinstance(proof_b64, str) or maker in values:
-                continue
-            try:
-                proof = parse_and_verify_bond_proof(proof_b64, maker, self.client.nick)
-                info = await self.chain.get_utxo(proof.utxo)
-                check_bond_utxo(proof, script_pubkey=info.script_pubkey if info and info.unspent else None,
-                                confirmations=info.confirmations if info else 0,
-                                current_block_height=tip)
-                header = self.network.blockchain().read_header(info.height)
-                values[maker] = calculate_timelocked_fidelity_bond_value(
-                    info.value, header["timestamp"], proof.locktime, time.time())
-            except (BondProofError, ChainError, KeyError, TypeError, ValueError) as exc:
-                log.info("fidelity bond of %s not counted: %s", maker, exc)
-        return values
+        from electrum_joinmarket.protocol.bonds import bond_values
+        assert self.client is not None
+        return await bond_values(self.chain, self._bonds_raw, taker_nick=self.client.nick,
+                                 tip_height=self.network.get_local_height(),
+                                 header_at=self.chain.header_at, now=time.time())
 
     async def _round(self) -> None:
         cfg = self.cfg
@@ -418,22 +403,30 @@ class Taker:
             raise _RoundFailed(f"only {len(verified)} makers passed the checks, at least "
                                f"{cfg.minimum_makers} needed")
 
+        t_ioauth = time.monotonic()
+        prev_txs, failed = await self._funding_txs(verified)
+        for nick, why in failed.items():
+            self.ignored[nick] = why
+            verified.pop(nick, None)
+            self.progress("maker-rejected", f"maker {nick} dropped: {why}", maker=nick,
+                          case="M14")
+        if len(verified) < cfg.minimum_makers:
+            raise _RoundFailed(f"only {len(verified)} makers left after their funding "
+                               f"transactions were fetched, at least {cfg.minimum_makers} needed")
         plan, my_change = self._plan(cj_amount, my_coins, verified, offers_by_nick, feerate,
                                      script_type, sweep, sweep_est)
-        prev_txs = {}
-        for mi in plan.makers:
-            for u in mi.utxos:
-                if u.txid not in prev_txs:
-                    prev_txs[u.txid] = await self.chain.get_transaction(u.txid)
         tx = txbuild.build_coinjoin(plan, my_coins, prev_txs, self.network.get_local_height(),
                                     wallet=self.wallet, rng=self.rng)
         breakdown = self._breakdown(plan)
         if self.confirm is not None:
+            t_confirm = time.monotonic()
             ok = self.confirm(breakdown)
             if inspect.isawaitable(ok):          # coroutine or Future (answer from the GUI)
                 ok = await ok
             if not ok:
                 raise TakerError("the user declined the coinjoin before signing")
+            t_ioauth += time.monotonic() - t_confirm     # the user's time is not ours
+        self.outcome.timings.setdefault("ioauth_to_tx", time.monotonic() - t_ioauth)
         await self._collect_sigs(tx, plan)
         # invariant 1: check_before_signing runs inside sign_our_inputs
         txbuild.sign_our_inputs(self.wallet, tx, self.password, plan)
@@ -491,7 +484,11 @@ class Taker:
 
     async def _verify_ioauths(self, data: Any, offers: dict[str, Offer], my_coins: list,
                               cj_amount: int) -> dict[str, Any]:
-        """Check every maker's ``!ioauth`` on-chain; drop (and ignore for the run) the bad ones."""
+        """Check every maker's ``!ioauth`` on-chain; drop (and ignore for the run) the bad ones.
+
+        All makers are checked at once (their chain questions share round trips); what depends
+        on several makers — an outpoint or address claimed twice (M8, M6) — is decided after,
+        in the order we chose the makers, so the outcome does not depend on answer timing."""
         verified: dict[str, Any] = {}
         if not isinstance(data, dict):
             raise _RoundFailed("the daemon sent malformed !ioauth data")
@@ -499,42 +496,71 @@ class Taker:
         for nick in list(offers):
             if nick not in data:
                 self.ignored[nick] = "M10: silent after !fill"
-        taken: list[str] = []
-        used_addrs = {self.cfg.destination}
-        for nick, fields in data.items():
-            if nick not in offers:
-                continue
+        order = [nick for nick in offers if nick in data]
+
+        async def check(nick: str) -> Any:
             try:
-                utxos, auth_pub, cj_addr, change_addr, btc_sig, maker_pk = fields
+                utxos, auth_pub, cj_addr, change_addr, btc_sig, maker_pk = data[nick]
                 if isinstance(utxos, str):
                     utxos = utxos.split(",")
                 body = " ".join([",".join(utxos), auth_pub, cj_addr, change_addr, btc_sig])
-                v = await verify_ioauth(body, maker_pk, self.chain, cj_amount=cj_amount,
-                                        offer=offers[nick], taker_utxos=mine,
-                                        other_makers_utxos=list(taken))
-            except IoauthRejected as exc:
-                self.ignored[nick] = f"{exc.case_id}: {exc}"
-                self.progress("maker-rejected", f"maker {nick} refused: {exc}", maker=nick,
-                              case=exc.case_id)
+                return await verify_ioauth(body, maker_pk, self.chain, cj_amount=cj_amount,
+                                           offer=offers[nick], taker_utxos=mine)
+            except (IoauthRejected, ChainError, TypeError, ValueError) as exc:
+                return exc
+        results = await asyncio.gather(*(check(nick) for nick in order))
+        taken: set[str] = set()
+        used_addrs = {self.cfg.destination}
+        for nick, v in zip(order, results):
+            if isinstance(v, IoauthRejected):
+                self.ignored[nick] = f"{v.case_id}: {v}"
+                self.progress("maker-rejected", f"maker {nick} refused: {v}", maker=nick,
+                              case=v.case_id)
                 continue
-            except ChainError as exc:        # the server's trouble, not proof against the maker
-                self.progress("maker-unchecked", f"could not check maker {nick} on-chain: {exc}",
+            if isinstance(v, ChainError):    # the server's trouble, not proof against the maker
+                self.progress("maker-unchecked", f"could not check maker {nick} on-chain: {v}",
                               maker=nick)
                 continue
-            except (TypeError, ValueError) as exc:
-                self.ignored[nick] = f"malformed !ioauth: {exc}"
+            if isinstance(v, Exception):
+                self.ignored[nick] = f"malformed !ioauth: {v}"
                 continue
-            problem = self._unplannable(v, used_addrs)
+            dup = next((o for o in v.outpoints if o in taken), None)
+            problem = (f"M8: utxo {dup} already declared by another maker" if dup
+                       else self._unplannable(v, used_addrs))
             if problem:
                 self.ignored[nick] = problem
                 self.progress("maker-rejected", f"maker {nick} refused: {problem}", maker=nick)
                 continue
             verified[nick] = v
-            taken.extend(v.outpoints)
+            taken.update(v.outpoints)
             used_addrs.update((v.cj_addr, v.change_addr))
         self.progress("ioauth", f"{len(verified)} of {len(offers)} makers verified on-chain",
                       makers_answered=len(verified), makers_asked=len(offers))
         return verified
+
+    async def _funding_txs(self, verified: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Each verified maker's funding transactions, from what its ``!ioauth`` check fetched
+        and proved (heights known: no history lookup, nothing asked about other scripts).  A
+        maker whose transactions cannot be had now is returned in the second dict with the
+        reason (M14): it is dropped from this round, never the run's end."""
+        async def fetch(v: Any) -> Any:
+            txids = {u.txid: u.height for u in v.utxos}
+            try:
+                txs = await asyncio.gather(*(self.chain.get_transaction(t, height=h)
+                                             for t, h in txids.items()))
+            except ChainError as exc:
+                return exc
+            return dict(zip(txids, txs))
+        nicks = list(verified)
+        results = await asyncio.gather(*(fetch(verified[n]) for n in nicks))
+        prev_txs: dict[str, Any] = {}
+        failed: dict[str, str] = {}
+        for nick, r in zip(nicks, results):
+            if isinstance(r, Exception):
+                failed[nick] = f"M14: funding transaction unavailable after !ioauth ({r})"
+            else:
+                prev_txs.update(r)
+        return prev_txs, failed
 
     @staticmethod
     def _unplannable(v: Any, used_addrs: set) -> Optional[str]:

@@ -141,3 +141,75 @@ def test_taker_pays_the_offer_it_filled(bad_maker, irc_net, electrum_node, bitco
     bitcoind.mine(1)
     electrum_node.wait_tx(bad_maker.wallet, outcome.txid, confirmations=1)
     assert confirmed_balance(bad_maker.wallet) - before == 700
+
+
+def _varint(n: int) -> bytes:
+    return bytes([n]) if n < 0xfd else b"\xfd" + n.to_bytes(2, "little")
+
+
+def _unsigned_tx(inputs, outputs) -> str:
+    """Serialize a version-2 transaction with empty scriptSigs (bitcoind's wallet signs it)."""
+    b = (2).to_bytes(4, "little") + _varint(len(inputs))
+    for txid, n in inputs:
+        b += bytes.fromhex(txid)[::-1] + n.to_bytes(4, "little") + b"\x00" + b"\xfd\xff\xff\xff"
+    b += _varint(len(outputs))
+    for value, script in outputs:
+        b += value.to_bytes(8, "little") + _varint(len(script)) + script
+    return (b + bytes(4)).hex()
+
+
+def fund_behind_unindexed_outputs(bitcoind, address: str, sats: int) -> str:
+    """Pay ``sats`` to ``address`` as output 3 of a transaction whose outputs 0-2 are OP_RETURN
+    (no server indexes them, so the tx cannot be found through the history of its first
+    outputs); mined directly (several OP_RETURNs are non-standard, valid in a block)."""
+    from electrum.bitcoin import address_to_script
+    change = bitcoind.rpc("getrawchangeaddress", "bech32", wallet="miner")
+    coin = max(bitcoind.rpc("listunspent", wallet="miner"), key=lambda u: u["amount"])
+    value = int(round(coin["amount"] * 10**8))
+    outputs = [(0, b"\x6a\x01" + bytes([i])) for i in range(3)]
+    outputs += [(sats, address_to_script(address)),
+                (value - sats - 20_000, address_to_script(change))]
+    signed = bitcoind.rpc("signrawtransactionwithwallet",
+                          _unsigned_tx([(coin["txid"], coin["vout"])], outputs), wallet="miner")
+    assert signed["complete"]
+    bitcoind.rpc("generateblock", change, [signed["hex"]])
+    return bitcoind.rpc("decoderawtransaction", signed["hex"])["txid"]
+
+
+@pytest.fixture
+def m14_maker(irc_net, electrum_node, bitcoind):
+    w = new_wallet(electrum_node, bitcoind)
+    txid = fund_behind_unindexed_outputs(bitcoind, w.get_receiving_addresses()[0], 30_000_000)
+    bitcoind.mine(5)
+    electrum_node.wait_tx(w, txid, confirmations=6)
+    party = irc_net.add_maker(w, cjfee_r="0.0001")            # cheapest: chosen
+    yield party, txid
+    party.maker.stop()
+    party.daemon.stop()
+    irc_net.makers.remove(party)
+
+
+def test_m14_later_steps_reuse_the_ioauth_checks(m14_maker, irc_net, electrum_node, bitcoind):
+    """M14: a maker whose funding transaction cannot be located through the history of its first
+    outputs passed !ioauth (listunspent gave the height) and then, before !tx, the taker fetched
+    that transaction again without the height and failed the whole run. Now what the !ioauth
+    check proved is used: no history lookup (nothing asked about scripts outside the coinjoin),
+    each maker funding tx fetched once, and the coinjoin completes with that maker in it."""
+    party, funding_txid = m14_maker
+    net = irc_net
+    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000], mine=5)
+    dest = new_wallet(electrum_node, bitcoind)
+    cfg = quick_config(7_000_000, dest.get_receiving_address(), n=4, minimum_makers=4)
+    taker_txids = {c.prevout.txid.hex() for c in taker_w.get_utxos()}
+    taker = net.taker(taker_w, CommitmentStore({}, on_change=None), cfg)
+    outcome = net.run_taker(taker)
+    assert outcome.status == "success", (outcome.message, outcome.ignored_makers)
+    assert outcome.rounds == 1 and party.maker.nick in outcome.makers
+    tx = taker_w.adb.get_transaction(outcome.txid)
+    maker_txids = {i.prevout.txid.hex() for i in tx.inputs()} - taker_txids
+    assert funding_txid in maker_txids
+    counts = taker.chain.query_counts
+    assert counts["get_history"] == 0, dict(counts)
+    assert counts["get_transaction"] == len(maker_txids), dict(counts)   # each fetched once
+    bitcoind.mine(1)
+    electrum_node.wait_tx(party.wallet, outcome.txid, confirmations=1)

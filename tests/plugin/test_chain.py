@@ -205,24 +205,6 @@ def test_malformed_input_refused_before_any_query(chain, electrum_node):
     assert canonical_outpoint("AB" * 32 + ":7") == "ab" * 32 + ":7"
 
 
-def _record_requests(monkeypatch, network, log):
-    """Wrap the real network calls to log when each request starts and ends (still asks the
-    real server)."""
-    for name, kind in (("get_transaction", "tx"), ("listunspent_for_scripthash", "listunspent"),
-                       ("get_merkle_for_transaction", "merkle")):
-        real = getattr(network, name)
-
-        def wrapper(*a, _real=real, _kind=kind, **kw):
-            async def call():
-                log.append(("start", _kind))
-                try:
-                    return await _real(*a, **kw)
-                finally:
-                    log.append(("end", _kind))
-            return call()
-        monkeypatch.setattr(network, name, wrapper)
-
-
 def test_each_question_asked_once(chain, electrum_node, bitcoind, sync_tip):
     """Two outputs of one transaction looked up together: one get_transaction, one proof, one
     listunspent per script; asked again later, only the unspent status is asked again."""
@@ -244,13 +226,12 @@ def test_each_question_asked_once(chain, electrum_node, bitcoind, sync_tip):
     assert dict(chain.query_counts) == {"listunspent": 1}
 
 
-def test_script_hint_asks_tx_and_unspent_together(chain, electrum_node, funded, monkeypatch):
+def test_script_hint_asks_tx_and_unspent_together(chain, electrum_node, funded, record_requests):
     """With the right hint the unspent list is asked before the transaction has arrived (one
     round trip saved); a wrong hint costs one extra listunspent and changes nothing else."""
     txid, n, address, sats = funded
     script = address_to_script(address)
-    log: list = []
-    _record_requests(monkeypatch, electrum_node.network, log)
+    log = record_requests()
     info = electrum_node.run(chain.get_utxo(f"{txid}:{n}", script_hint=script))
     assert info.value == sats and info.unspent and info.confirmations >= 1
     assert log.index(("start", "listunspent")) < log.index(("end", "tx"))

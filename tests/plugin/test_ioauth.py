@@ -344,3 +344,42 @@ def test_chain_failure_is_not_blamed_on_the_maker(electrum_node, maker):
     slow = ElectrumChain(electrum_node.network, request_timeout=0.000001)
     with pytest.raises(ChainUnavailable):
         _verify(electrum_node, slow, maker, maker.body())
+
+
+@stack
+def test_m8_taker_checks_makers_together_and_decides_claims_in_its_order(
+        electrum_node, make_wallet, record_requests):
+    """The taker checks all makers' !ioauth at once; an outpoint claimed by two makers (each
+    valid on its own) is refused (M8) for the one that comes later in the taker's own order of
+    makers — whichever answered first — and never both accepted."""
+    from electrum_joinmarket.protocol.commitments import CommitmentStore
+    from electrum_joinmarket.taker.taker import Taker, TakerConfig
+    a = Maker(make_wallet(fund=[3_000_000, 2_000_000]))
+    b = Maker(make_wallet(fund=[4_000_000, 1_000_000]))
+    me = make_wallet(fund=[5_000_000])
+    stolen = a.coins()[1].prevout.to_str()
+
+    def data(m, extra=()):
+        utxos, auth_pub, cj, change, sig = m.body(
+            utxos=[c.prevout.to_str() for c in m.coins()] + list(extra)).split(" ")
+        return [utxos.split(","), auth_pub, cj, change, sig, m.nacl]
+    fills = {"J5a": data(a), "J5b": data(b, [stolen])}
+
+    def run(order):
+        taker = Taker(wallet=me, network=electrum_node.network, commitments=CommitmentStore({}),
+                      config=TakerConfig(amount=1_000_000, destination=me.get_unused_address()),
+                      password=None, daemon_host="127.0.0.1", daemon_port=1, chan_configs=[],
+                      net_name="regtest")
+        offers = {nick: OFFER for nick in order}
+        verified = electrum_node.run(taker._verify_ioauths(dict(fills), offers, me.get_utxos(),
+                                                            1_000_000))
+        return verified, taker.ignored
+
+    log = record_requests()
+    verified, ignored = run(["J5a", "J5b"])
+    assert list(verified) == ["J5a"] and ignored["J5b"].startswith("M8"), ignored
+    assert stolen in ignored["J5b"]
+    # both makers' transactions were asked for before the first answer arrived
+    assert log[:log.index(("end", "tx"))].count(("start", "tx")) == 4, log
+    verified, ignored = run(["J5b", "J5a"])
+    assert list(verified) == ["J5b"] and ignored["J5a"].startswith("M8"), ignored
