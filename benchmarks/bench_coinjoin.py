@@ -11,21 +11,23 @@ settings; real-network defaults are 20 s / 5 s, up to 60 s).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pathlib
 import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from electrum_joinmarket.protocol.commitments import CommitmentStore  # noqa: E402
-from devstack.jmnet import JMNet, irc_config, quick_config  # noqa: E402
-from devstack.bitcoind import start_bitcoind  # noqa: E402
-from devstack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402
-from devstack.electrumx import start_electrumx  # noqa: E402
-from devstack.ircd import start_ircd  # noqa: E402
+from devstack.bitcoind import start_bitcoind
+from devstack.electrum_env import ElectrumNode, stop_electrum_loop
+from devstack.electrumx import start_electrumx
+from devstack.ircd import start_ircd
+from devstack.jmnet import JMNet, irc_config, quick_config
+from electrum_joinmarket.protocol.commitments import CommitmentStore
 
 STAGES = ("orderbook", "fill_to_ioauth", "tx_to_sigs", "broadcast_to_seen", "total")
 
@@ -49,9 +51,10 @@ def main() -> int:
         for w in takers:
             node.fund(w.get_receiving_addresses()[0], 20_000_000, confirm=False)
         node.mine(6)
+        def funded(w: Any) -> bool:
+            return bool(w.is_up_to_date() and w.get_balance()[1] == 0 and w.get_balance()[0] > 0)
         for w in makers + takers:
-            el.wait(lambda w=w: w.is_up_to_date() and w.get_balance()[1] == 0
-                    and w.get_balance()[0] > 0, 60, "funding")
+            el.wait(functools.partial(funded, w), 60, "funding")
         for i, w in enumerate(makers):
             net.add_maker(w, cjfee_r=["0.0002", "0.0003", "0.00025"][i])
         runs = []

@@ -67,6 +67,7 @@ def start_and_measure(argv: list[str], measure_rss: bool, env=None) -> dict:
     t0 = time.monotonic()
     proc = subprocess.Popen(argv + ["--port", "0", "--datadir", d], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stdout is not None
     try:
         port = None
         while port is None:
@@ -162,7 +163,8 @@ def main() -> None:
           f"(min {result['ready_min_s']:.3f}, max {result['ready_max_s']:.3f}, {args.runs} runs)")
     print(f"  python -m jmdaemon  median {result['python_m_jmdaemon_ready_median_s']:.3f} s")
     print(f"idle RSS              {result['rss_total_kib'] / 1024:.1f} MiB "
-          f"(bootloader {result['rss_parent_kib'] / 1024:.1f} + python {result['rss_child_kib'] / 1024:.1f}); "
+          f"(bootloader {result['rss_parent_kib'] / 1024:.1f} + "
+          f"python {result['rss_child_kib'] / 1024:.1f}); "
           f"python -m jmdaemon {result['python_m_jmdaemon_rss_kib'] / 1024:.1f} MiB")
     if "repro_builds" in result:
         a, b = result["repro_builds"]

@@ -9,29 +9,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import pathlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from devstack.bitcoind import start_bitcoind  # noqa: E402
-from devstack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402
-from devstack.electrumx import start_electrumx  # noqa: E402
-from devstack.ircd import start_ircd  # noqa: E402
+from devstack.bitcoind import start_bitcoind
+from devstack.electrum_env import ElectrumNode, stop_electrum_loop
+from devstack.electrumx import start_electrumx
+from devstack.ircd import start_ircd
 
 
 def one_run() -> dict[str, float]:
     d = pathlib.Path(tempfile.mkdtemp(prefix="ejm-bench-"))
-    marks, t0 = {}, time.monotonic()
-    node = start_bitcoind(d / "bitcoind"); marks["bitcoind"] = time.monotonic() - t0
-    ex = start_electrumx(d / "electrumx", node); marks["electrumx"] = time.monotonic() - t0
-    irc = start_ircd(d / "ircd"); marks["ircd"] = time.monotonic() - t0
-    el = ElectrumNode(d / "electrum", ex.server_string); marks["electrum"] = time.monotonic() - t0
-    el.create_wallet("w"); marks["wallet"] = time.monotonic() - t0
+    marks: dict[str, float] = {}
+    t0 = time.monotonic()
+
+    def mark(name: str) -> None:
+        marks[name] = time.monotonic() - t0
+
+    node = start_bitcoind(d / "bitcoind")
+    mark("bitcoind")
+    ex = start_electrumx(d / "electrumx", node)
+    mark("electrumx")
+    irc = start_ircd(d / "ircd")
+    mark("ircd")
+    el = ElectrumNode(d / "electrum", ex.server_string)
+    mark("electrum")
+    el.create_wallet("w")
+    mark("wallet")
     for s in (el, irc, ex, node):
         s.stop()
     return marks

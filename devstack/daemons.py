@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
-import select
 import pathlib
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -66,6 +66,7 @@ def _spawn(args, workdir: pathlib.Path, name: str, pattern: str, timeout=20.0):
                             stderr=open(logpath, "ab"), stdin=subprocess.DEVNULL, cwd=str(workdir),
                             env=env, text=True)
     _STARTED.append(proc)
+    assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     line = ""
     while time.monotonic() < deadline:
@@ -183,7 +184,7 @@ class TestClient:
             await asyncio.wait_for(waiter(), timeout)
         except asyncio.TimeoutError:
             raise AssertionError("%s: no %s within %.0fs; events: %s" % (
-                self.name, name, timeout, [n for n, _ in self.events][-30:]))
+                self.name, name, timeout, [n for n, _ in self.events][-30:])) from None
         return matches()[count - 1]
 
     def count(self, name):

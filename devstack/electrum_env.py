@@ -10,7 +10,7 @@ import asyncio
 import pathlib
 import threading
 import time
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import Any, Callable, Coroutine, Optional, TypeVar
 
 from .procs import StackError
 
@@ -30,6 +30,7 @@ def electrum_loop() -> asyncio.AbstractEventLoop:
     with _loop_lock:
         if _loop is None:
             from electrum import constants, util
+
             from .padding import disable_electrum_hold
             constants.BitcoinRegtest.set_as_network()
             disable_electrum_hold()
@@ -46,7 +47,11 @@ def stop_electrum_loop(timeout: float = 15) -> None:
             return
         loop, stopping, thread = _loop, _stopping, _thread
         _loop = None
-    loop.call_soon_threadsafe(lambda: stopping.done() or stopping.set_result(1))
+    assert stopping is not None and thread is not None     # set together with _loop
+    def stop() -> None:
+        if not stopping.done():
+            stopping.set_result(1)
+    loop.call_soon_threadsafe(stop)
     thread.join(timeout)
 
 
@@ -74,7 +79,7 @@ class ElectrumNode:
         self.wait(lambda: self.network.is_connected(), 30, "Electrum to connect to ElectrumX")
 
     # --- loop plumbing -------------------------------------------------------------------
-    def run(self, coro: Awaitable[T], timeout: float = 60) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         """Run a coroutine on Electrum's loop from this (non-loop) thread and return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 

@@ -84,7 +84,8 @@ def start_electrumx(datadir: pathlib.Path, node: Bitcoind, port: int = 0) -> Ele
     if os.geteuid() == 0:
         env["ALLOW_ROOT"] = "1"
     exe = installed_env()["EJM_ELECTRUMX"]
-    ex.proc = subprocess.Popen(electrumx_command(exe), env=env, stdout=ex.log.open("ab"), stderr=subprocess.STDOUT,
+    ex.proc = subprocess.Popen(electrumx_command(exe), env=env, stdout=ex.log.open("ab"),
+                               stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL)
     ex.wait_synced(node)
     return ex

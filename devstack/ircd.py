@@ -1,6 +1,7 @@
 """An IRC server for tests: Debian's ngircd on 127.0.0.1, a free port, config in a temp dir."""
 from __future__ import annotations
 
+import functools
 import pathlib
 import subprocess
 from dataclasses import dataclass, field
@@ -78,5 +79,6 @@ def start_ircd(workdir: pathlib.Path, port: int = 0, tls_cert: Optional[pathlib.
                                  stdout=ircd.log.open("ab"), stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL)
     for p in filter(None, (port, tls_port)):
-        wait_for(lambda p=p: port_open(p), 20, f"ngircd on port {p}", proc=ircd.proc, log=ircd.log)
+        wait_for(functools.partial(port_open, p), 20, f"ngircd on port {p}", proc=ircd.proc,
+                 log=ircd.log)
     return ircd

@@ -8,10 +8,9 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from devstack.daemons import start_daemon
 from electrum_joinmarket.maker.maker import Maker, MakerSettings
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
-from devstack.daemons import start_daemon
-
 
 
 def irc_config(ircd) -> list[dict]:

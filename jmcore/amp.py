@@ -57,10 +57,27 @@ import re
 import struct
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence, Union
 
-from .commands import (BIG_UNICODE, BOOLEAN, COMMANDS, INTEGER, JSON, LIST_OF_UNICODE, STRING,
-                       UNICODE, Arg, CommandSpec)
-from .errors import (AMPConnectionLost, AMPDecodeError, AMPEncodeError, AMPError, AMPRemoteError,
-                     BoxParseError, UnknownCommand)
+from .commands import (
+    BIG_UNICODE,
+    BOOLEAN,
+    COMMANDS,
+    INTEGER,
+    JSON,
+    LIST_OF_UNICODE,
+    STRING,
+    UNICODE,
+    Arg,
+    CommandSpec,
+)
+from .errors import (
+    AMPConnectionLost,
+    AMPDecodeError,
+    AMPEncodeError,
+    AMPError,
+    AMPRemoteError,
+    BoxParseError,
+    UnknownCommand,
+)
 
 __all__ = [
     "MAX_KEY_LENGTH", "MAX_VALUE_LENGTH", "DEFAULT_MAX_BOX_SIZE",
@@ -436,7 +453,7 @@ error code, or an exception whose class name is a key of the command's
 class _Pending:
     __slots__ = ("spec", "future", "raw")
 
-    def __init__(self, spec: CommandSpec | None, future: asyncio.Future, raw: bool) -> None:
+    def __init__(self, spec: CommandSpec | None, future: asyncio.Future[Any], raw: bool) -> None:
         self.spec = spec
         self.future = future
         self.raw = raw
@@ -470,11 +487,11 @@ class AMPProtocol(asyncio.Protocol):
         self._parser = BoxParser(max_box_size)
         self._counter = 0
         self._pending: dict[bytes, _Pending] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._closed_reason: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._made: asyncio.Future | None = None
-        self._lost: asyncio.Future | None = None
+        self._made: asyncio.Future[None] | None = None
+        self._lost: asyncio.Future[None] | None = None
 
     # -- registration --------------------------------------------------------------
 
@@ -493,7 +510,7 @@ class AMPProtocol(asyncio.Protocol):
     def connected(self) -> bool:
         return self.transport is not None and self._closed_reason is None
 
-    def _futures(self) -> tuple[asyncio.Future, asyncio.Future]:
+    def _futures(self) -> tuple[asyncio.Future[None], asyncio.Future[None]]:
         if self._made is None or self._lost is None:
             loop = self._loop or asyncio.get_running_loop()
             self._loop = loop
@@ -518,7 +535,7 @@ class AMPProtocol(asyncio.Protocol):
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._loop = asyncio.get_running_loop()
         made, _ = self._futures()
@@ -572,7 +589,7 @@ class AMPProtocol(asyncio.Protocol):
         self._send_bytes(encode_box(box))
 
     def _start_call(self, spec: CommandSpec | None, box: dict[bytes, bytes],
-                    raw: bool) -> asyncio.Future:
+                    raw: bool) -> asyncio.Future[Any]:
         if self._closed_reason is not None:
             raise self._closed_reason
         if self.transport is None:
@@ -580,15 +597,17 @@ class AMPProtocol(asyncio.Protocol):
         tag = self._next_tag()
         box[ASK] = tag
         data = encode_box(box)  # may raise AMPEncodeError before registering
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[tag] = _Pending(spec, fut, raw)
         try:
             self._send_bytes(data)
         except AMPConnectionLost:
             self._pending.pop(tag, None)
             raise
-        fut.add_done_callback(lambda f, tag=tag: self._pending.pop(tag, None)
-                              if f.cancelled() else None)
+        def forget_if_cancelled(f: asyncio.Future[Any]) -> None:
+            if f.cancelled():
+                self._pending.pop(tag, None)
+        fut.add_done_callback(forget_if_cancelled)
         return fut
 
     def _send_bytes(self, data: bytes) -> None:
@@ -602,8 +621,8 @@ class AMPProtocol(asyncio.Protocol):
         if spec is None:
             raise UnknownCommand(f"unknown AMP command {command!r}")
         box = request_box(spec, None, kwargs)
-        fut = self._start_call(spec, box, raw=False)
-        return await fut
+        answer: dict[str, Any] = await self._start_call(spec, box, raw=False)
+        return answer
 
     async def call_remote_raw(self, command: str, box: Mapping[bytes, bytes] | None = None
                               ) -> dict[bytes, bytes]:
@@ -611,8 +630,8 @@ class AMPProtocol(asyncio.Protocol):
         and return the raw answer box.  Errors still raise AMPRemoteError."""
         b = dict(box or {})
         b[COMMAND] = command.encode("utf-8")
-        fut = self._start_call(None, b, raw=True)
-        return await fut
+        answer: dict[bytes, bytes] = await self._start_call(None, b, raw=True)
+        return answer
 
     def send_raw_box(self, box: Mapping[bytes, bytes]) -> None:
         """Write one box as is (no tag bookkeeping).  For tests and tools."""

@@ -37,8 +37,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence, Union
 
-from .constants import (ABS_OFFER_TYPES, COMMAND_PREFIX, DUST_THRESHOLD, MAX_OID, MAX_SATOSHIS,
-                        OFFER_TYPE_SCRIPT, OFFER_TYPES, REL_OFFER_TYPES)
+from .constants import (
+    ABS_OFFER_TYPES,
+    COMMAND_PREFIX,
+    DUST_THRESHOLD,
+    MAX_OID,
+    MAX_SATOSHIS,
+    OFFER_TYPE_SCRIPT,
+    OFFER_TYPES,
+    REL_OFFER_TYPES,
+)
 from .errors import OfferError
 
 __all__ = [

@@ -4,6 +4,8 @@ Commitments are compared in canonical form: lower-case hex of exactly 32 bytes (
 list is persisted as newline-separated lower-case hex (Ref's ``commitmentlist`` format); entries of
 an old file in other case are canonicalised when loaded.
 """
+from __future__ import annotations
+
 import logging
 import os
 import threading
@@ -13,7 +15,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LOCATION = os.path.join("cmtdata", "commitmentlist")
 
 
-def confined_path(datadir, location):
+def confined_path(datadir: str, location: object) -> tuple[str, bool]:
     """The blacklist file for a client-chosen ``location``, confined to ``datadir`` (D12).
 
     Invariant: the returned path, with every symlink resolved, lies strictly inside the
@@ -34,7 +36,7 @@ def confined_path(datadir, location):
     return real, False
 
 
-def canonical_commitment(text):
+def canonical_commitment(text: object) -> str | None:
     """Lower-case 64-char hex of a commitment, or None if it is not 32 bytes of hex."""
     if not isinstance(text, str) or len(text) != 64:
         return None
@@ -45,15 +47,15 @@ def canonical_commitment(text):
 
 
 class CommitmentBlacklist:
-    def __init__(self, path=None, max_entries=1_000_000):
+    def __init__(self, path: str | None = None, max_entries: int = 1_000_000) -> None:
         self.path = path
         self.max_entries = max_entries
-        self._set = set()
+        self._set: set[str] = set()
         self._lock = threading.Lock()
-        self._mtime = None
+        self._mtime: float | None = None
         self._load()
 
-    def _load(self):
+    def _load(self) -> None:
         if not self.path or not os.path.isfile(self.path):
             return
         try:
@@ -67,7 +69,7 @@ class CommitmentBlacklist:
         except OSError as exc:
             log.warning("cannot read commitment blacklist %s: %s", self.path, exc)
 
-    def _refresh(self):
+    def _refresh(self) -> None:
         """Pick up entries added by another daemon connection sharing the same file."""
         if not self.path:
             return
@@ -78,14 +80,14 @@ class CommitmentBlacklist:
         if mtime != self._mtime:
             self._load()
 
-    def contains(self, commitment):
+    def contains(self, commitment: object) -> bool:
         c = canonical_commitment(commitment)
         if c is None:
             return False
         self._refresh()
         return c in self._set
 
-    def add(self, commitment):
+    def add(self, commitment: object) -> bool:
         """Add (and persist) a commitment; returns False if it is not valid hex of 32 bytes."""
         c = canonical_commitment(commitment)
         if c is None:
@@ -117,5 +119,5 @@ class CommitmentBlacklist:
                     log.warning("cannot persist commitment blacklist %s: %s", self.path, exc)
         return True
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._set)

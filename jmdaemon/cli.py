@@ -1,11 +1,16 @@
 """``jmdaemon`` command line: the AMP server for clients, or (``--directory-node``) an onion
 directory node. Clean shutdown on SIGINT/SIGTERM; a port in use or a bad config is reported in one
 line (exit status 2), never as a traceback."""
+from __future__ import annotations
+
 import argparse
 import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
 
 from jmcore.netaddr import is_loopback
 
@@ -15,7 +20,7 @@ from .config import ConfigError, DaemonConfig, NETWORKS, load_config_file, valid
 log = logging.getLogger("jmdaemon")
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="jmdaemon",
         description="Keyless JoinMarket messaging daemon (AMP server for electrum-joinmarket).")
@@ -55,14 +60,14 @@ def _parser():
     return p
 
 
-def _hostport(text, what):
+def _hostport(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError("%s must be HOST:PORT, not %r" % (what, text))
     return host, int(port)
 
 
-def build_config(args):
+def build_config(args: argparse.Namespace) -> DaemonConfig:
     cfg = DaemonConfig(datadir=os.path.abspath(args.datadir))
     cfg_path = args.config or os.path.join(cfg.datadir, "jmdaemon.cfg")
     if args.config and not os.path.exists(args.config):
@@ -116,7 +121,7 @@ def build_config(args):
     return validate(cfg)
 
 
-def setup_logging(cfg):
+def setup_logging(cfg: DaemonConfig) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
     root.handlers[:] = []
@@ -137,23 +142,23 @@ def setup_logging(cfg):
 
 
 
-def _stop_on_signals(reactor) -> None:
+def _stop_on_signals(reactor: Any) -> None:
     """SIGINT and SIGTERM stop the reactor cleanly, always. Twisted leaves SIGINT alone when the
     process inherited it ignored (a background job of a non-interactive shell, as in CI), and
     the daemon would then only die by SIGKILL; its documented behaviour is a clean stop."""
-    def stop(signum, frame):
+    def stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping", signum)
         reactor.callFromThread(_stop_once, reactor)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
 
 
-def _stop_once(reactor) -> None:
+def _stop_once(reactor: Any) -> None:
     if reactor.running:
         reactor.stop()
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = build_config(args)
@@ -174,7 +179,7 @@ def main(argv=None):
     factory = JMDaemonServerFactory(datadir=cfg.datadir, channel_defaults=cfg.channel_defaults(),
                                     default_channels=cfg.channels)
     try:
-        listening = factory
+        listening: Any = factory
         if cfg.ssl_cert:
             from .tls import server_factory
             try:
@@ -190,7 +195,7 @@ def main(argv=None):
     if not is_loopback(cfg.host):
         log.warning("listening on %s, which is not a loopback address: anyone who can reach it "
                     "can use this daemon (and see your coinjoin traffic)", cfg.host)
-    def announce():
+    def announce() -> None:
         # only once the reactor runs (its SIGINT/SIGTERM handlers are installed): whoever waits
         # for this line may signal us right away and must get a clean shutdown
         log.info("jmdaemon %s listening on %s:%d%s (network %s, data dir %s)", __version__,
@@ -205,20 +210,21 @@ def main(argv=None):
     return 0
 
 
-def _reason(exc):
-    text = str(exc.socketError) if getattr(exc, "socketError", None) else str(exc)
+def _reason(exc: BaseException) -> str:
+    socket_error = getattr(exc, "socketError", None)
+    text = str(socket_error) if socket_error else str(exc)
     if "in use" in text.lower():
         return "address already in use"
     return text
 
 
-def _shutdown(factory, port):
+def _shutdown(factory: Any, port: Any) -> Any:
     log.info("shutting down")
     factory.shutdown()
     return port.stopListening()
 
 
-def _run_directory(cfg, reactor, terror):
+def _run_directory(cfg: DaemonConfig, reactor: Any, terror: Any) -> int:
     from .directory import DirectoryNode
     dcfg = cfg.directory
     try:
@@ -236,13 +242,13 @@ def _run_directory(cfg, reactor, terror):
                          tor_control_password=cfg.tor.get("tor_control_password"))
     if not is_loopback(node.host):
         log.warning("directory listening on non-loopback address %s", node.host)
-    result = {}
+    result: dict[str, int] = {}
 
-    def started(location):
+    def started(location: str) -> None:
         log.info("directory node %s up at %s (network %s)", node.nick, location, node.network)
         print("jmdaemon directory %s at %s" % (node.nick, location), flush=True)
 
-    def failed(failure):
+    def failed(failure: Any) -> None:
         if failure.check(terror.CannotListenError):
             msg = "cannot listen on %s:%d (%s)" % (node.host, port, _reason(failure.value))
         else:
@@ -252,7 +258,7 @@ def _run_directory(cfg, reactor, terror):
         if reactor.running:
             reactor.stop()
 
-    def go():
+    def go() -> None:
         node.start().addCallbacks(started, failed)
     reactor.callWhenRunning(go)
     reactor.addSystemEventTrigger("before", "shutdown", node.stop)
@@ -261,5 +267,5 @@ def _run_directory(cfg, reactor, terror):
     return result.get("rc", 0)
 
 
-def args_test_mode(cfg):
+def args_test_mode(cfg: DaemonConfig) -> bool:
     return bool(cfg.directory.get("_test_mode"))

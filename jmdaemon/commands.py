@@ -4,26 +4,30 @@ Every command of the schema (coinjoin, SNICKER, BIP78) becomes a class of the sa
 module, e.g. ``jmdaemon.commands.JMInit``; ``COMMAND_CLASSES`` maps names to classes. Errors named
 in the schema become exception classes in ``ERROR_CLASSES`` (e.g. ``DaemonNotReady``).
 """
+from __future__ import annotations
+
+from typing import Any
+
 from twisted.protocols import amp
+
+from jmcore.commands import COINJOIN_COMMANDS, COMMANDS, CommandSpec
 
 from .amp_types import make_argument
 
-from jmcore.commands import COMMANDS, COINJOIN_COMMANDS
-
-ERROR_CLASSES = {}
+ERROR_CLASSES: dict[str, type[Exception]] = {}
 
 
-def _error_class(name):
+def _error_class(name: str) -> type[Exception]:
     if name not in ERROR_CLASSES:
         ERROR_CLASSES[name] = type(name, (Exception,), {"__module__": __name__})
     return ERROR_CLASSES[name]
 
 
-def make_command(spec):
+def make_command(spec: CommandSpec) -> type[amp.Command]:
     """One amp.Command subclass for one CommandSpec."""
     errors = {_error_class(ename): str(code).encode("utf-8")
               for ename, code in dict(spec.errors or {}).items()}
-    attrs = {
+    attrs: dict[str, Any] = {
         "__module__": __name__,
         "__doc__": "%s (%s, %s)" % (spec.name, spec.direction, spec.group),
         "commandName": spec.name.encode("ascii"),

@@ -30,9 +30,12 @@ File layout (all optional)::
     motd = ...
     hidden_service_dir = hidden_service
 """
+from __future__ import annotations
+
 import configparser
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from .constants import DEFAULT_DAEMON_PORT
 
@@ -54,11 +57,11 @@ class DaemonConfig:
     logfile: str = ""
     ssl_cert: str = ""
     ssl_key: str = ""
-    tor: dict = field(default_factory=dict)
-    channels: list = field(default_factory=list)
-    directory: dict = field(default_factory=dict)
+    tor: dict[str, Any] = field(default_factory=dict)
+    channels: list[dict[str, Any]] = field(default_factory=list)
+    directory: dict[str, Any] = field(default_factory=dict)
 
-    def channel_defaults(self):
+    def channel_defaults(self) -> dict[str, dict[str, Any]]:
         onion_keys = ("socks5_host", "socks5_port", "tor_control_host", "tor_control_port",
                       "tor_control_password", "onion_serving_host")
         irc_keys = ("socks5_host", "socks5_port")
@@ -66,17 +69,17 @@ class DaemonConfig:
                 "irc": {k: v for k, v in self.tor.items() if k in irc_keys}}
 
 
-def _int(value, what, lo=0, hi=65535):
+def _int(value: object, what: str, lo: int = 0, hi: int = 65535) -> int:
     try:
-        n = int(value)
+        n = int(value)  # type: ignore[call-overload]  # anything: ConfigError below
     except (TypeError, ValueError):
-        raise ConfigError("%s must be an integer, not %r" % (what, value))
+        raise ConfigError("%s must be an integer, not %r" % (what, value)) from None
     if not lo <= n <= hi:
         raise ConfigError("%s must be between %d and %d" % (what, lo, hi))
     return n
 
 
-def load_config_file(path, cfg):
+def load_config_file(path: str | None, cfg: DaemonConfig) -> DaemonConfig:
     """Read an INI file into cfg (missing file = defaults)."""
     if not path or not os.path.exists(path):
         return cfg
@@ -85,7 +88,7 @@ def load_config_file(path, cfg):
         with open(path, encoding="utf-8") as f:
             parser.read_file(f)
     except (configparser.Error, UnicodeDecodeError, OSError) as exc:
-        raise ConfigError("cannot read config file %s: %s" % (path, exc))
+        raise ConfigError("cannot read config file %s: %s" % (path, exc)) from exc
     known = {"daemon", "tor", "directory"}
     for section in parser.sections():
         if section not in known and not section.startswith("MESSAGING:"):
@@ -112,7 +115,7 @@ def load_config_file(path, cfg):
         cfg.directory = dict(parser["directory"])
     for section in parser.sections():
         if section.startswith("MESSAGING:"):
-            chan = dict(parser[section])
+            chan: dict[str, Any] = dict(parser[section])
             chan.setdefault("type", "irc")
             if "port" in chan:
                 chan["port"] = _int(chan["port"], "[%s] port" % section, 1)
@@ -120,7 +123,7 @@ def load_config_file(path, cfg):
     return cfg
 
 
-def validate(cfg):
+def validate(cfg: DaemonConfig) -> DaemonConfig:
     if cfg.network not in NETWORKS:
         raise ConfigError("network must be one of %s, not %r" % (", ".join(NETWORKS), cfg.network))
     if cfg.loglevel.upper() not in LOGLEVELS:

@@ -3,6 +3,7 @@
 jmcore.constants carries the shared ones; the daemon keeps the few it needs here so it
 does not depend on their exact names (values are fixed by the wire protocol anyway).
 """
+from __future__ import annotations
 
 JM_VERSION = 5
 JOINMARKET_NICK_HEADER = "J"
@@ -53,7 +54,7 @@ JM_DUST = 27300
 IRC_CHANNEL_BASE = "joinmarket-pit"
 
 
-def network_for_wire(network):
+def network_for_wire(network: str | None) -> str:
     """The network name announced on the wire: regtest runs as testnet (§12)."""
     network = (network or "mainnet").lower()
     if network in ("regtest", "testnet", "testnet3", "testnet4"):
@@ -63,7 +64,7 @@ def network_for_wire(network):
     return "mainnet"
 
 
-def irc_channel_name(base, network):
+def irc_channel_name(base: str, network: str | None) -> str:
     net = network_for_wire(network)
     suffix = {"mainnet": "", "testnet": "-test", "signet": "-sig"}[net]
     base = base.lstrip("#")

@@ -3,11 +3,14 @@
 Rows are the JSON objects that ``JMOffers`` carries: counterparty, oid, ordertype, minsize, maxsize,
 txfee (ints) and cjfee (decimal string), as Ref's sqlite orderbook produces them.
 """
+from __future__ import annotations
+
 import logging
 import re
 import sys
 from collections import OrderedDict
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from . import constants as C
 from . import wire
@@ -17,7 +20,7 @@ _UINT = re.compile(r"^[0-9]{1,19}$")
 _DECIMAL = re.compile(r"^[0-9]{1,16}(\.[0-9]{1,20})?$|^[0-9]{0,16}\.[0-9]{1,20}$")
 
 
-def _uint(text):
+def _uint(text: object) -> int:
     if isinstance(text, int) and not isinstance(text, bool):
         return text
     if not isinstance(text, str) or not _UINT.match(text):
@@ -25,20 +28,21 @@ def _uint(text):
     return int(text)
 
 
-def validate_offer(ordertype, oid, minsize, maxsize, txfee, cjfee, dust=C.JM_DUST):
+def validate_offer(ordertype: str, oid: object, minsize: object, maxsize: object, txfee: object,
+                   cjfee: object, dust: int = C.JM_DUST) -> dict[str, Any]:
     """A clean offer row (without counterparty) or ValueError (taker checks of §4.3)."""
     if ordertype not in C.OFFER_TYPES:
         raise ValueError("unknown offer type")
-    oid = _uint(oid)
-    if oid > sys.maxsize:
+    oid_n = _uint(oid)
+    if oid_n > sys.maxsize:
         raise ValueError("oid out of range")
-    minsize, maxsize, txfee = _uint(minsize), _uint(maxsize), _uint(txfee)
-    if minsize > C.MAX_SATS or maxsize > C.MAX_SATS:
+    min_n, max_n, txfee_n = _uint(minsize), _uint(maxsize), _uint(txfee)
+    if min_n > C.MAX_SATS or max_n > C.MAX_SATS:
         raise ValueError("size out of range")
-    minsize = max(minsize, dust)
-    if minsize > maxsize:
+    min_n = max(min_n, dust)
+    if min_n > max_n:
         raise ValueError("minsize above maxsize")
-    if txfee > C.MAX_SATS:
+    if txfee_n > C.MAX_SATS:
         raise ValueError("txfee out of range")
     if ordertype in C.ABS_OFFER_TYPES:
         cjfee = str(_uint(cjfee))
@@ -48,12 +52,12 @@ def validate_offer(ordertype, oid, minsize, maxsize, txfee, cjfee, dust=C.JM_DUS
         try:
             value = Decimal(cjfee)
         except InvalidOperation:
-            raise ValueError("bad relative cjfee")
+            raise ValueError("bad relative cjfee") from None
         if not value.is_finite():
             raise ValueError("bad relative cjfee")
         cjfee = str(value)
-    return {"oid": oid, "ordertype": ordertype, "minsize": minsize, "maxsize": maxsize,
-            "txfee": txfee, "cjfee": cjfee}
+    return {"oid": oid_n, "ordertype": ordertype, "minsize": min_n, "maxsize": max_n,
+            "txfee": txfee_n, "cjfee": cjfee}
 
 
 class Orderbook:
@@ -64,15 +68,16 @@ class Orderbook:
     many nicks keeps memory bounded while the most recent makers remain usable.
     """
 
-    def __init__(self, max_offers_per_nick=50, max_nicks=5000, dust=C.JM_DUST):
+    def __init__(self, max_offers_per_nick: int = 50, max_nicks: int = 5000, dust: int = C.JM_DUST) -> None:
         self.max_offers_per_nick = max_offers_per_nick
         self.max_nicks = max_nicks
         self.dust = dust
-        self.by_nick = OrderedDict()   # nick -> {oid: row}
-        self.bonds = {}                # nick -> {"counterparty","takernick","proof"}
+        self.by_nick: OrderedDict[str, dict[int, dict[str, Any]]] = OrderedDict()   # nick -> {oid: row}
+        self.bonds: dict[str, dict[str, str]] = {}  # nick -> {"counterparty","takernick","proof"}
         self.rejected = 0
 
-    def add_offer(self, nick, ordertype, oid, minsize, maxsize, txfee, cjfee):
+    def add_offer(self, nick: str, ordertype: str, oid: object, minsize: object, maxsize: object,
+                  txfee: object, cjfee: object) -> bool:
         """Store an offer; False (and the old row for that oid deleted) if it is invalid."""
         offers = self.by_nick.get(nick)
         try:
@@ -102,39 +107,39 @@ class Orderbook:
         offers[oid_int] = row
         return True
 
-    def cancel(self, nick, oid):
+    def cancel(self, nick: str, oid: int) -> None:
         offers = self.by_nick.get(nick)
         if offers is not None:
             offers.pop(oid, None)
             if not offers:
                 del self.by_nick[nick]
 
-    def remove_nick(self, nick):
+    def remove_nick(self, nick: str) -> None:
         self.by_nick.pop(nick, None)
         self.bonds.pop(nick, None)
 
-    def clear(self):
+    def clear(self) -> None:
         self.by_nick.clear()
         self.bonds.clear()
 
-    def add_bond(self, nick, takernick, proof):
+    def add_bond(self, nick: str, takernick: str, proof: object) -> bool:
         if nick not in self.by_nick or not isinstance(proof, str) or len(proof) > 1000:
             return False
         self.bonds[nick] = {"counterparty": nick, "takernick": takernick, "proof": proof}
         return True
 
-    def has_nick(self, nick):
+    def has_nick(self, nick: str) -> bool:
         return nick in self.by_nick
 
-    def nicks(self):
+    def nicks(self) -> list[str]:
         return list(self.by_nick)
 
-    def offers(self):
+    def offers(self) -> list[dict[str, Any]]:
         return [{k: row[k] for k in C.ORDER_KEYS}
                 for offers in self.by_nick.values() for row in offers.values()]
 
-    def fidelity_bonds(self):
+    def fidelity_bonds(self) -> list[dict[str, str]]:
         return list(self.bonds.values())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return sum(len(o) for o in self.by_nick.values())

@@ -13,20 +13,19 @@ import random
 import time
 from collections import OrderedDict
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.internet import error as twisted_error
-from twisted.internet import reactor
 from twisted.internet.protocol import ServerFactory
 from twisted.protocols import amp
 
 from . import constants as C
+from . import wire
 from .blacklist import CommitmentBlacklist, canonical_commitment, confined_path
 from .commands import COMMAND_CLASSES as K
 from .commands import ERROR_CLASSES
 from .crypto import NaclError, as_init_encryption, hex_pk, init_keypair, init_pubkey
 from .messaging import MessageChannelCollection
 from .orderbook import Orderbook
-from . import wire
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ def build_channels(chan_configs, network, defaults=None):
         except ChannelConfigError:
             raise
         except (ValueError, KeyError, TypeError) as exc:
-            raise ChannelConfigError("bad %s channel config: %s" % (ctype, exc))
+            raise ChannelConfigError("bad %s channel config: %s" % (ctype, exc)) from exc
     hostids = [mc.hostid for mc in channels]
     if len(set(hostids)) != len(hostids):
         raise ChannelConfigError("two channels with the same hostid")

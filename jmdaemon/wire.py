@@ -1,17 +1,21 @@
 """Pure wire-format functions: IRC chunking, onion JSON lines, handshakes, peerlists, privmsg
 layout. No I/O here, so every parser can be fuzzed directly (docs/protocol.md §2, §3, §4)."""
+from __future__ import annotations
+
 import base64
 import binascii
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
 
 from . import constants as C
 
 _NICK_CHARS = re.compile(r"^[A-Za-z0-9_\-\[\]\\^{}|`]{1,64}$")
 
 
-def printable(text, limit=200):
+def printable(text: object, limit: int = 200) -> str:
     """Remote text made safe for a log line: at most ``limit`` characters, every character that
     is not printable (newlines, ANSI escapes, other control and format characters such as
     bidi overrides) shown as a ``\\x..``/``\\u....`` escape, and non-str values shown by their
@@ -28,21 +32,21 @@ def printable(text, limit=200):
     return out
 
 
-def valid_nick(nick):
+def valid_nick(nick: object) -> bool:
     """A JoinMarket nick as it may appear on the wire (IRC-safe, no '!' ';' ',' or spaces)."""
     return isinstance(nick, str) and bool(_NICK_CHARS.match(nick))
 
 
 # ---------------------------------------------------------------- IRC (§2)
 
-def irc_privmsg_lines(to_nick, cmd, message, max_len=C.MAX_PRIVMSG_LEN):
+def irc_privmsg_lines(to_nick: str, cmd: str, message: str, max_len: int = C.MAX_PRIVMSG_LEN) -> list[str]:
     """Lines (without CRLF) carrying ``!cmd message`` to ``to_nick``, chunked as Ref does."""
     header = "PRIVMSG " + to_nick + " :"
     piece_len = max_len - len(header) - len(cmd) - 4
     if piece_len < 1:
         raise ValueError("nick/command too long to chunk")
     pieces = [message[i:i + piece_len] for i in range(0, len(message), piece_len)] or [""]
-    lines = []
+    lines: list[str] = []
     for k, piece in enumerate(pieces):
         prefix = C.COMMAND_PREFIX + cmd + " " if k == 0 else ""
         trailer = " ~" if k == len(pieces) - 1 else " ;"
@@ -50,10 +54,12 @@ def irc_privmsg_lines(to_nick, cmd, message, max_len=C.MAX_PRIVMSG_LEN):
     return lines
 
 
-def irc_announce_lines(channel, offerlines, max_len=C.MAX_PRIVMSG_LEN):
+def irc_announce_lines(channel: str, offerlines: Iterable[str],
+                       max_len: int = C.MAX_PRIVMSG_LEN) -> list[str]:
     """Pack whole ``!offer ...`` strings into as few public lines as fit (trailing ' ~')."""
     header = "PRIVMSG " + channel + " :"
-    lines, current = [], []
+    lines: list[str] = []
+    current: list[str] = []
     for offer in offerlines:
         candidate = header + "".join(current + [offer]) + " ~"
         if current and len(candidate) > max_len:
@@ -74,13 +80,13 @@ class ChunkAssembler:
     and at most ``max_senders`` partial messages are kept (the oldest is evicted).
     """
 
-    def __init__(self, max_message=C.MAX_MESSAGE_LEN, max_senders=1000):
+    def __init__(self, max_message: int = C.MAX_MESSAGE_LEN, max_senders: int = 1000) -> None:
         self.max_message = max_message
         self.max_senders = max_senders
-        self.buffers = OrderedDict()
+        self.buffers: OrderedDict[str, list[Any]] = OrderedDict()   # sender -> [pieces, size]
         self.dropped = 0
 
-    def feed(self, sender, text):
+    def feed(self, sender: str, text: str) -> str | None:
         if len(text) < 2:
             self.buffers.pop(sender, None)
             self.dropped += 1
@@ -110,23 +116,23 @@ class ChunkAssembler:
         self.dropped += 1
         return None
 
-    def forget(self, sender):
+    def forget(self, sender: str) -> None:
         self.buffers.pop(sender, None)
 
 
-def irc_sender_nick(prefix):
+def irc_sender_nick(prefix: str) -> str:
     """Nick from an IRC prefix ``nick!user@host``, cut at '!' and to 16 chars (§2)."""
     return prefix.split("!", 1)[0][:C.NICK_LENGTH]
 
 
 # ---------------------------------------------------------------- onion (§3)
 
-def encode_onion_line(msgtype, line):
+def encode_onion_line(msgtype: int, line: str) -> str:
     """One onion JSON line (without CRLF), key order as Ref's json.dumps."""
     return json.dumps({"type": msgtype, "line": line})
 
 
-def decode_onion_line(raw):
+def decode_onion_line(raw: str | bytes) -> tuple[int, str]:
     """(type, line) from one received line; ValueError for anything not well-formed."""
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")
@@ -139,20 +145,22 @@ def decode_onion_line(raw):
     return msgtype, line
 
 
-def client_handshake(nick, location, network, features=None):
+def client_handshake(nick: str, location: str, network: str,
+                     features: dict[str, Any] | None = None) -> str:
     return json.dumps({"app-name": C.APP_NAME, "directory": False, "location-string": location,
                        "proto-ver": C.JM_VERSION, "features": features or {}, "nick": nick,
                        "network": network})
 
 
-def directory_handshake(nick, network, accepted, motd="", features=None):
+def directory_handshake(nick: str, network: str, accepted: bool, motd: str = "",
+                        features: dict[str, Any] | None = None) -> str:
     return json.dumps({"app-name": C.APP_NAME, "directory": True,
                        "proto-ver-min": C.JM_VERSION, "proto-ver-max": C.JM_VERSION,
                        "features": features or {}, "accepted": accepted, "nick": nick,
                        "network": network, "motd": motd})
 
 
-def valid_location(location):
+def valid_location(location: object) -> bool:
     """``host:port`` with port 1..65535, or NOT-SERVING-ONION."""
     if location == C.NOT_SERVING_ONION:
         return True
@@ -164,7 +172,7 @@ def valid_location(location):
     return 0 < int(port) < 65536 and all(c.isalnum() or c in ".-" for c in host)
 
 
-def parse_client_handshake(line):
+def parse_client_handshake(line: str) -> dict[str, Any]:
     """Dict of a 793 handshake, or ValueError if malformed (field presence and types)."""
     hs = json.loads(line)
     if not isinstance(hs, dict):
@@ -178,7 +186,7 @@ def parse_client_handshake(line):
     return hs
 
 
-def parse_directory_handshake(line):
+def parse_directory_handshake(line: str) -> dict[str, Any]:
     hs = json.loads(line)
     if not isinstance(hs, dict):
         raise ValueError("dn-handshake is not an object")
@@ -190,15 +198,15 @@ def parse_directory_handshake(line):
     return hs
 
 
-def format_peerlist(entries):
+def format_peerlist(entries: Iterable[tuple[str, str, bool]]) -> str:
     """entries: iterable of (nick, location, disconnected)."""
     return ",".join(n + ";" + loc + (";D" if gone else "") for n, loc, gone in entries)
 
 
-def parse_peerlist(line):
+def parse_peerlist(line: str) -> list[tuple[str, str, bool]]:
     """[(nick, location, disconnected)] from a 789 line. Three-field entries other than ``;D``
     are skipped whole (NG's ``;F:...``), longer ones dropped; bad nicks/locations dropped."""
-    out = []
+    out: list[tuple[str, str, bool]] = []
     for entry in line.split(","):
         fields = entry.split(";")
         if len(fields) == 2:
@@ -214,14 +222,14 @@ def parse_peerlist(line):
     return out
 
 
-def privmsg_size(from_nick, to_nick, cmd, message):
+def privmsg_size(from_nick: str, to_nick: str, cmd: str, message: str) -> int:
     """Bytes of the onion line that carries ``!cmd message`` from one nick to another (CRLF
     included); IRC carries the same message in chunks of fewer bytes in total per message."""
     line = from_nick + C.COMMAND_PREFIX + to_nick + C.COMMAND_PREFIX + cmd + " " + message
     return len(encode_onion_line(C.ONION_PRIVMSG, line).encode("utf-8")) + 2
 
 
-def split_onion_message(line):
+def split_onion_message(line: str) -> tuple[str, str, str]:
     """(from_nick, to_nick, message) from ``from!to!cmd body``; message starts with '!'."""
     parts = line.split(C.COMMAND_PREFIX, 2)
     if len(parts) != 3 or not parts[2]:
@@ -231,7 +239,7 @@ def split_onion_message(line):
 
 # ---------------------------------------------------------------- JM message layer (§4, §6)
 
-def split_signed_privmsg(message):
+def split_signed_privmsg(message: str) -> tuple[str, str, str, str] | None:
     """(cmd, body, pubkey_hex, sig_b64) of a private message ``!cmd body pub sig``.
 
     Returns None unless: it starts with '!', the command is known, the body between command and
@@ -259,6 +267,6 @@ def split_signed_privmsg(message):
     return cmd, body, pub, sig
 
 
-def strip_signature(fullmsg):
+def strip_signature(fullmsg: str) -> str:
     """``cmd body`` (no leading '!', no pub/sig) of a verified private message."""
     return " ".join(fullmsg[1:].split(" ")[:-2])

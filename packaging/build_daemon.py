@@ -40,6 +40,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "packaging"))
 from buildcommon import git, source_date_epoch  # noqa: E402
+
 HERE = ROOT / "packaging"
 REQUIREMENTS = HERE / "requirements-build.txt"
 SPEC = HERE / "jmdaemon.spec"
@@ -72,7 +73,8 @@ def base_python(explicit: str | None) -> tuple[str, str]:
 
     Default: ``$EJM_PYTHON``, else the base interpreter of the Python running this script (so
     ``make daemon-binary`` and the test session's build agree)."""
-    exe = explicit or os.environ.get("EJM_PYTHON") or getattr(sys, "_base_executable", sys.executable)
+    exe = str(explicit or os.environ.get("EJM_PYTHON")
+              or getattr(sys, "_base_executable", sys.executable))
     out = subprocess.run([exe, "-c", "import sys, platform; print(getattr(sys, '_base_executable', "
                                      "sys.executable)); print(sys.version.replace(chr(10), ' ') + "
                                      "' ' + platform.machine())"],

@@ -13,7 +13,8 @@ and the folder holding it becomes the package ``electrum_external_plugins.<name>
     joinmarket/__init__.py         the plugin's __init__.py + a guarded call to _zipimports
     joinmarket/_zipimports.py      packaging/zipimports.py: electrum_joinmarket.* and jmcore.*
                                    resolve to this zip (Electrum's in-memory importer)
-    joinmarket/**/*.py             the plugin's modules and subpackages (not loader.py: the dev-install launcher)
+    joinmarket/**/*.py             the plugin's modules and subpackages (not loader.py, the
+                                   dev-install launcher)
     joinmarket/jmcore/*.py         jmcore, vendored (stdlib only)
 
 Nothing else (no tests, no jmdaemon, no caches). Next to the zip: ``install_zip_plugin.py``
@@ -39,6 +40,7 @@ import zipfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "packaging"))
 from buildcommon import git, source_date_epoch  # noqa: E402
+
 PLUGIN_DIR = ROOT / "electrum_joinmarket"
 JMCORE_DIR = ROOT / "jmcore"
 SHIM = ROOT / "packaging" / "zipimports.py"
@@ -77,7 +79,7 @@ def with_prelude(init_source: str) -> str:
                   and isinstance(node.value.value, str))
         is_future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
         if is_doc or is_future:
-            after = node.end_lineno
+            after = node.end_lineno or after
         else:
             break
     lines = init_source.splitlines(keepends=True)

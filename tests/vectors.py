@@ -16,7 +16,8 @@ def vectors_dir() -> Path:
     env = os.environ.get("EJM_VECTORS_DIR")
     path = Path(env) if env else DEFAULT_DIR
     if not (path / "amp_commands.json").is_file():
-        hint = "unset EJM_VECTORS_DIR to use tests/vectors/" if env else "tests/vectors/ is part of the repository"
+        hint = ("unset EJM_VECTORS_DIR to use tests/vectors/" if env
+                else "tests/vectors/ is part of the repository")
         raise FileNotFoundError(f"protocol vectors not found in {path} ({hint})")
     return path
 

@@ -1,5 +1,9 @@
 """What every message channel offers the message layer (jmdaemon.messaging)."""
+from __future__ import annotations
+
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -15,34 +19,34 @@ class MessageChannel:
     hostid = "unset"
     kind = "base"
 
-    def __init__(self):
-        self.nick = None
-        self.collection = None
+    def __init__(self) -> None:
+        self.nick: str | None = None
+        self.collection: Any = None       # the MessageChannelCollection that owns this channel
 
-    def set_nick(self, nick):
+    def set_nick(self, nick: str) -> None:
         self.nick = nick
 
     # -- to implement
-    def run(self):
+    def run(self) -> None:
         raise NotImplementedError
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         raise NotImplementedError
 
-    def pubmsg(self, msg):
+    def pubmsg(self, msg: str) -> None:
         raise NotImplementedError
 
-    def privmsg(self, nick, cmd, message):
+    def privmsg(self, nick: str, cmd: str, message: str) -> None:
         """Send ``!cmd message`` (message already ends with ``pub sig``) to nick."""
         raise NotImplementedError
 
-    def announce_orders(self, orderlines):
+    def announce_orders(self, orderlines: Iterable[str]) -> None:
         """Publish ``!offer ...`` strings (one pubmsg each unless the channel packs them)."""
         for line in orderlines:
             self.pubmsg(line)
 
     # -- helpers for implementations
-    def _emit(self, event, *args):
+    def _emit(self, event: str, *args: Any) -> None:
         if self.collection is None:
             return
         try:

@@ -157,7 +157,7 @@ class IRCMessageChannel(MessageChannel):
             self.host = str(config["host"])
             self.port = int(config["port"])
         except (KeyError, TypeError, ValueError):
-            raise IRCConfigError("IRC channel config needs host and port")
+            raise IRCConfigError("IRC channel config needs host and port") from None
         if not (0 < self.port < 65536) or not self.host:
             raise IRCConfigError("bad IRC host/port")
         self.hostid = self.host + str(self.port)

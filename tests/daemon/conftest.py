@@ -2,8 +2,8 @@
 size of the bulk hostile-input loops)."""
 import collections
 
-EXAMPLES = collections.Counter()
-BULK = collections.Counter()
+EXAMPLES: collections.Counter[str] = collections.Counter()
+BULK: collections.Counter[str] = collections.Counter()
 
 
 def count_example(name, n=1):

@@ -6,16 +6,15 @@ import json
 import pytest
 from twisted.protocols import amp as tamp
 
+from devstack.daemons import TestClient, run, start_daemon, start_directory
 from jmcore import amp as jamp
 from jmcore.commands import COINJOIN_COMMANDS, COMMANDS
 from jmcore.errors import AMPRemoteError
 from jmdaemon.commands import COMMAND_CLASSES
-
-from devstack.daemons import TestClient, run, start_daemon, start_directory
-from .test_conversation_onion import onion_config
-from .conversation import full_conversation
-
 from tests.vectors import VECTORS as VEC
+
+from .conversation import full_conversation
+from .test_conversation_onion import onion_config
 
 SAMPLES = {
     "Unicode": "J5abc\u00e9",

@@ -5,10 +5,10 @@ maker that leaves is dropped from the taker's book (peerlist ;D)."""
 import asyncio
 import pathlib
 
+from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
 from jmdaemon.blacklist import CommitmentBlacklist, canonical_commitment
 
 from .conversation import COMMITMENT_HEX, OFFERS, REVELATION, wait_offers
-from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
 from .test_conversation_onion import onion_config
 
 

@@ -4,8 +4,9 @@ import pathlib
 
 import pytest
 
-from .conversation import full_conversation
 from devstack.daemons import TestClient, run, start_daemon
+
+from .conversation import full_conversation
 
 
 def irc_config(ircd, line_rate=0.05):
@@ -44,8 +45,9 @@ def test_irc_full_conversation_two_daemons(ircd, two_daemons, tmp_path):
     bl = pathlib.Path(tmp_path / "maker" / "cmtdata" / "commitmentlist").read_text().split()
     assert COMMITMENT_HEX in bl
     # even at DEBUG level the daemons never log plaintext of encrypted commands or txs
-    from .conversation import REVELATION, UNSIGNED_TX, SIGNED_TX
     import base64
+
+    from .conversation import REVELATION, SIGNED_TX, UNSIGNED_TX
     for p in two_daemons:
         text = p.log()
         for secret in (REVELATION, base64.b64encode(UNSIGNED_TX).decode()[:60],

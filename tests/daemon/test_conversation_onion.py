@@ -3,8 +3,9 @@ test mode (plain TCP on 127.0.0.1) through a directory node of ours; the taker t
 direct link to the serving maker (learned from the directory's peerlist)."""
 import pytest
 
-from .conversation import full_conversation
 from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
+
+from .conversation import full_conversation
 
 
 def onion_config(directory, serving=False, port=0):

@@ -46,7 +46,8 @@ onion_types = st.sampled_from([685, 687, 789, 791, 793, 795, 797, 799, 801, 785,
                  st.builds(lambda t, l: json.dumps({"type": t, "line": l}), onion_types, st.text()),
                  st.builds(json.dumps, st.recursive(st.none() | st.booleans() | st.integers()
                                                     | st.text(max_size=10),
-                                                    lambda c: st.lists(c) | st.dictionaries(st.text(max_size=5), c),
+                                                    lambda c: st.lists(c)
+                                                    | st.dictionaries(st.text(max_size=5), c),
                                                     max_leaves=8))))
 def test_d1_decode_onion_line_only_raises_valueerror(raw):
     count_example("decode_onion_line")

@@ -2,11 +2,10 @@
 input is dropped with a log line, the daemons keep running, and honest traffic still works."""
 import asyncio
 
-
-
-from .conversation import OFFERS, full_conversation, wait_offers
 from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
 from devstack.rawpeer import RawIRC, RawOnionPeer
+
+from .conversation import OFFERS, full_conversation, wait_offers
 from .test_conversation_irc import irc_config
 from .test_conversation_onion import onion_config
 
@@ -112,7 +111,8 @@ def test_d1_d2_d3_d4_d5_hostile_onion_peers(tmp_path):
             cl.close()
         r = await taker.call("JMFill", amount=5_000_000, commitment="P" + "ab" * 32,
                              revelation="u|P|P2|s|e",
-                             filled_offers={maker.nick: [o for o in book if o["counterparty"] == maker.nick][0]})
+                             filled_offers={maker.nick: next(o for o in book
+                                                             if o["counterparty"] == maker.nick)})
         assert r == {"accepted": True}
         await maker.wait_for("JMAuthReceived")
         fr = await taker.wait_for("JMFillResponse")
@@ -146,7 +146,7 @@ def test_d7_offer_flood_memory_bounded(tmp_path):
             p = await RawOnionPeer("J5flood%09d" % i).connect(d.port)
             peers.append(p)
         await asyncio.sleep(0.5)
-        for i, p in enumerate(peers):
+        for p in peers:
             for oid in range(60):
                 p.send(687, "%s!PUBLIC!sw0absoffer %d 27300 %d 0 %d" % (p.nick, oid, 10 ** 7, oid))
             p.send(687, "%s!PUBLIC!sw0reloffer x y z w v" % p.nick)

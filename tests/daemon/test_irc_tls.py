@@ -4,11 +4,12 @@ import subprocess
 
 import pytest
 
+from devstack.daemons import TestClient, run, start_daemon
 from devstack.ircd import start_ircd
 
 from .conversation import full_conversation
-from devstack.daemons import TestClient, run, start_daemon
 from .test_conversation_irc import irc_config
+
 
 @pytest.fixture
 def tls_ircd(tmp_path):

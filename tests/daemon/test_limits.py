@@ -1,12 +1,12 @@
 """Issue 12, daemon side: the blacklist file stays in the data dir (D12), our messages are at most
 40,000 bytes on the wire (D2, Low), and remote text reaches the log sanitised (Low)."""
 import asyncio
-import base64
 import logging
 import os
 
 from twisted.internet.testing import StringTransport
 
+from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
 from jmdaemon import constants as C
 from jmdaemon import crypto, wire
 from jmdaemon.blacklist import confined_path
@@ -16,8 +16,6 @@ from jmdaemon.server import JMDaemonProtocol
 from .conversation import COMMITMENT_HEX, OFFERS
 from .fakes import onion_channel_with_directory, sent_lines
 from .test_conversation_onion import onion_config
-from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
-
 
 # ------------------------------------------------------------------------------------- D12
 

@@ -1,8 +1,9 @@
 """Both channels at once (IRC + onion): public messages go out on both, offers arrive on both,
 and every private message with one counterparty stays on one pinned channel, signed with that
 channel's hostid (MessageChannelCollection, docs/protocol.md §1, §6.2)."""
-from .conversation import full_conversation
 from devstack.daemons import TestClient, run, start_daemon, start_directory
+
+from .conversation import full_conversation
 from .test_conversation_irc import irc_config
 from .test_conversation_onion import onion_config
 

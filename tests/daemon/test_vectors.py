@@ -8,10 +8,9 @@ from twisted.internet.testing import StringTransport
 from jmdaemon import crypto, wire
 from jmdaemon.channels.irc import IRCMessageChannel, JMIRCClient
 from jmdaemon.messaging import MessageChannelCollection
+from tests.vectors import VECTORS as VEC
 
 from .fakes import RecordingSession, onion_channel_with_directory, sent_lines
-
-from tests.vectors import VECTORS as VEC
 
 
 def load(name):

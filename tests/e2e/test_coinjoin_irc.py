@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.jmnet import quick_config
 from electrum_joinmarket.protocol.commitments import CommitmentStore
 from tests.e2e.conftest import confirmed_balance, new_wallet
-from devstack.jmnet import quick_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from electrum_joinmarket.protocol.commitments import CommitmentStore
 from devstack.daemons import start_directory
-from tests.e2e.conftest import confirmed_balance, new_wallet
 from devstack.jmnet import JMNet, onion_config, quick_config
 from devstack.procs import free_port
+from electrum_joinmarket.protocol.commitments import CommitmentStore
+from tests.e2e.conftest import confirmed_balance, new_wallet
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 

@@ -8,10 +8,10 @@ import base64
 
 import pytest
 
-from electrum_joinmarket.protocol.commitments import CommitmentStore
-from electrum_joinmarket.maker.maker import Maker
-from tests.e2e.conftest import confirmed_balance, new_wallet
 from devstack.jmnet import quick_config
+from electrum_joinmarket.maker.maker import Maker
+from electrum_joinmarket.protocol.commitments import CommitmentStore
+from tests.e2e.conftest import confirmed_balance, new_wallet
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from devstack.daemons import start_daemon
-from tests.e2e.conftest import confirmed_balance, new_wallet
 from devstack.jmnet import irc_config
+from tests.e2e.conftest import confirmed_balance, new_wallet
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 

@@ -19,6 +19,7 @@ DIST = ROOT / "dist"
 def load_packaging_module(name: str):
     """packaging/<name>.py as a module (packaging/ is scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(f"_ejm_packaging_{name}", ROOT / "packaging" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -53,7 +53,7 @@ def blocked_dirs(paths: Iterable[str]) -> dict[str, set[str]]:
         p = os.path.abspath(p)
         parts = pathlib.PurePosixPath(p).parts
         cur = "/"
-        for i, part in enumerate(parts[1:], start=1):
+        for part in parts[1:]:
             st = os.stat(cur)
             if not st.st_mode & stat.S_IXOTH:
                 out.setdefault(cur, set()).add(part)

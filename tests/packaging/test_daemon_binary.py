@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-from tests.daemon.conversation import (COMMITMENT_HEX, REVELATION, SIGNED_TX, UNSIGNED_TX,
-                                       full_conversation)
 from devstack.daemons import Proc, TestClient, run
+from tests.daemon.conversation import COMMITMENT_HEX, REVELATION, SIGNED_TX, UNSIGNED_TX, full_conversation
 
 from .conftest import load_packaging_module
 
@@ -30,6 +29,7 @@ def start_binary(binary: pathlib.Path, workdir: pathlib.Path, name: str, extra=(
     proc = subprocess.Popen([str(binary), "--port", "0", "--datadir", str(d), "--loglevel", "DEBUG",
                              *extra], stdout=subprocess.PIPE, stderr=open(logpath, "ab"),
                             stdin=subprocess.DEVNULL, cwd=str(d), env=env, text=True)
+    assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     line = ""
     while time.monotonic() < deadline:

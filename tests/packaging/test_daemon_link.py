@@ -12,9 +12,8 @@ import textwrap
 
 import pytest
 
-from electrum_joinmarket.link.daemon import (DaemonLink, DaemonStatus, ProbeResult,
-                                             find_daemon_binary, probe)
 from devstack.procs import free_port
+from electrum_joinmarket.link.daemon import DaemonLink, DaemonStatus, ProbeResult, find_daemon_binary, probe
 
 from .conftest import ROOT
 from .test_daemon_binary import start_binary

@@ -47,7 +47,8 @@ def test_zip_layout_is_what_electrum_expects(plugin_zip):
     # the original __init__ is kept, with the guarded shim call after its docstring
     original = (ROOT / "electrum_joinmarket" / "__init__.py").read_text()
     assert "_ejm_install(__name__)" in init
-    added = init[init.index("# --- added by"):init.index("# --- end of addition\n") + len("# --- end of addition\n")]
+    end_marker = "# --- end of addition\n"
+    added = init[init.index("# --- added by"):init.index(end_marker) + len(end_marker)]
     assert init.replace(added, "").split() == original.split()
     # one version everywhere
     from electrum_joinmarket.plugin import PLUGIN_VERSION
@@ -113,9 +114,10 @@ done
 wait || true
 echo "status_ok=$ok" > done.txt
 """
+        ro = f"{base}/root-only"
         root_script = f"""
-mkdir -p {base}/root-only/eroot
-{q(py)} {q(user / 'zip_user_side.py')} keycheck {base}/root-only/eroot > {base}/root-only/keycheck.out 2> {base}/root-only/keycheck.err || true
+mkdir -p {ro}/eroot
+{q(py)} {q(user / 'zip_user_side.py')} keycheck {ro}/eroot > {ro}/keycheck.out 2> {ro}/keycheck.err || true
 """
         r = sandbox.run_as_test_user(base, key_hex=_plugin_key(password), user_script=user_script,
                                      root_script=root_script,

@@ -13,13 +13,13 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from electrum_joinmarket.tx import taker_tx as tb
-from electrum_joinmarket.chain.server import ElectrumChain
-from electrum_joinmarket.protocol.ioauth import verify_ioauth
-from electrum_joinmarket.maker.maker import Maker, MakerSettings
-from electrum_joinmarket.protocol.podle import PoDLE, generate_podle
-from jmcore.offers import Offer
 from devstack.daemons import TestClient
+from electrum_joinmarket.chain.server import ElectrumChain
+from electrum_joinmarket.maker.maker import Maker, MakerSettings
+from electrum_joinmarket.protocol.ioauth import verify_ioauth
+from electrum_joinmarket.protocol.podle import PoDLE, generate_podle
+from electrum_joinmarket.tx import taker_tx as tb
+from jmcore.offers import Offer
 
 LIMITS = tb.FeeLimits(max_cj_fee_abs=20_000, max_cj_fee_rel="0.002")
 FEERATE = 2000
@@ -36,7 +36,7 @@ def fund_wallet(electrum_node, bitcoind, wallet, amounts, *, confirm=True) -> li
     addrs = [a for a in wallet.get_receiving_addresses() if not wallet.adb.is_used(a)]
     ops = []
     txids = []
-    for addr, sats in zip(addrs, amounts):
+    for addr, sats in zip(addrs, amounts, strict=False):      # more addresses than amounts
         txid = bitcoind.fund(addr, sats, confirm=False)
         raw = bitcoind.rpc("getrawtransaction", txid, True)
         n = [o["n"] for o in raw["vout"] if o["scriptPubKey"].get("address") == addr][0]

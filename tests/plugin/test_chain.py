@@ -6,12 +6,18 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from electrum.bitcoin import address_to_script
 
 from electrum_joinmarket.chain.server import (
-    BadOutpoint, ChainBackend, ChainProofError, ElectrumChain, TxNotFound, canonical_outpoint,
-    verify_merkle_proof)
+    BadOutpoint,
+    ChainBackend,
+    ChainProofError,
+    ChainUnavailable,
+    ElectrumChain,
+    TxNotFound,
+    canonical_outpoint,
+    verify_merkle_proof,
+)
 from electrum_joinmarket.chain.utxo import UtxoInfo
 
 pytestmark = pytest.mark.stack
@@ -37,7 +43,7 @@ def funded(bitcoind, electrum_node, sync_tip):
 
 def test_electrum_chain_is_a_chain_backend(chain):
     assert isinstance(chain, ChainBackend)
-    with pytest.raises(Exception):
+    with pytest.raises(ChainUnavailable):
         ElectrumChain(None)
 
 

@@ -14,12 +14,12 @@ from typing import Optional
 
 import pytest
 
+from devstack.bitcoind import btc_to_sat
+from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.market import feemodel as fm
 from electrum_joinmarket.tx import maker_tx as mt
 from electrum_joinmarket.tx import taker_tx as tb
-from electrum_joinmarket.chain.utxo import UtxoInfo
 from jmcore.offers import parse_offer
-from devstack.bitcoind import btc_to_sat
 
 pytestmark = pytest.mark.stack
 
@@ -129,7 +129,7 @@ def run_coinjoin(electrum_node, bitcoind, taker, taker_pw, makers, cj_amount, *,
                           my_cj_addr=my_cj_addr, my_change_addr=my_change_addr, sweep=sweep,
                           rate=rate)
     wire = tb.tx_to_wire(tx)
-    for m, mi in zip(makers, plan.makers):
+    for m, mi in zip(makers, plan.makers, strict=True):
         for sig in m.on_tx(wire, plan.cj_amount):
             tb.verify_and_add_maker_sig(tx, sig, mi.utxos)
     assert not tx.is_complete()
@@ -322,7 +322,7 @@ def _out(address, value):
 
 def _sign_all_makers(tx, plan, makers):
     wire = tb.tx_to_wire(tx)
-    for m, mi in zip(makers, plan.makers):
+    for m, mi in zip(makers, plan.makers, strict=True):
         for sig in m.on_tx(wire, plan.cj_amount):
             tb.verify_and_add_maker_sig(tx, sig, mi.utxos)
 

@@ -7,11 +7,19 @@ import os
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from electrum_joinmarket.protocol.ioauth import (
-    IoauthRejected, MAX_IOAUTH_BODY_LEN, MAX_MAKER_INPUTS, ParsedIoauth, make_ioauth, parse_ioauth,
-    verify_btc_sig, verify_ioauth)
+    MAX_IOAUTH_BODY_LEN,
+    MAX_MAKER_INPUTS,
+    IoauthRejected,
+    ParsedIoauth,
+    make_ioauth,
+    parse_ioauth,
+    verify_btc_sig,
+    verify_ioauth,
+)
 from jmcore.offers import Offer
 from tests.vectors import load
 

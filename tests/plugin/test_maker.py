@@ -10,13 +10,12 @@ from dataclasses import replace
 
 import pytest
 
-from electrum_joinmarket.tx import taker_tx as tb
-from electrum_joinmarket.maker.maker import COMMITMENTS_KEY, MakerSettings
-from electrum_joinmarket.protocol.podle import PoDLE, CURVE_ORDER
 from devstack.daemons import start_daemon
+from electrum_joinmarket.maker.maker import COMMITMENTS_KEY, MakerSettings
+from electrum_joinmarket.protocol.podle import CURVE_ORDER, PoDLE
+from electrum_joinmarket.tx import taker_tx as tb
 
-from .maker_harness import (TestTaker, fund_wallet, irc_config,
-                            out, start_maker, wait_until, with_outputs)
+from .maker_harness import TestTaker, fund_wallet, irc_config, out, start_maker, wait_until, with_outputs
 
 pytestmark = pytest.mark.stack
 

@@ -9,13 +9,28 @@ from collections import Counter
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from electrum_joinmarket.market.orders import (
-    BONDLESS_MAKERS_ALLOWANCE, CHOOSERS, DEFAULT_MAX_OFFER_TXFEE, Candidate, FeeLimits,
-    NotEnoughMakers, OrderChoiceError, allowed_offer_types, cheapest_order_choose,
-    choose_orders, choose_sweep_orders, fee_weighted_order_choose, filter_offers, get_chooser,
-    make_fidelity_bond_chooser, total_cj_fee, uniform_order_choose)
+    BONDLESS_MAKERS_ALLOWANCE,
+    CHOOSERS,
+    DEFAULT_MAX_OFFER_TXFEE,
+    Candidate,
+    FeeLimits,
+    NotEnoughMakers,
+    OrderChoiceError,
+    allowed_offer_types,
+    cheapest_order_choose,
+    choose_orders,
+    choose_sweep_orders,
+    fee_weighted_order_choose,
+    filter_offers,
+    get_chooser,
+    make_fidelity_bond_chooser,
+    total_cj_fee,
+    uniform_order_choose,
+)
 from jmcore.offers import Offer
 from tests.vectors import load
 
@@ -153,7 +168,8 @@ def test_fee_limits_validation():
 
 def _cands(fees, bonds=None):
     bonds = bonds or [0.0] * len(fees)
-    return [Candidate(absf(f"M{i}", str(max(f, 0))), f, b) for i, (f, b) in enumerate(zip(fees, bonds))]
+    return [Candidate(absf(f"M{i}", str(max(f, 0))), f, b)
+            for i, (f, b) in enumerate(zip(fees, bonds, strict=True))]
 
 
 def _freqs(chooser, cands, n, draws, seed):

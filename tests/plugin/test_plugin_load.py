@@ -50,6 +50,7 @@ def test_electrum_names_a_directory_plugin_after_its_folder(tmp_path):
 
 def test_register_runtime_then_plugins_cmdline_loads_it(tmp_path, plugins_factory):
     from electrum.commands import Commands, known_commands
+
     from electrum_joinmarket.plugin import JoinMarketPlugin
     config = _config(tmp_path, **{"plugins.joinmarket.enabled": True})
     assert register_runtime() == "joinmarket" and register_runtime() == "joinmarket"  # idempotent
@@ -91,6 +92,7 @@ def test_disabled_plugin_is_listed_but_not_loaded(tmp_path, plugins_factory):
 
 def test_settings_are_config_vars_and_fee_limits_have_no_default(tmp_path, plugins_factory):
     from decimal import Decimal
+
     from electrum_joinmarket.plugin import FeeLimitsUnset
     config = _config(tmp_path, **{"plugins.joinmarket.enabled": True})
     plugin = plugins_factory(config).get("joinmarket")

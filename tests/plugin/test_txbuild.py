@@ -9,9 +9,9 @@ import random
 
 import pytest
 
+from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.market import feemodel as fm
 from electrum_joinmarket.tx import taker_tx as tb
-from electrum_joinmarket.chain.utxo import UtxoInfo
 from jmcore.offers import Offer, parse_offer
 from tests.vectors import load
 
@@ -256,8 +256,13 @@ class Party:
 
 def funding_tx(pays):
     """A complete (fake) previous transaction paying ``[(address, value), ...]``."""
-    from electrum.transaction import (PartialTransaction, PartialTxInput, PartialTxOutput,
-                                      Transaction, TxOutpoint)
+    from electrum.transaction import (
+        PartialTransaction,
+        PartialTxInput,
+        PartialTxOutput,
+        Transaction,
+        TxOutpoint,
+    )
     fake = PartialTxInput(prevout=TxOutpoint(txid=random.Random(len(pays)).randbytes(32),
                                              out_idx=0))
     outs = [PartialTxOutput.from_address_and_value(a, v) for a, v in pays]

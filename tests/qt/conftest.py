@@ -22,8 +22,9 @@ from tests.e2e.conftest import irc_net  # noqa: F401  (module-scoped local JoinM
 
 @pytest.fixture(scope="session")
 def electrum_gui(electrum_node):
-    from electrum.plugin import Plugins
     from electrum.gui.qt import ElectrumGui
+    from electrum.plugin import Plugins
+
     from electrum_joinmarket.loader import register_runtime
     register_runtime()
     config = electrum_node.config

@@ -12,8 +12,8 @@ from decimal import Decimal
 import pytest
 
 from devstack.daemons import start_daemon
-from tests.e2e.conftest import confirmed_balance, new_wallet
 from devstack.jmnet import irc_config
+from tests.e2e.conftest import confirmed_balance, new_wallet
 from tests.qt.conftest import jm_tab
 
 pytestmark = [pytest.mark.qt, pytest.mark.stack, pytest.mark.e2e]

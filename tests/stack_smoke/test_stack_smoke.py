@@ -37,6 +37,7 @@ def test_tampered_signature_rejected_and_error_reaches_caller(bitcoind, electrum
     Electrum's broadcast (via ElectrumX) and directly over RPC; the error names the failure."""
     from electrum.interface import TxBroadcastServerReturnedError
     from electrum.transaction import Transaction
+
     from devstack.bitcoind import RPCError
 
     a = make_wallet(fund=[10_000_000])

@@ -21,13 +21,14 @@ import itertools
 import json
 import os
 import sys
+from typing import Callable
 
 from twisted.protocols import amp
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-from jmcore.commands import COMMANDS  # noqa: E402
+from jmcore.commands import COMMANDS
 
 
 class JsonEncodable(amp.String):
@@ -52,7 +53,7 @@ class BigUnicode(amp.Argument):
 
 
 def _argument(type_name: str) -> amp.Argument:
-    return {
+    factories: dict[str, Callable[[], amp.Argument]] = {
         "Unicode": amp.Unicode,
         "Integer": amp.Integer,
         "Boolean": amp.Boolean,
@@ -60,7 +61,8 @@ def _argument(type_name: str) -> amp.Argument:
         "JsonEncodable": JsonEncodable,
         "BigUnicode": BigUnicode,
         "ListOf(Unicode)": lambda: amp.ListOf(amp.Unicode()),
-    }[type_name]()
+    }
+    return factories[type_name]()
 
 
 ERROR_CLASSES: dict[str, type] = {}
@@ -175,8 +177,9 @@ def main() -> None:
     from twisted.internet.protocol import Factory
 
     global _LOG
-    port = reactor.listenTCP(0, Factory.forProtocol(Peer), interface="127.0.0.1")
-    sys.stdout.write(json.dumps({"port": port.getHost().port}) + "\n")
+    port = reactor.listenTCP(0, Factory.forProtocol(Peer),  # type: ignore[arg-type]
+                             interface="127.0.0.1")         # (AMP is a Protocol; the stub wants more)
+    sys.stdout.write(json.dumps({"port": port.getHost().port}) + "\n")  # type: ignore[attr-defined]
     sys.stdout.flush()
     if len(sys.argv) > 1:
         _LOG = open(sys.argv[1], "w", encoding="utf-8")

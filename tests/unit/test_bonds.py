@@ -4,17 +4,14 @@ from __future__ import annotations
 import base64
 import json
 
-import pytest
-from hypothesis import given, settings, strategies as st
-
 import electrum_ecc as ecc
-from tests.vectors import VECTORS
+import pytest
 from electrum import bitcoin
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from electrum_joinmarket.protocol import bonds as B
-
-
-
+from tests.vectors import VECTORS
 
 with open(VECTORS / "fidelity_bond.json", encoding="utf-8") as _f:
     V = json.load(_f)
@@ -64,7 +61,8 @@ def test_keys_and_messages():
 
 
 def test_proof_recreated_byte_for_byte():
-    cert_sig = B.sign_bond_certificate(bytes.fromhex(V["utxo_privkey"]), bytes.fromhex(V["cert_pubkey"]), V["cert_expiry"])
+    cert_sig = B.sign_bond_certificate(bytes.fromhex(V["utxo_privkey"]), bytes.fromhex(V["cert_pubkey"]),
+                                       V["cert_expiry"])
     assert cert_sig == _proof().cert_sig
     proof = B.create_bond_proof(
         cert_privkey=bytes.fromhex(V["cert_privkey"]), cert_sig=cert_sig, cert_expiry=V["cert_expiry"],
@@ -104,7 +102,8 @@ def test_hex_variant_certificate_is_accepted():
 # ------------------------------------------------------------------------------- negatives
 
 def test_proof_bound_to_the_nick_pair():
-    for maker, taker in ((TAKER, MAKER), (MAKER, "J5xxxxxxxxxxxxxx"), ("J5yyyyyyyyyyyyyy", TAKER), (MAKER, TAKER + "O")):
+    for maker, taker in ((TAKER, MAKER), (MAKER, "J5xxxxxxxxxxxxxx"), ("J5yyyyyyyyyyyyyy", TAKER),
+                         (MAKER, TAKER + "O")):
         with pytest.raises(B.BondProofError, match="nick sig"):
             B.parse_and_verify_bond_proof(PROOF, maker, taker)
     with pytest.raises(B.BondProofError):
@@ -170,7 +169,8 @@ def _with(raw: bytes) -> str:
 
 
 @pytest.mark.parametrize("bad", [
-    "", PROOF[:-4], PROOF + "AAAA", PROOF[:-1] + "!", PROOF.replace("/", "_"), " " + PROOF[1:], PROOF[:-1] + "\n",
+    "", PROOF[:-4], PROOF + "AAAA", PROOF[:-1] + "!", PROOF.replace("/", "_"), " " + PROOF[1:],
+    PROOF[:-1] + "\n",
     _with(b"\xff" * 72 + RAW[72:]),                                         # no DER header in nick slot
     _with(b"\xff" + b"\x00" + RAW[2:]),                                     # padding not 0xff
     _with(RAW[:72] + b"\xff" * 72 + RAW[144:]),                             # no DER header in cert slot

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from hypothesis import given, settings, strategies as st
-
 import electrum_ecc as ecc
+import pytest
 from electrum.json_db import JsonDB
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from electrum_joinmarket.protocol import podle as P
 from electrum_joinmarket.protocol.commitments import STORAGE_KEY, CommitmentStore, ExternalCommitment
@@ -55,7 +55,8 @@ def test_t5_changed_hex_case_is_the_same_commitment():
     assert s2.is_used(bytes.fromhex(C_LOWER))
 
 
-@pytest.mark.parametrize("bad", ["", C_LOWER[:-1], C_LOWER + "0", "P" + C_LOWER, "g" * 64, b"\x00" * 31, None, 42,
+@pytest.mark.parametrize("bad", ["", C_LOWER[:-1], C_LOWER + "0", "P" + C_LOWER, "g" * 64, b"\x00" * 31,
+                                 None, 42,
                                  " " + C_LOWER[1:]])
 def test_malformed_commitments_raise(bad):
     s = CommitmentStore({})
@@ -122,7 +123,7 @@ def test_used_indices_for_key_drive_the_choice():
     priv = ecc.ECPrivkey.generate_random_key().get_secret_bytes()
     s = CommitmentStore({})
     utxo = "ab" * 32 + ":0"
-    cand = lambda: P.CommitmentCandidate(utxo, 10**8, 10, s.used_indices_for_key(priv, 3))  # noqa: E731
+    cand = lambda: P.CommitmentCandidate(utxo, 10**8, 10, s.used_indices_for_key(priv, 3))
     seen_indices = []
     for _ in range(3):
         choice = P.choose_commitment_utxo([cand()], 10**7)
@@ -158,7 +159,8 @@ def test_add_and_read_external():
     assert [e.utxo for e in s.externals()] == [utxo]
     assert storage.saves >= 1
     # JSON-serialisable, Ref file layout
-    assert json.loads(json.dumps(storage))[STORAGE_KEY]["external"][utxo]["reveal"]["2"]["P2"] == proofs[2].P2.hex()
+    reloaded = json.loads(json.dumps(storage))[STORAGE_KEY]
+    assert reloaded["external"][utxo]["reveal"]["2"]["P2"] == proofs[2].P2.hex()
 
 
 def test_external_candidate_and_choice():
@@ -267,7 +269,8 @@ def test_fuzz_is_used_only_clean_errors(text):
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20)),
-                    lambda ch: st.one_of(st.lists(ch, max_size=4), st.dictionaries(st.text(max_size=6), ch, max_size=4)),
+                    lambda ch: st.one_of(st.lists(ch, max_size=4),
+                                         st.dictionaries(st.text(max_size=6), ch, max_size=4)),
                     max_leaves=15))
 def test_fuzz_import_json_only_clean_errors(data):
     s = CommitmentStore({})

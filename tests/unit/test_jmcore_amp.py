@@ -17,12 +17,19 @@ from twisted.protocols import amp as tamp
 
 from jmcore import amp
 from jmcore.commands import COINJOIN_COMMANDS, COMMANDS, spec
-from jmcore.errors import (AMPConnectionLost, AMPDecodeError, AMPEncodeError, AMPRemoteError,
-                           BoxParseError, UnknownCommand)
+from jmcore.errors import (
+    AMPConnectionLost,
+    AMPDecodeError,
+    AMPEncodeError,
+    AMPRemoteError,
+    BoxParseError,
+    UnknownCommand,
+)
 from tests.unit.jmcore_twisted_peer import TW_COMMANDS, big_orderbook
 
 HERE = pathlib.Path(__file__).resolve().parent
 from tests.vectors import VECTORS  # noqa: E402
+
 ROOT = HERE.parents[1]
 
 FUZZ_EXAMPLES = 3000

@@ -9,8 +9,8 @@ import pytest
 
 from jmcore import commands as c
 from jmcore.errors import UnknownCommand
+from tests.vectors import VECTORS
 
-from tests.vectors import VECTORS  # noqa: E402
 AMP_JSON = VECTORS / "amp_commands.json"
 
 

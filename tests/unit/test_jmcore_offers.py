@@ -11,11 +11,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jmcore import constants as K
-from jmcore.offers import (Offer, OfferError, calc_cj_fee, calc_zero_change_cj_amount,
-                           canonical_cjfee, is_within_max_limits, maker_change, parse_cancel,
-                           parse_offer, parse_offer_fields, parse_offers, split_commands)
+from jmcore.offers import (
+    Offer,
+    OfferError,
+    calc_cj_fee,
+    calc_zero_change_cj_amount,
+    canonical_cjfee,
+    is_within_max_limits,
+    maker_change,
+    parse_cancel,
+    parse_offer,
+    parse_offer_fields,
+    parse_offers,
+    split_commands,
+)
+from tests.vectors import VECTORS
 
-from tests.vectors import VECTORS  # noqa: E402
 FEES = json.loads((VECTORS / "fees.json").read_text())
 
 FUZZ_EXAMPLES = 3000

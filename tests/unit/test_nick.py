@@ -5,17 +5,15 @@ import base64
 import json
 import pickle
 
-import pytest
-from hypothesis import given, settings, strategies as st
-
 import electrum_ecc as ecc
-from tests.vectors import VECTORS
+import pytest
 from electrum.bitcoin import base_encode
 from electrum.crypto import sha256
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from electrum_joinmarket.protocol import nick as N
-
-
+from tests.vectors import VECTORS
 
 
 def _load(name: str) -> dict:
@@ -110,7 +108,8 @@ def test_signature_vectors_byte_for_byte(ex):
     sig = key.sign(body, ex["hostid"])
     assert sig == ex["sig_base64_der"]
     assert key.sign_string(ex["signed_string"]) == ex["sig_base64_der"]
-    assert N.verify_nick_signature(key.nick, key.pubkey_hex, ex["sig_base64_der"], body, ex["hostid"]) is ex["verifies"]
+    ok = N.verify_nick_signature(key.nick, key.pubkey_hex, ex["sig_base64_der"], body, ex["hostid"])
+    assert ok is ex["verifies"]
 
 
 @pytest.mark.parametrize("ex", [e for e in SIGNED_EXAMPLES if "onion_json_line_without_CRLF" in e],
@@ -129,7 +128,8 @@ def test_onion_line_assembly(ex):
 
 def test_receiver_view_and_irc_message():
     fill = SIGNED_EXAMPLES[0]
-    assert fill["receiver_view_message"] == f"!fill {_body(fill)} {SIGNING['taker_nick_pubkey']} {fill['sig_base64_der']}"
+    expected = f"!fill {_body(fill)} {SIGNING['taker_nick_pubkey']} {fill['sig_base64_der']}"
+    assert fill["receiver_view_message"] == expected
     irc = [e for e in SIGNED_EXAMPLES if e["hostid"] == "hackint"][0]
     taker, _ = _keys()
     assert irc["message"] == "!fill " + taker.signed_privmsg_fields(_body(irc), "hackint")
@@ -142,8 +142,9 @@ def test_cross_channel_replay_fails_both_ways():
     body = _body(onion)
     assert _body(irc) == body
     assert N.verify_nick_signature(taker.nick, taker.pubkey_hex, irc["sig_base64_der"], body, "hackint")
-    assert N.verify_nick_signature(taker.nick, taker.pubkey_hex, irc["sig_base64_der"], body, "onion-network") \
-        is irc["verifies_under_onion_hostid (must be false)"]
+    under_onion = N.verify_nick_signature(taker.nick, taker.pubkey_hex, irc["sig_base64_der"], body,
+                                          "onion-network")
+    assert under_onion is irc["verifies_under_onion_hostid (must be false)"]
     assert not N.verify_nick_signature(taker.nick, taker.pubkey_hex, onion["sig_base64_der"], body, "hackint")
 
 
@@ -152,7 +153,8 @@ def test_lowercase_hostid_fallback_like_ref():
     body = "some body"
     sig = taker.sign(body, "hackint")  # the server reported the name in lower case
     assert N.verify_nick_signature(taker.nick, taker.pubkey_hex, sig, body, "HackInt")
-    assert not N.verify_nick_signature(taker.nick, taker.pubkey_hex, sig, body, "HackInt", accept_lowercase_hostid=False)
+    assert not N.verify_nick_signature(taker.nick, taker.pubkey_hex, sig, body, "HackInt",
+                                       accept_lowercase_hostid=False)
     # the fallback only lower-cases; it does not make arbitrary hostids match
     assert not N.verify_nick_signature(taker.nick, taker.pubkey_hex, sig, body, "hackint2")
 
@@ -166,9 +168,11 @@ def test_m13_signature_by_key_not_matching_nick_is_rejected():
     body = _body(pub)
     assert N.verify_message_signature(maker.pubkey_hex, pub["sig_base64_der"], body + pub["hostid"])
     assert N.verify_nick_signature(maker.nick, maker.pubkey_hex, pub["sig_base64_der"], body, pub["hostid"])
-    assert not N.verify_nick_signature(taker.nick, maker.pubkey_hex, pub["sig_base64_der"], body, pub["hostid"])
+    assert not N.verify_nick_signature(taker.nick, maker.pubkey_hex, pub["sig_base64_der"], body,
+                                       pub["hostid"])
     # and the taker's pubkey with the maker's signature: nick matches but the signature does not
-    assert not N.verify_nick_signature(taker.nick, taker.pubkey_hex, pub["sig_base64_der"], body, pub["hostid"])
+    assert not N.verify_nick_signature(taker.nick, taker.pubkey_hex, pub["sig_base64_der"], body,
+                                       pub["hostid"])
 
 
 def test_nick_with_other_version_or_truncation_rejected():
@@ -188,9 +192,11 @@ def test_tampered_signature_body_and_hostid_rejected():
     for pos in (10, 20, len(der) - 1):
         t = bytearray(der)
         t[pos] ^= 0x01
-        assert not N.verify_nick_signature(key.nick, key.pubkey_hex, base64.b64encode(bytes(t)).decode(), body, hostid)
+        tampered = base64.b64encode(bytes(t)).decode()
+        assert not N.verify_nick_signature(key.nick, key.pubkey_hex, tampered, body, hostid)
     assert not N.verify_nick_signature(key.nick, key.pubkey_hex, sig, body + " ", hostid)
-    assert not N.verify_nick_signature(key.nick, key.pubkey_hex, sig, body.replace("5000000", "5000001"), hostid)
+    changed = body.replace("5000000", "5000001")
+    assert not N.verify_nick_signature(key.nick, key.pubkey_hex, sig, changed, hostid)
     assert not N.verify_nick_signature(key.nick, key.pubkey_hex, sig, body, "onion-network2")
     assert not N.verify_nick_signature(key.nick, key.pubkey_hex, sig, body, "")
     assert not N.verify_nick_signature(key.nick, key.pubkey_hex, sig, "", hostid)
@@ -226,13 +232,16 @@ def test_malformed_pubkeys_rejected_cleanly(bad_pub):
     with pytest.raises(N.NickSignatureError):
         N.parse_pubkey_hex(bad_pub)
     ex = SIGNED_EXAMPLES[0]
-    assert not N.verify_nick_signature(N.nick_from_pubkey(bad_pub), bad_pub, ex["sig_base64_der"], _body(ex), ex["hostid"])
+    assert not N.verify_nick_signature(N.nick_from_pubkey(bad_pub), bad_pub, ex["sig_base64_der"], _body(ex),
+                                       ex["hostid"])
 
 
 @pytest.mark.parametrize("bad_sig", [
-    "", "====", "MEQC", "not base64!", "A" * 97, "MEQCIDHwHd6bnXrFax/b4ETc71pGVy0uS6yUepY8pP0Ix87SAiAGSyQbczNHpV08S7WZ3c+uXt5prQhfL7SY6MZev8n7yQ",
+    "", "====", "MEQC", "not base64!", "A" * 97,
+    "MEQCIDHwHd6bnXrFax/b4ETc71pGVy0uS6yUepY8pP0Ix87SAiAGSyQbczNHpV08S7WZ3c+uXt5prQhfL7SY6MZev8n7yQ",
     "MEQCIDHwHd6bnXrFax/b4ETc71pGVy0uS6yUepY8pP0Ix87SAiAGSyQbczNHpV08S7WZ3c+uXt5prQhfL7SY6MZev8n7yQ==\n",
-    base64.b64encode(b"\x31" + bytes(70)).decode(), base64.b64encode(b"\x30\x06\x02\x01\x00\x02\x01\x00").decode(),
+    base64.b64encode(b"\x31" + bytes(70)).decode(),
+    base64.b64encode(b"\x30\x06\x02\x01\x00\x02\x01\x00").decode(),
 ])
 def test_malformed_signatures_rejected_cleanly(bad_sig):
     with pytest.raises(N.NickSignatureError):
@@ -245,8 +254,10 @@ def test_non_string_inputs_return_false():
     taker, _ = _keys()
     sig = taker.sign("a", "h")
     for args in [(None, taker.pubkey_hex, sig, "a", "h"), (taker.nick, None, sig, "a", "h"),
-                 (taker.nick, taker.pubkey_hex, None, "a", "h"), (taker.nick, taker.pubkey_hex, sig, b"a", "h"),
-                 (taker.nick, taker.pubkey_hex, sig, "a", None), (taker.nick, taker.pubkey_hex.encode(), sig, "a", "h")]:
+                 (taker.nick, taker.pubkey_hex, None, "a", "h"),
+                 (taker.nick, taker.pubkey_hex, sig, b"a", "h"),
+                 (taker.nick, taker.pubkey_hex, sig, "a", None),
+                 (taker.nick, taker.pubkey_hex.encode(), sig, "a", "h")]:
         assert N.verify_nick_signature(*args) is False
     assert N.verify_nick_signature(taker.nick, taker.pubkey_hex, sig, "a", "h") is True
 
@@ -288,7 +299,8 @@ def test_fuzz_der_bytes(raw):
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None)
-@given(nick=st.text(max_size=20), pub=st.one_of(st.text(max_size=70), st.text("0123456789abcdef", min_size=66, max_size=66)),
+@given(nick=st.text(max_size=20),
+       pub=st.one_of(st.text(max_size=70), st.text("0123456789abcdef", min_size=66, max_size=66)),
        sig=st.text(max_size=100), body=st.text(max_size=50), hostid=st.text(max_size=20))
 def test_fuzz_verify_never_raises(nick, pub, sig, body, hostid):
     assert N.verify_nick_signature(nick, pub, sig, body, hostid) is False

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from hypothesis import given, settings, strategies as st
-
 import electrum_ecc as ecc
-from tests.vectors import VECTORS
+import pytest
 from electrum import bitcoin
 from electrum.crypto import sha256
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from electrum_joinmarket.protocol import podle as P
-
-
+from tests.vectors import VECTORS
 
 
 def _load(name: str) -> dict:
@@ -209,13 +207,16 @@ def _replace_field(i: int, value: str) -> str:
 BAD_REVELATIONS = [
     "", "|||", GOOD + "|", "|".join(GOOD.split("|")[:4]), GOOD.replace("|", ","),
     _replace_field(0, "0f" * 32), _replace_field(0, "0f" * 32 + ":-1"), _replace_field(0, "0f" * 32 + ":01"),
-    _replace_field(0, "0f" * 32 + ": 1"), _replace_field(0, "0f" * 32 + ":+1"), _replace_field(0, "0f" * 31 + ":1"),
+    _replace_field(0, "0f" * 32 + ": 1"), _replace_field(0, "0f" * 32 + ":+1"),
+    _replace_field(0, "0f" * 31 + ":1"),
     _replace_field(0, "0f" * 32 + ":4294967296"), _replace_field(0, "0f" * 32 + ":1:0014aa:100"),
     _replace_field(0, "zz" * 32 + ":1"), _replace_field(0, "0f" * 32 + ":1\u0661"),
-    _replace_field(1, "04" + "00" * 32), _replace_field(1, "02" + "ff" * 32), _replace_field(1, "03" + "00" * 32),
+    _replace_field(1, "04" + "00" * 32), _replace_field(1, "02" + "ff" * 32),
+    _replace_field(1, "03" + "00" * 32),
     _replace_field(1, GOOD.split("|")[1][:-2]), _replace_field(2, "0x" + GOOD.split("|")[2][2:]),
     _replace_field(3, "00" * 32), _replace_field(3, format(N_ORDER, "064x")), _replace_field(3, "ff" * 32),
-    _replace_field(4, "00" * 32), _replace_field(4, GOOD.split("|")[4] + "00"), _replace_field(4, " " + GOOD.split("|")[4][1:]),
+    _replace_field(4, "00" * 32), _replace_field(4, GOOD.split("|")[4] + "00"),
+    _replace_field(4, " " + GOOD.split("|")[4][1:]),
     GOOD + "0" * 500, GOOD.replace("|", "| ", 1),
 ]
 
@@ -274,7 +275,8 @@ def U(i: int) -> str:
 
 
 def C(i: int, value: int = 1_000_000, confs: int = 10, used=(), **kw) -> P.CommitmentCandidate:
-    return P.CommitmentCandidate(utxo=U(i), value=value, confirmations=confs, used_indices=frozenset(used), **kw)
+    return P.CommitmentCandidate(utxo=U(i), value=value, confirmations=confs, used_indices=frozenset(used),
+                                 **kw)
 
 
 CJ = 1_000_000  # min value 200 000
@@ -285,7 +287,8 @@ def test_choice_first_tx_utxo_index_0():
     assert r == P.CommitmentChoice(U(1), 0, "tx") and not r.external
 
 
-@pytest.mark.parametrize("used,expected", [((), 0), ((0,), 1), ((0, 1), 2), ((1,), 2), ((5,), 0), ((0, 7), 1)])
+@pytest.mark.parametrize("used,expected",
+                         [((), 0), ((0,), 1), ((0, 1), 2), ((1,), 2), ((5,), 0), ((0, 7), 1)])
 def test_choice_index_is_one_above_highest_used(used, expected):
     r = P.choose_commitment_utxo([C(1, used=used)], CJ)
     assert isinstance(r, P.CommitmentChoice) and r.index == expected
@@ -407,7 +410,8 @@ def test_fuzz_parse_revelation_text(text):
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None)
-@given(st.lists(st.one_of(st.text(_hexchars + ":", max_size=80), st.text(max_size=10)), min_size=0, max_size=7))
+@given(st.lists(st.one_of(st.text(_hexchars + ":", max_size=80), st.text(max_size=10)),
+                min_size=0, max_size=7))
 def test_fuzz_parse_revelation_fields(fields):
     text = "|".join(fields)
     try:
