@@ -39,8 +39,9 @@ def test_zip_layout_is_what_electrum_expects(plugin_zip):
         for info in zf.infolist():
             assert info.date_time[0] >= 1980 and (info.external_attr >> 16) == 0o100644
     rel = sorted(n[len(name) + 1:] for n in names)
-    plugin_files = sorted(p.name for p in (ROOT / "electrum_joinmarket").iterdir()
-                          if p.suffix == ".py" and p.name != "loader.py") + ["manifest.json"]
+    pkg = ROOT / "electrum_joinmarket"
+    plugin_files = sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*.py")
+                          if "__pycache__" not in p.parts and p != pkg / "loader.py") + ["manifest.json"]
     jmcore_files = sorted("jmcore/" + p.name for p in (ROOT / "jmcore").glob("*.py"))
     assert rel == sorted(plugin_files + jmcore_files + ["_zipimports.py"])   # nothing else
     assert not any(re.search(r"(^|/)(tests?|jmdaemon|__pycache__)(/|$)|\.pyc$", n) for n in rel)
@@ -153,7 +154,7 @@ mkdir -p {ro}/eroot
         assert out["status"]["plugin"] == "joinmarket" and out["status"]["enabled"] is True
         # the zip's daemon link started the binary next to the data dir, then stopped it
         link = out["daemon_link"]
-        assert out["daemon_link_module"] == zip_prefix + "daemon_link.py"
+        assert out["daemon_link_module"] == zip_prefix + "link/daemon.py"
         assert link["status"] == "started_binary", link
         assert link["binary"] == str(edir / "jmdaemon") and link["port"] == port
         assert out["daemon_link_stopped"]["status"] == "stopped"
