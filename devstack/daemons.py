@@ -14,7 +14,7 @@ import sys
 import time
 
 from jmcore import amp as jamp
-from jmcore.commands import COMMANDS
+from jmcore.commands import ALL_COMMANDS, COMMANDS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -167,7 +167,7 @@ class TestClient:
 
     async def connect(self, port, host="127.0.0.1"):
         self.cond = asyncio.Condition()
-        self.proto = await jamp.connect(host, port, self._responders())
+        self.proto = await jamp.connect(host, port, self._responders(), commands=ALL_COMMANDS)
         return self
 
     async def call(self, command, **kwargs):

@@ -15,8 +15,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from jmcore.channels import ChannelConfigError, ChannelSettings, build_chan_configs
+
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.link.daemon import DaemonLink
+from electrum_joinmarket.link.tor import TorResolution, resolve_tor
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,6 +49,7 @@ class Runner:
     def __init__(self, plugin: "JoinMarketPlugin"):
         self.plugin = plugin
         self.link: Optional[DaemonLink] = None
+        self.last_tor: Optional[TorResolution] = None
 
     # ---------------------------------------------------------------- daemon
     async def daemon_address(self) -> tuple[str, int]:
@@ -57,19 +61,48 @@ class Runner:
             raise RunnerError(state.text)
         return self.link.address
 
-    def chan_configs(self) -> list[dict]:
-        """Channels from ``plugins.joinmarket.channels`` (a JSON list); empty = the daemon's
-        own defaults."""
-        raw = self.plugin.config.JM_CHANNELS
-        if not raw:
-            return []
+    def channel_settings(self) -> ChannelSettings:
+        """The user's channel choice (``plugins.joinmarket.channels``; unset = the network's
+        default directories over Tor)."""
         try:
-            value = json.loads(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            raise RunnerError("plugins.joinmarket.channels is not valid JSON") from None
-        if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
-            raise RunnerError("plugins.joinmarket.channels must be a JSON list of objects")
-        return value
+            return ChannelSettings.from_setting(self.plugin.config.JM_CHANNELS)
+        except ChannelConfigError as exc:
+            raise RunnerError(str(exc)) from None
+
+    def chan_configs(self, role: str = "TAKER") -> list[dict]:
+        """Complete JMInit channel configs from the settings, with Tor at its pinned or default
+        port (no probing: for display; runs use :meth:`channel_configs`)."""
+        try:
+            return build_chan_configs(self.channel_settings(), jm_network_name(), role=role)
+        except ChannelConfigError as exc:
+            raise RunnerError(str(exc)) from None
+
+    async def channel_configs(self, role: str, network: Any = None) -> list[dict]:
+        """Complete JMInit channel configs for ``role`` with the Tor that is really there
+        (:func:`link.tor.resolve_tor`); RunnerError with the one message a user needs when the
+        channels need Tor and none is found, or nothing is configured for this network."""
+        settings = self.channel_settings()
+        net = jm_network_name()
+        tor = None
+        explicit = settings.raw is not None and any("socks5_port" in c for c in settings.raw)
+        if settings.needs_tor(net) and not explicit:
+            self.last_tor = await resolve_tor(settings, network)
+            if not self.last_tor.ok:
+                raise RunnerError(self.last_tor.message)
+            tor = self.last_tor.endpoints
+        try:
+            return build_chan_configs(settings, net, role=role, tor=tor)
+        except ChannelConfigError as exc:
+            raise RunnerError(str(exc)) from None
+
+    @staticmethod
+    def _network() -> Any:
+        """Electrum's Network (for its proxy), if one runs."""
+        try:
+            from electrum.network import Network
+            return Network.get_instance()
+        except Exception:
+            return None
 
     # ---------------------------------------------------------------- taker
     def taker_config(self, amount: int, destination: str, **overrides: Any) -> TakerConfig:
@@ -99,6 +132,7 @@ class Runner:
         if session.role is not None:
             raise RunnerError(f"this wallet is busy ({session.role} running); stop it first")
         host, port = await self.daemon_address()
+        chan_configs = await self.channel_configs("TAKER", wallet.network)
         session.role, session.state = "taker", "starting"
 
         def on_progress(event: dict) -> None:
@@ -108,7 +142,7 @@ class Runner:
                 progress(event)
         taker = Taker(wallet=wallet, network=wallet.network, commitments=session.commitments,
                       config=config, password=password, daemon_host=host, daemon_port=port,
-                      chan_configs=self.chan_configs(), net_name=jm_network_name(),
+                      chan_configs=chan_configs, net_name=jm_network_name(),
                       progress=on_progress, confirm=confirm, frozen_store=session.storage)
         session.taker = taker
         try:
@@ -164,6 +198,7 @@ class Runner:
         """A one-off look at the orderbook through the daemon (as a taker that fills nothing):
         {"offers": [...], "fidelitybonds": [...]}."""
         host, port = await self.daemon_address()
+        chan_configs = await self.channel_configs("PASSIVE", self._network())
         wait = float(self.plugin.config.JM_ORDERBOOK_WAIT if wait is None else wait)
         got: dict = {}
         event = asyncio.Event()
@@ -172,7 +207,7 @@ class Runner:
             def on_JMOffers(self, orderbook: str, fidelitybonds: str) -> None:
                 got["offers"], got["fidelitybonds"] = orderbook, fidelitybonds
                 event.set()
-        client = DaemonClient(network=jm_network_name(), chan_configs=self.chan_configs(),
+        client = DaemonClient(network=jm_network_name(), chan_configs=chan_configs,
                               handler=Book())
         try:
             await client.connect(host, port)
@@ -198,11 +233,12 @@ class Runner:
         if session.role is not None:
             raise RunnerError(f"this wallet is busy ({session.role} running); stop it first")
         host, port = await self.daemon_address()
+        chan_configs = await self.channel_configs("MAKER", wallet.network)
         maker = Maker(wallet, MakerSettings(**settings), password=password,
                       storage=session.storage, electrum_network=wallet.network)
         session.role, session.state = "maker", "starting"
         try:
-            await maker.start(host, port, self.chan_configs(), network=jm_network_name())
+            await maker.start(host, port, chan_configs, network=jm_network_name())
         except BaseException:
             session.role, session.state = None, "idle"
             raise

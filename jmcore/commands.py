@@ -30,7 +30,8 @@ __all__ = [
     "Arg", "CommandSpec", "COMMANDS", "COINJOIN_COMMANDS", "SNICKER_COMMANDS",
     "BIP78_COMMANDS", "ARG_TYPES", "spec", "commands_for",
     "UNICODE", "INTEGER", "BOOLEAN", "STRING", "BIG_UNICODE", "JSON", "LIST_OF_UNICODE",
-    "C2D", "D2C", "COINJOIN", "SNICKER", "BIP78",
+    "C2D", "D2C", "COINJOIN", "SNICKER", "BIP78", "EXTENSION", "EXTENSION_COMMANDS",
+    "ALL_COMMANDS",
 ]
 
 # argument type names (as in amp_commands.json)
@@ -49,6 +50,7 @@ D2C = "daemon->client"
 COINJOIN = "coinjoin"
 SNICKER = "SNICKER"
 BIP78 = "BIP78"
+EXTENSION = "extension"
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class CommandSpec:
         object.__setattr__(self, "response", tuple(self.response))
         if self.direction not in (C2D, D2C):
             raise ValueError(f"bad direction {self.direction!r}")
-        if self.group not in (COINJOIN, SNICKER, BIP78):
+        if self.group not in (COINJOIN, SNICKER, BIP78, EXTENSION):
             raise ValueError(f"bad group {self.group!r}")
 
     @property
@@ -321,6 +323,22 @@ COMMANDS: dict[str, CommandSpec] = {c.name: c for c in _TABLE}
 COINJOIN_COMMANDS: tuple[str, ...] = tuple(c.name for c in _TABLE if c.group == COINJOIN)
 SNICKER_COMMANDS: tuple[str, ...] = tuple(c.name for c in _TABLE if c.group == SNICKER)
 BIP78_COMMANDS: tuple[str, ...] = tuple(c.name for c in _TABLE if c.group == BIP78)
+
+
+# ---- extensions (ours; not in the reference) ---------------------------------------------------
+# Client->daemon questions a reference joinmarketd does not know: it answers them with a clean
+# AMP error ("Unhandled Command"), and our client then carries on without the answer. They never
+# change the daemon's state, and the daemon never sends a command a reference client does not
+# know. Documented in docs/amp-extensions.md.
+_EXTENSIONS: tuple[CommandSpec, ...] = (
+    CommandSpec(name="EJMChannelStatus", arguments=(),
+                response=(Arg("accepted", BOOLEAN), Arg("status", JSON)),
+                direction=C2D, group=EXTENSION),
+)
+EXTENSION_COMMANDS: dict[str, CommandSpec] = {c.name: c for c in _EXTENSIONS}
+"""Our extension commands by name (not part of :data:`COMMANDS`)."""
+ALL_COMMANDS: dict[str, CommandSpec] = {**COMMANDS, **EXTENSION_COMMANDS}
+"""The 50 reference commands plus our extensions (what our client and daemon understand)."""
 
 
 def spec(name: str) -> CommandSpec:

@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
                                                       os.path.expanduser("~/.jmdaemon")),
                    help="data directory (config, commitment blacklist, logs)")
     p.add_argument("--config", help="config file (default <datadir>/jmdaemon.cfg)")
-    p.add_argument("--network", choices=NETWORKS, help="bitcoin network of default channels")
+    p.add_argument("--network", choices=NETWORKS,
+                   help="bitcoin network of a --directory-node (clients name their own)")
     p.add_argument("--loglevel", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.add_argument("--logfile", help="also log to this file (relative to the data dir)")
     p.add_argument("--ssl-cert", help="serve AMP over TLS with this certificate (PEM)")
@@ -198,9 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def announce() -> None:
         # only once the reactor runs (its SIGINT/SIGTERM handlers are installed): whoever waits
         # for this line may signal us right away and must get a clean shutdown
-        log.info("jmdaemon %s listening on %s:%d%s (network %s, data dir %s)", __version__,
-                 cfg.host, port.getHost().port, " (TLS)" if cfg.ssl_cert else "", cfg.network,
-                 cfg.datadir)
+        # the daemon serves clients of any network: each JMInit names its own (logged then)
+        log.info("jmdaemon %s listening on %s:%d%s (data dir %s); clients that send no "
+                 "channels get %s", __version__, cfg.host, port.getHost().port,
+                 " (TLS)" if cfg.ssl_cert else "", cfg.datadir,
+                 "the configured ones" if cfg.channels else
+                 "their network's default directories")
         print("jmdaemon listening on %s:%d" % (cfg.host, port.getHost().port), flush=True)
     reactor.callWhenRunning(announce)
     reactor.addSystemEventTrigger("before", "shutdown", _shutdown, factory, port)

@@ -10,7 +10,8 @@ from typing import Any
 
 from twisted.protocols import amp
 
-from jmcore.commands import COINJOIN_COMMANDS, COMMANDS, CommandSpec
+from jmcore.commands import (ALL_COMMANDS, COINJOIN_COMMANDS, COMMANDS, EXTENSION_COMMANDS,
+                             CommandSpec)
 
 from .amp_types import make_argument
 
@@ -39,12 +40,13 @@ def make_command(spec: CommandSpec) -> type[amp.Command]:
     return type(spec.name, (amp.Command,), attrs)
 
 
-COMMAND_CLASSES = {name: make_command(spec) for name, spec in COMMANDS.items()}
+COMMAND_CLASSES = {name: make_command(spec) for name, spec in ALL_COMMANDS.items()}
+"""The 50 reference commands and our extensions (jmcore.commands.EXTENSION_COMMANDS)."""
 globals().update(COMMAND_CLASSES)
 globals().update(ERROR_CLASSES)
 
 CLIENT_TO_DAEMON = tuple(n for n, s in COMMANDS.items() if s.direction == "client->daemon")
 DAEMON_TO_CLIENT = tuple(n for n, s in COMMANDS.items() if s.direction == "daemon->client")
 
-__all__ = ["COMMANDS", "COINJOIN_COMMANDS", "COMMAND_CLASSES", "ERROR_CLASSES",
-           "CLIENT_TO_DAEMON", "DAEMON_TO_CLIENT", "make_command"] + list(COMMAND_CLASSES)
+__all__ = ["COMMANDS", "COINJOIN_COMMANDS", "EXTENSION_COMMANDS", "COMMAND_CLASSES",
+           "ERROR_CLASSES", "CLIENT_TO_DAEMON", "DAEMON_TO_CLIENT", "make_command"] + list(COMMAND_CLASSES)

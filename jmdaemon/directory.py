@@ -6,11 +6,16 @@
   is dropped (the Ref directory relays such spoofs, §13);
 * relays pubmsgs to every other handshaked peer, privmsgs to the addressed nick (then tells the
   recipient where the sender serves), announces departures as ``nick;loc;D``;
-* answers 791 getpeerlist (20 entries per line, as NG); drops any other type (797/799/801 ...);
+* always answers 791 getpeerlist with a peerlist (20 entries per line, as NG; an empty line when
+  no peer serves an onion — joinmarket-ng clients wait up to 120 s for that answer otherwise) and
+  announces ``peerlist_features`` to clients that announce it (joinmarket-ng); reference clients
+  never send 791 and get the reference's exact handshake reply; drops any other type;
 * per-connection token-bucket rate limit and a connection cap.
 
-Test mode listens on 127.0.0.1 without Tor; otherwise a persistent onion service is published
-through Tor's control port (``hidden_service_dir``).
+Test mode listens on 127.0.0.1 without Tor; otherwise its onion service is published through
+Tor's control port (``ADD_ONION`` with a key kept in ``hidden_service_dir``, so the address
+survives restarts) and, like joinmarket-ng directories, it accepts only peers announcing a v3
+onion location or ``NOT-SERVING-ONION``.
 """
 import logging
 import os
@@ -18,7 +23,9 @@ import random
 import time
 
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.endpoints import TCP4ServerEndpoint
+
+from jmcore.channels import is_onion_host
 
 from . import constants as C
 from . import wire
@@ -26,6 +33,9 @@ from .channels.onion_proto import OnionLineFactory
 
 log = logging.getLogger(__name__)
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+DIRECTORY_FEATURES = {"peerlist_features": True}
+"""Announced in our 795: joinmarket-ng clients then know we answer GETPEERLIST (reference clients
+ignore ``features``)."""
 
 
 def random_directory_nick():
@@ -72,6 +82,7 @@ class DirectoryNode:
         self.hidden_service_dir = hidden_service_dir
         self.tor_control = (tor_control_host, tor_control_port, tor_control_password)
         self.location = None
+        self.onion_service = None
         self.listener = None
         self.conns = {}          # conn -> _PeerState
         self.by_nick = {}        # nick -> conn
@@ -93,21 +104,23 @@ class DirectoryNode:
         return d.addCallback(listening)
 
     async def _publish(self):
-        import txtorcon
+        from .tor.control import publish_onion
         host, port, password = self.tor_control
-        tor = await txtorcon.connect(reactor, TCP4ClientEndpoint(reactor, host, port),
-                                     password_function=(lambda: password) if password else None)
         hs_dir = self.hidden_service_dir or os.path.abspath("hidden_service")
         os.makedirs(hs_dir, mode=0o700, exist_ok=True)
-        service = await tor.create_filesystem_onion_service(
-            [(C.ONION_VIRTUAL_PORT, "%s:%d" % (self.host, self.port))], hs_dir, version=3)
-        self.location = "%s:%d" % (service.hostname, C.ONION_VIRTUAL_PORT)
+        self.onion_service = await publish_onion(reactor, host, port, self.host, self.port,
+                                                 virtual_port=C.ONION_VIRTUAL_PORT,
+                                                 password=password, hs_dir=hs_dir)
+        self.location = "%s:%d" % (self.onion_service.hostname, C.ONION_VIRTUAL_PORT)
         return self.location
 
     def stop(self):
         log.info("directory stats: %s", " ".join("%s=%d" % kv for kv in sorted(self.stats.items())))
         for conn in list(self.conns):
             conn.close()
+        if self.onion_service is not None:
+            service, self.onion_service = self.onion_service, None
+            service.remove()
         if self.listener is not None:
             d = self.listener.stopListening()
             self.listener = None
@@ -169,15 +182,32 @@ class DirectoryNode:
             conn.close()
             return
         nick = hs["nick"]
-        accepted = (hs["app-name"] == C.APP_NAME and hs["proto-ver"] == C.JM_VERSION
-                    and hs["directory"] is False and hs["network"] == self.network
-                    and wire.valid_location(hs["location-string"])
-                    and nick != self.nick and nick not in self.by_nick)
+        location = hs["location-string"]
+        problems = []
+        if hs["app-name"] != C.APP_NAME or hs["proto-ver"] != C.JM_VERSION:
+            problems.append("app %r protocol %r" % (hs["app-name"][:20], hs["proto-ver"]))
+        if hs["directory"] is not False:
+            problems.append("claims to be a directory")
+        if hs["network"] != self.network:
+            problems.append("network %r, not %s" % (hs["network"][:20], self.network))
+        if not wire.valid_location(location) or (
+                not self.test_mode and location != C.NOT_SERVING_ONION
+                and not is_onion_host(location.rpartition(":")[0])):
+            problems.append("location %r" % location[:80])
+        if nick == self.nick or nick in self.by_nick:
+            problems.append("nick already connected")
+        accepted = not problems
+        # joinmarket-ng clients announce peerlist_features and look for it in our answer; a
+        # reference client gets the reference's exact reply (empty features)
+        theirs = hs.get("features")
+        features = DIRECTORY_FEATURES if isinstance(theirs, dict) and theirs.get(
+            "peerlist_features") else None
         conn.send(C.ONION_DN_HANDSHAKE,
-                  wire.directory_handshake(self.nick, self.network, accepted, self.motd))
+                  wire.directory_handshake(self.nick, self.network, accepted, self.motd,
+                                           features=features))
         if not accepted:
             self.stats["rejected"] += 1
-            log.info("handshake from %s refused", nick)
+            log.info("handshake from %s refused: %s", nick, "; ".join(problems))
             return
         state.handshaked = True
         state.nick = nick
@@ -225,7 +255,13 @@ class DirectoryNode:
         target.send(C.ONION_PEERLIST, wire.format_peerlist(entries))
 
     def _send_peerlist(self, conn):
-        entries = [(s.nick, s.location, False) for s in self.conns.values()
-                   if s.handshaked and s.location != C.NOT_SERVING_ONION]
+        """Always answer: the serving peers, 20 per line, or one empty peerlist."""
+        requester = self.conns.get(conn)
+        entries = [(s.nick, s.location, False) for c, s in self.conns.items()
+                   if s.handshaked and s.location != C.NOT_SERVING_ONION and c is not conn]
         for i in range(0, len(entries), 20):
             conn.send(C.ONION_PEERLIST, wire.format_peerlist(entries[i:i + 20]))
+        if not entries:
+            conn.send(C.ONION_PEERLIST, "")
+        log.debug("peerlist of %d serving peer(s) sent to %s", len(entries),
+                  requester.nick if requester else "?")

@@ -24,6 +24,7 @@ from .blacklist import CommitmentBlacklist, canonical_commitment, confined_path
 from .commands import COMMAND_CLASSES as K
 from .commands import ERROR_CLASSES
 from .crypto import NaclError, as_init_encryption, hex_pk, init_keypair, init_pubkey
+from .channels.status import channel_report, describe_chan_configs, network_default_configs
 from .messaging import MessageChannelCollection
 from .orderbook import Orderbook
 
@@ -41,7 +42,14 @@ def build_channels(chan_configs, network, defaults=None):
     """Message channel objects for a JMInit ``chan_configs`` list (ChannelConfigError if bad)."""
     from .channels.irc import IRCMessageChannel
     from .channels.onion import OnionMessageChannel
-    if not isinstance(chan_configs, list) or not chan_configs or len(chan_configs) > 16:
+    if isinstance(chan_configs, list) and not chan_configs:
+        from jmcore.channels import no_directories_message
+        try:
+            raise ChannelConfigError("the client sent no channels and the daemon has none for "
+                                     "it: " + no_directories_message(network))
+        except ValueError:      # unknown network name
+            raise ChannelConfigError("chan_configs must be a non-empty list of channel configs")
+    if not isinstance(chan_configs, list) or len(chan_configs) > 16:
         raise ChannelConfigError("chan_configs must be a non-empty list of channel configs")
     defaults = defaults or {}
     channels = []
@@ -104,6 +112,7 @@ class JMDaemonProtocol(amp.AMP):
         self.bond_requests = OrderedDict()
         self.relayed_hp2 = OrderedDict()
         self.connected = False
+        self.jminit_error = None
 
     # ------------------------------------------------------------------ connection
     def connectionMade(self):
@@ -205,7 +214,9 @@ class JMDaemonProtocol(amp.AMP):
         self.orderbook.dust = self.dust_threshold
         self.network = str(network)
         if not chan_configs and self.factory is not None:
-            chan_configs = self.factory.default_chan_configs()
+            chan_configs = self.factory.default_chan_configs(self.network)
+        log.info("JMInit from a %s client (%s): %s", self.network, str(bcsource)[:40],
+                 describe_chan_configs(chan_configs))
         self.blacklist = self._open_blacklist(blacklist_location)
         if chan_configs == self.chan_configs and self.mcc is not None:
             self.restart_mc_required = False
@@ -216,7 +227,9 @@ class JMDaemonProtocol(amp.AMP):
                                           self.factory.channel_defaults if self.factory else None)
             except ChannelConfigError as exc:
                 log.error("JMInit refused: %s", exc)
+                self.jminit_error = str(exc)
                 return {"accepted": False}
+            self.jminit_error = None
             self.mc_shutdown()
             self.chan_configs = chan_configs
             self.mcc = MessageChannelCollection(channels, self)
@@ -239,6 +252,12 @@ class JMDaemonProtocol(amp.AMP):
         if self.factory is not None:
             return self.factory.get_blacklist(path)
         return CommitmentBlacklist(path)
+
+    @K["EJMChannelStatus"].responder
+    def on_EJM_CHANNEL_STATUS(self):
+        """Our extension (a reference daemon answers it with an AMP error): the state of this
+        client's message channels and of every directory, for the user."""
+        return {"accepted": True, "status": channel_report(self)}
 
     @K["JMStartMC"].responder
     def on_JM_START_MC(self, nick):
@@ -658,8 +677,12 @@ class JMDaemonServerFactory(ServerFactory):
         p = self.protocol(self)
         return p
 
-    def default_chan_configs(self):
-        return list(self._default_channels)
+    def default_chan_configs(self, network="mainnet"):
+        """Channels for a client that sends none: the configured ones, else the default
+        directories of the client's network (jmcore.channels) over the configured Tor."""
+        if self._default_channels:
+            return list(self._default_channels)
+        return network_default_configs(network, self.channel_defaults.get("onion", {}))
 
     def get_blacklist(self, path):
         path = os.path.abspath(path)

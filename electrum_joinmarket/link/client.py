@@ -14,8 +14,11 @@ import logging
 from typing import Any, Awaitable, Callable, Optional, Protocol
 
 from jmcore import amp as jamp
-from jmcore.commands import COMMANDS
-from jmcore.errors import AMPConnectionLost, JMCoreError
+from jmcore.channels import ChannelConfigError, complete_configs, no_directories_message
+from jmcore.commands import ALL_COMMANDS, COMMANDS
+from jmcore.errors import AMPConnectionLost, AMPRemoteError, JMCoreError
+
+from electrum_joinmarket.link.chanstatus import ChannelReport
 
 from electrum_joinmarket.protocol.nick import NickKey, nick_matches_pubkey, verify_message_signature
 
@@ -41,7 +44,11 @@ class DaemonClient:
                  blacklist_location: str = "cmtdata/commitmentlist",
                  handler: Any = None, nick_key: Optional[NickKey] = None):
         self.network = network
-        self.chan_configs = chan_configs
+        try:
+            # every key the reference daemon reads, whatever the caller left out
+            self.chan_configs = complete_configs(chan_configs, network) if chan_configs else []
+        except ChannelConfigError as exc:
+            raise DaemonError(str(exc)) from None
         self.minmakers = minmakers
         self.maker_timeout_sec = maker_timeout_sec
         self.dust_threshold = dust_threshold
@@ -57,6 +64,8 @@ class DaemonClient:
         self.signed = 0
         self.verified = 0
         self.rejected_signatures = 0
+        self.status_supported: Optional[bool] = None   # None: not asked yet
+        self.last_report: Optional[ChannelReport] = None
 
     # ------------------------------------------------------------------ connection
     @property
@@ -67,17 +76,50 @@ class DaemonClient:
         """Open the AMP connection and run JMInit → JMInitProto → JMStartMC; returns when the
         daemon has accepted JMInit (use ``wait_up`` for the channels)."""
         try:
-            self.proto = await asyncio.wait_for(jamp.connect(host, port, self._responders()),
-                                                timeout)
+            self.proto = await asyncio.wait_for(
+                jamp.connect(host, port, self._responders(), commands=ALL_COMMANDS), timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             raise DaemonError(f"no JoinMarket daemon answers at {host}:{port} ({exc}); start "
                               f"jmdaemon or check the daemon host/port in the settings") from exc
         asyncio.ensure_future(self._watch_close())
-        await self.call("JMInit", bcsource="electrum", network=self.network,
-                        chan_configs=self.chan_configs, minmakers=self.minmakers,
-                        maker_timeout_sec=self.maker_timeout_sec,
-                        dust_threshold=self.dust_threshold,
-                        blacklist_location=self.blacklist_location)
+        await self.init()
+
+    async def init(self) -> None:
+        """JMInit with our complete channel configs (also between rounds: the same configs
+        keep the daemon's channels). A refusal says why when the daemon can tell."""
+        self.up.clear()
+        if not self.chan_configs:
+            raise DaemonError(no_directories_message(self.network))
+        try:
+            await self.call("JMInit", bcsource="electrum", network=self.network,
+                            chan_configs=self.chan_configs, minmakers=self.minmakers,
+                            maker_timeout_sec=self.maker_timeout_sec,
+                            dust_threshold=self.dust_threshold,
+                            blacklist_location=self.blacklist_location)
+        except DaemonError as exc:
+            report = await self.channel_status()
+            if report is not None and report.error:
+                raise DaemonError(f"the daemon refused JMInit: {report.error}") from exc
+            raise
+
+    async def channel_status(self) -> Optional[ChannelReport]:
+        """The daemon's report on our channels (the ``EJMChannelStatus`` extension), or None
+        when the daemon does not support it (a reference joinmarketd answers with an AMP error;
+        we then stop asking) or the connection is gone."""
+        if self.status_supported is False or self.proto is None or self.closed.is_set():
+            return None
+        try:
+            answer = await self.proto.call_remote("EJMChannelStatus")
+        except AMPRemoteError as exc:
+            log.info("the daemon does not report channel status (%s); per-directory state "
+                     "unavailable", exc)
+            self.status_supported = False
+            return None
+        except (AMPConnectionLost, ConnectionError, JMCoreError):
+            return None
+        self.status_supported = True
+        self.last_report = ChannelReport.from_json(answer.get("status"))
+        return self.last_report
 
     async def _watch_close(self) -> None:
         if self.proto is not None:
@@ -85,13 +127,44 @@ class DaemonClient:
         self.closed.set()
         self._dispatch("on_daemon_lost")
 
-    async def wait_up(self, timeout: float) -> None:
-        """Wait until the daemon's message channels are up (JMUp)."""
-        try:
-            await asyncio.wait_for(self.up.wait(), timeout)
-        except asyncio.TimeoutError:
+    async def wait_up(self, timeout: float,
+                      on_report: Optional[Callable[[ChannelReport], None]] = None,
+                      poll: float = 1.0) -> None:
+        """Wait until the daemon's message channels are up (JMUp). Meanwhile the daemon's channel
+        report (if it gives one) is polled and handed to ``on_report`` when it changes; a report
+        that says the channels cannot come up (no Tor, the onion service refused, every
+        directory refused) ends the wait at once with that reason."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last_text = None
+        while not self.up.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            report = await self.channel_status() if self.status_supported is not False else None
+            if report is not None:
+                text = report.summary()
+                if text != last_text:
+                    last_text = text
+                    log.info("JoinMarket channels: %s", text)
+                    if on_report is not None:
+                        try:
+                            on_report(report)
+                        except Exception:
+                            log.exception("channel report callback failed")
+                fatal = report.fatal()
+                if fatal:
+                    raise DaemonError(fatal)
+            try:
+                await asyncio.wait_for(self.up.wait(), min(poll, max(0.01, left)))
+            except asyncio.TimeoutError:
+                pass
+        if not self.up.is_set():
+            report = await self.channel_status()
+            detail = f": {report.summary()}" if report is not None else \
+                " (check the channel settings and Tor)"
             raise DaemonError(f"the daemon's message channels did not come up within "
-                              f"{timeout:.0f}s (check the IRC/onion settings and Tor)") from None
+                              f"{timeout:.0f}s{detail}")
 
     async def setup(self, role: str, offers: Optional[list] = None, use_fidelity_bond: bool = False,
                     timeout: float = 30.0) -> None:
@@ -107,6 +180,7 @@ class DaemonClient:
         """Call a client→daemon command; raise DaemonError unless it was accepted."""
         if self.proto is None or self.closed.is_set():
             raise DaemonError("not connected to the JoinMarket daemon")
+        log.debug("-> daemon %s", command)
         try:
             answer = await self.proto.call_remote(command, **kwargs)
         except (AMPConnectionLost, ConnectionError) as exc:
@@ -134,6 +208,7 @@ class DaemonClient:
         own = getattr(self, "_on_" + name, None)
 
         def respond(**kwargs: Any) -> dict:
+            log.debug("<- daemon %s", name)
             if own is not None:
                 own(**kwargs)
             else:

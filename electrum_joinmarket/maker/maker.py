@@ -449,7 +449,7 @@ class Maker:
                                    nick_key=self._nick_key)
         try:
             await self.client.connect(host, port)
-            await self.client.wait_up(self.settings.wait_up_timeout)
+            await self.client.wait_up(self.settings.wait_up_timeout, on_report=self._channels)
             self.announced = offers
             await self.client.setup("MAKER", offers, False, timeout=self.settings.setup_timeout)
         except BaseException:
@@ -478,6 +478,9 @@ class Maker:
         if was:
             log.info("maker stopped")
 
+    def _channels(self, report: Any) -> None:
+        log.info("maker channels: %s", report.summary())
+
     @property
     def nick(self) -> Optional[str]:
         return self.client.nick if self.client is not None else None
@@ -497,6 +500,8 @@ class Maker:
             "coinjoins": len(self.storage[HISTORY_KEY]),
             "earned_total": self.earned_total(),
             "refusals": len(self.refusals),
+            "channels": (self.client.last_report.summary()
+                         if self.client is not None and self.client.last_report else None),
         }
 
     # -------------------------------------------------------------------------- session helpers

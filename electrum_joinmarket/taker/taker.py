@@ -66,6 +66,7 @@ class TakerConfig:
     orderbook_poll: float = 1.0
     maker_timeout_sec: int = 60
     sig_timeout: float = 60.0
+    channels_timeout: float = 90.0         # the daemon's channels up (Tor: up to 60 s/attempt)
     max_rounds: int = 3                    # one try + replacements
     broadcast: str = "self"
     seen_timeout: float = 60.0
@@ -279,22 +280,19 @@ class Taker:
                                    minmakers=self.cfg.minimum_makers,
                                    maker_timeout_sec=self.cfg.maker_timeout_sec, handler=self)
         await self.client.connect(self.daemon_host, self.daemon_port)
-        await self.client.wait_up(timeout=60)
+        await self.client.wait_up(timeout=self.cfg.channels_timeout, on_report=self._channels)
         await self.client.setup("TAKER")
         self.progress("connected", f"connected as {self.client.nick}", nick=self.client.nick)
+
+    def _channels(self, report: Any) -> None:
+        self.progress("channels", report.summary(), directories=report.directory_lines())
 
     async def _restart_session(self) -> None:
         """Next round on the same daemon (Ref's next-schedule-entry sequence): JMInit with the
         same channels keeps them; JMStartMC brings the daemon back to state 0."""
         assert self.client is not None
-        self.client.up.clear()
-        await self.client.call("JMInit", bcsource="electrum", network=self.net_name,
-                               chan_configs=self.chan_configs,
-                               minmakers=self.cfg.minimum_makers,
-                               maker_timeout_sec=self.cfg.maker_timeout_sec,
-                               dust_threshold=self.client.dust_threshold,
-                               blacklist_location=self.client.blacklist_location)
-        await self.client.wait_up(timeout=60)
+        await self.client.init()
+        await self.client.wait_up(timeout=self.cfg.channels_timeout, on_report=self._channels)
         await self.client.setup("TAKER")
 
     async def _collect_orderbook(self) -> None:

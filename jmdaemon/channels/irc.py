@@ -1,6 +1,11 @@
 """IRC message channel (docs/protocol.md §2): Twisted IRC client, optional TLS and SOCKS5 (Tor),
-reconnection with backoff, Ref-compatible chunking of private messages and packing of offers."""
+reconnection with backoff, Ref-compatible chunking of private messages and packing of offers.
+
+With ``socks5`` the connection goes only through Tor's SOCKS port (own SOCKS credentials: stream
+isolation; TLS inside the Tor stream if ``usessl``), never directly. Its state (connecting / up /
+unreachable / tor-unavailable, with the reason) is part of :meth:`IRCMessageChannel.status`."""
 import logging
+import time
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import protocol, reactor
@@ -174,15 +179,45 @@ class IRCMessageChannel(MessageChannel):
         self.client = None
         self.service = None
         self.joined = False
+        self.state, self.reason, self.since, self.attempts = "connecting", "", time.monotonic(), 0
+
+    def _set_state(self, state, reason=""):
+        changed = (state, reason) != (self.state, self.reason)
+        if state != self.state:
+            self.since = time.monotonic()
+        self.state, self.reason = state, reason
+        return changed
+
+    def status(self):
+        """What this channel can tell a user (the EJMChannelStatus extension)."""
+        return {"type": "irc", "hostid": self.hostid, "server": "%s:%d" % (self.host, self.port),
+                "channel": self.channel, "tls": self.usessl,
+                "tor": ("%s:%d" % (self.socks5_host, self.socks5_port)) if self.socks5 else None,
+                "up": self.joined, "state": self.state, "reason": self.reason,
+                "attempts": self.attempts, "for_s": round(time.monotonic() - self.since, 1)}
+
+    def _attempt(self):
+        self.attempts += 1
+        if self.state not in ("unreachable", "tor-unavailable"):
+            self._set_state("connecting")
+
+    def _attempt_failed(self, failure):
+        from .onion import describe_failure
+        state, reason = describe_failure(failure)
+        if self._set_state(state, reason):
+            log.warning("IRC %s:%d %s: %s", self.host, self.port, state, reason)
+        return failure
 
     def _endpoint(self):
         # TLS (pyOpenSSL) is imported only here, when a server uses it (see jmdaemon.tls)
         if self.socks5:
-            from txtorcon.socks import TorSocksEndpoint
-            from ..tls import client_options_unverified
-            tls = client_options_unverified() if self.usessl else False
-            proxy = TCP4ClientEndpoint(reactor, self.socks5_host, self.socks5_port)
-            return TorSocksEndpoint(proxy, self.host, self.port, tls=tls)
+            from ..tor.socks import TorSocksEndpoint
+            ep = TorSocksEndpoint(reactor, self.socks5_host, self.socks5_port, self.host,
+                                  self.port, isolate=True, label="ejm-irc")
+            if self.usessl:
+                from ..tls import client_endpoint as tls_over
+                return tls_over(ep)
+            return ep
         tcp = TCP4ClientEndpoint(reactor, self.host, self.port, timeout=30)
         if self.usessl:
             from ..tls import client_endpoint
@@ -194,7 +229,16 @@ class IRCMessageChannel(MessageChannel):
             return
         log.info("connecting to IRC %s:%d %s%s%s", self.host, self.port, self.channel,
                  " (TLS)" if self.usessl else "", " via SOCKS5" if self.socks5 else "")
-        self.service = ClientService(self._endpoint(), _Factory(self),
+        channel = self
+
+        class Tracked:
+            def __init__(self, inner):
+                self.inner = inner
+
+            def connect(self, factory):
+                channel._attempt()
+                return self.inner.connect(factory).addErrback(channel._attempt_failed)
+        self.service = ClientService(Tracked(self._endpoint()), _Factory(self),
                                      retryPolicy=backoffPolicy(initialDelay=1.0, maxDelay=120.0))
         self.service.startService()
 
@@ -212,11 +256,17 @@ class IRCMessageChannel(MessageChannel):
 
     def joined_ok(self):
         self.joined = True
+        self._set_state("up")
         self._emit("on_welcome")
 
     def on_connection_lost(self):
+        if self.service is None:
+            self._set_state("stopped")
+        elif not self.joined:
+            self._set_state("unreachable", "connection closed before joining the channel")
         if self.joined:
             self.joined = False
+            self._set_state("connecting", "connection lost")
             log.info("IRC connection to %s lost%s", self.hostid,
                      "; reconnecting" if self.service else "")
             self._emit("on_disconnect")
