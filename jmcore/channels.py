@@ -303,7 +303,7 @@ class OnionChannelConfig:
 
 @dataclass(frozen=True)
 class IRCChannelConfig:
-    """One IRC server (PROTOCOL.md §2). ``socks5``: reach it through Tor's SOCKS port."""
+    """One IRC server (docs/protocol.md §2). ``socks5``: reach it through Tor's SOCKS port."""
 
     host: str
     port: int
