@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 
 from devstack.daemons import start_daemon
 from electrum_joinmarket.maker.maker import Maker, MakerSettings
+from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
 
 
@@ -93,7 +94,7 @@ class JMNet:
 def quick_config(amount: int, destination: str, n: int = 3, **kw: Any) -> TakerConfig:
     """Test timings: short orderbook wait, otherwise the defaults."""
     base = dict(amount=amount, destination=destination, n_makers=n, minimum_makers=min(n, 2),
-                max_cj_fee_abs=50_000, max_cj_fee_rel="0.01", orderbook_min_wait=3.0,
+                limits=FeeLimits(50_000, "0.01"), orderbook_min_wait=3.0,
                 orderbook_quiet=2.0, orderbook_max_wait=30.0, orderbook_poll=0.5,
                 maker_timeout_sec=20, sig_timeout=30.0, seen_timeout=30.0,
                 fallback_feerate=2000)

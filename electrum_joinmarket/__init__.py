@@ -40,20 +40,17 @@ def _register_commands() -> None:
         arg:str:destination:Address that receives the coinjoin output
         arg:decimal:amount:Amount in BTC; 0 sweeps every confirmed unfrozen coin
         arg:int:counterparties:Number of makers (default: the setting, else 8)
-        arg:int:max_cj_fee_abs:Refuse makers whose fee is above this many sats AND above the relative limit
-        arg:str:max_cj_fee_rel:Relative fee limit, a fraction of the amount (e.g. 0.002)
+        arg:str:max_cj_fee_abs:Refuse makers whose fee is above this many sats AND above the relative limit (default: the setting)
+        arg:str:max_cj_fee_rel:Relative fee limit, a fraction of the amount, e.g. 0.004 or 0.4% (default: the setting)
         arg:str:broadcast:Who broadcasts: self, random-peer or not-self
         """
         from electrum.commands import satoshis
         overrides = {"broadcast": broadcast}
         if counterparties is not None:
             overrides["n_makers"] = int(counterparties)
-        if max_cj_fee_abs is not None:
-            overrides["max_cj_fee_abs"] = int(max_cj_fee_abs)
-        if max_cj_fee_rel is not None:
-            overrides["max_cj_fee_rel"] = str(max_cj_fee_rel)
+        limits = plugin.fee_limits(max_cj_fee_abs, max_cj_fee_rel)
         runner = plugin.runner
-        config = runner.taker_config(satoshis(amount), destination, **overrides)
+        config = runner.taker_config(satoshis(amount), destination, limits=limits, **overrides)
         outcome = await runner.coinjoin(wallet, config, password)
         return outcome.to_dict()
 

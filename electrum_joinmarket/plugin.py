@@ -8,8 +8,9 @@ Invariants:
 * **Settings** are Electrum config keys ``plugins.joinmarket.*`` declared as ``ConfigVar``s on
   ``SimpleConfig`` (so ``setconfig``/the GUI know their types and defaults).  The coinjoin fee
   limits have *no* default: :meth:`JoinMarketPlugin.fee_limits` raises :class:`FeeLimitsUnset`
-  until the user sets both, so an unset limit never means "pay any fee" (docs/architecture.md
-  invariant 1; Ref prompts the user in the same situation).
+  until the user sets both (settings or command arguments), so an unset limit never means "pay
+  any fee" (docs/architecture.md invariant 1; Ref prompts the user in the same situation). They
+  are parsed by :func:`electrum_joinmarket.market.limits.parse_fee_limits` only.
 * **Per-wallet state** lives in the wallet file (``BasePlugin.get_storage(wallet)``, key
   ``plugin_data.joinmarket``) and moves with it.  Electrum prunes plugin data of plugins absent
   from the config when a wallet is closed (``WalletDB.prune_uninstalled_plugin_data``): the key
@@ -24,7 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import threading
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Optional
 
 from electrum.plugin import BasePlugin, hook
@@ -33,7 +34,8 @@ from electrum.simple_config import ConfigVar, SimpleConfig
 from jmcore.constants import DEFAULT_DAEMON_PORT
 
 from electrum_joinmarket.protocol.commitments import CommitmentStore
-from electrum_joinmarket.market.orders import BONDLESS_MAKERS_ALLOWANCE, CHOOSERS, DEFAULT_CHOOSER, FeeLimits
+from electrum_joinmarket.market.limits import FeeLimitError, FeeLimits, FeeLimitsUnset, parse_fee_limits
+from electrum_joinmarket.market.orders import BONDLESS_MAKERS_ALLOWANCE, CHOOSERS, DEFAULT_CHOOSER
 
 if TYPE_CHECKING:  # pragma: no cover
     from electrum.wallet import Abstract_Wallet
@@ -83,16 +85,6 @@ JM_DAEMON_IN_PROCESS = _config_var("JM_DAEMON_IN_PROCESS", "daemon_in_process", 
 JM_CHANNELS = _config_var("JM_CHANNELS", "channels", default=None)
 """JSON list of message channel configs passed to the daemon (JMInit ``chan_configs``), e.g.
 ``[{"type": "onion", "directory_nodes": "…onion:5222"}]``; unset = the daemon's defaults."""
-
-
-class FeeLimitsUnset(Exception):
-    """The user has not set both coinjoin fee limits (Ref prompts; we refuse to guess)."""
-
-    SUGGESTION = ("set plugins.joinmarket.max_cj_fee_rel (e.g. 0.004) and "
-                  "plugins.joinmarket.max_cj_fee_abs (e.g. 20000 sats)")
-
-    def __init__(self) -> None:
-        super().__init__(f"coinjoin fee limits are not set: {self.SUGGESTION}")
 
 
 class WalletSession:
@@ -168,19 +160,13 @@ class JoinMarketPlugin(BasePlugin):
     def daemon_address(self) -> tuple[str, int]:
         return (self.config.JM_DAEMON_HOST, self.config.JM_DAEMON_PORT)
 
-    def fee_limits(self) -> FeeLimits:
-        """The user's limits as :class:`FeeLimits`; raises :class:`FeeLimitsUnset` if either is
-        unset, ValueError if malformed."""
-        abs_, rel = self.config.JM_MAX_CJ_FEE_ABS, self.config.JM_MAX_CJ_FEE_REL
-        if abs_ is None or rel is None:
-            raise FeeLimitsUnset()
-        try:
-            rel_d = Decimal(str(rel))
-        except InvalidOperation:
-            raise ValueError(f"plugins.joinmarket.max_cj_fee_rel is not a number: {rel!r}") from None
-        if isinstance(abs_, str) and abs_.isdigit():
-            abs_ = int(abs_)
-        return FeeLimits(abs_, rel_d)
+    def fee_limits(self, max_abs: Any = None, max_rel: Any = None) -> FeeLimits:
+        """The fee limits of a coinjoin: ``max_abs``/``max_rel`` (typed text or numbers) where
+        given, else the settings. Raises :class:`FeeLimitsUnset` unless both are known,
+        :class:`FeeLimitError` if one is malformed (both say what to do)."""
+        c = self.config
+        return parse_fee_limits(c.JM_MAX_CJ_FEE_ABS if max_abs is None else max_abs,
+                                c.JM_MAX_CJ_FEE_REL if max_rel is None else max_rel)
 
     def order_chooser_name(self) -> str:
         name = self.config.JM_ORDER_CHOOSER
@@ -292,7 +278,7 @@ class JoinMarketPlugin(BasePlugin):
         try:
             self.fee_limits()
             out["fee_limits_set"] = True
-        except (FeeLimitsUnset, ValueError):
+        except (FeeLimitsUnset, FeeLimitError):
             out["fee_limits_set"] = False
         if wallet is not None:
             out["session"] = self.session_for(wallet).status()

@@ -20,6 +20,7 @@ from jmcore.channels import ChannelConfigError, ChannelSettings, build_chan_conf
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.link.daemon import DaemonLink
 from electrum_joinmarket.link.tor import TorResolution, resolve_tor
+from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,16 +106,16 @@ class Runner:
             return None
 
     # ---------------------------------------------------------------- taker
-    def taker_config(self, amount: int, destination: str, **overrides: Any) -> TakerConfig:
-        """A TakerConfig from the settings; ``overrides`` win. Fee limits must be set (in the
-        settings or here): an unset limit never means 'any fee'."""
+    def taker_config(self, amount: int, destination: str, *, limits: Optional[FeeLimits] = None,
+                     **overrides: Any) -> TakerConfig:
+        """A TakerConfig from the settings; ``overrides`` win. ``limits`` default to the
+        settings' fee limits, which must be set (:class:`FeeLimitsUnset` otherwise): an unset
+        limit never means 'any fee'."""
         c = self.plugin.config
-        if "max_cj_fee_abs" not in overrides or "max_cj_fee_rel" not in overrides:
-            limits = self.plugin.fee_limits()          # raises FeeLimitsUnset
-            overrides.setdefault("max_cj_fee_abs", limits.max_abs)
-            overrides.setdefault("max_cj_fee_rel", str(limits.max_rel))
+        if limits is None:
+            limits = self.plugin.fee_limits()
         n = overrides.pop("n_makers", None) or c.JM_COUNTERPARTIES or 8
-        base = dict(amount=amount, destination=destination, n_makers=int(n),
+        base = dict(amount=amount, destination=destination, limits=limits, n_makers=int(n),
                     minimum_makers=min(int(c.JM_MINIMUM_MAKERS), int(n)),
                     chooser=self.plugin.order_chooser_name(),
                     orderbook_max_wait=float(c.JM_ORDERBOOK_WAIT),

@@ -131,6 +131,8 @@ TX_FEES_FACTOR: float = 0.2
 ABSURD_FEE_PER_KB: int = 350000
 BONDLESS_MAKERS_ALLOWANCE: float = 0.125
 MAX_SWEEP_FEE_CHANGE: float = 0.8
+MAX_MAKER_INPUTS: int = 15
+"""Cap on one maker's inputs in a coinjoin (joinmarket-ng; Ref has none; docs/testing.md M11)."""
 UNCONFIRM_TIMEOUT_SEC: int = 180
 STALL_TIMEOUT_FACTOR: int = 20
 

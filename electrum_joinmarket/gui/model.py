@@ -16,7 +16,10 @@ from typing import Any, Optional, Sequence
 
 from jmcore.offers import Offer, OfferError
 
-from electrum_joinmarket.market.orders import FeeLimits, filter_offers
+from electrum_joinmarket.market.limits import (ABS_EXAMPLE, REL_EXAMPLE, FeeLimitError, FeeLimits,
+                                               FeeLimitsUnset, parse_fee_limits)
+from electrum_joinmarket.errors import UserError
+from electrum_joinmarket.market.orders import filter_offers
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ def spendable_coins(wallet: Any, selected: Optional[Sequence[Any]] = None) -> li
     return coins
 
 
-class FormError(ValueError):
+class FormError(UserError, ValueError):
     """A coinjoin form value the user must fix; the message says how."""
 
 
@@ -123,7 +126,7 @@ class FormInput:
     sweep: bool
     destination: str
     n_makers: int
-    max_fee_abs: Optional[int]
+    max_fee_abs: str               # as typed; parsed by market.limits
     max_fee_rel: str
     feerate_sat_vb: Optional[float]
     coins: Optional[list] = None   # Coins-tab selection (PartialTxInput) or None
@@ -134,7 +137,8 @@ class FormInput:
 
 
 def check_form(f: FormInput, wallet: Any) -> dict:
-    """Validate the form; return TakerConfig overrides (amount, destination, limits...).
+    """Validate the form; return TakerConfig overrides (amount, destination, limits...); the fee
+    limits go through the one parser (:func:`market.limits.parse_fee_limits`).
     Raises :class:`FormError` with a message that says what to change."""
     from electrum.bitcoin import is_address
     dest = (f.destination or "").strip()
@@ -160,22 +164,18 @@ def check_form(f: FormInput, wallet: Any) -> dict:
                             "amount or tick 'Sweep'.")
     if not 1 <= f.n_makers <= 20:
         raise FormError("The number of counterparties must be between 1 and 20.")
-    if f.max_fee_abs is None or f.max_fee_abs < 0:
-        raise FormError("Set the absolute fee limit (sats per maker), e.g. 20000.")
     try:
-        rel = Decimal(str(f.max_fee_rel).strip().rstrip("%").strip())
-        if str(f.max_fee_rel).strip().endswith("%"):
-            rel = rel / 100
-        limits = FeeLimits(int(f.max_fee_abs), rel)
-    except (InvalidOperation, ValueError):
-        raise FormError("The relative fee limit must be a fraction such as 0.002 (or 0.2%), "
-                        "between 0 and 1.") from None
+        limits = parse_fee_limits(f.max_fee_abs, f.max_fee_rel)
+    except FeeLimitsUnset:
+        raise FormError(f"Set both fee limits per maker: sats (e.g. {ABS_EXAMPLE}) and a fraction "
+                        f"of the amount (e.g. {REL_EXAMPLE} or 0.4%).") from None
+    except FeeLimitError as exc:
+        raise FormError(f"{exc}.") from None
     if f.feerate_sat_vb is not None and not 1 <= f.feerate_sat_vb <= 1000:
         raise FormError("The miner fee rate must be between 1 and 1000 sat/vB.")
     if f.offers:
         _check_offers(f, amount or balance, limits, sweep=f.sweep)
-    out = {"amount": amount, "destination": dest, "n_makers": int(f.n_makers),
-           "max_cj_fee_abs": int(limits.max_abs), "max_cj_fee_rel": str(limits.max_rel)}
+    out = {"amount": amount, "destination": dest, "n_makers": int(f.n_makers), "limits": limits}
     if f.feerate_sat_vb is not None:
         out["fallback_feerate"] = int(round(f.feerate_sat_vb * 1000))
     if f.coins is not None:
@@ -198,8 +198,8 @@ def _check_offers(f: FormInput, amount: int, limits: FeeLimits, *, sweep: bool) 
     if len(allowed) < need:
         cheapest = fitting[min(need, len(fitting)) - 1]
         raise FormError(
-            f"Your fee limits ({fmt_sats(limits.max_abs)} or {float(limits.max_rel) * 100:g} % "
-            f"per maker) are too low for the offers in the orderbook: {len(allowed)} maker(s) "
+            f"Your fee limits ({limits.describe()}) are too low for the offers in the "
+            f"orderbook: {len(allowed)} maker(s) "
             f"accept them, {need} needed. The cheapest makers ask up to "
             f"{fmt_sats(cheapest.fee)} ({cheapest.fee * 100 / amount:.4f} %). Raise a limit.")
 

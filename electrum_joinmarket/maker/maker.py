@@ -60,13 +60,13 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping, MutableMapping, Optional, Sequence
 
-from jmcore.constants import DUST_THRESHOLD
+from jmcore.constants import DUST_THRESHOLD, MAX_MAKER_INPUTS
 from jmcore.errors import OfferError
 from jmcore.offers import Offer, canonical_cjfee
 
 from electrum_joinmarket.chain.server import ChainBackend, ChainError, ElectrumChain
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
-from electrum_joinmarket.protocol.ioauth import MAX_MAKER_INPUTS, make_ioauth
+from electrum_joinmarket.protocol.ioauth import make_ioauth
 from electrum_joinmarket.tx.maker_tx import TakerTxRejected, maker_sign, verify_taker_tx
 from electrum_joinmarket.protocol.podle import CommitmentPolicy, PoDLEError, normalize_commitment, parse_revelation, \
     pubkey_matches_script, pubkey_script

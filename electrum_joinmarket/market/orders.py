@@ -1,6 +1,7 @@
 """Offer filtering and choice for the taker (docs/protocol.md §8.1–8.2, Ref ``jmclient/support.py``).
 
-Pure logic over :class:`jmcore.offers.Offer` objects: no network, no wallet, no Electrum imports.
+Pure logic over :class:`jmcore.offers.Offer` objects: no network, no wallet (Electrum only through
+the plugin's exception base).
 Every random draw goes through an injectable :class:`random.Random` (tests pass a seeded one;
 the default is :class:`random.SystemRandom`, so a network observer cannot predict our choice).
 
@@ -9,7 +10,8 @@ Security invariants enforced here (each pinned by ``tests/plugin/test_orders.py`
 * **Fee limits (M12).** An offer is dropped when its fee exceeds *both* ``max_cj_fee_abs`` and
   ``max_cj_fee_rel × amount`` (Ref ``_get_is_within_max_limits``); ``amount`` is the coinjoin
   amount, or the total input value for sweeps.  Fee limits have no default here: the caller must
-  pass the user's :class:`FeeLimits`, so an unset limit can never silently mean "pay anything".
+  pass the user's :class:`~electrum_joinmarket.market.limits.FeeLimits`, so an unset limit can
+  never silently mean "pay anything".
 * **Absurd txfee (M12).** An offer's ``txfee`` (the maker's miner-fee contribution) lowers its
   ranking fee ``real_cjfee − txfee``.  An absurd ``txfee`` would make a (possibly hostile) maker
   look cheapest and capture the fee-weighted and cheapest choosers, only to fail later (it cannot
@@ -27,17 +29,19 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
 from typing import Callable, Collection, Iterable, Mapping, Optional, Sequence
 
 from jmcore.constants import SW0_OFFER_TYPES, SW_OFFER_TYPES
 from jmcore.errors import OfferError
-from jmcore.offers import Offer, calc_cj_fee, calc_zero_change_cj_amount, is_within_max_limits
+from jmcore.offers import Offer, calc_cj_fee, calc_zero_change_cj_amount
+
+from electrum_joinmarket.errors import Failure, JoinMarketError
+from electrum_joinmarket.market.limits import FeeLimits
 
 __all__ = [
     "BONDLESS_MAKERS_ALLOWANCE", "DEFAULT_MAX_OFFER_TXFEE", "DEFAULT_CHOOSER",
     "OrderChoiceError", "NotEnoughMakers",
-    "Candidate", "FeeLimits", "SweepChoice", "Chooser",
+    "Candidate", "SweepChoice", "Chooser",
     "allowed_offer_types", "filter_offers",
     "cheapest_order_choose", "uniform_order_choose", "fee_weighted_order_choose",
     "make_fidelity_bond_chooser", "fidelity_bond_weighted_order_choose", "CHOOSERS", "get_chooser",
@@ -54,8 +58,10 @@ DEFAULT_MAX_OFFER_TXFEE: int = 100_000
 DEFAULT_CHOOSER: str = "fidelity_bond"
 
 
-class OrderChoiceError(ValueError):
+class OrderChoiceError(JoinMarketError, ValueError):
     """The offers cannot satisfy the request (amount, limits, makers)."""
+
+    failure = Failure.MAKERS
 
 
 class NotEnoughMakers(OrderChoiceError):
@@ -82,31 +88,6 @@ class Candidate:
     @property
     def counterparty(self) -> str:
         return self.offer.counterparty  # type: ignore[return-value]  # filter_offers ensures str
-
-
-@dataclass(frozen=True)
-class FeeLimits:
-    """The user's coinjoin fee limits (Ref ``max_cj_fee_abs`` sats, ``max_cj_fee_rel`` fraction)."""
-    max_abs: int
-    max_rel: Decimal
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_abs, bool) or not isinstance(self.max_abs, int) or self.max_abs < 0:
-            raise ValueError(f"max_cj_fee_abs must be a non-negative int, got {self.max_abs!r}")
-        rel = self.max_rel
-        try:
-            if isinstance(rel, bool) or not isinstance(rel, (Decimal, int, float, str)):
-                raise TypeError
-            rel = rel if isinstance(rel, Decimal) else Decimal(repr(rel) if isinstance(rel, float) else rel)
-        except (InvalidOperation, TypeError, ValueError):
-            raise ValueError(f"max_cj_fee_rel must be a decimal fraction, got {self.max_rel!r}") from None
-        if not rel.is_finite() or rel < 0 or rel > 1:
-            raise ValueError(f"max_cj_fee_rel must be in [0, 1], got {self.max_rel!r}")
-        object.__setattr__(self, "max_rel", rel)
-
-    def allows(self, fee: int, amount: int) -> bool:
-        """Ref rule: refuse only if ``fee`` exceeds both the absolute and the relative limit."""
-        return is_within_max_limits(fee, amount, self.max_rel, self.max_abs)
 
 
 @dataclass(frozen=True)

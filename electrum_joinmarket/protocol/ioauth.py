@@ -40,7 +40,7 @@ from typing import Callable, Iterable, Optional, Union
 
 import electrum_ecc as ecc
 
-from jmcore.constants import DUST_THRESHOLD
+from jmcore.constants import DUST_THRESHOLD, MAX_MAKER_INPUTS
 from jmcore.offers import Offer, maker_change
 
 from electrum_joinmarket.chain.server import BadOutpoint, ChainBackend, canonical_outpoint
@@ -56,8 +56,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-MAX_MAKER_INPUTS: int = 15
-"""Default cap on maker inputs (joinmarket-ng; Ref has none)."""
 MAX_IOAUTH_BODY_LEN: int = 20_000
 """Hard bound on the plaintext before any parsing (a 15-input body is ~1.3 kB)."""
 _HARD_MAX_UTXOS = 200          # parse bound, independent of the policy cap (M11 gives the verdict)

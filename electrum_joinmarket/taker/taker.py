@@ -32,6 +32,7 @@ from jmcore.offers import Offer, OfferError, calc_cj_fee
 
 from electrum_joinmarket.market import feemodel
 from electrum_joinmarket.market import orders as ordermod
+from electrum_joinmarket.market.limits import FeeLimits, FeeLimitsUnset
 from electrum_joinmarket.tx import taker_tx as txbuild
 from electrum_joinmarket.chain.server import ChainError, ElectrumChain
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
@@ -55,10 +56,9 @@ class TakerConfig:
     """Everything a run needs besides the wallet. Amounts in sats; ``amount=0`` means sweep."""
     amount: int
     destination: str
+    limits: FeeLimits                     # the user's fee limits: no default, ever
     n_makers: int = 3
     minimum_makers: int = 2
-    max_cj_fee_abs: int = 30_000
-    max_cj_fee_rel: str = "0.002"
     chooser: str = "fidelity_bond"
     orderbook_min_wait: float = 20.0      # never decide before this
     orderbook_quiet: float = 5.0          # ... and the book was unchanged this long
@@ -84,12 +84,8 @@ class TakerConfig:
             raise TakerError("minimum makers must be between 1 and the number of counterparties")
         if self.broadcast not in BROADCAST_POLICIES:
             raise TakerError(f"broadcast policy must be one of {', '.join(BROADCAST_POLICIES)}")
-        try:
-            rel = Decimal(str(self.max_cj_fee_rel))
-        except Exception:
-            raise TakerError("the relative fee limit must be a decimal fraction, e.g. 0.002") from None
-        if not (0 <= rel <= 1) or self.max_cj_fee_abs < 0:
-            raise TakerError("fee limits must be non-negative (relative limit at most 1)")
+        if not isinstance(self.limits, FeeLimits):
+            raise FeeLimitsUnset()
 
 
 @dataclass
@@ -339,7 +335,7 @@ class Taker:
         script_type = txbuild.wallet_script_type(self.wallet)
         feerate = await feemodel.fetch_feerate(self.network, fallback_feerate=cfg.fallback_feerate,
                                                tx_fees_factor=cfg.tx_fees_factor, rng=self.rng)
-        limits = ordermod.FeeLimits(max_abs=cfg.max_cj_fee_abs, max_rel=Decimal(str(cfg.max_cj_fee_rel)))
+        limits = cfg.limits
         chooser = ordermod.get_chooser(cfg.chooser)
         bond_values = await self._bond_values()
         all_coins = self._my_coins()
@@ -593,8 +589,7 @@ class Taker:
             addrs = self.wallet.get_change_addresses_for_new_transaction(
                 allow_reusing_used_change_addrs=False) or [self.wallet.get_unused_address()]
             my_change = addrs[0]
-        limits = txbuild.FeeLimits(max_cj_fee_abs=self.cfg.max_cj_fee_abs,
-                                   max_cj_fee_rel=Decimal(str(self.cfg.max_cj_fee_rel)))
+        limits = self.cfg.limits
         makers = dict(verified)
         while True:
             mis = [txbuild.MakerInput(nick=nick, offer=offers[nick], utxos=v.utxos,

@@ -40,21 +40,20 @@ import copy
 import logging
 import random
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
-from jmcore.constants import (ABSURD_FEE_PER_KB, BITCOIN_DUST_THRESHOLD, DUST_THRESHOLD,
-                              MAX_SWEEP_FEE_CHANGE)
-from jmcore.offers import Offer, is_within_max_limits
+from jmcore.constants import BITCOIN_DUST_THRESHOLD, DUST_THRESHOLD, MAX_MAKER_INPUTS
+from jmcore.offers import Offer
 
 from electrum_joinmarket.market.feemodel import (CoinjoinAmounts, estimate_tx_fee, estimate_tx_vsize,
                        normalize_script_type, script_type_of_scriptpubkey, solve_non_sweep,
                        solve_sweep)
 from electrum_joinmarket.chain.utxo import UtxoInfo
+from electrum_joinmarket.market.limits import FeeLimits
 
 __all__ = [
     "TxBuildError", "UnsafeTransaction", "BadMakerSignature", "FeeLimitExceeded",
-    "SEQUENCE", "MAX_MAKER_INPUTS", "FeeLimits", "MakerInput", "CoinjoinPlan",
+    "SEQUENCE", "MAX_MAKER_INPUTS", "MakerInput", "CoinjoinPlan",
     "plan_coinjoin", "build_coinjoin", "compute_locktime", "tx_to_wire", "wire_to_tx_bytes",
     "encode_sig_payload", "decode_sig_payload", "verify_and_add_maker_sig",
     "check_before_signing", "sign_our_inputs", "coin_outpoint", "coin_value",
@@ -64,7 +63,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 SEQUENCE = 0xfffffffe           # final-but-locktime-enabled, no RBF (reference)
-MAX_MAKER_INPUTS = 15           # NG's cap per maker (docs/testing.md M11)
 SIGHASH_ALL = 0x01
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,26 +96,6 @@ class BadMakerSignature(TxBuildError):
 # ----------------------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class FeeLimits:
-    """The user's limits.  A maker's net fee is refused only if it exceeds **both**
-    ``max_cj_fee_abs`` and ``max_cj_fee_rel × amount`` (reference rule)."""
-    max_cj_fee_abs: int
-    max_cj_fee_rel: Union[Decimal, float, str]
-    absurd_fee_per_kb: int = ABSURD_FEE_PER_KB
-    max_sweep_fee_change: float = MAX_SWEEP_FEE_CHANGE
-    max_inputs_per_maker: int = MAX_MAKER_INPUTS
-
-    def per_maker_allowance(self, amount: int) -> int:
-        """The most one maker may cost us: ``max(abs, floor(rel × amount))``."""
-        rel = int(Decimal(amount) * Decimal(str(self.max_cj_fee_rel)))
-        return max(int(self.max_cj_fee_abs), rel)
-
-    def within(self, fee: int, amount: int) -> bool:
-        return is_within_max_limits(fee, amount, Decimal(str(self.max_cj_fee_rel)),
-                                    self.max_cj_fee_abs)
-
 
 @dataclass(frozen=True)
 class MakerInput:
@@ -300,9 +278,9 @@ def plan_coinjoin(*, cj_amount: int, my_coins: Sequence[Any], makers: Sequence[M
     for m in makers:
         net = m.offer.net_fee(cj_amount)
         base = my_total if sweep else cj_amount
-        if not limits.within(net, base):
+        if not limits.allows(net, base):
             raise FeeLimitExceeded(f"maker {m.nick} fee {net} above the limits "
-                                   f"(abs {limits.max_cj_fee_abs}, rel {limits.max_cj_fee_rel})",
+                                   f"({limits.describe()})",
                                    m.nick)
     if sweep:
         if sweep_est_fee is None:
@@ -600,7 +578,7 @@ def check_before_signing(tx: Any, expected: CoinjoinPlan, *, wallet: Any = None)
     base = plan.amounts.my_input_total if plan.sweep else plan.cj_amount
     for m in plan.makers:
         gain = maker_out[m.nick] - maker_in[m.nick]
-        if not plan.limits.within(gain, base):
+        if not plan.limits.allows(gain, base):
             raise FeeLimitExceeded(f"maker {m.nick} earns {gain}: above the limits", m.nick)
     ins: dict[str, int] = {plan.script_type: len(mine)}
     for u, _m in maker_infos.values():

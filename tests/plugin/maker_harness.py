@@ -16,12 +16,13 @@ from typing import Any, Callable, Optional
 from devstack.daemons import TestClient
 from electrum_joinmarket.chain.server import ElectrumChain
 from electrum_joinmarket.maker.maker import Maker, MakerSettings
+from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.protocol.ioauth import verify_ioauth
 from electrum_joinmarket.protocol.podle import PoDLE, generate_podle
 from electrum_joinmarket.tx import taker_tx as tb
 from jmcore.offers import Offer
 
-LIMITS = tb.FeeLimits(max_cj_fee_abs=20_000, max_cj_fee_rel="0.002")
+LIMITS = FeeLimits(max_abs=20_000, max_rel="0.002")
 FEERATE = 2000
 
 

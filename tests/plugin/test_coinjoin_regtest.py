@@ -18,6 +18,7 @@ from devstack.bitcoind import btc_to_sat
 from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.market import feemodel as fm
 from electrum_joinmarket.tx import maker_tx as mt
+from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.tx import taker_tx as tb
 from jmcore.offers import parse_offer
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.stack
 
 OFFER_A = parse_offer("!sw0reloffer 0 27300 1000000000 1000 0.0002", "makerA")
 OFFER_B = parse_offer("!sw0absoffer 0 27300 1000000000 500 5000", "makerB")
-LIMITS = tb.FeeLimits(max_cj_fee_abs=20_000, max_cj_fee_rel="0.002")
+LIMITS = FeeLimits(max_abs=20_000, max_rel="0.002")
 FALLBACK_FEERATE = 2000
 
 
@@ -389,7 +390,7 @@ def test_our_output_missing_or_short_refused(electrum_node, bitcoind, party, mon
 def test_m12_fees_above_limits_refused(electrum_node, bitcoind, party, monkeypatch):
     """Maker B's net fee (4 500) is above both limits: refused when planning, and a tx planned
     under looser limits is refused at signing time; wallet not called."""
-    tight = tb.FeeLimits(max_cj_fee_abs=4000, max_cj_fee_rel="0.0002")
+    tight = FeeLimits(max_abs=4000, max_rel="0.0002")
     makers = _makers(party)
     with pytest.raises(tb.FeeLimitExceeded) as e:
         _build(electrum_node, bitcoind, party, makers, limits=tight)

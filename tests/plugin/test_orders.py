@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.market.orders import (
     BONDLESS_MAKERS_ALLOWANCE,
     CHOOSERS,
     DEFAULT_MAX_OFFER_TXFEE,
     Candidate,
-    FeeLimits,
     NotEnoughMakers,
     OrderChoiceError,
     allowed_offer_types,

@@ -111,6 +111,28 @@ def test_settings_are_config_vars_and_fee_limits_have_no_default(tmp_path, plugi
     assert plugin.order_chooser_name() == "fidelity_bond" and plugin.bondless_allowance() == 0.125
 
 
+def test_fee_limits_from_settings_and_command_arguments(tmp_path, plugins_factory):
+    """One parser for both: a command argument wins over the setting, either may be typed text,
+    and a limit missing from both is refused (never defaulted)."""
+    from decimal import Decimal
+    from electrum_joinmarket.plugin import FeeLimitsUnset
+    config = _config(tmp_path, **{"plugins.joinmarket.enabled": True})
+    plugin = plugins_factory(config).get("joinmarket")
+    with pytest.raises(FeeLimitsUnset):
+        plugin.fee_limits(max_abs="30000")                       # rel unset everywhere
+    limits = plugin.fee_limits(max_abs="30 000", max_rel="0.5%")
+    assert (limits.max_abs, limits.max_rel) == (30000, Decimal("0.005"))
+    config.set_key("plugins.joinmarket.max_cj_fee_abs", "20000")   # as `setconfig` may store it
+    config.set_key("plugins.joinmarket.max_cj_fee_rel", "0.2%")
+    assert plugin.fee_limits().max_abs == 20000 and plugin.fee_limits().max_rel == Decimal("0.002")
+    assert plugin.fee_limits(max_rel="0.001").max_rel == Decimal("0.001")
+    config.set_key("plugins.joinmarket.max_cj_fee_rel", "two percent")
+    from electrum_joinmarket.market.limits import FeeLimitError
+    with pytest.raises(FeeLimitError):
+        plugin.fee_limits()
+    assert plugin.status()["fee_limits_set"] is False
+
+
 # --- on the stack: real daemon, real wallets ------------------------------------------------------
 
 @pytest.mark.stack

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.protocol.commitments import CommitmentStore
 from electrum_joinmarket.taker.taker import FROZEN_KEY, Taker, TakerConfig, release_stale_freezes
 
@@ -18,7 +19,8 @@ def test_frozen_coins_released_after_a_crash(electrum_node, make_wallet):
     w.set_frozen_state_of_coins([user_frozen], True)
     storage: dict = {}
     taker = Taker(wallet=w, network=electrum_node.network, commitments=CommitmentStore({}),
-                  config=TakerConfig(amount=100_000, destination=w.get_unused_address()),
+                  config=TakerConfig(amount=100_000, destination=w.get_unused_address(),
+                                     limits=FeeLimits(20_000, "0.004")),
                   password=None, daemon_host="127.0.0.1", daemon_port=1, chan_configs=[],
                   net_name="regtest", frozen_store=storage)
     taker._freeze(coins[1:])                          # the run froze two coins, then "crashed"
@@ -35,7 +37,8 @@ def test_unfreeze_clears_the_record(electrum_node, make_wallet):
     w = make_wallet(fund=[1_500_000])
     storage: dict = {}
     taker = Taker(wallet=w, network=electrum_node.network, commitments=CommitmentStore({}),
-                  config=TakerConfig(amount=100_000, destination=w.get_unused_address()),
+                  config=TakerConfig(amount=100_000, destination=w.get_unused_address(),
+                                     limits=FeeLimits(20_000, "0.004")),
                   password=None, daemon_host="127.0.0.1", daemon_port=1, chan_configs=[],
                   net_name="regtest", frozen_store=storage)
     taker._freeze(w.get_utxos())

@@ -11,6 +11,7 @@ import pytest
 
 from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.market import feemodel as fm
+from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.tx import taker_tx as tb
 from jmcore.offers import Offer, parse_offer
 from tests.vectors import load
@@ -286,7 +287,7 @@ def addr(n, t="p2wpkh"):
     return Party(1000 + n, t).address
 
 
-LIMITS = tb.FeeLimits(max_cj_fee_abs=10_000, max_cj_fee_rel="0.001")
+LIMITS = FeeLimits(max_abs=10_000, max_rel="0.001")
 
 
 @pytest.fixture
@@ -467,7 +468,7 @@ def test_m12_limits(setup):
     from dataclasses import replace
     plan, tx = setup["plan"], setup["tx"]
     # M2's net fee is 4 500: above abs 4 000 and above 0.0001 * 10M = 1 000
-    tight = tb.FeeLimits(max_cj_fee_abs=4000, max_cj_fee_rel="0.0001")
+    tight = FeeLimits(max_abs=4000, max_rel="0.0001")
     with pytest.raises(tb.FeeLimitExceeded) as e:
         tb.plan_coinjoin(cj_amount=10_000_000, my_coins=setup["my_coins"],
                          makers=setup["makers"], my_cj_addr=addr(5), my_change_addr=addr(6),
@@ -476,7 +477,7 @@ def test_m12_limits(setup):
     with pytest.raises(tb.FeeLimitExceeded):
         tb.check_before_signing(tx, replace(plan, limits=tight))
     # either limit suffices (reference rule): rel 0.00045 * 10M = 4 500
-    tb.check_before_signing(tx, replace(plan, limits=tb.FeeLimits(0, "0.00045")))
+    tb.check_before_signing(tx, replace(plan, limits=FeeLimits(0, "0.00045")))
     # absurd fee rate
     with pytest.raises(tb.FeeLimitExceeded):
         tb.plan_coinjoin(cj_amount=10_000_000, my_coins=setup["my_coins"],
@@ -488,7 +489,7 @@ def test_m12_limits(setup):
     with pytest.raises(tb.FeeLimitExceeded, match="absurd"):
         tb.plan_coinjoin(cj_amount=10_000_000, my_coins=setup["my_coins"], makers=mk,
                          my_cj_addr=addr(5), my_change_addr=addr(6), feerate=2000,
-                         limits=tb.FeeLimits(10**8, "0.5"))
+                         limits=FeeLimits(10**8, "0.5"))
 
 
 def test_m8_duplicate_utxo_refused(setup):

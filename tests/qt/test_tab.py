@@ -52,7 +52,7 @@ def test_settings_dialog_persists(electrum_gui, jm_qt, open_window, make_wallet,
     def fill(d):
         d.port.setValue(27999)
         d.fee_abs.setText("25000")
-        d.fee_rel.setText("0.003")
+        d.fee_rel.setText("0.3%")                       # the form's notation: stored as a fraction
         d.counterparties.setValue(5)
         d.ob_wait.setValue(30)
         d.irc_tor.setChecked(False)

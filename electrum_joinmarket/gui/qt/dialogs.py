@@ -6,7 +6,6 @@ Built from Electrum's own Qt helpers (``WindowModalDialog``, ``Buttons``, ``OkBu
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
 from typing import Any, Optional
 
 from PyQt6.QtCore import Qt
@@ -18,6 +17,7 @@ from electrum.gui.qt.util import Buttons, CancelButton, OkButton, WindowModalDia
 from electrum.i18n import _
 
 from electrum_joinmarket.gui.model import fmt_sats
+from electrum_joinmarket.market.limits import format_max_rel, parse_max_abs, parse_max_rel
 
 __all__ = ["ConfirmDialog", "SettingsDialog", "sats_of"]
 
@@ -177,7 +177,7 @@ class SettingsDialog(WindowModalDialog):
         self.fee_abs = QLineEdit("" if c.JM_MAX_CJ_FEE_ABS is None else str(c.JM_MAX_CJ_FEE_ABS))
         self.fee_abs.setPlaceholderText(_("e.g. 20000 (sats per maker)"))
         self.fee_rel = QLineEdit("" if c.JM_MAX_CJ_FEE_REL is None else str(c.JM_MAX_CJ_FEE_REL))
-        self.fee_rel.setPlaceholderText(_("e.g. 0.002 (= 0.2 %)"))
+        self.fee_rel.setPlaceholderText(_("e.g. 0.004 or 0.4%"))
         form.addRow(_("Max fee per maker (sats)"), self.fee_abs)
         form.addRow(_("Max fee per maker (fraction)"), self.fee_rel)
         form.addRow(WWLabel(_("A maker is refused only when its fee is above both limits.")))
@@ -274,17 +274,9 @@ class SettingsDialog(WindowModalDialog):
                         c.update(socks5_host=sh, socks5_port=sp)
         out["channels"] = json.dumps(chans) if chans else None
         fa, fr = self.fee_abs.text().strip(), self.fee_rel.text().strip()
-        if fa and not fa.isdigit():
-            raise ValueError(_("The absolute fee limit is a whole number of sats, e.g. 20000"))
-        out["max_cj_fee_abs"] = int(fa) if fa else None
-        if fr:
-            try:
-                rel = Decimal(fr)
-            except InvalidOperation:
-                rel = Decimal(-1)
-            if not 0 <= rel <= 1:
-                raise ValueError(_("The relative fee limit is a fraction between 0 and 1, e.g. 0.002"))
-        out["max_cj_fee_rel"] = fr or None
+        # the one parser (FeeLimitError is a ValueError whose message says what to type)
+        out["max_cj_fee_abs"] = parse_max_abs(fa) if fa else None
+        out["max_cj_fee_rel"] = format_max_rel(parse_max_rel(fr)) if fr else None
         out["counterparties"] = int(self.counterparties.value()) or None
         out["minimum_makers"] = int(self.minimum.value())
         out["fallback_fee_rate"] = int(self.fallback.value()) * 1000

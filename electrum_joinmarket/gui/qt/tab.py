@@ -228,7 +228,7 @@ class JoinMarketTab(QWidget):
         self.fee_abs_e = QLineEdit("" if c.JM_MAX_CJ_FEE_ABS is None else str(c.JM_MAX_CJ_FEE_ABS))
         self.fee_abs_e.setPlaceholderText(_("sats, e.g. 20000"))
         self.fee_rel_e = QLineEdit("" if c.JM_MAX_CJ_FEE_REL is None else str(c.JM_MAX_CJ_FEE_REL))
-        self.fee_rel_e.setPlaceholderText(_("fraction, e.g. 0.002"))
+        self.fee_rel_e.setPlaceholderText(_("fraction, e.g. 0.004 or 0.4%"))
         row = QHBoxLayout()
         row.addWidget(self.fee_abs_e)
         row.addWidget(QLabel(_("sat or")))
@@ -615,12 +615,11 @@ class JoinMarketTab(QWidget):
             self.coins_label.setText(_("{} coins selected in the Coins tab ({})").format(len(coins), fmt(total)))
 
     def form_input(self) -> model.FormInput:
-        fa = self.fee_abs_e.text().strip().replace(" ", "")
         return model.FormInput(
             amount=None if self.sweep_cb.isChecked() else self.amount_e.get_amount(),
             sweep=self.sweep_cb.isChecked(), destination=self.dest_e.text(),
             n_makers=int(self.n_spin.value()),
-            max_fee_abs=int(fa) if fa.isdigit() else None, max_fee_rel=self.fee_rel_e.text(),
+            max_fee_abs=self.fee_abs_e.text(), max_fee_rel=self.fee_rel_e.text(),
             feerate_sat_vb=float(self.feerate_spin.value()),
             coins=self.main_window.get_manually_selected_coins(),
             offers=(self._book or {}).get("offers"),
