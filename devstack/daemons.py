@@ -14,7 +14,8 @@ import sys
 import time
 
 from jmcore import amp as jamp
-from jmcore.commands import ALL_COMMANDS, COMMANDS
+from jmcore import linkauth
+from jmcore.commands import COMMANDS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -88,9 +89,14 @@ def _spawn(args, workdir: pathlib.Path, name: str, pattern: str, timeout=20.0):
 
 
 def start_daemon(workdir: pathlib.Path, name="daemon", extra=()) -> Proc:
+    """A jmdaemon on a free port; its cookie is remembered for clients of 127.0.0.1:<port>
+    (``jmcore.linkauth.cookie_path_for``), as the plugin's DaemonLink does for daemons it knows."""
     args = ["--port", "0", "--datadir", str(workdir / name), "--loglevel", "DEBUG"] + list(extra)
     proc, m, logpath = _spawn(args, workdir, name, r"listening on [0-9.]+:(\d+)")
-    return Proc(proc, int(m.group(1)), logpath)
+    port = int(m.group(1))
+    cookie = linkauth.cookie_file(str(workdir / name))
+    linkauth.remember_cookie("127.0.0.1", port, cookie)
+    return Proc(proc, port, logpath, {"cookie": cookie, "datadir": str(workdir / name)})
 
 
 def start_directory(workdir: pathlib.Path, name="directory", network="regtest", extra=()) -> Proc:
@@ -165,9 +171,15 @@ class TestClient:
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
 
-    async def connect(self, port, host="127.0.0.1"):
+    async def connect(self, port, host="127.0.0.1", authenticate=True):
+        """Connect and (unless ``authenticate`` is False) prove knowledge of the daemon's cookie,
+        as the plugin does."""
         self.cond = asyncio.Condition()
-        self.proto = await jamp.connect(host, port, self._responders(), commands=ALL_COMMANDS)
+        self.proto = await jamp.connect(host, port, self._responders(),
+                                        commands=linkauth.LINK_COMMANDS)
+        if authenticate:
+            cookie = linkauth.read_cookie(linkauth.cookie_path_for(host, port))
+            await linkauth.authenticate(self.proto, cookie)
         return self
 
     async def call(self, command, **kwargs):

@@ -334,6 +334,15 @@ _EXTENSIONS: tuple[CommandSpec, ...] = (
     CommandSpec(name="EJMChannelStatus", arguments=(),
                 response=(Arg("accepted", BOOLEAN), Arg("status", JSON)),
                 direction=C2D, group=EXTENSION),
+    # the link authentication (jmcore.linkauth, docs/daemon-auth.md): unlike the questions
+    # above, a daemon that does not know these is refused by our client
+    CommandSpec(name="EJMLinkAuthHello",
+                arguments=(Arg("version", INTEGER), Arg("client_nonce", UNICODE)),
+                response=(Arg("accepted", BOOLEAN), Arg("version", INTEGER),
+                          Arg("daemon_nonce", UNICODE), Arg("daemon_proof", UNICODE)),
+                direction=C2D, group=EXTENSION),
+    CommandSpec(name="EJMLinkAuthProof", arguments=(Arg("client_proof", UNICODE),),
+                response=(Arg("accepted", BOOLEAN),), direction=C2D, group=EXTENSION),
 )
 EXTENSION_COMMANDS: dict[str, CommandSpec] = {c.name: c for c in _EXTENSIONS}
 """Our extension commands by name (not part of :data:`COMMANDS`)."""

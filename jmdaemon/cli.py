@@ -23,14 +23,16 @@ log = logging.getLogger("jmdaemon")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="jmdaemon",
-        description="Keyless JoinMarket messaging daemon (AMP server for electrum-joinmarket).")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Keyless JoinMarket messaging daemon (AMP server for electrum-joinmarket).",
+        epilog=AUTH_HELP)
     p.add_argument("--version", action="version", version="jmdaemon " + __version__)
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; anything else "
                                   "exposes the daemon and is warned about)")
     p.add_argument("--port", type=int, help="AMP port (default 27183; 0 = any free port)")
     p.add_argument("--datadir", default=os.environ.get("JMDAEMON_DATADIR",
                                                       os.path.expanduser("~/.jmdaemon")),
-                   help="data directory (config, commitment blacklist, logs)")
+                   help="data directory (config, commitment blacklist, logs, the .cookie file)")
     p.add_argument("--config", help="config file (default <datadir>/jmdaemon.cfg)")
     p.add_argument("--network", choices=NETWORKS,
                    help="bitcoin network of a --directory-node (clients name their own)")
@@ -38,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--logfile", help="also log to this file (relative to the data dir)")
     p.add_argument("--ssl-cert", help="serve AMP over TLS with this certificate (PEM)")
     p.add_argument("--ssl-key", help="private key (PEM) for --ssl-cert")
+    p.add_argument("--allow-unauthenticated", action="store_true",
+                   help="also serve clients that cannot prove they know the cookie (unmodified "
+                        "reference JoinMarket clients); anyone who can connect can then use the "
+                        "daemon. Config: [daemon] authentication = off. Off by default")
     g = p.add_argument_group("default channels (used when a client sends none)")
     g.add_argument("--irc", action="append", default=[], metavar="HOST:PORT",
                    help="an IRC server (repeatable)")
@@ -59,6 +65,22 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--motd", help="message of the day sent in the handshake")
     d.add_argument("--hidden-service-dir", help="persistent onion service key dir (Tor mode)")
     return p
+
+
+AUTH_HELP = """\
+authentication:
+  Each start writes a fresh random cookie to <datadir>/.cookie (mode 0600; removed at
+  exit). A client must prove it can read that file before the daemon answers any JoinMarket
+  command: it sends the AMP command EJMLinkAuthHello(version=1, client_nonce), the daemon
+  answers with its own proof of the cookie (so the client knows it talks to this daemon),
+  then the client sends EJMLinkAuthProof(client_proof). Proofs are HMAC-SHA256 of the cookie
+  over both nonces and the daemon's address; the cookie itself never crosses the wire.
+  electrum-joinmarket reads the cookie from the daemon's data dir and does this itself.
+  A client that does not authenticate (e.g. an unmodified reference JoinMarket client,
+  whose first command is JMInit) gets no answer and is disconnected, unless the daemon runs
+  with --allow-unauthenticated ([daemon] authentication = off), logged as a warning.
+  The daemon listens on 127.0.0.1 unless --host says otherwise. See docs/daemon-auth.md.
+"""
 
 
 def _hostport(text: str, what: str) -> tuple[str, int]:
@@ -88,6 +110,8 @@ def build_config(args: argparse.Namespace) -> DaemonConfig:
         cfg.ssl_cert = args.ssl_cert
     if args.ssl_key is not None:
         cfg.ssl_key = args.ssl_key
+    if args.allow_unauthenticated:
+        cfg.authentication = False
     if bool(cfg.ssl_cert) != bool(cfg.ssl_key):
         raise ConfigError("TLS needs both a certificate and a key (--ssl-cert and --ssl-key)")
     for path in (cfg.ssl_cert, cfg.ssl_key):
@@ -163,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = build_config(args)
-        os.makedirs(cfg.datadir, exist_ok=True)
+        os.makedirs(cfg.datadir, mode=0o700, exist_ok=True)
         setup_logging(cfg)
     except (ConfigError, OSError) as exc:
         print("jmdaemon: error: %s" % exc, file=sys.stderr)
@@ -178,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_directory(cfg, reactor, terror)
     from .server import JMDaemonServerFactory
     factory = JMDaemonServerFactory(datadir=cfg.datadir, channel_defaults=cfg.channel_defaults(),
-                                    default_channels=cfg.channels)
+                                    default_channels=cfg.channels,
+                                    authentication=cfg.authentication)
     try:
         listening: Any = factory
         if cfg.ssl_cert:
@@ -193,9 +218,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("jmdaemon: error: cannot listen on %s:%d (%s)"
               % (cfg.host, cfg.port, _reason(exc)), file=sys.stderr)
         return 2
+    try:
+        cookie_path = factory.write_cookie()
+    except OSError as exc:
+        port.stopListening()
+        print("jmdaemon: error: cannot write the cookie file in %s: %s" % (cfg.datadir, exc),
+              file=sys.stderr)
+        return 2
+    log.info("clients authenticate with the cookie in %s", cookie_path)
+    if not cfg.authentication:
+        log.warning("authentication is OFF (--allow-unauthenticated / [daemon] authentication = "
+                    "off): any program that can connect to %s:%d can drive this daemon and read "
+                    "your coinjoins", cfg.host, port.getHost().port)
     if not is_loopback(cfg.host):
-        log.warning("listening on %s, which is not a loopback address: anyone who can reach it "
-                    "can use this daemon (and see your coinjoin traffic)", cfg.host)
+        log.warning("listening on %s, which is not a loopback address: other hosts can reach "
+                    "it%s", cfg.host, "" if cfg.authentication
+                    else " and, with authentication off, use this daemon and see your coinjoins")
     def announce() -> None:
         # only once the reactor runs (its SIGINT/SIGTERM handlers are installed): whoever waits
         # for this line may signal us right away and must get a clean shutdown

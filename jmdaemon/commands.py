@@ -13,6 +13,8 @@ from twisted.protocols import amp
 from jmcore.commands import (ALL_COMMANDS, COINJOIN_COMMANDS, COMMANDS, EXTENSION_COMMANDS,
                              CommandSpec)
 
+from jmcore.linkauth import LINK_AUTH_COMMANDS
+
 from .amp_types import make_argument
 
 ERROR_CLASSES: dict[str, type[Exception]] = {}
@@ -42,6 +44,8 @@ def make_command(spec: CommandSpec) -> type[amp.Command]:
 
 COMMAND_CLASSES = {name: make_command(spec) for name, spec in ALL_COMMANDS.items()}
 """The 50 reference commands and our extensions (jmcore.commands.EXTENSION_COMMANDS)."""
+LINK_COMMAND_CLASSES = {name: COMMAND_CLASSES[name] for name in LINK_AUTH_COMMANDS}
+"""The link authentication commands (jmcore.linkauth)."""
 globals().update(COMMAND_CLASSES)
 globals().update(ERROR_CLASSES)
 
@@ -49,4 +53,5 @@ CLIENT_TO_DAEMON = tuple(n for n, s in COMMANDS.items() if s.direction == "clien
 DAEMON_TO_CLIENT = tuple(n for n, s in COMMANDS.items() if s.direction == "daemon->client")
 
 __all__ = ["COMMANDS", "COINJOIN_COMMANDS", "EXTENSION_COMMANDS", "COMMAND_CLASSES",
+           "LINK_COMMAND_CLASSES",
            "ERROR_CLASSES", "CLIENT_TO_DAEMON", "DAEMON_TO_CLIENT", "make_command"] + list(COMMAND_CLASSES)

@@ -10,6 +10,8 @@ File layout (all optional)::
     logfile = jmdaemon.log     # relative to the data dir; empty for none
     ssl_cert =                 # PEM certificate and key: serve AMP over TLS
     ssl_key =
+    authentication = on        # off: also serve clients that do not prove they know the cookie
+                               # (reference clients); see docs/daemon-auth.md
 
     [tor]                      # defaults merged into every client channel config
     socks5_host = localhost
@@ -57,6 +59,7 @@ class DaemonConfig:
     logfile: str = ""
     ssl_cert: str = ""
     ssl_key: str = ""
+    authentication: bool = True
     tor: dict[str, Any] = field(default_factory=dict)
     channels: list[dict[str, Any]] = field(default_factory=list)
     directory: dict[str, Any] = field(default_factory=dict)
@@ -96,7 +99,8 @@ def load_config_file(path: str | None, cfg: DaemonConfig) -> DaemonConfig:
     if parser.has_section("daemon"):
         d = parser["daemon"]
         for key in d:
-            if key not in ("host", "port", "network", "loglevel", "logfile", "ssl_cert", "ssl_key"):
+            if key not in ("host", "port", "network", "loglevel", "logfile", "ssl_cert", "ssl_key",
+                           "authentication"):
                 raise ConfigError("unknown setting %r in [daemon] of %s" % (key, path))
         cfg.host = d.get("host", cfg.host)
         if "port" in d:
@@ -106,6 +110,12 @@ def load_config_file(path: str | None, cfg: DaemonConfig) -> DaemonConfig:
         cfg.logfile = d.get("logfile", cfg.logfile)
         cfg.ssl_cert = d.get("ssl_cert", cfg.ssl_cert)
         cfg.ssl_key = d.get("ssl_key", cfg.ssl_key)
+        if "authentication" in d:
+            value = d["authentication"].strip().lower()
+            if value not in ("on", "off", "true", "false", "yes", "no", "1", "0"):
+                raise ConfigError("[daemon] authentication must be on or off, not %r"
+                                  % d["authentication"])
+            cfg.authentication = value in ("on", "true", "yes", "1")
     if parser.has_section("tor"):
         cfg.tor = dict(parser["tor"])
         for key in ("socks5_port", "tor_control_port"):

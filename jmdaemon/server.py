@@ -2,6 +2,11 @@
 message channels, orderbook and coinjoin sessions (the daemon side of JoinMarket's
 ``daemon_protocol.py``; sequences in docs/protocol.md §10.3).
 
+Every connection must first authenticate with the cookie (jmcore.linkauth, docs/daemon-auth.md):
+until it has, the daemon answers no JoinMarket command - the first one closes the connection - and
+calls nothing on it, unless the factory was built with ``authentication=False``
+(``--allow-unauthenticated``, for reference clients), which is logged as a warning.
+
 The daemon holds no bitcoin keys: every outgoing private message is signed by the client
 (``JMRequestMsgSig``) and every incoming one verified by it (``JMRequestMsgSigVerify``). It holds
 the NaCl keys of the four encrypted commands.
@@ -18,11 +23,14 @@ from twisted.internet import error as twisted_error
 from twisted.internet.protocol import ServerFactory
 from twisted.protocols import amp
 
+from jmcore import linkauth
+
 from . import constants as C
 from . import wire
 from .blacklist import CommitmentBlacklist, canonical_commitment, confined_path
 from .commands import COMMAND_CLASSES as K
 from .commands import ERROR_CLASSES
+from .commands import LINK_COMMAND_CLASSES as LK
 from .crypto import NaclError, as_init_encryption, hex_pk, init_keypair, init_pubkey
 from .channels.status import channel_report, describe_chan_configs, network_default_configs
 from .messaging import MessageChannelCollection
@@ -32,6 +40,8 @@ log = logging.getLogger(__name__)
 
 MAX_SESSIONS = 200          # maker: concurrent taker sessions kept
 ORDERBOOK_REPLY_INTERVAL = 10.0   # maker: at most one offer reply per taker per 10 s (NG)
+AUTH_TIMEOUT = 30.0         # a connection that has not authenticated by then is closed
+_AUTH_COMMANDS = frozenset(name.encode("ascii") for name in LK)
 
 
 class ChannelConfigError(ValueError):
@@ -113,6 +123,10 @@ class JMDaemonProtocol(amp.AMP):
         self.relayed_hp2 = OrderedDict()
         self.connected = False
         self.jminit_error = None
+        self.authenticated = False
+        self._auth_exchange = None      # (client_nonce, daemon_nonce, server) after the hello
+        self._auth_timer = None
+        self._unauthenticated_warned = False
 
     # ------------------------------------------------------------------ connection
     def connectionMade(self):
@@ -122,9 +136,14 @@ class JMDaemonProtocol(amp.AMP):
         log.info("client connected from %s:%s", getattr(peer, "host", "?"), getattr(peer, "port", "?"))
         if self.factory is not None:
             self.factory.clients.add(self)
+        if self.auth_required():
+            self._auth_timer = reactor.callLater(AUTH_TIMEOUT, self._auth_timeout)
 
     def connectionLost(self, reason):
         self.connected = False
+        if self._auth_timer is not None and self._auth_timer.active():
+            self._auth_timer.cancel()
+        self._auth_timer = None
         log.info("client disconnected")
         if self.factory is not None:
             self.factory.clients.discard(self)
@@ -144,9 +163,88 @@ class JMDaemonProtocol(amp.AMP):
             if self.transport is not None:
                 self.transport.loseConnection()
 
+    # ------------------------------------------------------------------ authentication (H5)
+    def auth_required(self):
+        return self.factory is not None and self.factory.authentication
+
+    def may_serve(self):
+        """Whether JoinMarket commands from this connection are served (and it is called)."""
+        return self.authenticated or not self.auth_required()
+
+    def _peer_text(self):
+        peer = self.transport.getPeer() if self.transport is not None else None
+        return "%s:%s" % (getattr(peer, "host", "?"), getattr(peer, "port", "?"))
+
+    def _auth_timeout(self):
+        self._auth_timer = None
+        if not self.authenticated and self.transport is not None:
+            log.warning("client %s did not authenticate within %.0f s; closing",
+                        self._peer_text(), AUTH_TIMEOUT)
+            self.transport.loseConnection()
+
+    def _close_soon(self):
+        if self.transport is not None:
+            reactor.callLater(0, self.transport.loseConnection)
+
+    @LK[linkauth.HELLO].responder
+    def on_link_auth_hello(self, version, client_nonce):
+        """Step 1: prove to the client that we know the cookie (answered to anyone: the proof
+        is bound to the client's nonce, ours and this connection, so it is useless elsewhere)."""
+        refused = {"accepted": False, "version": linkauth.AUTH_VERSION, "daemon_nonce": "",
+                   "daemon_proof": ""}
+        cookie = self.factory.cookie if self.factory is not None else None
+        if (cookie is None or self.authenticated or self._auth_exchange is not None
+                or version != linkauth.AUTH_VERSION or not linkauth._valid_nonce(client_nonce)):
+            log.info("link authentication hello from %s refused", self._peer_text())
+            return refused
+        host = self.transport.getHost()
+        server = linkauth.server_address(host.host, host.port)
+        daemon_nonce = linkauth.new_nonce()
+        self._auth_exchange = (client_nonce, daemon_nonce, server)
+        return {"accepted": True, "version": linkauth.AUTH_VERSION, "daemon_nonce": daemon_nonce,
+                "daemon_proof": linkauth.proof(cookie, "daemon", client_nonce, daemon_nonce,
+                                               server)}
+
+    @LK[linkauth.PROOF].responder
+    def on_link_auth_proof(self, client_proof):
+        """Step 2: the client proves it knows the cookie; a wrong proof closes the connection."""
+        exchange, self._auth_exchange = self._auth_exchange, None
+        cookie = self.factory.cookie if self.factory is not None else None
+        if exchange is None or cookie is None or self.authenticated or not linkauth.check_proof(
+                cookie, "client", exchange[0], exchange[1], exchange[2], client_proof):
+            log.warning("client %s failed to prove it knows the cookie; closing",
+                        self._peer_text())
+            self._close_soon()
+            return {"accepted": False}
+        self.authenticated = True
+        if self._auth_timer is not None and self._auth_timer.active():
+            self._auth_timer.cancel()
+        self._auth_timer = None
+        log.info("client %s authenticated", self._peer_text())
+        return {"accepted": True}
+
+    def _unauthenticated_command(self, name):
+        """A JoinMarket command before authentication: served only with authentication off."""
+        if not self.auth_required():
+            if not self._unauthenticated_warned and self.factory is not None:
+                self._unauthenticated_warned = True
+                log.warning("serving unauthenticated client %s (authentication is off)",
+                            self._peer_text())
+            return False
+        log.warning("client %s sent %s before authenticating: not answered, connection closed "
+                    "(a reference client? see --allow-unauthenticated in jmdaemon --help)",
+                    self._peer_text(), wire.printable(name.decode("ascii", "replace"), 60))
+        if self.transport is not None:
+            self.transport.loseConnection()
+        return True
+
     def locateResponder(self, name):
         """Responders whose failures become a clean, non-fatal AMP error: twisted would answer
-        an undecodable argument (or any unexpected exception) with a QuitBox and drop the client."""
+        an undecodable argument (or any unexpected exception) with a QuitBox and drop the client.
+        Before authentication only the two authentication commands are answered (L2)."""
+        if name not in _AUTH_COMMANDS and not self.authenticated:
+            if self._unauthenticated_command(name):
+                return lambda box: defer.Deferred()       # never fires: no answer at all
         responder = super().locateResponder(name)
         if responder is None:
             return None
@@ -168,7 +266,7 @@ class JMDaemonProtocol(amp.AMP):
 
     # ------------------------------------------------------------------ calls to the client
     def call_client(self, name, **kwargs):
-        if not self.connected:
+        if not self.connected or not self.may_serve():
             return None
         d = self.callRemote(K[name], **kwargs)
         d.addCallbacks(self._check_accepted, self._call_failed, callbackArgs=(name,),
@@ -665,8 +763,15 @@ class JMDaemonProtocol(amp.AMP):
 class JMDaemonServerFactory(ServerFactory):
     protocol = JMDaemonProtocol
 
-    def __init__(self, datadir=".", channel_defaults=None, default_channels=None):
+    def __init__(self, datadir=".", channel_defaults=None, default_channels=None,
+                 authentication=True):
+        """``authentication``: False serves clients that do not authenticate (reference
+        clients; ``--allow-unauthenticated``). The cookie is written by ``write_cookie`` either
+        way, so that our plugin always authenticates."""
         self.datadir = datadir
+        self.authentication = bool(authentication)
+        self.cookie = None
+        self.cookie_path = None
         self.channel_defaults = channel_defaults or {}
         self._default_channels = default_channels or []
         self.clients = set()
@@ -690,8 +795,16 @@ class JMDaemonServerFactory(ServerFactory):
             self.blacklists[path] = CommitmentBlacklist(path)
         return self.blacklists[path]
 
+    def write_cookie(self):
+        """Write a fresh cookie to ``<datadir>/.cookie`` (0600); returns its path. Call once
+        listening, so that a daemon failing to start never replaces a running one's cookie."""
+        self.cookie_path, self.cookie = linkauth.write_cookie(self.datadir)
+        return self.cookie_path
+
     def shutdown(self):
         self.shutting_down = True
+        if self.cookie is not None:
+            linkauth.remove_cookie(self.cookie_path, self.cookie)
         for client in list(self.clients):
             client.mc_shutdown()
             if client.transport is not None:

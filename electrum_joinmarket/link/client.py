@@ -4,6 +4,10 @@ One ``DaemonClient`` per wallet session. It owns the session's nick key (the dae
 key): it signs every outgoing private message on ``JMRequestMsgSig`` and verifies every incoming
 one on ``JMRequestMsgSigVerify`` — a signature that does not verify, or a pubkey that does not
 derive the sender's nick (M13), is answered ``verif_result=False`` and the daemon drops the message.
+Before anything else the link is authenticated both ways with the daemon's cookie file
+(:mod:`jmcore.linkauth`, docs/daemon-auth.md): the daemon proves it knows the cookie before we send
+it a single JoinMarket command, and a daemon that cannot is refused with the reason (L1).
+
 Everything else the daemon reports is handed to a role handler (taker or maker) through
 ``RoleHandler`` methods; a handler exception is logged and never reaches the daemon connection.
 """
@@ -14,8 +18,9 @@ import logging
 from typing import Any, Awaitable, Callable, Optional, Protocol
 
 from jmcore import amp as jamp
+from jmcore import linkauth
 from jmcore.channels import ChannelConfigError, complete_configs, no_directories_message
-from jmcore.commands import ALL_COMMANDS, COMMANDS
+from jmcore.commands import COMMANDS
 from jmcore.errors import AMPConnectionLost, AMPRemoteError, JMCoreError
 
 from electrum_joinmarket.link.chanstatus import ChannelReport
@@ -42,7 +47,8 @@ class DaemonClient:
                  minmakers: int = 1, maker_timeout_sec: int = 60,
                  dust_threshold: int = DEFAULT_DUST,
                  blacklist_location: str = "cmtdata/commitmentlist",
-                 handler: Any = None, nick_key: Optional[NickKey] = None):
+                 handler: Any = None, nick_key: Optional[NickKey] = None,
+                 cookie_path: Optional[str] = None):
         self.network = network
         try:
             # every key the reference daemon reads, whatever the caller left out
@@ -55,6 +61,7 @@ class DaemonClient:
         self.blacklist_location = blacklist_location
         self.handler = handler
         self._preset_key = nick_key
+        self.cookie_path = cookie_path
         self.key: Optional[NickKey] = None
         self.proto: Optional[jamp.AMPProtocol] = None
         self.up = asyncio.Event()
@@ -73,14 +80,23 @@ class DaemonClient:
         return self.key.nick if self.key else None
 
     async def connect(self, host: str, port: int, timeout: float = 10.0) -> None:
-        """Open the AMP connection and run JMInit → JMInitProto → JMStartMC; returns when the
-        daemon has accepted JMInit (use ``wait_up`` for the channels)."""
+        """Open the AMP connection, authenticate it both ways with the daemon's cookie
+        (``cookie_path``, else :func:`jmcore.linkauth.cookie_path_for`), and run JMInit →
+        JMInitProto → JMStartMC; returns when the daemon has accepted JMInit (use ``wait_up``
+        for the channels)."""
         try:
             self.proto = await asyncio.wait_for(
-                jamp.connect(host, port, self._responders(), commands=ALL_COMMANDS), timeout)
+                jamp.connect(host, port, self._responders(), commands=linkauth.LINK_COMMANDS),
+                timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             raise DaemonError(f"no JoinMarket daemon answers at {host}:{port} ({exc}); start "
                               f"jmdaemon or check the daemon host/port in the settings") from exc
+        path = self.cookie_path or linkauth.cookie_path_for(host, port)
+        try:
+            await linkauth.authenticate(self.proto, linkauth.read_cookie(path), timeout)
+        except linkauth.LinkAuthError as exc:
+            self.proto.close()
+            raise DaemonError(f"refusing the program at {host}:{port}: {exc}") from exc
         asyncio.ensure_future(self._watch_close())
         await self.init()
 

@@ -3,10 +3,11 @@
 :meth:`DaemonLink.ensure` (a coroutine on Electrum's asyncio loop) tries, in order:
 
 1. **a running daemon** at the configured ``host:port`` (default ``127.0.0.1:27183``), checked
-   with a real AMP exchange (:func:`probe`: connect with :func:`jmcore.amp.connect`, send one
-   command no daemon implements and expect an AMP *error box* back — Twisted's and our
-   ``UNHANDLED`` answer; any AMP peer, ours or a reference ``joinmarketd``, answers it without
-   side effects).  Something listening that does not speak AMP is reported, never used;
+   with a real AMP exchange (:func:`probe`): the daemon must prove it knows the cookie in its
+   data dir (step 1 of :mod:`jmcore.linkauth`).  Something listening that does not speak AMP,
+   or an AMP peer that cannot prove itself (another user's program, a reference
+   ``joinmarketd``, a daemon with another data dir) is reported with the reason and never used
+   (L1) — and nothing is started in its place;
 2. **the installed daemon binary** (:func:`find_daemon_binary`), started with
    ``--host/--port`` (and ``--datadir`` if configured), waited for until it prints its
    ``listening on`` line *and* answers the AMP probe;
@@ -56,16 +57,17 @@ from typing import Any, Callable, Optional, Sequence
 
 from jmcore.netaddr import is_loopback
 from jmcore import amp as jamp
+from jmcore import linkauth
 from jmcore.constants import DEFAULT_DAEMON_PORT
-from jmcore.errors import AMPError, AMPRemoteError
+from jmcore.errors import AMPError
 
 __all__ = ["DaemonStatus", "LinkState", "DaemonLink", "probe", "ProbeResult",
            "find_daemon_binary", "binary_candidates", "in_process_available", "PROBE_COMMAND"]
 
 log = logging.getLogger(__name__)
 
-PROBE_COMMAND = "EJMDaemonLinkProbe"
-"""A command name no daemon implements: an AMP peer answers it with an error box."""
+PROBE_COMMAND = linkauth.HELLO
+"""The probe is the first step of the link authentication."""
 LISTENING_RE = re.compile(r"listening on (\S+):(\d+)")
 CONFIG_PREFIX = "plugins.joinmarket."
 
@@ -77,6 +79,7 @@ class DaemonStatus(str, enum.Enum):
     STARTED_BINARY = "started_binary"  # we started the jmdaemon binary and it answers
     IN_PROCESS = "in_process"        # we run the daemon inside Electrum (Twisted importable)
     NOT_AMP = "not_amp"              # something listens at host:port but does not speak AMP
+    NOT_AUTHENTIC = "not_authentic"  # an AMP peer there cannot prove it knows our cookie
     FAILED = "failed"                # a start was attempted and failed (see detail)
     UNAVAILABLE = "unavailable"      # no daemon running, nothing to start
     STOPPED = "stopped"              # we stopped the daemon we had started
@@ -89,6 +92,7 @@ STATUS_TEXT = {
     DaemonStatus.STARTED_BINARY: "Started the JoinMarket daemon ({binary}) at {addr}",
     DaemonStatus.IN_PROCESS: "Running the JoinMarket daemon inside Electrum at {addr}",
     DaemonStatus.NOT_AMP: "Something else is listening at {addr} (not a JoinMarket daemon)",
+    DaemonStatus.NOT_AUTHENTIC: "Refusing the program at {addr}: {detail}",
     DaemonStatus.FAILED: "Could not start the JoinMarket daemon: {detail}",
     DaemonStatus.UNAVAILABLE: "No JoinMarket daemon: {detail}",
     DaemonStatus.STOPPED: "Stopped the JoinMarket daemon started by Electrum",
@@ -129,26 +133,51 @@ class LinkState:
 # probing
 
 class ProbeResult(str, enum.Enum):
-    AMP = "amp"              # an AMP peer answered
-    CLOSED = "closed"        # nothing accepts connections there
-    NOT_AMP = "not_amp"      # a connection, but no AMP answer
+    AMP = "amp"                        # our jmdaemon: it proved it knows the cookie
+    CLOSED = "closed"                  # nothing accepts connections there
+    NOT_AMP = "not_amp"                # a connection, but no AMP answer
+    NOT_AUTHENTIC = "not_authentic"    # an AMP peer that cannot prove it knows the cookie
 
 
-async def probe(host: str, port: int, timeout: float = 3.0) -> ProbeResult:
-    """One real AMP exchange with ``host:port`` (see module docstring)."""
+async def probe_detail(host: str, port: int, timeout: float = 3.0,
+                       cookie_path: Optional[str] = None) -> tuple[ProbeResult, str]:
+    """One real AMP exchange with ``host:port``: the daemon's proof of the cookie (read from
+    ``cookie_path``, else :func:`jmcore.linkauth.cookie_path_for`). Returns the result and, for
+    NOT_AUTHENTIC, why."""
+    path = cookie_path or linkauth.cookie_path_for(host, port)
     try:
-        proto = await asyncio.wait_for(jamp.connect(host, port), timeout)
+        proto = await asyncio.wait_for(jamp.connect(host, port, commands=linkauth.LINK_COMMANDS),
+                                       timeout)
     except (OSError, asyncio.TimeoutError):
-        return ProbeResult.CLOSED
+        return ProbeResult.CLOSED, ""
     try:
-        await asyncio.wait_for(proto.call_remote_raw(PROBE_COMMAND), timeout)
-        return ProbeResult.AMP                     # answered (a permissive peer): still AMP
-    except AMPRemoteError:
-        return ProbeResult.AMP                     # the expected "unhandled command" error box
-    except (AMPError, OSError, asyncio.TimeoutError):
-        return ProbeResult.NOT_AMP
+        try:
+            cookie = linkauth.read_cookie(path)
+        except linkauth.LinkAuthError as exc:
+            cookie = None
+            no_cookie = str(exc)
+        try:
+            # with no cookie, a daemon still shows whether it speaks our authentication at all
+            await linkauth.verify_daemon(proto, cookie or bytes(32), timeout)
+        except linkauth.LinkAuthError as exc:
+            if exc.kind == "no_answer":
+                return ProbeResult.NOT_AMP, str(exc)
+            if cookie is None and exc.kind == "bad_proof":
+                return ProbeResult.NOT_AUTHENTIC, no_cookie
+            return ProbeResult.NOT_AUTHENTIC, str(exc)
+        if cookie is None:                       # pragma: no cover - a zero cookie cannot match
+            return ProbeResult.NOT_AUTHENTIC, no_cookie
+        return ProbeResult.AMP, ""
+    except (AMPError, OSError, asyncio.TimeoutError) as exc:
+        return ProbeResult.NOT_AMP, repr(exc)
     finally:
         proto.close()
+
+
+async def probe(host: str, port: int, timeout: float = 3.0,
+                cookie_path: Optional[str] = None) -> ProbeResult:
+    """:func:`probe_detail` without the reason."""
+    return (await probe_detail(host, port, timeout, cookie_path))[0]
 
 
 
@@ -217,10 +246,12 @@ class _InProcessDaemon:
         _ensure_reactor_thread(reactor)
         self.factory = JMDaemonServerFactory(datadir=cfg.datadir,
                                              channel_defaults=cfg.channel_defaults(),
-                                             default_channels=cfg.channels)
+                                             default_channels=cfg.channels,
+                                             authentication=cfg.authentication)
         self.listener = threads.blockingCallFromThread(
             reactor, reactor.listenTCP, cfg.port, self.factory, interface=cfg.host)
         self.port = self.listener.getHost().port
+        self.factory.write_cookie()
         if not is_loopback(cfg.host):
             log.warning("in-process jmdaemon listens on non-loopback %s", cfg.host)
         return self.port
@@ -288,6 +319,14 @@ class DaemonLink:
         self._lock: Optional[asyncio.Lock] = None
         self._atexit_registered = False
 
+    @property
+    def cookie_path(self) -> str:
+        """The daemon's cookie: in the configured data dir, else where we learnt it is for this
+        address, else in the daemon's default data dir."""
+        if self.datadir:
+            return linkauth.cookie_file(self.datadir)
+        return linkauth.cookie_path_for(self.host, self.port)
+
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> "DaemonLink":
         """A link from Electrum's ``SimpleConfig`` (keys in the module docstring)."""
@@ -326,6 +365,15 @@ class DaemonLink:
     def started_by_us(self) -> bool:
         return self._proc is not None or self._inproc is not None
 
+    async def _probe(self) -> tuple[ProbeResult, str]:
+        """Probe host:port with our daemon's cookie; a daemon that proves itself is remembered
+        so that :class:`~.client.DaemonClient` finds the cookie for this address."""
+        found, detail = await probe_detail(self.host, self.port, self.probe_timeout,
+                                           self.cookie_path)
+        if found == ProbeResult.AMP:
+            linkauth.remember_cookie(self.host, self.port, self.cookie_path)
+        return found, detail
+
     # -- main entry --------------------------------------------------------------------------
     async def ensure(self) -> LinkState:
         """Return a usable state (EXTERNAL / STARTED_BINARY / IN_PROCESS) or say why not."""
@@ -339,11 +387,11 @@ class DaemonLink:
         if prev.usable and self.started_by_us:
             if self._proc is not None and self._proc.poll() is not None:
                 self._forget_proc()
-            elif await probe(self.host, self.port, self.probe_timeout) == ProbeResult.AMP:
+            elif (await self._probe())[0] == ProbeResult.AMP:
                 return self.state
         if not prev.usable:
             self._set(DaemonStatus.CHECKING)
-        found = await probe(self.host, self.port, self.probe_timeout)
+        found, detail = await self._probe()
         if found == ProbeResult.AMP:
             if self.started_by_us:
                 return self._set(prev.status, prev.detail, binary=prev.binary, pid=prev.pid,
@@ -351,6 +399,9 @@ class DaemonLink:
             return self._set(DaemonStatus.EXTERNAL, "already running")
         if found == ProbeResult.NOT_AMP:
             return self._set(DaemonStatus.NOT_AMP, f"{self.host}:{self.port} does not answer AMP")
+        if found == ProbeResult.NOT_AUTHENTIC:
+            log.warning("daemon link: refusing %s:%d: %s", self.host, self.port, detail)
+            return self._set(DaemonStatus.NOT_AUTHENTIC, detail)
         if not self.autostart:
             return self._set(DaemonStatus.UNAVAILABLE,
                              f"none running at {self.host}:{self.port} (autostart is off)")
@@ -416,7 +467,7 @@ class DaemonLink:
                     port = int(m.group(2))
                     if self.port == 0:
                         self.port = port
-            if port is not None and await probe(self.host, self.port, self.probe_timeout) == ProbeResult.AMP:
+            if port is not None and (await self._probe())[0] == ProbeResult.AMP:
                 return self._set(DaemonStatus.STARTED_BINARY, f"pid {proc.pid}", binary=binary,
                                  pid=proc.pid, started_by_us=True)
             await asyncio.sleep(0.1)
@@ -458,7 +509,7 @@ class DaemonLink:
         self._inproc = daemon
         self.port = port
         self._register_atexit()
-        if await probe(self.host, self.port, self.probe_timeout) != ProbeResult.AMP:
+        if (await self._probe())[0] != ProbeResult.AMP:
             await loop.run_in_executor(None, daemon.stop)
             self._inproc = None
             return self._set(DaemonStatus.FAILED, "in-process daemon does not answer AMP")

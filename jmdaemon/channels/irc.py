@@ -49,6 +49,13 @@ class JMIRCClient(irc.IRCClient):
         if isinstance(line, bytes):
             line = line.decode("utf-8", "replace")
         try:
+            irc.parsemsg(irc.lowDequote(line))
+        except irc.IRCBadMessage:
+            pass                  # twisted reports these itself (badMessage)
+        except (ValueError, IndexError):
+            log.info("malformed IRC line on %s dropped", self.wrapper.hostid)
+            return
+        try:
             irc.IRCClient.lineReceived(self, line)
         except Exception:
             log.exception("error handling IRC line on %s (dropped)", self.wrapper.hostid)

@@ -115,19 +115,20 @@ def test_amp_over_tls(tmp_path):
 
     async def main():
         from jmcore import amp as jamp
+        from jmcore import linkauth
         ctx = ssl.create_default_context(cafile=str(cert))
         ctx.check_hostname = False
         c = TestClient("c")
         c.cond = asyncio.Condition()
-        c.proto = await jamp.connect("127.0.0.1", p.port, c._responders(), ssl=ctx)
+        c.proto = await jamp.connect("127.0.0.1", p.port, c._responders(), ssl=ctx,
+                                     commands=linkauth.LINK_COMMANDS)
+        await linkauth.authenticate(c.proto, linkauth.read_cookie(p.extra["cookie"]))
         assert (await c.call("JMRequestOffers")) == {"accepted": True}
         await c.wait_for("JMOffers")
         c.close()
-        plain = await TestClient("plain").connect(p.port)
         # a plain-text client gets no answer: the TLS server drops it, or it waits in vain
-        with pytest.raises((jamp.AMPConnectionLost, asyncio.TimeoutError)):
-            await asyncio.wait_for(plain.call("JMRequestOffers"), 5)
-        plain.close()
+        with pytest.raises((linkauth.LinkAuthError, asyncio.TimeoutError)):
+            await asyncio.wait_for(TestClient("plain").connect(p.port), 15)
     run(main())
     assert p.alive() and p.stop() == 0
     r = jmd("--datadir", str(tmp_path), "--ssl-cert", str(cert))

@@ -40,7 +40,9 @@ def start_binary(binary: pathlib.Path, workdir: pathlib.Path, name: str, extra=(
             continue
         m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
         if m:
-            return Proc(proc, int(m.group(1)), logpath)
+            from jmcore import linkauth
+            linkauth.remember_cookie("127.0.0.1", int(m.group(1)), linkauth.cookie_file(str(d)))
+            return Proc(proc, int(m.group(1)), logpath, {"datadir": str(d)})
     proc.kill()
     raise RuntimeError(f"{name} did not start: {line!r}\n{logpath.read_text()}")
 

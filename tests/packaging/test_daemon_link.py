@@ -77,7 +77,8 @@ def test_reuses_a_daemon_started_outside_electrum(daemon_binary, tmp_path, isola
     p = start_binary(daemon_binary, tmp_path, "outside")
     try:
         async def main():
-            link = DaemonLink("127.0.0.1", p.port, binary=str(daemon_binary))
+            link = DaemonLink("127.0.0.1", p.port, binary=str(daemon_binary),
+                              datadir=p.extra["datadir"])
             st = await link.ensure()
             assert st.status == DaemonStatus.EXTERNAL, st.as_dict()
             await link.stop()
