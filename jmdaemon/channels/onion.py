@@ -543,10 +543,10 @@ class OnionMessageChannel(MessageChannel):
             conn.close()
             return
         if hs["network"] != self.network:
-            link.set_state(REFUSED, "it serves network %s, not %s" % (hs["network"][:20],
-                                                                     self.network))
+            theirs = wire.printable(hs["network"], 20)
+            link.set_state(REFUSED, "it serves network %s, not %s" % (theirs, self.network))
             log.warning("directory %s is on network %s, not %s; ignored", link.location,
-                        hs["network"][:20], self.network)
+                        theirs, self.network)
             return
         if not hs["accepted"]:
             link.set_state(REFUSED, "it refused our handshake (accepted: false)")
@@ -555,15 +555,16 @@ class OnionMessageChannel(MessageChannel):
             return
         if (hs["app-name"] != C.APP_NAME or not hs["directory"]
                 or not hs["proto-ver-min"] <= C.JM_VERSION <= hs["proto-ver-max"]):
-            link.set_state(REFUSED, "incompatible handshake (app %r, protocol %s-%s)" % (
-                hs["app-name"][:20], hs["proto-ver-min"], hs["proto-ver-max"]))
+            link.set_state(REFUSED, "incompatible handshake (app %s, protocol %s-%s)" % (
+                wire.printable(hs["app-name"], 20), hs["proto-ver-min"], hs["proto-ver-max"]))
             log.warning("directory %s: incompatible handshake; disconnecting", link.location)
             conn.close()
             return
         link.handshaked = True
         link.nick = hs["nick"]
         link.set_state(UP)
-        log.info("handshake with directory %s (%s) complete", link.location, link.nick)
+        log.info("handshake with directory %s (%s) complete", link.location,
+                 wire.printable(link.nick, 64))
         if self.up:
             self._emit("on_welcome")    # a reconnection: channel is back
         else:
