@@ -91,11 +91,16 @@ class JMNet:
             d.stop()
 
 
+LOCAL_ORDERBOOK = dict(orderbook_min_wait=0.5, orderbook_quiet=0.25, orderbook_max_wait=30.0,
+                       orderbook_poll=0.25)
+"""Orderbook policy for a local network (every maker answers within milliseconds): the stage
+still ends only when offers from ``n_makers`` makers are in and the book was quiet a moment."""
+
+
 def quick_config(amount: int, destination: str, n: int = 3, **kw: Any) -> TakerConfig:
-    """Test timings: short orderbook wait, otherwise the defaults."""
+    """Test timings: the local orderbook policy, otherwise the defaults."""
     base = dict(amount=amount, destination=destination, n_makers=n, minimum_makers=min(n, 2),
-                limits=FeeLimits(50_000, "0.01"), orderbook_min_wait=3.0,
-                orderbook_quiet=2.0, orderbook_max_wait=30.0, orderbook_poll=0.5,
+                limits=FeeLimits(50_000, "0.01"), **LOCAL_ORDERBOOK,
                 maker_timeout_sec=20, sig_timeout=30.0, seen_timeout=30.0,
                 fallback_feerate=2000)
     base.update(kw)

@@ -33,17 +33,20 @@ Security invariants:
   together with the merkle root of the local header it was checked against; it is reused only
   while Electrum's header at that height still has that root, so a reorg re-proves.  Unspent
   status (listunspent) is never remembered: it is asked afresh for every question.
-* **Concurrency.** Requests that do not depend on each other are issued together, so they share
-  the Electrum protocol's padding windows (``PaddedRSTransport`` holds small writes up to 1 s):
-  with a ``script_hint`` (the script the caller expects the output to pay) ``get_utxo`` asks for
-  the transaction and the hint's unspent list at once, then only the merkle proof.
+* **Concurrency.** Requests that do not depend on each other are issued together and leave as
+  one JSON-RPC batch (one message each way), so they share one of the Electrum protocol's padding
+  windows: ``PaddedRSTransport`` (Electrum and e-x) sends a small message at once only if nothing
+  was sent in the last second, else holds it until then — separate messages issued together
+  would go out (and be answered) one window after another.  With a ``script_hint`` (the script
+  the caller expects the output to pay) ``get_utxo`` asks for the transaction and the hint's
+  unspent list in one batch, then only the merkle proof.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Hashable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
@@ -165,13 +168,23 @@ class ChainBackend(Protocol):
                         script_hint: Optional[bytes] = None) -> list[Optional[UtxoInfo]]: ...
 
 
+_METHODS = {
+    "get_transaction": "blockchain.transaction.get",
+    "get_merkle": "blockchain.transaction.get_merkle",
+    "listunspent": "blockchain.scripthash.listunspent",
+    "get_history": "blockchain.scripthash.get_history",
+}
+_GATHER_TICKS = 4     # loop iterations a batch waits for requests issued in the same moment
+
+
 class ElectrumChain:
     """:class:`ChainBackend` over Electrum's ``Network`` (one per process; shared by sessions).
 
     ``request_timeout`` bounds every server request (Electrum's own retry loop included);
     ``header_wait`` bounds the wait for a header the server is ahead of us on.  ``cache_size``
     bounds the remembered transactions and proofs (each, least recently used dropped first).
-    ``cache_hits`` counts answers given from memory, by kind.
+    ``cache_hits`` counts answers given from memory, by kind; ``batch_log`` holds the kinds of the
+    last 100 messages sent (one tuple per batch).
     """
 
     def __init__(self, network: Any, *, request_timeout: float = 30.0, header_wait: float = 10.0,
@@ -187,13 +200,22 @@ class ElectrumChain:
         self._txs: OrderedDict[str, Transaction] = OrderedDict()
         self._proofs: OrderedDict[tuple[str, int], str] = OrderedDict()   # -> header merkle root
         self._inflight: dict[Hashable, asyncio.Future] = {}
+        self._queue: list[tuple[str, list, asyncio.Future]] = []
+        self._gathering = False
+        self.batch_log: deque[tuple[str, ...]] = deque(maxlen=100)
 
     # -- plumbing ---------------------------------------------------------------------------
-    async def _ask(self, kind: str, coro) -> Any:
-        """Count and run one server request; map transport failures to ChainUnavailable."""
+    async def _ask(self, kind: str, *params: Any) -> Any:
+        """Count and send one server request (in the batch of this moment); map transport
+        failures to ChainUnavailable."""
         self.query_counts[kind] += 1
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.append((kind, list(params), fut))
+        if not self._gathering:
+            self._gathering = True
+            asyncio.ensure_future(self._send_batch())
         try:
-            return await asyncio.wait_for(coro, self.request_timeout)
+            return await asyncio.wait_for(fut, self.request_timeout)
         except asyncio.TimeoutError:
             raise ChainUnavailable(f"{kind}: no answer from the Electrum server in "
                                    f"{self.request_timeout:.0f}s") from None
@@ -203,6 +225,59 @@ class ElectrumChain:
             if _is_server_error(exc):
                 raise
             raise ChainUnavailable(f"{kind}: {type(exc).__name__}: {exc}") from None
+
+    async def _send_batch(self) -> None:
+        """Send the requests queued in this moment as one message (a JSON-RPC batch when there
+        are several) to Electrum's current server; hand each caller its answer."""
+        try:
+            for _ in range(_GATHER_TICKS):
+                await asyncio.sleep(0)
+        finally:
+            self._gathering = False
+        items = [(k, p, f) for k, p, f in self._queue if not f.done()]
+        self._queue = []
+        if not items:
+            return
+        self.batch_log.append(tuple(k for k, _, _ in items))
+        try:
+            iface = await self._interface()
+            if len(items) == 1:
+                kind, params, _ = items[0]
+                results: list = [await iface.session.send_request(_METHODS[kind], params)]
+            else:
+                async with iface.session.send_batch(raise_errors=False) as batch:
+                    for kind, params, _ in items:
+                        batch.add_request(_METHODS[kind], params)
+                results = list(batch.results)
+        except BaseException as exc:
+            for _, _, f in items:
+                if not f.done():
+                    f.set_exception(exc if isinstance(exc, Exception) else
+                                    ChainUnavailable("request cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, f), result in zip(items, results):
+            if f.done():
+                continue
+            if isinstance(result, BaseException):
+                f.set_exception(result)
+            else:
+                f.set_result(result)
+
+    async def _interface(self) -> Any:
+        """Electrum's current server connection, waiting (up to 10 s, as Electrum's own
+        requests do) while it is switching servers."""
+        for _ in range(10):
+            iface = self.network.interface
+            if iface is not None and iface.ready.done() and iface.session is not None:
+                return iface
+            event = getattr(self.network, "default_server_changed_event", None)
+            try:
+                await asyncio.wait_for(event.wait() if event is not None else asyncio.sleep(1), 1)
+            except asyncio.TimeoutError:
+                pass
+        raise ChainUnavailable("no connection to an Electrum server")
 
     async def _once(self, key: Hashable, make: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``make()`` once for all concurrent callers with the same ``key``.  A caller that
@@ -236,14 +311,30 @@ class ElectrumChain:
         return chain.read_header(height) if chain is not None else None
 
     async def _verified_header(self, height: int) -> Optional[dict]:
+        """The header at ``height`` once Electrum has it (woken by its ``blockchain_updated``
+        event), or None after ``header_wait`` seconds."""
+        from electrum import util
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.header_wait
-        while True:
-            async with self.network.bhi_lock:   # header sync / reorg handling holds this lock
-                header = self.header_at(height)
-            if header is not None or loop.time() >= deadline:
-                return header
-            await asyncio.sleep(0.1)
+        updated = asyncio.Event()
+
+        def on_update(*_: Any) -> None:
+            updated.set()
+        util.register_callback(on_update, ["blockchain_updated", "network_updated"])
+        try:
+            while True:
+                updated.clear()
+                async with self.network.bhi_lock:   # header sync / reorg handling holds this
+                    header = self.header_at(height)
+                left = deadline - loop.time()
+                if header is not None or left <= 0:
+                    return header
+                try:
+                    await asyncio.wait_for(updated.wait(), left)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            util.unregister_callback(on_update)
 
     def _confirmations(self, height: int) -> int:
         return max(0, self.local_height() - height + 1) if height > 0 else 0
@@ -259,7 +350,7 @@ class ElectrumChain:
 
     async def _fetch_raw_now(self, txid: str) -> Transaction:
         try:
-            raw = await self._ask("get_transaction", self.network.get_transaction(txid))
+            raw = await self._ask("get_transaction", txid)
         except ChainUnavailable:
             raise
         except Exception as exc:
@@ -294,8 +385,7 @@ class ElectrumChain:
 
     async def _prove_now(self, txid: str, height: int) -> None:
         try:
-            proof = await self._ask("get_merkle",
-                                    self.network.get_merkle_for_transaction(txid, height))
+            proof = await self._ask("get_merkle", txid, height)
         except ChainUnavailable:
             raise
         except Exception as exc:
@@ -310,12 +400,12 @@ class ElectrumChain:
         self._remember(self._proofs, (txid, height), header["merkle_root"])
 
     async def _listunspent(self, sh: str) -> Any:
-        return await self._once(("listunspent", sh), lambda: self._ask_server(
-            "listunspent", self.network.listunspent_for_scripthash(sh)))
+        return await self._once(("listunspent", sh),
+                                lambda: self._ask_server("listunspent", sh))
 
     async def _history_lookup(self, sh: str, txid: str) -> Optional[int]:
         """The server's height for ``txid`` in the history of scripthash ``sh`` (None: absent)."""
-        hist = await self._ask_server("get_history", self.network.get_history_for_scripthash(sh))
+        hist = await self._ask_server("get_history", sh)
         for item in hist if isinstance(hist, list) else ():
             if isinstance(item, dict) and item.get("tx_hash") == txid:
                 h = item.get("height")
@@ -333,9 +423,9 @@ class ElectrumChain:
                 return h
         return None
 
-    async def _ask_server(self, kind: str, coro) -> Any:
+    async def _ask_server(self, kind: str, *params: Any) -> Any:
         try:
-            return await self._ask(kind, coro)
+            return await self._ask(kind, *params)
         except ChainUnavailable:
             raise
         except Exception:

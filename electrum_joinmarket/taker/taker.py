@@ -60,8 +60,11 @@ class TakerConfig:
     n_makers: int = 3
     minimum_makers: int = 2
     chooser: str = "fidelity_bond"
-    orderbook_min_wait: float = 20.0      # never decide before this
-    orderbook_quiet: float = 5.0          # ... and the book was unchanged this long
+    # the orderbook stage (real-network defaults, safe over Tor): never decide before min_wait;
+    # then as soon as the book has offers from n_makers makers and was unchanged for `quiet`;
+    # at max_wait go with what there is.  `poll`: how often to ask a daemon that does not push.
+    orderbook_min_wait: float = 20.0
+    orderbook_quiet: float = 5.0
     orderbook_max_wait: float = 60.0
     orderbook_poll: float = 1.0
     maker_timeout_sec: int = 60
@@ -146,6 +149,8 @@ class Taker:
         self._fill_response: Optional[asyncio.Future] = None
         self._sig_queue: Optional[asyncio.Queue] = None
         self._daemon_lost = asyncio.Event()
+        self._t_fill: Optional[float] = None
+        self._user_wait = 0.0
         self.stage = "idle"
 
     # ---------------------------------------------------------------- progress
@@ -200,6 +205,7 @@ class Taker:
             self.cfg.check()
             self._check_wallet()
             await self._connect()
+            self.outcome.timings.setdefault("connect", time.monotonic() - t0)
             last_error = "no round ran"
             for rnd in range(1, self.cfg.max_rounds + 1):
                 self.outcome.rounds = rnd
@@ -292,34 +298,60 @@ class Taker:
         await self.client.setup("TAKER")
 
     async def _collect_orderbook(self) -> None:
-        """Ask for offers until the book has been quiet for ``orderbook_quiet`` seconds (after at
-        least ``orderbook_min_wait``), or ``orderbook_max_wait`` passed."""
+        """Collect offers until the book has been quiet (unchanged) for ``orderbook_quiet``
+        seconds, after at least ``orderbook_min_wait``, with offers from at least ``n_makers``
+        makers we do not ignore — or until ``orderbook_max_wait`` (then we go with what there
+        is).  Wakes when offers arrive: pushed by our daemon when it follows
+        the book for us (:meth:`_follow_offers`), else answers to ``JMRequestOffers`` asked every
+        ``orderbook_poll`` seconds (a reference joinmarketd)."""
         assert self.client is not None
+        cfg = self.cfg
         t0 = time.monotonic()
-        last_sig, quiet_since = None, t0
+        following = await self._follow_offers()
+        last_sig: Optional[list] = None
+        quiet_since = t0
+        next_poll = t0
         while True:
-            self._offers_event.clear()
-            await self.client.call("JMRequestOffers")
-            try:
-                await asyncio.wait_for(self._offers_event.wait(), 10)
-            except asyncio.TimeoutError:
-                pass
             now = time.monotonic()
+            if not following and now >= next_poll:
+                self._offers_event.clear()
+                await self.client.call("JMRequestOffers")
+                next_poll = now + cfg.orderbook_poll
+                try:   # the answer: the book as it is now
+                    await asyncio.wait_for(self._offers_event.wait(), 10)
+                except asyncio.TimeoutError:
+                    pass
+                now = time.monotonic()
+            self._offers_event.clear()       # a change from here on wakes the wait below
             sig = sorted((o.counterparty, o.oid, o.ordertype, o.minsize, o.maxsize, o.txfee,
                           o.cjfee) for o in self._book)
+            makers = {o.counterparty for o in self._book}
             if sig != last_sig:
                 last_sig, quiet_since = sig, now
-            makers = {o.counterparty for o in self._book}
-            elapsed = now - t0
-            left = max(0.0, self.cfg.orderbook_max_wait - elapsed)
-            self.progress("orderbook", f"{len(self._book)} offers from {len(makers)} makers",
-                          offers=len(self._book), makers=len(makers), seconds_left=round(left, 1))
-            if elapsed >= self.cfg.orderbook_min_wait and now - quiet_since >= self.cfg.orderbook_quiet:
+                left = max(0.0, cfg.orderbook_max_wait - (now - t0))
+                self.progress("orderbook", f"{len(self._book)} offers from {len(makers)} makers",
+                              offers=len(self._book), makers=len(makers),
+                              seconds_left=round(left, 1))
+            usable = len(makers - set(self.ignored))
+            settle_at = max(t0 + cfg.orderbook_min_wait, quiet_since + cfg.orderbook_quiet)
+            if (now >= settle_at and usable >= cfg.n_makers) \
+                    or now >= t0 + cfg.orderbook_max_wait:
                 break
-            if elapsed >= self.cfg.orderbook_max_wait:
-                break
-            await asyncio.sleep(self.cfg.orderbook_poll)
+            wake = t0 + cfg.orderbook_max_wait
+            if usable >= cfg.n_makers:
+                wake = min(wake, settle_at)
+            if not following:
+                wake = min(wake, next_poll)
+            try:
+                await asyncio.wait_for(self._offers_event.wait(), max(0.0, wake - now))
+            except asyncio.TimeoutError:
+                pass
         self.outcome.timings.setdefault("orderbook", time.monotonic() - t0)
+
+    async def _follow_offers(self) -> bool:
+        """Whether the daemon pushes the book to us as it changes (our daemon does when asked;
+        a reference joinmarketd only answers ``JMRequestOffers``)."""
+        return False
 
     async def _bond_values(self) -> dict[str, float]:
         """Value of each maker's fidelity bond (0 if absent or not verifiable on-chain)."""
@@ -375,12 +407,14 @@ class Taker:
         self.commitments.mark_used(podle.commitment)
         offers_by_nick = {c.counterparty: c.offer for c in chosen}
         self._fill_response = asyncio.get_running_loop().create_future()
-        t_fill = time.monotonic()
+        t_fill = self._t_fill = time.monotonic()
+        self._user_wait = 0.0
         await self.client.call("JMFill", amount=cj_amount, commitment=podle.fill_commitment(),
                                revelation=podle.serialize_revelation(),
                                filled_offers={n_: o.to_dict() for n_, o in offers_by_nick.items()})
         self.progress("fill", f"waiting for {len(nicks)} makers to answer",
                       makers_asked=len(nicks), seconds_left=cfg.maker_timeout_sec)
+        my_change = self._change_address(sweep)   # wallet work while the makers answer
         try:
             success, data = await asyncio.wait_for(self._fill_response,
                                                    cfg.maker_timeout_sec + 30)
@@ -407,8 +441,8 @@ class Taker:
         if len(verified) < cfg.minimum_makers:
             raise _RoundFailed(f"only {len(verified)} makers left after their funding "
                                f"transactions were fetched, at least {cfg.minimum_makers} needed")
-        plan, my_change = self._plan(cj_amount, my_coins, verified, offers_by_nick, feerate,
-                                     script_type, sweep, sweep_est)
+        plan = self._plan(cj_amount, my_coins, verified, offers_by_nick, feerate,
+                          script_type, sweep, sweep_est, my_change)
         tx = txbuild.build_coinjoin(plan, my_coins, prev_txs, self.network.get_local_height(),
                                     wallet=self.wallet, rng=self.rng)
         breakdown = self._breakdown(plan)
@@ -419,7 +453,8 @@ class Taker:
                 ok = await ok
             if not ok:
                 raise TakerError("the user declined the coinjoin before signing")
-            t_ioauth += time.monotonic() - t_confirm     # the user's time is not ours
+            self._user_wait = time.monotonic() - t_confirm
+            t_ioauth += self._user_wait                   # the user's time is not ours
         self.outcome.timings.setdefault("ioauth_to_tx", time.monotonic() - t_ioauth)
         await self._collect_sigs(tx, plan)
         # invariant 1: check_before_signing runs inside sign_our_inputs
@@ -578,17 +613,20 @@ class Taker:
                 return f"M6: address {addr} has an unsupported type"
         return None
 
+    def _change_address(self, sweep: bool) -> Optional[str]:
+        """Our change address for this round (None for a sweep)."""
+        if sweep:
+            return None
+        addrs = self.wallet.get_change_addresses_for_new_transaction(
+            allow_reusing_used_change_addrs=False) or [self.wallet.get_unused_address()]
+        return addrs[0]
+
     def _plan(self, cj_amount: int, my_coins: list, verified: dict[str, Any],
               offers: dict[str, Offer], feerate: int, script_type: str, sweep: bool,
-              sweep_est: Optional[int]):
+              sweep_est: Optional[int], my_change: Optional[str]):
         """Solve the amounts with the offers we FILLED (what each maker agreed to in ``!fill``
         and what its ``!ioauth`` was checked against), dropping makers whose data cannot be
         planned; _RoundFailed when too few remain."""
-        my_change = None
-        if not sweep:
-            addrs = self.wallet.get_change_addresses_for_new_transaction(
-                allow_reusing_used_change_addrs=False) or [self.wallet.get_unused_address()]
-            my_change = addrs[0]
         limits = self.cfg.limits
         makers = dict(verified)
         while True:
@@ -600,7 +638,7 @@ class Taker:
                     cj_amount=cj_amount, my_coins=my_coins, makers=mis,
                     my_cj_addr=self.cfg.destination, my_change_addr=my_change, feerate=feerate,
                     limits=limits, script_type=script_type, sweep=sweep,
-                    sweep_est_fee=sweep_est), my_change
+                    sweep_est_fee=sweep_est)
             except feemodel.DustMakerChange as exc:
                 culprit, why = exc.nick, "M7: maker change below dust"
             except txbuild.FeeLimitExceeded as exc:
@@ -667,6 +705,9 @@ class Taker:
                           f" of {sum(len(m.utxos) for m in plan.makers)} maker signatures",
                           seconds_left=round(deadline - time.monotonic(), 1))
         self.outcome.timings.setdefault("tx_to_sigs", time.monotonic() - t0)
+        if self._t_fill is not None:
+            self.outcome.timings.setdefault("fill_to_sigs", time.monotonic() - self._t_fill
+                                            - self._user_wait)
 
     async def _broadcast(self, tx: Any, plan: Any) -> None:
         txid = tx.txid()
@@ -698,12 +739,27 @@ class Taker:
         self.outcome.txid = txid
 
     async def _wait_seen(self, txid: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.wallet.adb.get_transaction(txid) is not None:
+        """True once the wallet has ``txid`` (its server reported it), False after ``timeout``.
+        Wakes on Electrum's ``adb_added_tx`` event, not on a timer."""
+        from electrum import util
+        seen = asyncio.Event()
+        adb = self.wallet.adb
+
+        def on_added(which: Any, tx_hash: str, *_: Any) -> None:
+            if which is adb and tx_hash == txid:
+                seen.set()
+        # Electrum keeps a weak reference: `on_added` lives in this frame until unregistered
+        util.register_callback(on_added, ["adb_added_tx"])
+        try:
+            if adb.get_transaction(txid) is not None:
                 return True
-            await asyncio.sleep(0.2)
-        return False
+            try:
+                await asyncio.wait_for(seen.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            return adb.get_transaction(txid) is not None
+        finally:
+            util.unregister_callback(on_added)
 
     def _record(self, plan: Any, tx: Any, breakdown: dict) -> None:
         o = self.outcome

@@ -42,27 +42,3 @@ def wait_utxo(electrum_node):
             time.sleep(0.05)
     return wait
 
-
-@pytest.fixture
-def record_requests(electrum_node, monkeypatch):
-    """``log = record_requests()``: the real network calls (tx, listunspent, merkle) still go to
-    the server; each appends ("start"|"end", kind) to ``log``, so tests can see which requests
-    were in flight together."""
-    def install() -> list:
-        log: list = []
-        network = electrum_node.network
-        for name, kind in (("get_transaction", "tx"), ("listunspent_for_scripthash", "listunspent"),
-                           ("get_merkle_for_transaction", "merkle")):
-            real = getattr(network, name)
-
-            def wrapper(*a, _real=real, _kind=kind, **kw):
-                async def call():
-                    log.append(("start", _kind))
-                    try:
-                        return await _real(*a, **kw)
-                    finally:
-                        log.append(("end", _kind))
-                return call()
-            monkeypatch.setattr(network, name, wrapper)
-        return log
-    return install

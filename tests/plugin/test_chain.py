@@ -232,29 +232,37 @@ def test_each_question_asked_once(chain, electrum_node, bitcoind, sync_tip):
     assert dict(chain.query_counts) == {"listunspent": 1}
 
 
-def test_script_hint_asks_tx_and_unspent_together(chain, electrum_node, funded, record_requests):
-    """With the right hint the unspent list is asked before the transaction has arrived (one
-    round trip saved); a wrong hint costs one extra listunspent and changes nothing else."""
+def test_script_hint_asks_tx_and_unspent_together(chain, electrum_node, funded):
+    """With the right hint the transaction and the unspent list leave in one batch (one padding
+    window instead of two), the proof in the next; a wrong hint costs one extra listunspent and
+    changes nothing else; without a hint the three requests go one after another."""
     txid, n, address, sats = funded
     script = address_to_script(address)
-    log = record_requests()
     info = electrum_node.run(chain.get_utxo(f"{txid}:{n}", script_hint=script))
     assert info.value == sats and info.unspent and info.confirmations >= 1
-    assert log.index(("start", "listunspent")) < log.index(("end", "tx"))
-    assert log.index(("start", "merkle")) > log.index(("end", "listunspent"))
+    assert list(chain.batch_log) == [("get_transaction", "listunspent"), ("get_merkle",)]
     assert dict(chain.query_counts) == {"get_transaction": 1, "listunspent": 1, "get_merkle": 1}
 
     other = ElectrumChain(electrum_node.network)
-    log.clear()
     wrong = bytes([0x00, 0x14]) + bytes(20)             # p2wpkh of nobody
     info2 = electrum_node.run(other.get_utxo(f"{txid}:{n}", script_hint=wrong))
     assert info2 == info
     assert dict(other.query_counts) == {"get_transaction": 1, "listunspent": 2, "get_merkle": 1}
 
     plain = ElectrumChain(electrum_node.network)
-    log.clear()
     assert electrum_node.run(plain.get_utxo(f"{txid}:{n}")) == info
-    assert log.index(("start", "listunspent")) > log.index(("end", "tx"))   # chained without it
+    assert list(plain.batch_log) == [("get_transaction",), ("listunspent",), ("get_merkle",)]
+
+
+def test_requests_of_one_moment_leave_as_one_batch(chain, electrum_node, funded):
+    """Lookups started together share their messages: three outpoints (one real, two unknown)
+    cost one batch of transactions; answers reach the right callers."""
+    txid, n, *_ = funded
+    ops = [f"{txid}:{n}", "cd" * 32 + ":1", "ef" * 32 + ":0"]
+    a, b, c = electrum_node.run(chain.get_utxos(ops))
+    assert a.outpoint == ops[0] and b is None and c is None
+    assert chain.batch_log[0] == ("get_transaction",) * 3
+    assert list(chain.batch_log)[1:] == [("listunspent",), ("get_merkle",)]
 
 
 def test_remembered_proof_is_reproved_after_a_reorg(chain, electrum_node, bitcoind, sync_tip):
