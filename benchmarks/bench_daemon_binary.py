@@ -3,14 +3,24 @@
 from the same commit are byte-identical.
 
     .venv/bin/python benchmarks/bench_daemon_binary.py [--runs 5] [--no-repro] [--drop-caches]
+                                                       [--onedir]
 
 * size: ``dist/jmdaemon`` (built or refreshed first, as ``make daemon-binary`` does);
 * start-to-ready: from ``exec`` to the first AMP answer on the port it prints (a one-file
   PyInstaller binary unpacks itself into a temp dir on every start); median/min/max of N fresh
-  processes, and ``python -m jmdaemon`` for comparison. ``--drop-caches`` (root) empties the page
-  cache before the first run, which is then reported separately as "first (cold cache)";
-* idle RSS: bootloader process + the Python child it runs, 3 s after ready, no clients;
+  processes, and ``python -m jmdaemon`` for comparison. Also the CPU time the daemon's processes
+  used up to that point (user + system, from /proc): wall time grows with the machine's load, CPU
+  time hardly. ``--drop-caches`` (root) empties the page cache before the first run, which is then
+  reported separately as "first (cold cache)";
+* unpacked: what the one-file binary writes to its ``_MEI*`` temp dir on every start (RAM where
+  /tmp is a tmpfs);
+* idle RSS: bootloader process + the Python child it runs, 3 s after ready, no clients
+  (benchmarks/bench_daemon_rss.py says what it is made of);
+* ``--onedir``: the same for the one-folder build (``build_daemon.py --onedir``): size on disk,
+  start-to-ready, RSS;
 * reproducibility: two fresh builds (no binary cache, separate output dirs) -> sha256 of each.
+
+Ends with one line of key=value figures.
 """
 from __future__ import annotations
 
@@ -31,6 +41,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from devstack.procmem import mapped_files, rss_kib, tree  # noqa: E402
 from electrum_joinmarket.link.daemon import ProbeResult, probe  # noqa: E402
 
 
@@ -41,25 +52,28 @@ def load_build():
     return mod
 
 
-def rss_kib(pid: int) -> int:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (0 if it is gone)."""
     try:
-        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        pass
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def unpacked_bytes(pids: list[int]) -> int:
+    """Size of the one-file binary's _MEI temp dir (0 if it has none)."""
+    for pid in pids:
+        for path in mapped_files(pid):
+            m = re.match(r"(.*/_MEI[^/]+)/", path)
+            if m:
+                return sum(f.stat().st_size for f in pathlib.Path(m.group(1)).rglob("*")
+                           if f.is_file() and not f.is_symlink())
     return 0
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    try:
-        for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
-            text = (task / "children").read_text().split()
-            out += [int(x) for x in text]
-    except OSError:
-        pass
-    return out
+def dir_bytes(path: pathlib.Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def start_and_measure(argv: list[str], measure_rss: bool, env=None) -> dict:
@@ -84,12 +98,14 @@ def start_and_measure(argv: list[str], measure_rss: bool, env=None) -> dict:
                 await asyncio.sleep(0.01)
         asyncio.run(wait_amp())
         t_ready = time.monotonic() - t0
-        res = {"listening_s": t_line, "ready_s": t_ready}
+        pids = tree(proc.pid)
+        res = {"listening_s": t_line, "ready_s": t_ready, "cpu_s": sum(cpu_s(p) for p in pids)}
         if measure_rss:
+            res["unpacked_bytes"] = unpacked_bytes(pids)
             time.sleep(3)
-            kids = children(proc.pid)
+            pids = tree(proc.pid)
             res["rss_parent_kib"] = rss_kib(proc.pid)
-            res["rss_children_kib"] = sum(rss_kib(k) for k in kids)
+            res["rss_children_kib"] = sum(rss_kib(k) for k in pids[1:])
             res["rss_total_kib"] = res["rss_parent_kib"] + res["rss_children_kib"]
         return res
     finally:
@@ -106,11 +122,23 @@ def sha256(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def series(argv: list[str], runs: int, env=None) -> dict:
+    """``runs`` fresh starts of ``argv``: start-to-ready and CPU medians, RSS and unpacked size
+    of the first."""
+    rs = [start_and_measure(argv, measure_rss=(i == 0), env=env) for i in range(runs)]
+    ready = [r["ready_s"] for r in rs]
+    return {"ready_median_s": statistics.median(ready), "ready_min_s": min(ready),
+            "ready_max_s": max(ready), "cpu_median_s": statistics.median(r["cpu_s"] for r in rs),
+            "rss_parent_kib": rs[0]["rss_parent_kib"], "rss_child_kib": rs[0]["rss_children_kib"],
+            "rss_total_kib": rs[0]["rss_total_kib"], "unpacked_bytes": rs[0]["unpacked_bytes"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-repro", action="store_true", help="skip the two fresh builds")
     ap.add_argument("--drop-caches", action="store_true", help="drop the page cache before run 1 (root)")
+    ap.add_argument("--onedir", action="store_true", help="also build and measure the one-folder build")
     args = ap.parse_args()
     build = load_build()
     binary = build.build(ROOT / "dist")
@@ -128,18 +156,14 @@ def main() -> None:
             first = start_and_measure([str(binary)], measure_rss=False)["ready_s"]
         except OSError as exc:
             print(f"(could not drop caches: {exc})", file=sys.stderr)
-    runs = [start_and_measure([str(binary)], measure_rss=(i == 0)) for i in range(args.runs)]
-    ready = [r["ready_s"] for r in runs]
-    result.update({"ready_median_s": statistics.median(ready), "ready_min_s": min(ready),
-                   "ready_max_s": max(ready), "ready_first_cold_cache_s": first,
-                   "rss_parent_kib": runs[0]["rss_parent_kib"],
-                   "rss_child_kib": runs[0]["rss_children_kib"],
-                   "rss_total_kib": runs[0]["rss_total_kib"]})
+    result["ready_first_cold_cache_s"] = first
+    result["onefile"] = series([str(binary)], args.runs)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    py = [start_and_measure([sys.executable, "-m", "jmdaemon"], measure_rss=(i == 0), env=env)
-          for i in range(max(1, args.runs // 2))]
-    result["python_m_jmdaemon_ready_median_s"] = statistics.median(r["ready_s"] for r in py)
-    result["python_m_jmdaemon_rss_kib"] = py[0]["rss_total_kib"]
+    result["python_m"] = series([sys.executable, "-m", "jmdaemon"], max(1, args.runs // 2), env=env)
+    if args.onedir:
+        onedir_exe = build.build_onedir(ROOT / "dist")
+        result["onedir"] = series([str(onedir_exe)], args.runs)
+        result["onedir"]["disk_bytes"] = dir_bytes(onedir_exe.parent)
 
     if not args.no_repro:
         hashes = []
@@ -154,24 +178,47 @@ def main() -> None:
         result["repro_matches_dist"] = hashes[0]["sha256"] == result["sha256"]
 
     mib = result["size_bytes"] / 2**20
+    one, pym = result["onefile"], result["python_m"]
     print(f"jmdaemon binary       {result['size_bytes']} bytes ({mib:.1f} MiB), sha256 {result['sha256']}")
     print(f"  commit {result['commit'][:12]}{' (+ uncommitted changes)' if result['sources_dirty'] else ''}, "
           f"PyInstaller {result['pyinstaller']}, Python {result['python'].split()[0]}")
+    print(f"  unpacked on start   {one['unpacked_bytes'] / 2**20:.1f} MiB into /tmp/_MEI*")
     if first is not None:
         print(f"start-to-ready        first (cold page cache) {first:.3f} s")
-    print(f"start-to-ready        median {result['ready_median_s']:.3f} s "
-          f"(min {result['ready_min_s']:.3f}, max {result['ready_max_s']:.3f}, {args.runs} runs)")
-    print(f"  python -m jmdaemon  median {result['python_m_jmdaemon_ready_median_s']:.3f} s")
-    print(f"idle RSS              {result['rss_total_kib'] / 1024:.1f} MiB "
-          f"(bootloader {result['rss_parent_kib'] / 1024:.1f} + "
-          f"python {result['rss_child_kib'] / 1024:.1f}); "
-          f"python -m jmdaemon {result['python_m_jmdaemon_rss_kib'] / 1024:.1f} MiB")
+
+    def line(name, r):
+        print(f"{name:<22}median {r['ready_median_s']:.3f} s (min {r['ready_min_s']:.3f}, max "
+              f"{r['ready_max_s']:.3f}); CPU {r['cpu_median_s']:.2f} s; idle RSS "
+              f"{r['rss_total_kib'] / 1024:.1f} MiB" +
+              (f" (bootloader {r['rss_parent_kib'] / 1024:.1f} + python {r['rss_child_kib'] / 1024:.1f})"
+               if r["rss_child_kib"] else ""))
+    print(f"start-to-ready ({args.runs} runs each)")
+    line("  one-file binary", one)
+    line("  python -m jmdaemon", pym)
+    if "onedir" in result:
+        line("  one-folder build", result["onedir"])
+        print(f"  one-folder on disk  {result['onedir']['disk_bytes'] / 2**20:.1f} MiB "
+              f"(dist/jmdaemon-onedir), nothing unpacked on start")
     if "repro_builds" in result:
         a, b = result["repro_builds"]
         print(f"reproducible          {'YES' if result['repro_identical'] else 'NO'}: "
               f"build 1 {a['sha256']} ({a['build_s']} s), build 2 {b['sha256']} ({b['build_s']} s)"
               f"{'' if result['repro_matches_dist'] else '  (differs from dist/jmdaemon)'}")
     print("RESULT " + json.dumps(result))
+    kv = {"size_bytes": result["size_bytes"], "ready_median_s": round(one["ready_median_s"], 3),
+          "ready_cpu_s": round(one["cpu_median_s"], 2),
+          "rss_mib": round(one["rss_total_kib"] / 1024, 1),
+          "unpacked_mib": round(one["unpacked_bytes"] / 2**20, 1),
+          "python_m_ready_median_s": round(pym["ready_median_s"], 3),
+          "python_m_rss_mib": round(pym["rss_total_kib"] / 1024, 1)}
+    if "onedir" in result:
+        od = result["onedir"]
+        kv.update(onedir_disk_mib=round(od["disk_bytes"] / 2**20, 1),
+                  onedir_ready_median_s=round(od["ready_median_s"], 3),
+                  onedir_rss_mib=round(od["rss_total_kib"] / 1024, 1))
+    if "repro_builds" in result:
+        kv["reproducible"] = "yes" if result["repro_identical"] else "no"
+    print(" ".join(f"{k}={v}" for k, v in kv.items()))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build ``dist/jmdaemon``: the keyless daemon as one PyInstaller executable.
 
-    python packaging/build_daemon.py [--force] [--out DIR] [--check] [--no-cache]
+    python packaging/build_daemon.py [--force] [--out DIR] [--check] [--no-cache] [--onedir]
     make daemon-binary
 
 As reproducible as PyInstaller allows:
@@ -14,7 +14,11 @@ As reproducible as PyInstaller allows:
   binary);
 * ``PYTHONHASHSEED=0`` (set/frozenset order in marshalled code), ``SOURCE_DATE_EPOCH`` = the
   commit time of HEAD (``git log -1 --format=%ct``), fixed work paths, ``TZ=UTC``, ``LC_ALL=C``,
-  no UPX, no strip.
+  no UPX; binaries stripped (``strip`` is deterministic).
+
+``--onedir`` builds the one-folder alternative into ``<out>/jmdaemon-onedir/`` (always fresh, not
+cached; for the measurements in packaging/README.md): nothing is unpacked at start, but it is a
+folder, not one file.
 
 Caching: the *inputs hash* (sha256 over every input file, the pins and the base Python) keys
 a copy of each finished binary under the cache dir, so a fresh checkout with a warm cache gets
@@ -156,23 +160,41 @@ def stage_sources(dest: pathlib.Path, epoch: int) -> None:
         os.utime(target, (epoch, epoch))
 
 
-def pyinstaller_build(cache: pathlib.Path, venv: pathlib.Path, epoch: int) -> pathlib.Path:
-    src, work, dist = cache / "src", cache / "work", cache / "dist"
+def pyinstaller_build(cache: pathlib.Path, venv: pathlib.Path, epoch: int,
+                      onedir: bool = False) -> pathlib.Path:
+    suffix = "-onedir" if onedir else ""
+    src, work, dist = cache / "src", cache / ("work" + suffix), cache / ("dist" + suffix)
     stage_sources(src, epoch)
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(dist, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYI"))}
     env.update(PYTHONHASHSEED="0", SOURCE_DATE_EPOCH=str(epoch), TZ="UTC", LC_ALL="C.UTF-8",
                EJM_SRC=str(src), PYTHONDONTWRITEBYTECODE="1",
-               PYINSTALLER_CONFIG_DIR=str(cache / "pyi-config"))
+               PYINSTALLER_CONFIG_DIR=str(cache / "pyi-config"), EJM_ONEDIR="1" if onedir else "0")
     cmd = [str(venv / "bin" / "pyinstaller"), "--noconfirm", "--clean", "--log-level", "WARN",
            "--distpath", str(dist), "--workpath", str(work), str(SPEC)]
     log("running PyInstaller (PYTHONHASHSEED=0, SOURCE_DATE_EPOCH=%d)" % epoch)
     r = subprocess.run(cmd, env=env, cwd=str(cache), capture_output=True, text=True)
-    if r.returncode != 0 or not (dist / NAME).is_file():
+    built = dist / NAME / NAME if onedir else dist / NAME
+    if r.returncode != 0 or not built.is_file():
         sys.stderr.write(r.stdout[-4000:] + r.stderr[-8000:])
         raise SystemExit("[daemon-binary] PyInstaller failed")
-    return dist / NAME
+    return built
+
+
+def build_onedir(out: pathlib.Path, python: str | None = None) -> pathlib.Path:
+    """The one-folder build, fresh, copied to ``out/jmdaemon-onedir/``; returns its executable."""
+    cache = cache_dir()
+    py, py_version = base_python(python)
+    with locked(cache / "build.lock"):
+        venv = ensure_venv(cache, py, py_version)
+        built = pyinstaller_build(cache, venv, source_date_epoch(), onedir=True)
+        target = out / (NAME + "-onedir")
+        shutil.rmtree(target, ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(built.parent, target, symlinks=True)
+    log(f"{target}: one-folder build")
+    return target / NAME
 
 
 def build(out: pathlib.Path, *, force: bool = False, use_cache: bool = True,
@@ -282,12 +304,17 @@ def main(argv=None) -> int:
     ap.add_argument("--python", help="base interpreter for the build venv")
     ap.add_argument("--check", action="store_true", help="only report: exit 0 fresh, 3 stale")
     ap.add_argument("--toc", metavar="BINARY", help="print the binary's table of contents (JSON)")
+    ap.add_argument("--onedir", action="store_true",
+                    help="build the one-folder alternative into <out>/jmdaemon-onedir/ instead")
     args = ap.parse_args(argv)
     if args.toc:
         json.dump(table_of_contents(pathlib.Path(args.toc), args.python), sys.stdout, indent=1)
         print()
         return 0
     out = pathlib.Path(args.out).resolve()
+    if args.onedir:
+        build_onedir(out, args.python)
+        return 0
     if args.check:
         stale = is_stale(out, args.python)
         log(f"{out / NAME}: {'stale' if stale else 'up to date'}")

@@ -1,6 +1,13 @@
 """The frozen jmdaemon binary: version, AMP handshake and a full coinjoin conversation over a real
 IRC server (the same conversation tests/daemon runs with ``python -m jmdaemon``), clean SIGTERM
-shutdown, and a table of contents free of bitcoin-key code."""
+shutdown, and a table of contents free of bitcoin-key code.
+
+Every daemon path runs on the binary too, because the spec leaves out modules no path loads
+(``NEVER_LOADED`` in packaging/jmdaemon.spec): a module a path needs and the binary lacks shows up
+as a traceback in the daemon's log. Paths: idle, IRC, IRC over TLS, AMP over TLS (--ssl-cert),
+directory mode and the onion channel (test mode), and Tor — txtorcon on the control port of an
+offline tor (``DisableNetwork 1``: it creates the onion service's keys, never reaches any network)
+and IRC through its SOCKS port with TLS inside."""
 from __future__ import annotations
 
 import base64
@@ -12,7 +19,7 @@ import time
 
 import pytest
 
-from devstack.daemons import Proc, TestClient, run
+from devstack.daemons import _STARTED, Proc, TestClient, run
 from tests.daemon.conversation import COMMITMENT_HEX, REVELATION, SIGNED_TX, UNSIGNED_TX, full_conversation
 
 from .conftest import load_packaging_module
@@ -20,16 +27,23 @@ from .conftest import load_packaging_module
 pytestmark = pytest.mark.e2e
 
 
-def start_binary(binary: pathlib.Path, workdir: pathlib.Path, name: str, extra=(), timeout=30.0) -> Proc:
-    """Like devstack.daemons.start_daemon, but the frozen binary (no Python, no PYTHONPATH)."""
+def start_binary(binary: pathlib.Path, workdir: pathlib.Path, name: str, extra=(), timeout=30.0,
+                 ready=r"listening on 127\.0\.0\.1:(\d+)", args=None) -> Proc:
+    """Like devstack.daemons.start_daemon, but the frozen binary (no Python, no PYTHONPATH).
+    ``ready``: the stdout line that says it is up (group 1: its port; None: do not wait)."""
     d = workdir / name
     d.mkdir(parents=True, exist_ok=True)
     logpath = d / "stderr.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.Popen([str(binary), "--port", "0", "--datadir", str(d), "--loglevel", "DEBUG",
-                             *extra], stdout=subprocess.PIPE, stderr=open(logpath, "ab"),
+    if args is None:
+        args = ["--port", "0", "--datadir", str(d)]
+    proc = subprocess.Popen([str(binary), *args, "--loglevel", "DEBUG", *extra],
+                            stdout=subprocess.PIPE, stderr=open(logpath, "ab"),
                             stdin=subprocess.DEVNULL, cwd=str(d), env=env, text=True)
     assert proc.stdout is not None
+    _STARTED.append(proc)
+    if ready is None:
+        return Proc(proc, 0, logpath)
     deadline = time.monotonic() + timeout
     line = ""
     while time.monotonic() < deadline:
@@ -38,13 +52,29 @@ def start_binary(binary: pathlib.Path, workdir: pathlib.Path, name: str, extra=(
             if proc.poll() is not None:
                 break
             continue
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        m = re.search(ready, line)
         if m:
             from jmcore import linkauth
-            linkauth.remember_cookie("127.0.0.1", int(m.group(1)), linkauth.cookie_file(str(d)))
-            return Proc(proc, int(m.group(1)), logpath, {"datadir": str(d)})
+            cookie = linkauth.cookie_file(str(d))
+            linkauth.remember_cookie("127.0.0.1", int(m.group(1)), cookie)
+            return Proc(proc, int(m.group(1)), logpath, {"datadir": str(d), "cookie": cookie})
     proc.kill()
     raise RuntimeError(f"{name} did not start: {line!r}\n{logpath.read_text()}")
+
+
+def start_binary_directory(binary: pathlib.Path, workdir: pathlib.Path, name="directory",
+                           extra=("--onion-test-mode",)) -> Proc:
+    return start_binary(binary, workdir, name, args=[
+        "--directory-node", "--directory-port", "0", "--network", "regtest",
+        "--datadir", str(workdir / name)], extra=extra,
+        ready=r"directory \S+ at 127\.0\.0\.1:(\d+)")
+
+
+def stopped_cleanly(*procs: Proc) -> None:
+    rcs = [p.stop(timeout=20) for p in procs]
+    assert rcs == [0] * len(procs), [p.log()[-3000:] for p in procs]
+    for p in procs:
+        assert "Traceback" not in p.log(), p.log()[-5000:]
 
 
 def irc_config(ircd):
@@ -129,3 +159,159 @@ def test_binary_contains_no_key_code(daemon_binary):
     assert not (top_files & FORBIDDEN_PACKAGES), sorted(top_files & FORBIDDEN_PACKAGES)
     bad_files = [f for f in files if re.search(r"secp256k1|electrum", f, re.I)]
     assert bad_files == []
+
+
+# ---------------------------------------------------------------------------------------------
+# every daemon path on the binary (see the module docstring)
+
+from tests.daemon.test_irc_tls import tls_ircd  # noqa: E402,F401  (fixture)
+from tests.daemon.test_conversation_onion import onion_config  # noqa: E402
+
+
+def test_binary_irc_over_tls(daemon_binary, tls_ircd, tmp_path):
+    p = start_binary(daemon_binary, tmp_path, "tls-irc")
+    cfg = irc_config(tls_ircd)
+    cfg[0]["usessl"] = "true"
+
+    async def main():
+        c = await TestClient("c").connect(p.port)
+        try:
+            await c.init(cfg)                           # JMUp: joined the channel over TLS
+        finally:
+            c.close()
+    run(main(), timeout=90)
+    assert "(TLS)" in p.log()
+    stopped_cleanly(p)
+
+
+def test_binary_amp_over_tls(daemon_binary, tmp_path):
+    import asyncio
+    import ssl
+    from jmcore import amp as jamp
+    from jmcore import linkauth
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                        "/CN=localhost", "-days", "1", "-keyout", str(key), "-out", str(cert)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("openssl CLI not available")
+    p = start_binary(daemon_binary, tmp_path, "tls-amp", extra=["--ssl-cert", str(cert),
+                                                                 "--ssl-key", str(key)])
+
+    async def main():
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        c = TestClient("c")
+        c.cond = asyncio.Condition()
+        c.proto = await jamp.connect("127.0.0.1", p.port, c._responders(), ssl=ctx,
+                                     commands=linkauth.LINK_COMMANDS)
+        try:
+            await linkauth.authenticate(c.proto, linkauth.read_cookie(p.extra["cookie"]))
+            assert (await c.call("JMRequestOffers")) == {"accepted": True}
+            await c.wait_for("JMOffers")
+        finally:
+            c.close()
+    run(main(), timeout=60)
+    assert "(TLS)" in p.log()
+    stopped_cleanly(p)
+
+
+def test_binary_onion_conversation_via_binary_directory(daemon_binary, tmp_path):
+    d = start_binary_directory(daemon_binary, tmp_path)
+    t = start_binary(daemon_binary, tmp_path, "taker")
+    m = start_binary(daemon_binary, tmp_path, "maker")
+
+    async def main():
+        taker = await TestClient("taker").connect(t.port)
+        maker = await TestClient("maker").connect(m.port)
+        try:
+            await full_conversation(taker, maker, onion_config(d), onion_config(d, serving=True),
+                                    hostid_check="onion-network")
+        finally:
+            taker.close()
+            maker.close()
+    run(main())
+    stopped_cleanly(t, m, d)
+
+
+@pytest.fixture
+def offline_tor(tmp_path):
+    """A tor with ``DisableNetwork 1`` (it never connects anywhere): a control port that creates
+    onion services (keys and hostname, no descriptor upload) and a SOCKS port that refuses."""
+    import shutil
+    from devstack.procs import free_port, wait_for
+    tor = shutil.which("tor") or ("/usr/sbin/tor" if os.path.exists("/usr/sbin/tor") else None)
+    if tor is None:
+        pytest.skip("tor is not installed")
+    d = tmp_path / "tor"
+    (d / "data").mkdir(parents=True)
+    os.chmod(d / "data", 0o700)
+    control, socks = free_port(), free_port()
+    (d / "torrc").write_text(
+        f"DataDirectory {d / 'data'}\nControlPort 127.0.0.1:{control}\nSocksPort 127.0.0.1:{socks}\n"
+        f"DisableNetwork 1\nCookieAuthentication 0\nLog notice file {d / 'tor.log'}\n"
+        "RunAsDaemon 0\nAvoidDiskWrites 1\n")
+    proc = subprocess.Popen([tor, "-f", str(d / "torrc")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (d / "tor.log").exists() and "Opened Control listener" in
+                 (d / "tor.log").read_text(), 30, "offline tor control port")
+
+        class Tor:
+            control_port, socks_port, log = control, socks, d / "tor.log"
+        yield Tor
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_binary_tor_control_and_socks(daemon_binary, offline_tor, tmp_path):
+    """txtorcon in the binary: the directory node creates its onion service through the control
+    port (tor writes the service's hostname; the descriptor upload that would follow needs a
+    network, which this tor has not); an IRC channel over Tor's SOCKS port with TLS inside tries
+    and fails cleanly (no network)."""
+    hs = tmp_path / "hs"
+    d = start_binary(daemon_binary, tmp_path, "directory", ready=None, args=[
+        "--directory-node", "--directory-port", "0", "--network", "regtest", "--datadir",
+        str(tmp_path / "directory"), "--hidden-service-dir", str(hs), "--tor-control",
+        "127.0.0.1:%d" % offline_tor.control_port])
+    from devstack.procs import wait_for
+    wait_for(lambda: (hs / "hostname").exists(), 60, "the onion service's hostname from tor",
+             proc=d.proc, log=d.logpath)
+    assert re.fullmatch(r"[a-z2-7]{56}\.onion\s*", (hs / "hostname").read_text())
+
+    p = start_binary(daemon_binary, tmp_path, "socks")
+    cfg = [{"type": "irc", "host": "irc.example.invalid", "port": 6697, "channel": "joinmarket-pit",
+            "usessl": "true", "socks5": "true", "socks5_host": "127.0.0.1",
+            "socks5_port": offline_tor.socks_port}]
+
+    async def main():
+        import asyncio
+        c = await TestClient("c").connect(p.port)
+        try:
+            assert (await c.call("JMInit", bcsource="regtest", network="regtest", chan_configs=cfg,
+                                 minmakers=1, maker_timeout_sec=20, dust_threshold=27300,
+                                 blacklist_location="cmtdata/commitmentlist")) == {"accepted": True}
+            await c.wait_for("JMInitProto")
+            assert (await c.call("JMStartMC", nick=c.nick)) == {"accepted": True}
+            await asyncio.sleep(3)                      # a few SOCKS attempts, all refused by tor
+        finally:
+            c.close()
+    run(main(), timeout=60)
+    assert "via SOCKS5" in p.log()
+    stopped_cleanly(p, d)
+
+
+def test_binary_idle_maps_no_tls_nacl_or_tor(daemon_binary, tmp_path):
+    """The binary carries pyOpenSSL, cryptography, pynacl and txtorcon, and an idle one loads
+    none of them (jmdaemon/tls.py, crypto.py)."""
+    from tests.daemon.test_lean import NACL_LIBS, TLS_LIBS, mapped
+    p = start_binary(daemon_binary, tmp_path, "idle")
+    time.sleep(0.5)
+    assert mapped(p.proc.pid, ("libpython",)), "the Python child's maps are not visible"
+    assert mapped(p.proc.pid, TLS_LIBS + NACL_LIBS) == []
+    stopped_cleanly(p)
