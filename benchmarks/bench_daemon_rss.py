@@ -123,6 +123,7 @@ print(json.dumps(out))
 
 
 def wait_ready(proc: subprocess.Popen) -> int:
+    assert proc.stdout is not None
     while True:
         line = proc.stdout.readline()
         if not line:
@@ -244,7 +245,7 @@ def main() -> None:
     print("\nby import step (python -m jmdaemon's imports in a fresh interpreter; MiB)")
     prev = 0
     figures = {}
-    for (key, what, _), s in zip(STEPS, steps):
+    for (key, what, _), s in zip(STEPS, steps, strict=True):
         rss = s["rss"]["VmRSS"]
         delta = (rss - prev) / MIB
         prev = rss

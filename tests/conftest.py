@@ -77,6 +77,33 @@ def ircd(stack_dir):
     server.stop()
 
 
+@pytest.fixture
+def tls_ircd(tmp_path):
+    """An ngircd of its own with a TLS port and a self-signed certificate (skips without the
+    openssl CLI)."""
+    from devstack.ircd import start_ircd
+    d = tmp_path / "ircd"
+    d.mkdir()
+    d.chmod(0o755)
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                        "/CN=irc.tls.local", "-days", "1", "-keyout", str(d / "key.pem"),
+                        "-out", str(d / "cert.pem")], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("openssl CLI not available")
+    for f in ("key.pem", "cert.pem"):
+        (d / f).chmod(0o644)
+    try:
+        ircd = start_ircd(d, tls_cert=d / "cert.pem", tls_key=d / "key.pem")
+    except Exception as exc:
+        pytest.skip("ngircd TLS did not start: %s" % exc)
+
+    class S:
+        host = "127.0.0.1"
+        port = ircd.tls_port
+    yield S
+    ircd.stop()
+
+
 _wallet_names = itertools.count()
 
 

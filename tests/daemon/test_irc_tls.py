@@ -1,38 +1,10 @@
 """IRC over TLS: our own ngircd with an [SSL] port and a self-signed certificate; two daemons hold
-the full conversation over it (the Ref client does not verify IRC certificates either)."""
-import subprocess
-
-import pytest
-
+the full conversation over it (the Ref client does not verify IRC certificates either). The
+``tls_ircd`` fixture is in tests/conftest.py (the binary's tests use it too)."""
 from devstack.daemons import TestClient, run, start_daemon
-from devstack.ircd import start_ircd
 
 from .conversation import full_conversation
 from .test_conversation_irc import irc_config
-
-
-@pytest.fixture
-def tls_ircd(tmp_path):
-    d = tmp_path / "ircd"
-    d.mkdir()
-    d.chmod(0o755)
-    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
-                        "/CN=irc.tls.local", "-days", "1", "-keyout", str(d / "key.pem"),
-                        "-out", str(d / "cert.pem")], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip("openssl CLI not available")
-    for f in ("key.pem", "cert.pem"):
-        (d / f).chmod(0o644)
-    try:
-        ircd = start_ircd(d, tls_cert=d / "cert.pem", tls_key=d / "key.pem")
-    except Exception as exc:
-        pytest.skip("ngircd TLS did not start: %s" % exc)
-
-    class S:
-        host = "127.0.0.1"
-        port = ircd.tls_port
-    yield S
-    ircd.stop()
 
 
 def test_irc_over_tls_full_conversation(tls_ircd, tmp_path):
