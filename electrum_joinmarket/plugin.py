@@ -34,6 +34,7 @@ from electrum.simple_config import ConfigVar, SimpleConfig
 from jmcore.constants import DEFAULT_DAEMON_PORT
 
 from electrum_joinmarket.protocol.commitments import CommitmentStore
+from electrum_joinmarket.stages import Role, SessionState
 from electrum_joinmarket.market.limits import FeeLimitError, FeeLimits, FeeLimitsUnset, parse_fee_limits
 from electrum_joinmarket.market.orders import BONDLESS_MAKERS_ALLOWANCE, CHOOSERS, DEFAULT_CHOOSER
 
@@ -92,7 +93,9 @@ class WalletSession:
 
     ``storage`` is the wallet's plugin storage (persisted in the wallet file); ``commitments`` the
     PoDLE commitment store over it, saving the wallet DB on every change.  ``role``/``state``
-    are filled in by the taker/maker when they run (None/"idle" otherwise).
+    are set by the runner while a taker or maker runs (:class:`~electrum_joinmarket.stages.Role`,
+    :class:`~electrum_joinmarket.stages.SessionState` or the taker's last
+    :class:`~electrum_joinmarket.stages.TakerStage`; None/``idle`` otherwise).
     """
 
     def __init__(self, plugin: "JoinMarketPlugin", wallet: "Abstract_Wallet"):
@@ -102,9 +105,8 @@ class WalletSession:
         self.commitments = CommitmentStore(self.storage, on_change=self._save)
         from electrum_joinmarket.taker.taker import release_stale_freezes
         release_stale_freezes(wallet, self.storage)   # invariant 2 across a crash
-        self.role: Optional[str] = None          # "taker" | "maker" while running
-        self.state: str = "idle"
-        self.daemon_link: Any = None             # set by the daemon link when connected
+        self.role: Optional[Role] = None
+        self.state: str = SessionState.IDLE      # a SessionState or the taker's TakerStage
         self.taker: Any = None                   # the running Taker, if any
         self.maker: Any = None                   # the running Maker, if any
         self.task: Any = None                    # asyncio task of a running coinjoin
@@ -118,6 +120,21 @@ class WalletSession:
     def wallet_name(self) -> str:
         return self.wallet.basename()
 
+    @property
+    def daemon_client(self) -> Any:
+        """The AMP connection to jmdaemon of what this session runs (taker or maker), if any."""
+        for running in (self.taker, self.maker):
+            client = getattr(running, "client", None)
+            if client is not None:
+                return client
+        return None
+
+    @property
+    def daemon_connected(self) -> bool:
+        """True while this session's taker or maker holds an open connection to the daemon."""
+        client = self.daemon_client
+        return client is not None and client.connected
+
     def status(self) -> dict:
         """A JSON-able summary (no secrets, no network)."""
         return {
@@ -125,7 +142,7 @@ class WalletSession:
             "txin_type": getattr(self.wallet, "txin_type", None),
             "role": self.role,
             "state": self.state,
-            "daemon_connected": self.daemon_link is not None,
+            "daemon_connected": self.daemon_connected,
             "used_commitments": len(self.commitments.used()),
             "progress": self.last_progress,
             "maker": self.maker.status() if self.maker is not None else None,
@@ -134,7 +151,6 @@ class WalletSession:
     def close(self) -> None:
         """Forget the session (the wallet's stored data stays in the wallet file)."""
         self.closed = True
-        self.daemon_link = None
 
 
 class JoinMarketPlugin(BasePlugin):

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from jmcore.channels import ChannelConfigError, ChannelSettings, build_chan_configs
 
+from electrum_joinmarket.errors import Failure, UserError
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.link.daemon import DaemonLink
 from electrum_joinmarket.link.tor import TorResolution, resolve_tor
 from electrum_joinmarket.market.limits import FeeLimits
+from electrum_joinmarket.stages import Role, SessionState
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,7 +34,7 @@ HISTORY_KEY = "taker_history"
 HISTORY_LIMIT = 500
 
 
-class RunnerError(Exception):
+class RunnerError(UserError):
     """A request the user can fix (busy wallet, bad setting, no daemon): message says how."""
 
 
@@ -59,7 +61,7 @@ class Runner:
             self.link = DaemonLink.from_config(self.plugin.config)
         state = await self.link.ensure()
         if not state.usable:
-            raise RunnerError(state.text)
+            raise RunnerError(state.text, failure=Failure.DAEMON)
         return self.link.address
 
     def channel_settings(self) -> ChannelSettings:
@@ -89,7 +91,7 @@ class Runner:
         if settings.needs_tor(net) and not explicit:
             self.last_tor = await resolve_tor(settings, network)
             if not self.last_tor.ok:
-                raise RunnerError(self.last_tor.message)
+                raise RunnerError(self.last_tor.message, failure=Failure.DAEMON)
             tor = self.last_tor.endpoints
         try:
             return build_chan_configs(settings, net, role=role, tor=tor)
@@ -134,7 +136,7 @@ class Runner:
             raise RunnerError(f"this wallet is busy ({session.role} running); stop it first")
         host, port = await self.daemon_address()
         chan_configs = await self.channel_configs("TAKER", wallet.network)
-        session.role, session.state = "taker", "starting"
+        session.role, session.state = Role.TAKER, SessionState.STARTING
 
         def on_progress(event: dict) -> None:
             session.state = event.get("stage", session.state)
@@ -150,7 +152,7 @@ class Runner:
             outcome = await taker.run()
         finally:
             session.role, session.taker = None, None
-            session.state = "idle"
+            session.state = SessionState.IDLE
         self._record(session, config, outcome)
         return outcome
 
@@ -180,7 +182,8 @@ class Runner:
         return asyncio.run_coroutine_threadsafe(run(), get_asyncio_loop())
 
     def _record(self, session: "WalletSession", config: TakerConfig, outcome: TakerOutcome) -> None:
-        entry = {"time": time.time(), "status": outcome.status, "message": outcome.message,
+        entry = {"time": time.time(), "status": str(outcome.status), "message": outcome.message,
+                 "failure": None if outcome.failure is None else str(outcome.failure),
                  "txid": outcome.txid, "cj_amount": outcome.cj_amount,
                  "destination": config.destination, "makers": outcome.makers,
                  "maker_fees": outcome.maker_fees, "miner_fee": outcome.miner_fee,
@@ -237,13 +240,13 @@ class Runner:
         chan_configs = await self.channel_configs("MAKER", wallet.network)
         maker = Maker(wallet, MakerSettings(**settings), password=password,
                       storage=session.storage, electrum_network=wallet.network)
-        session.role, session.state = "maker", "starting"
+        session.role, session.state = Role.MAKER, SessionState.STARTING
         try:
             await maker.start(host, port, chan_configs, network=jm_network_name())
         except BaseException:
-            session.role, session.state = None, "idle"
+            session.role, session.state = None, SessionState.IDLE
             raise
-        session.maker, session.state = maker, "running"
+        session.maker, session.state = maker, SessionState.RUNNING
         return maker.status()
 
     def stop_maker(self, wallet: Any) -> bool:
@@ -252,7 +255,7 @@ class Runner:
         if maker is None:
             return False
         maker.stop()
-        session.maker, session.role, session.state = None, None, "idle"
+        session.maker, session.role, session.state = None, None, SessionState.IDLE
         return True
 
     async def stop(self) -> None:

@@ -40,6 +40,7 @@ class TakerStage(StrEnum):
     """The stages a taker reports to its ``progress`` callback, in order of a run."""
     CONNECT = "connect"
     CONNECTED = "connected"
+    CHANNELS = "channels"                # the daemon's report on its message channels
     RETRY = "retry"                      # a further round with replacement makers
     ORDERBOOK = "orderbook"
     CHOSEN = "chosen"
@@ -47,6 +48,7 @@ class TakerStage(StrEnum):
     MAKER_REJECTED = "maker-rejected"    # one maker's !ioauth failed a check (case id in the event)
     MAKER_UNCHECKED = "maker-unchecked"  # the chain could not check a maker: neither used nor blamed
     IOAUTH = "ioauth"
+    BUILT = "built"                      # the transaction exists (txid known), !tx not sent yet
     TX = "tx"
     SIGS = "sigs"
     BROADCAST = "broadcast"

@@ -56,6 +56,7 @@ from electrum.verifier import MerkleVerificationFailure, verify_tx_is_in_block
 
 from electrum_joinmarket.protocol.podle import PoDLEParseError, parse_utxo_str
 from electrum_joinmarket.chain.utxo import UtxoInfo
+from electrum_joinmarket.errors import Failure, JoinMarketError
 
 __all__ = [
     "ChainError", "BadOutpoint", "TxNotFound", "ChainProofError", "ChainUnavailable",
@@ -68,8 +69,10 @@ _TXID_RE = re.compile(r"[0-9a-fA-F]{64}\Z")
 MAX_MERKLE_BRANCH = 30  # Electrum's own bound (verify_tx_is_in_block)
 
 
-class ChainError(Exception):
+class ChainError(JoinMarketError):
     """Base class: the chain question could not be answered with a checked answer."""
+
+    failure = Failure.CHAIN
 
 
 class BadOutpoint(ChainError, ValueError):

@@ -4,7 +4,7 @@
   sats and percent for the amount the user entered, miner-fee contribution, fidelity-bond value.
 * :func:`bond_values` values the fidelity bonds of that orderbook on-chain (as the taker does).
 * :func:`check_form` validates the coinjoin form and says, in one sentence, what to fix.
-* :func:`failure_hint` turns a failed outcome's message into what to try next.
+* :func:`failure_hint` turns a failed outcome's failure kind into what to try next.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from jmcore.offers import Offer, OfferError
 
 from electrum_joinmarket.market.limits import (ABS_EXAMPLE, REL_EXAMPLE, FeeLimitError, FeeLimits,
                                                FeeLimitsUnset, parse_fee_limits)
-from electrum_joinmarket.errors import UserError
+from electrum_joinmarket.errors import Failure, UserError
 from electrum_joinmarket.market.orders import filter_offers
 
 log = logging.getLogger(__name__)
@@ -204,26 +204,33 @@ def _check_offers(f: FormInput, amount: int, limits: FeeLimits, *, sweep: bool) 
             f"{fmt_sats(cheapest.fee)} ({cheapest.fee * 100 / amount:.4f} %). Raise a limit.")
 
 
-def failure_hint(message: str) -> str:
-    """One line of advice for a failed or cancelled coinjoin."""
-    m = (message or "").lower()
-    if "cancel" in m:
-        return "Nothing was spent; your coins are unfrozen. Start again when you are ready."
-    if "declined" in m:
-        return "Nothing was signed. Adjust the amount or fee limits and try again."
-    if "daemon" in m or "connect" in m:
-        return ("Check the daemon address in JoinMarket settings, or press 'Start daemon'; "
-                "then try again.")
-    if "fee" in m and ("limit" in m or "above" in m):
-        return "Raise the fee limits, or choose fewer counterparties."
-    if "maker" in m or "orderbook" in m or "answer" in m:
-        return ("Too few makers took part. Try fewer counterparties, a longer orderbook wait, "
-                "or try again later.")
-    if "password" in m:
-        return "Enter the wallet's password again."
-    if "confirm" in m or "coins" in m or "balance" in m:
-        return "Wait for your coins to confirm, or select other coins in the Coins tab."
-    return "Nothing was spent. See Electrum's log for details and try again."
+FAILURE_HINTS: dict[Failure, str] = {
+    Failure.CANCELLED: "Nothing was spent; your coins are unfrozen. Start again when you are ready.",
+    Failure.DECLINED: "Nothing was signed. Adjust the amount or fee limits and try again.",
+    Failure.INPUT: "Nothing was spent. Correct what the message names and try again.",
+    Failure.PASSWORD: "Enter the wallet's password again.",
+    Failure.COINS: "Wait for your coins to confirm, or select other coins in the Coins tab.",
+    Failure.FEE_LIMITS: "Raise the fee limits, or choose fewer counterparties.",
+    Failure.MAKERS: ("Too few makers took part. Try fewer counterparties, a longer orderbook wait, "
+                     "or try again later."),
+    Failure.DAEMON: ("Check the daemon address in JoinMarket settings, or press 'Start daemon'; "
+                     "then try again."),
+    Failure.CHAIN: ("Electrum's server could not answer a check; nothing was spent. Check "
+                    "Electrum's connection and try again."),
+    Failure.BROADCAST: ("The coinjoin was signed but is not seen yet: look for it in the History "
+                        "tab before trying again."),
+    Failure.INTERNAL: "Nothing was spent. See Electrum's log for details and try again.",
+}
+
+
+def failure_hint(failure: Any) -> str:
+    """One line of advice for a failed or cancelled coinjoin, from its :class:`Failure` kind (an
+    outcome's or history entry's ``failure``; unknown or missing: the generic advice)."""
+    try:
+        kind = Failure(failure)
+    except ValueError:
+        kind = Failure.INTERNAL
+    return FAILURE_HINTS[kind]
 
 
 def channel_summary(chan_configs: Sequence[dict]) -> str:

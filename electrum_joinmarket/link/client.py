@@ -26,14 +26,17 @@ from jmcore.errors import AMPConnectionLost, AMPRemoteError, JMCoreError
 from electrum_joinmarket.link.chanstatus import ChannelReport
 
 from electrum_joinmarket.protocol.nick import NickKey, nick_matches_pubkey, verify_message_signature
+from electrum_joinmarket.errors import Failure, UserError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DUST = 27300
 
 
-class DaemonError(Exception):
+class DaemonError(UserError):
     """The daemon refused a command or the connection to it failed (message says which)."""
+
+    failure = Failure.DAEMON
 
 
 class RoleHandler(Protocol):
@@ -67,6 +70,7 @@ class DaemonClient:
         self.up = asyncio.Event()
         self.setup_done = asyncio.Event()
         self.closed = asyncio.Event()
+        self._closing = False
         self._tasks: set[asyncio.Task] = set()
         self.signed = 0
         self.verified = 0
@@ -78,6 +82,11 @@ class DaemonClient:
     @property
     def nick(self) -> Optional[str]:
         return self.key.nick if self.key else None
+
+    @property
+    def connected(self) -> bool:
+        """The AMP connection is open (connected and neither closed by us nor lost)."""
+        return self.proto is not None and not self.closed.is_set() and not self._closing
 
     async def connect(self, host: str, port: int, timeout: float = 10.0) -> None:
         """Open the AMP connection, authenticate it both ways with the daemon's cookie
@@ -207,6 +216,7 @@ class DaemonClient:
             raise DaemonError(f"the daemon refused {command}")
 
     def close(self) -> None:
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         if self.proto is not None:

@@ -67,10 +67,12 @@ from jmcore.offers import Offer, canonical_cjfee
 from electrum_joinmarket.chain.server import ChainBackend, ChainError, ElectrumChain
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.protocol.ioauth import make_ioauth
-from electrum_joinmarket.tx.maker_tx import TakerTxRejected, maker_sign, verify_taker_tx
+from electrum_joinmarket.tx.maker_tx import TakerTxRejected, coinjoin_txid, maker_sign, verify_taker_tx
 from electrum_joinmarket.protocol.podle import CommitmentPolicy, PoDLEError, normalize_commitment, parse_revelation, \
     pubkey_matches_script, pubkey_script
 from electrum_joinmarket.tx.taker_tx import TxBuildError, coin_outpoint, coin_value, wire_to_tx_bytes
+from electrum_joinmarket.stages import MakerSessionState, RefusalStage
+from electrum_joinmarket.errors import Failure, JoinMarketError, UserError
 
 __all__ = ["PLUGIN_STORAGE_NAME", "COMMITMENTS_KEY", "HISTORY_KEY", "MakerError",
            "MakerSettings", "Refusal", "Maker", "plugin_storage"]
@@ -86,7 +88,7 @@ _WALLET_OFFER_PREFIX = {"p2wpkh": "sw0", "p2wpkh-p2sh": "sw"}
 _SCRIPT_NAME = {"p2wpkh": "p2wpkh", "p2wpkh-p2sh": "p2sh-p2wpkh"}
 
 
-class MakerError(Exception):
+class MakerError(UserError):
     """The maker cannot start or run (wallet unsuitable, bad settings, no daemon…)."""
 
 
@@ -178,7 +180,7 @@ class Refusal:
     nick: str
     case: str
     reason: str
-    stage: str            # "auth" | "tx" | "push"
+    stage: RefusalStage
     time: float
 
 
@@ -192,7 +194,8 @@ class _Session:
     cj_addr: str
     change_addr: str
     deadline: float                 # loop time
-    state: str = "ioauth"           # "ioauth" -> "signed"
+    state: MakerSessionState = MakerSessionState.IOAUTH     # -> SIGNED
+    txid: Optional[str] = None      # of the coinjoin we signed, when the !tx fixes it
     skeleton: Optional[tuple] = None
 
     @property
@@ -220,7 +223,7 @@ class _Signed:
     signed_at: float
 
 
-class _Refused(Exception):
+class _Refused(JoinMarketError):
     def __init__(self, case: str, reason: str):
         super().__init__(f"[{case}] {reason}")
         self.case = case
@@ -307,7 +310,7 @@ class Maker:
             try:
                 self.wallet.check_password(password)
             except Exception:
-                raise MakerError("wrong wallet password") from None
+                raise MakerError("wrong wallet password", failure=Failure.PASSWORD) from None
 
     # -------------------------------------------------------------------------- chain
     @property
@@ -440,7 +443,7 @@ class Maker:
         offers = self.offers()
         if not offers:
             raise MakerError("no offer possible: the wallet's confirmed balance is below the "
-                             "minimum size plus dust")
+                             "minimum size plus dust", failure=Failure.COINS)
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.client = DaemonClient(network=network or _jm_network_name(),
@@ -493,7 +496,7 @@ class Maker:
             "nick": self.nick,
             "offers": [dict(o) for o in self.announced],
             "sessions": [{"nick": s.nick, "amount": s.amount, "state": s.state,
-                          "inputs": len(s.coins),
+                          "inputs": len(s.coins), "txid": s.txid,
                           "expires_in": (round(s.deadline - now, 1) if now is not None else None)}
                          for s in self.sessions.values()],
             "reserved_coins": sorted(self._reserved()),
@@ -505,7 +508,7 @@ class Maker:
         }
 
     # -------------------------------------------------------------------------- session helpers
-    def _refuse(self, nick: str, stage: str, case: str, reason: str) -> None:
+    def _refuse(self, nick: str, stage: RefusalStage, case: str, reason: str) -> None:
         log.info("maker: refused %s from %s: [%s] %s", stage, nick, case, reason)
         self.refusals.append(Refusal(nick, case, reason, stage, time.time()))
 
@@ -542,9 +545,9 @@ class Maker:
         try:
             await self._handle_auth(nick, offer, commitment, revelation, amount, kphex)
         except _Refused as r:               # no session of this !auth exists at this point
-            self._refuse(nick, "auth", r.case, r.reason)
+            self._refuse(nick, RefusalStage.AUTH, r.case, r.reason)
         except Exception as exc:            # never out of a handler
-            self._refuse(nick, "auth", "internal", repr(exc)[:200])
+            self._refuse(nick, RefusalStage.AUTH, "internal", repr(exc)[:200])
             log.warning("maker: !auth from %s failed: %r", nick, exc)
 
     async def _handle_auth(self, nick: str, offer_in: Any, commitment: Any, revelation: Any,
@@ -656,21 +659,21 @@ class Maker:
             await self._handle_tx(nick, tx)
         except _Refused as r:
             self._drop(nick, f"refused [{r.case}]")
-            self._refuse(nick, "tx", r.case, r.reason)
+            self._refuse(nick, RefusalStage.TX, r.case, r.reason)
         except Exception as exc:
             self._drop(nick, "internal error")
-            self._refuse(nick, "tx", "internal", repr(exc)[:200])
+            self._refuse(nick, RefusalStage.TX, "internal", repr(exc)[:200])
             log.warning("maker: !tx from %s failed: %r", nick, exc)
 
     async def _handle_tx(self, nick: str, raw: Any) -> None:
         session = self.sessions.get(nick)
         if session is None or not self.running or self.client is None:
             # do not drop anything: there is no session of this nick to drop
-            self._refuse(nick, "tx", "T8", "!tx without a session")
+            self._refuse(nick, RefusalStage.TX, "T8", "!tx without a session")
             return
-        if session.state != "ioauth":
+        if session.state != MakerSessionState.IOAUTH:
             # keep the session (and its reservation): the transaction we signed stays valid
-            self._refuse(nick, "tx", "T8", "a second !tx in a session we already signed")
+            self._refuse(nick, RefusalStage.TX, "T8", "a second !tx in a session we already signed")
             return
         if self._now() > session.deadline:
             raise _Refused("T8", "!tx after the session timed out")
@@ -687,7 +690,8 @@ class Maker:
             raise _Refused(exc.case, str(exc)) from None
         except TxBuildError as exc:
             raise _Refused("malformed", str(exc)) from None
-        session.state = "signed"
+        session.state = MakerSessionState.SIGNED
+        session.txid = coinjoin_txid(tx, self.wallet.txin_type)
         session.skeleton = tx_skeleton(tx)
         self._signed[session.skeleton] = _Signed(session.skeleton, tuple(session.outpoints),
                                                  session.amount, session.real_cjfee,
@@ -695,7 +699,7 @@ class Maker:
         while len(self._signed) > 100:
             self._signed.popitem(last=False)
         log.info("maker: signed %d input(s) of %s's coinjoin (txid %s)", len(sigs), nick,
-                 tx.txid())
+                 session.txid or "known once broadcast: p2sh-p2wpkh inputs")
         try:
             await self.client.call("JMTXSigs", nick=nick, sigs=sigs)
         except DaemonError as exc:
@@ -707,14 +711,14 @@ class Maker:
             try:
                 parsed = _parse_raw_tx(tx)
             except Exception as exc:
-                self._refuse("?", "push", "malformed", f"cannot parse: {exc!r}"[:200])
+                self._refuse("?", RefusalStage.PUSH, "malformed", f"cannot parse: {exc!r}"[:200])
                 return
             if tx_skeleton(parsed) not in self._signed:
-                self._refuse("?", "push", "T8", "refusing to broadcast a transaction we did "
+                self._refuse("?", RefusalStage.PUSH, "T8", "refusing to broadcast a transaction we did "
                                                "not sign")
                 return
             if not parsed.is_complete():
-                self._refuse("?", "push", "malformed", "pushed transaction is not complete")
+                self._refuse("?", RefusalStage.PUSH, "malformed", "pushed transaction is not complete")
                 return
             net = self.electrum_network
             if net is None:

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from jmcore.constants import (ABSURD_FEE_PER_KB, BITCOIN_DUST_THRESHOLD, DUST_THRESHOLD,
                               MAX_SWEEP_FEE_CHANGE, TX_FEES_BLOCKS, TX_FEES_FACTOR)
 from jmcore.offers import Offer, calc_zero_change_cj_amount, maker_change
+from electrum_joinmarket.errors import Failure, JoinMarketError
 
 __all__ = [
     "INPUT_SIZES", "OUTPUT_SIZES", "MIN_RELAY_FEERATE", "FeeError", "AbsurdFeeError",
@@ -68,7 +69,7 @@ _ALIASES = {
 }
 
 
-class FeeError(ValueError):
+class FeeError(JoinMarketError, ValueError):
     """A fee or amount computation cannot produce a safe coinjoin."""
 
 
@@ -79,9 +80,13 @@ class AbsurdFeeError(FeeError):
 class NotEnoughFunds(FeeError):
     """The taker's inputs do not cover the coinjoin amount plus fees."""
 
+    failure = Failure.COINS
+
 
 class DustMakerChange(FeeError):
     """A maker's change would be below JoinMarket dust (27 300 sats): drop that maker (M7)."""
+
+    failure = Failure.MAKERS
 
     def __init__(self, nick: Optional[str], change: int):
         super().__init__(f"maker {nick!r} would get change {change} < {DUST_THRESHOLD}")
@@ -91,6 +96,8 @@ class DustMakerChange(FeeError):
 
 class SweepFeeChanged(FeeError):
     """The real-size sweep fee left the ``1 ± max_sweep_fee_change`` band of the estimate."""
+
+    failure = Failure.MAKERS
 
 
 def normalize_script_type(script_type: str) -> str:

@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Optional
 import electrum_ecc as ecc
 from electrum.bitcoin import construct_script, opcodes, usermessage_magic
 from electrum.crypto import sha256, sha256d
+from electrum_joinmarket.errors import JoinMarketError
 
 _log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ DEFAULT_BOND_VALUE_EXPONENT = 1.3
 _B64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}\Z")
 
 
-class BondProofError(ValueError):
+class BondProofError(JoinMarketError, ValueError):
     """A fidelity bond proof (or its utxo) is malformed or does not verify."""
 
 

@@ -47,6 +47,7 @@ from electrum_joinmarket.chain.server import BadOutpoint, ChainBackend, canonica
 from electrum_joinmarket.protocol.nick import NickSignatureError, parse_pubkey_hex, sign_message, verify_message_signature
 from electrum_joinmarket.protocol.podle import pubkey_matches_script, pubkey_script
 from electrum_joinmarket.chain.utxo import UtxoInfo
+from electrum_joinmarket.errors import Failure, JoinMarketError
 
 __all__ = [
     "MAX_MAKER_INPUTS", "MAX_IOAUTH_BODY_LEN", "IOAUTH_CASE_IDS",
@@ -66,8 +67,10 @@ _ADDR_RE = re.compile(r"[0-9A-Za-z]{14,100}\Z")
 IOAUTH_CASE_IDS = frozenset({"D1", "M1", "M2", "M3", "M4", "M5", "M6", "M7", "M8", "M11"})
 
 
-class IoauthRejected(Exception):
+class IoauthRejected(JoinMarketError):
     """The maker's ``!ioauth`` fails check ``case_id`` (docs/testing.md ids; ``D1`` = malformed)."""
+
+    failure = Failure.MAKERS
 
     def __init__(self, case_id: str, reason: str):
         assert case_id in IOAUTH_CASE_IDS, case_id

@@ -39,6 +39,7 @@ from typing import Optional
 import electrum_ecc as ecc
 from electrum.bitcoin import base_encode, usermessage_magic
 from electrum.crypto import sha256, sha256d
+from electrum_joinmarket.errors import JoinMarketError
 
 __all__ = [
     "NICK_HASH_LENGTH",
@@ -76,7 +77,7 @@ _PUBKEY_HEX_RE = re.compile(r"0[23][0-9a-f]{64}\Z")
 _B64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}\Z")
 
 
-class NickError(ValueError):
+class NickError(JoinMarketError, ValueError):
     """Base class for nick / nick-signature errors."""
 
 

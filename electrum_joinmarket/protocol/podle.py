@@ -36,6 +36,7 @@ from typing import FrozenSet, Iterable, Optional, Sequence, Tuple, Union
 
 import electrum_ecc as ecc
 from electrum.crypto import hash_160, sha256
+from electrum_joinmarket.errors import JoinMarketError
 
 __all__ = [
     "PoDLEError",
@@ -83,7 +84,7 @@ _POINT_HEX_RE = re.compile(r"0[23][0-9a-fA-F]{64}\Z")
 _UTXO_RE = re.compile(r"([0-9a-fA-F]{64}):(0|[1-9][0-9]{0,9})\Z")
 
 
-class PoDLEError(ValueError):
+class PoDLEError(JoinMarketError, ValueError):
     """Generic PoDLE failure (bad local arguments, unusable key/nonce)."""
 
 

@@ -40,6 +40,8 @@ from electrum_joinmarket.protocol.commitments import CommitmentStore
 from electrum_joinmarket.protocol.ioauth import IoauthRejected, verify_ioauth
 from electrum_joinmarket.protocol.podle import (CommitmentCandidate, CommitmentChoice, CommitmentPolicy, choose_commitment_utxo,
                     generate_podle)
+from electrum_joinmarket.errors import Failure, JoinMarketError, UserError
+from electrum_joinmarket.stages import OutcomeStatus, TakerStage
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ BROADCAST_POLICIES = ("self", "random-peer", "not-self")
 FROZEN_KEY = "taker_frozen_coins"
 
 
-class TakerError(Exception):
+class TakerError(UserError):
     """A coinjoin could not be done; the message says why and what to try."""
 
 
@@ -93,8 +95,9 @@ class TakerConfig:
 
 @dataclass
 class TakerOutcome:
-    status: str                         # "success" | "failed" | "cancelled"
+    status: OutcomeStatus
     message: str
+    failure: Optional[Failure] = None   # why it failed (None on success): what the GUI hints from
     txid: Optional[str] = None
     cj_amount: int = 0
     makers: list[str] = field(default_factory=list)
@@ -110,8 +113,11 @@ class TakerOutcome:
         return dict(self.__dict__)
 
 
-class _RoundFailed(Exception):
-    """This round cannot complete; retry with other makers if rounds remain."""
+class _RoundFailed(JoinMarketError):
+    """This round cannot complete; retry with other makers if rounds remain. Most rounds fail
+    for want of makers; other causes say so with ``failure=``."""
+
+    failure = Failure.MAKERS
 
 
 class Taker:
@@ -137,7 +143,7 @@ class Taker:
         self.rng = rng or random.SystemRandom()
         self.chain = ElectrumChain(network)
         self.client: Optional[DaemonClient] = None
-        self.outcome = TakerOutcome(status="failed", message="not started")
+        self.outcome = TakerOutcome(status=OutcomeStatus.FAILED, message="not started")
         self.ignored: dict[str, str] = {}
         self._frozen: set[str] = set()
         # what we froze, kept in the wallet's plugin storage: Electrum saves frozen coins with
@@ -151,10 +157,10 @@ class Taker:
         self._daemon_lost = asyncio.Event()
         self._t_fill: Optional[float] = None
         self._user_wait = 0.0
-        self.stage = "idle"
+        self.stage: Optional[TakerStage] = None
 
     # ---------------------------------------------------------------- progress
-    def progress(self, stage: str, message: str, **info: Any) -> None:
+    def progress(self, stage: TakerStage, message: str, **info: Any) -> None:
         self.stage = stage
         event = {"stage": stage, "message": message, "time": time.time(), **info}
         log.info("taker %s: %s", stage, message)
@@ -206,66 +212,71 @@ class Taker:
             self._check_wallet()
             await self._connect()
             self.outcome.timings.setdefault("connect", time.monotonic() - t0)
-            last_error = "no round ran"
+            last_error, last_failure = "no round ran", Failure.INTERNAL
             for rnd in range(1, self.cfg.max_rounds + 1):
                 self.outcome.rounds = rnd
                 try:
                     if rnd > 1:
-                        self.progress("retry", f"round {rnd} of {self.cfg.max_rounds} with "
+                        self.progress(TakerStage.RETRY, f"round {rnd} of {self.cfg.max_rounds} with "
                                       f"replacement makers (ignoring {len(self.ignored)})",
                                       round=rnd)
                         await self._restart_session()
                     await self._collect_orderbook()
                     await self._round()
-                    self.outcome.status = "success"
+                    self.outcome.status = OutcomeStatus.SUCCESS
                     break
                 except _RoundFailed as exc:
-                    last_error = str(exc)
+                    last_error, last_failure = str(exc), exc.failure
                     log.info("round %d failed: %s", rnd, exc)
                     self._unfreeze()
             else:
                 raise TakerError(f"the coinjoin failed after {self.cfg.max_rounds} round(s): "
-                                 f"{last_error}")
+                                 f"{last_error}", failure=last_failure)
         except asyncio.CancelledError:
-            self.outcome.status, self.outcome.message = "cancelled", "cancelled by the user"
-            self.progress("cancelled", "coinjoin cancelled; coins unfrozen, commitments kept")
-        except (TakerError, DaemonError, ChainError, txbuild.TxBuildError,
-                feemodel.FeeError, ordermod.OrderChoiceError) as exc:
-            self.outcome.status, self.outcome.message = "failed", str(exc)
-            self.progress("failed", str(exc))
+            self.outcome.status, self.outcome.message = OutcomeStatus.CANCELLED, "cancelled by the user"
+            self.outcome.failure = Failure.CANCELLED
+            self.progress(TakerStage.CANCELLED, "coinjoin cancelled; coins unfrozen, commitments kept")
+        except JoinMarketError as exc:
+            self.outcome.status, self.outcome.message = OutcomeStatus.FAILED, str(exc)
+            self.outcome.failure = exc.failure
+            self.progress(TakerStage.FAILED, str(exc))
         except Exception as exc:  # a bug: report it cleanly, still clean up
             log.exception("taker crashed")
-            self.outcome.status, self.outcome.message = "failed", f"internal error: {exc!r}"
-            self.progress("failed", self.outcome.message)
+            self.outcome.status, self.outcome.message = OutcomeStatus.FAILED, f"internal error: {exc!r}"
+            self.outcome.failure = Failure.INTERNAL
+            self.progress(TakerStage.FAILED, self.outcome.message)
         finally:
             self._unfreeze()
             if self.client is not None:
                 self.client.close()
             self.outcome.ignored_makers = dict(self.ignored)
             self.outcome.timings["total"] = time.monotonic() - t0
-        if self.outcome.status == "success":
-            self.progress("done", self.outcome.message, txid=self.outcome.txid)
+        if self.outcome.status == OutcomeStatus.SUCCESS:
+            self.progress(TakerStage.DONE, self.outcome.message, txid=self.outcome.txid)
         return self.outcome
 
     # ---------------------------------------------------------------- stages
     def _check_wallet(self) -> None:
         from electrum.bitcoin import is_address
         if not is_address(self.cfg.destination):
-            raise TakerError(f"{self.cfg.destination!r} is not a valid address for this network")
+            raise TakerError(f"{self.cfg.destination!r} is not a valid address for this network",
+                             failure=Failure.INPUT)
         if self.wallet.is_watching_only():
             raise TakerError("a watching-only wallet cannot take part in a coinjoin")
         if self.wallet.has_keystore_encryption():
             try:
                 self.wallet.check_password(self.password)
             except Exception:
-                raise TakerError("wrong wallet password") from None
+                raise TakerError("wrong wallet password", failure=Failure.PASSWORD) from None
         coins = self._my_coins()
         total = sum(c.value_sats() for c in coins)
         if not coins:
-            raise TakerError("no spendable confirmed coins (frozen and unconfirmed coins are not used)")
+            raise TakerError("no spendable confirmed coins (frozen and unconfirmed coins are not used)",
+                             failure=Failure.COINS)
         if self.cfg.amount and self.cfg.amount >= total:
             raise TakerError(f"amount {self.cfg.amount} sat is not below the spendable balance "
-                             f"{total} sat (fees must fit too); use sweep (amount 0) to spend all")
+                             f"{total} sat (fees must fit too); use sweep (amount 0) to spend all",
+                             failure=Failure.COINS)
 
     def _my_coins(self) -> list:
         """Confirmed, unfrozen coins, limited to the user's selection if there is one."""
@@ -277,17 +288,17 @@ class Taker:
         return coins
 
     async def _connect(self) -> None:
-        self.progress("connect", f"connecting to jmdaemon at {self.daemon_host}:{self.daemon_port}")
+        self.progress(TakerStage.CONNECT, f"connecting to jmdaemon at {self.daemon_host}:{self.daemon_port}")
         self.client = DaemonClient(network=self.net_name, chan_configs=self.chan_configs,
                                    minmakers=self.cfg.minimum_makers,
                                    maker_timeout_sec=self.cfg.maker_timeout_sec, handler=self)
         await self.client.connect(self.daemon_host, self.daemon_port)
         await self.client.wait_up(timeout=self.cfg.channels_timeout, on_report=self._channels)
         await self.client.setup("TAKER")
-        self.progress("connected", f"connected as {self.client.nick}", nick=self.client.nick)
+        self.progress(TakerStage.CONNECTED, f"connected as {self.client.nick}", nick=self.client.nick)
 
     def _channels(self, report: Any) -> None:
-        self.progress("channels", report.summary(), directories=report.directory_lines())
+        self.progress(TakerStage.CHANNELS, report.summary(), directories=report.directory_lines())
 
     async def _restart_session(self) -> None:
         """Next round on the same daemon (Ref's next-schedule-entry sequence): JMInit with the
@@ -329,7 +340,7 @@ class Taker:
             if sig != last_sig:
                 last_sig, quiet_since = sig, now
                 left = max(0.0, cfg.orderbook_max_wait - (now - t0))
-                self.progress("orderbook", f"{len(self._book)} offers from {len(makers)} makers",
+                self.progress(TakerStage.ORDERBOOK, f"{len(self._book)} offers from {len(makers)} makers",
                               offers=len(self._book), makers=len(makers),
                               seconds_left=round(left, 1))
             usable = len(makers - set(self.ignored))
@@ -396,7 +407,7 @@ class Taker:
         except ordermod.NotEnoughMakers as exc:
             raise _RoundFailed(str(exc)) from exc
         nicks = [c.counterparty for c in chosen]
-        self.progress("chosen", f"chose {len(nicks)} makers for {cj_amount} sat",
+        self.progress(TakerStage.CHOSEN, f"chose {len(nicks)} makers for {cj_amount} sat",
                       makers=nicks, cj_amount=cj_amount,
                       fees={c.counterparty: calc_cj_fee(c.offer.ordertype, c.offer.cjfee, cj_amount)
                             for c in chosen})
@@ -412,7 +423,7 @@ class Taker:
         await self.client.call("JMFill", amount=cj_amount, commitment=podle.fill_commitment(),
                                revelation=podle.serialize_revelation(),
                                filled_offers={n_: o.to_dict() for n_, o in offers_by_nick.items()})
-        self.progress("fill", f"waiting for {len(nicks)} makers to answer",
+        self.progress(TakerStage.FILL, f"waiting for {len(nicks)} makers to answer",
                       makers_asked=len(nicks), seconds_left=cfg.maker_timeout_sec)
         my_change = self._change_address(sweep)   # wallet work while the makers answer
         try:
@@ -436,7 +447,7 @@ class Taker:
         for nick, why in failed.items():
             self.ignored[nick] = why
             verified.pop(nick, None)
-            self.progress("maker-rejected", f"maker {nick} dropped: {why}", maker=nick,
+            self.progress(TakerStage.MAKER_REJECTED, f"maker {nick} dropped: {why}", maker=nick,
                           case="M14")
         if len(verified) < cfg.minimum_makers:
             raise _RoundFailed(f"only {len(verified)} makers left after their funding "
@@ -452,7 +463,8 @@ class Taker:
             if inspect.isawaitable(ok):          # coroutine or Future (answer from the GUI)
                 ok = await ok
             if not ok:
-                raise TakerError("the user declined the coinjoin before signing")
+                raise TakerError("the user declined the coinjoin before signing",
+                                 failure=Failure.DECLINED)
             self._user_wait = time.monotonic() - t_confirm
             t_ioauth += self._user_wait                   # the user's time is not ours
         self.outcome.timings.setdefault("ioauth_to_tx", time.monotonic() - t_ioauth)
@@ -460,7 +472,8 @@ class Taker:
         # invariant 1: check_before_signing runs inside sign_our_inputs
         txbuild.sign_our_inputs(self.wallet, tx, self.password, plan)
         if not tx.is_complete():
-            raise _RoundFailed("the transaction is not complete after signing")
+            raise _RoundFailed("the transaction is not complete after signing",
+                               failure=Failure.INTERNAL)
         await self._broadcast(tx, plan)
         self._record(plan, tx, breakdown)
 
@@ -474,7 +487,7 @@ class Taker:
             if total >= need:
                 return chosen
         raise TakerError(f"not enough funds: {need} sat needed (amount + maker fees + miner fee "
-                         f"estimate), {total} sat spendable")
+                         f"estimate), {total} sat spendable", failure=Failure.COINS)
 
     def _privkey(self, address: str) -> bytes:
         from electrum.bitcoin import deserialize_privkey
@@ -508,7 +521,7 @@ class Taker:
             raise TakerError(f"no utxo can back a PoDLE commitment: {choice.reason}. Wait for "
                              f"more confirmations or add a larger coin "
                              f"(≥ {policy.taker_utxo_amtpercent}% of the amount, "
-                             f"≥ {policy.taker_utxo_age} confirmations)")
+                             f"≥ {policy.taker_utxo_age} confirmations)", failure=Failure.COINS)
         return generate_podle(keys[choice.utxo], choice.utxo, choice.index)
 
     async def _verify_ioauths(self, data: Any, offers: dict[str, Offer], my_coins: list,
@@ -543,11 +556,11 @@ class Taker:
         for nick, v in zip(order, results):
             if isinstance(v, IoauthRejected):
                 self.ignored[nick] = f"{v.case_id}: {v}"
-                self.progress("maker-rejected", f"maker {nick} refused: {v}", maker=nick,
+                self.progress(TakerStage.MAKER_REJECTED, f"maker {nick} refused: {v}", maker=nick,
                               case=v.case_id)
                 continue
             if isinstance(v, ChainError):    # the server's trouble, not proof against the maker
-                self.progress("maker-unchecked", f"could not check maker {nick} on-chain: {v}",
+                self.progress(TakerStage.MAKER_UNCHECKED, f"could not check maker {nick} on-chain: {v}",
                               maker=nick)
                 continue
             if isinstance(v, Exception):
@@ -558,12 +571,12 @@ class Taker:
                        else self._unplannable(v, used_addrs))
             if problem:
                 self.ignored[nick] = problem
-                self.progress("maker-rejected", f"maker {nick} refused: {problem}", maker=nick)
+                self.progress(TakerStage.MAKER_REJECTED, f"maker {nick} refused: {problem}", maker=nick)
                 continue
             verified[nick] = v
             taken.update(v.outpoints)
             used_addrs.update((v.cj_addr, v.change_addr))
-        self.progress("ioauth", f"{len(verified)} of {len(offers)} makers verified on-chain",
+        self.progress(TakerStage.IOAUTH, f"{len(verified)} of {len(offers)} makers verified on-chain",
                       makers_answered=len(verified), makers_asked=len(offers))
         return verified
 
@@ -643,12 +656,14 @@ class Taker:
                 culprit, why = exc.nick, "M7: maker change below dust"
             except txbuild.FeeLimitExceeded as exc:
                 if exc.nick is None:
-                    raise _RoundFailed(f"fees above your limits: {exc}") from exc
+                    raise _RoundFailed(f"fees above your limits: {exc}",
+                                       failure=Failure.FEE_LIMITS) from exc
                 culprit, why = exc.nick, f"M12: {exc}"
             except feemodel.SweepFeeChanged as exc:
                 raise _RoundFailed(str(exc)) from exc
             except (txbuild.TxBuildError, feemodel.FeeError) as exc:
-                raise _RoundFailed(f"cannot plan the coinjoin: {exc}") from exc
+                raise _RoundFailed(f"cannot plan the coinjoin: {exc}",
+                                   failure=exc.failure) from exc
             if culprit is None:
                 raise _RoundFailed(f"cannot plan the coinjoin: {why}")
             self.ignored[culprit] = why
@@ -673,7 +688,7 @@ class Taker:
         t0 = time.monotonic()
         await self.client.call("JMMakeTx", nick_list=list(by_nick),
                                tx=txbuild.wire_to_tx_bytes(txbuild.tx_to_wire(tx)))
-        self.progress("tx", f"sent !tx to {len(by_nick)} makers, waiting for signatures",
+        self.progress(TakerStage.TX, f"sent !tx to {len(by_nick)} makers, waiting for signatures",
                       seconds_left=self.cfg.sig_timeout)
         deadline = t0 + self.cfg.sig_timeout
         while any(needed.values()):
@@ -701,7 +716,7 @@ class Taker:
                 self.ignored[nick] = f"M9: bad !sig ({exc})"
                 raise _RoundFailed(f"maker {nick} sent an invalid signature") from exc
             needed[nick] -= 1
-            self.progress("sigs", f"{sum(len(m.utxos) for m in plan.makers) - sum(needed.values())}"
+            self.progress(TakerStage.SIGS, f"{sum(len(m.utxos) for m in plan.makers) - sum(needed.values())}"
                           f" of {sum(len(m.utxos) for m in plan.makers)} maker signatures",
                           seconds_left=round(deadline - time.monotonic(), 1))
         self.outcome.timings.setdefault("tx_to_sigs", time.monotonic() - t0)
@@ -721,20 +736,22 @@ class Taker:
             pusher = pick
         t0 = time.monotonic()
         if pusher is None:
-            self.progress("broadcast", f"broadcasting {txid} through our Electrum server")
+            self.progress(TakerStage.BROADCAST, f"broadcasting {txid} through our Electrum server")
             await self.network.broadcast_transaction(tx)
         else:
-            self.progress("broadcast", f"asking maker {pusher} to broadcast {txid}")
+            self.progress(TakerStage.BROADCAST, f"asking maker {pusher} to broadcast {txid}")
             await self.client.call("JMPushTx", nick=pusher,
                                    tx=bytes.fromhex(tx.serialize()))
         if not await self._wait_seen(txid, self.cfg.seen_timeout):
             if policy == "not-self":
                 raise TakerError(f"{txid} was not seen within {self.cfg.seen_timeout:.0f}s and the "
-                                 f"policy forbids broadcasting it ourselves")
+                                 f"policy forbids broadcasting it ourselves",
+                                 failure=Failure.BROADCAST)
             log.info("maker %s did not broadcast: broadcasting ourselves", pusher)
             await self.network.broadcast_transaction(tx)
             if not await self._wait_seen(txid, self.cfg.seen_timeout):
-                raise TakerError(f"{txid} was broadcast but the wallet has not seen it yet")
+                raise TakerError(f"{txid} was broadcast but the wallet has not seen it yet",
+                                 failure=Failure.BROADCAST)
         self.outcome.timings.setdefault("broadcast_to_seen", time.monotonic() - t0)
         self.outcome.txid = txid
 

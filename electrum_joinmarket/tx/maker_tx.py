@@ -28,7 +28,7 @@ from jmcore.offers import Offer, maker_change
 from electrum_joinmarket.tx.taker_tx import (TxBuildError, UnsafeTransaction, coin_outpoint, coin_value,
                       encode_sig_payload)
 
-__all__ = ["TakerTxRejected", "verify_taker_tx", "maker_sign"]
+__all__ = ["TakerTxRejected", "verify_taker_tx", "maker_sign", "coinjoin_txid"]
 
 _log = logging.getLogger(__name__)
 
@@ -122,6 +122,27 @@ def verify_taker_tx(tx_bytes: Any, my_utxos: Sequence[Any], my_cj_addr: str,
     if ch_outs[0] < expected_change:
         raise TakerTxRejected("T3", f"our change is {ch_outs[0]} < {expected_change}")
     return tx
+
+
+def coinjoin_txid(tx: Any, my_script_type: str) -> Optional[str]:
+    """The txid the coinjoin ``tx`` will have once everybody signed, or None if a scriptSig that
+    only another party knows decides it.
+
+    A txid covers every input's scriptSig but no witness. In a native-segwit coinjoin (``sw0``
+    offers: the taker only fills offers of its own script type, so every party spends p2wpkh)
+    every scriptSig is empty and the txid is fixed before any signature. With p2sh-p2wpkh inputs
+    (``sw`` offers) each scriptSig is a push of its owner's redeem script: the txid is known only
+    once the transaction is seen. ``my_script_type`` is our inputs' type (Electrum's
+    ``wallet.txin_type``: ``p2wpkh`` or ``p2wpkh-p2sh``)."""
+    from electrum.crypto import sha256d
+    from electrum.transaction import PartialTransaction, Transaction
+    if my_script_type != "p2wpkh":
+        return None
+    bare = PartialTransaction.from_tx(Transaction(tx.serialize_to_network(include_sigs=False)))
+    for txin in bare.inputs():
+        txin.script_sig, txin.witness = b"", None
+    stripped = bytes.fromhex(bare.serialize_to_network(force_legacy=True))
+    return sha256d(stripped)[::-1].hex()
 
 
 def maker_sign(wallet: Any, tx: Any, my_utxos: Sequence[Any],

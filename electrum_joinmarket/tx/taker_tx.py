@@ -50,6 +50,7 @@ from electrum_joinmarket.market.feemodel import (CoinjoinAmounts, estimate_tx_fe
                        solve_sweep)
 from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.market.limits import FeeLimits
+from electrum_joinmarket.errors import Failure, JoinMarketError
 
 __all__ = [
     "TxBuildError", "UnsafeTransaction", "BadMakerSignature", "FeeLimitExceeded",
@@ -69,7 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from electrum.transaction import PartialTransaction
 
 
-class TxBuildError(Exception):
+class TxBuildError(JoinMarketError):
     """The coinjoin cannot be built from the given parts (a bug or bad arguments)."""
 
 
@@ -84,6 +85,8 @@ class UnsafeTransaction(TxBuildError):
 class FeeLimitExceeded(UnsafeTransaction):
     """A maker's fee or the total fee is above the user's limits (M12)."""
 
+    failure = Failure.FEE_LIMITS
+
     def __init__(self, reason: str, nick: Optional[str] = None):
         super().__init__(reason)
         self.nick = nick
@@ -91,6 +94,8 @@ class FeeLimitExceeded(UnsafeTransaction):
 
 class BadMakerSignature(TxBuildError):
     """A ``!sig`` that is malformed or valid for none of the maker's unsigned inputs (M9)."""
+
+    failure = Failure.MAKERS
 
 
 # ----------------------------------------------------------------------------------------

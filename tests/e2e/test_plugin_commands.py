@@ -88,3 +88,31 @@ def test_commands_orderbook_coinjoin_history_and_f4_restart(electrum_node, bitco
     finally:
         electrum_node.daemon._plugins = old_plugins
         config.set_key("plugins.joinmarket.enabled", False)
+
+
+def test_status_reports_the_daemon_connection_of_a_running_maker(electrum_node, bitcoind, irc_net,
+                                                                 configured, plugins_factory):
+    """joinmarket_status's daemon_connected is true exactly while the wallet's maker (or taker)
+    holds its AMP connection to jmdaemon (it was always false before)."""
+    config = electrum_node.config
+    config.set_key("plugins.joinmarket.enabled", True)
+    old_plugins = electrum_node.daemon._plugins
+    electrum_node.daemon._plugins = plugins_factory(config, "cmdline")
+    try:
+        w = new_wallet(electrum_node, bitcoind, [3_000_000], mine=5)
+        cmds = _commands(electrum_node)
+
+        def session():
+            status = electrum_node.run(cmds.joinmarket_status())
+            return [s for s in status["sessions"] if s["wallet"] == w.basename()][0]
+        assert session()["daemon_connected"] is False and session()["role"] is None
+        st = electrum_node.run(cmds.joinmarket_start_maker(wallet=w), timeout=120)
+        assert st["running"] is True and st["nick"]
+        s = session()
+        assert s["daemon_connected"] is True and s["role"] == "maker" and s["state"] == "running"
+        assert electrum_node.run(cmds.joinmarket_stop_maker(wallet=w)) is True
+        s = session()
+        assert s["daemon_connected"] is False and s["role"] is None and s["state"] == "idle"
+    finally:
+        electrum_node.daemon._plugins = old_plugins
+        config.set_key("plugins.joinmarket.enabled", False)

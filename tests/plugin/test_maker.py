@@ -6,6 +6,7 @@ re-announced after the coinjoin."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 
 import pytest
@@ -112,7 +113,7 @@ def assert_clean(world):
 # an honest taker
 # ------------------------------------------------------------------------------------------
 
-def test_honest_taker_coinjoin_to_the_satoshi_and_reannounce(world, sign_spy):
+def test_honest_taker_coinjoin_to_the_satoshi_and_reannounce(world, sign_spy, caplog):
     """!ioauth: btc_sig verifies (verify_ioauth M5) over the maker's NaCl key, every utxo is a
     confirmed coin of the maker wallet, both addresses fresh maker addresses; the commitment is
     recorded before the answer. !tx → one valid !sig per input; a second !tx in the signed
@@ -120,6 +121,7 @@ def test_honest_taker_coinjoin_to_the_satoshi_and_reannounce(world, sign_spy):
     maker's balance changes by exactly real_cjfee − txfee; history and status record it; the
     offer is re-announced with the new maxsize and the taker's orderbook shows it."""
     w, m, t = world, world.maker, world.taker
+    caplog.set_level(logging.INFO)
     before = w.maker_wallet.get_balance()
     assert before == (sum(MAKER_FUND), 0, 0)
     assert m.announced == [{"oid": 0, "ordertype": "sw0reloffer", "minsize": 750_000,
@@ -171,6 +173,9 @@ def test_honest_taker_coinjoin_to_the_satoshi_and_reannounce(world, sign_spy):
     plan, tx = w.run(stage2())
     assert w.spy.count("JMTXSigs") == 1 and len(sign_spy) == 1
     txid = tx.txid()
+    # the maker logs the coinjoin's real txid when it signs (it logged "txid None" before)
+    signed = [r.getMessage() for r in caplog.records if "maker: signed" in r.getMessage()]
+    assert signed == [f"maker: signed 1 input(s) of {t.nick}'s coinjoin (txid {txid})"], signed
     w.node.wait_tx(w.maker_wallet, txid, confirmations=0)
     n_ann = m.announcements
     w.bitcoind.mine(1)

@@ -204,6 +204,22 @@ def test_launcher_electrum_daemon_serves_joinmarket_status(tmp_path, loop):
         status = json.loads(r.stdout)
         assert status["plugin"] == "joinmarket" and status["enabled"] is True
         assert status["sessions"] == []
+        # a user's mistake is Electrum's UserFacingException: one line on stderr, no traceback
+        r = _electrum(tmp_path, "create", "--seed_type", "segwit")
+        assert r.returncode == 0, r.stderr
+        wallet = json.loads(r.stdout)["path"]
+        assert _electrum(tmp_path, "load_wallet", "-w", wallet).returncode == 0
+        dest = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+        r = _electrum(tmp_path, "joinmarket_coinjoin", dest, "0.001", "-w", wallet)
+        assert r.returncode == 1 and r.stdout == ""
+        assert r.stderr.splitlines() == [
+            "coinjoin fee limits are not set: set plugins.joinmarket.max_cj_fee_rel (e.g. 0.004) "
+            "and plugins.joinmarket.max_cj_fee_abs (e.g. 20000 sats), or give both to the "
+            "coinjoin"], r.stderr
+        r = _electrum(tmp_path, "joinmarket_coinjoin", dest, "0.001", "--max_cj_fee_abs", "2000",
+                      "--max_cj_fee_rel", "two", "-w", wallet)
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "relative fee limit" in r.stderr and "Traceback" not in r.stderr
         r = _electrum(tmp_path, "stop")
         assert r.returncode == 0, r.stderr
         daemon.wait(30)

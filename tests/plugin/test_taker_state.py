@@ -44,3 +44,38 @@ def test_unfreeze_clears_the_record(electrum_node, make_wallet):
     taker._freeze(w.get_utxos())
     taker._unfreeze()
     assert FROZEN_KEY not in storage and not any(w.is_frozen_coin(c) for c in w.get_utxos())
+
+
+def _run_taker(electrum_node, w, config, **kw):
+    events: list = []
+    taker = Taker(wallet=w, network=electrum_node.network, commitments=CommitmentStore({}),
+                  config=config, password=kw.pop("password", None), daemon_host="127.0.0.1",
+                  daemon_port=kw.pop("port", 1), chan_configs=[{"type": "irc"}],
+                  net_name="regtest", frozen_store={}, progress=events.append)
+    return electrum_node.run(taker.run(), timeout=60), events
+
+
+def test_failures_carry_their_kind_and_the_hint_follows_it(electrum_node, make_wallet):
+    """An outcome says *why* it failed as a Failure kind (the GUI's hint is chosen by it, never
+    by the message's words) and every progress event names a TakerStage."""
+    from electrum_joinmarket.errors import Failure
+    from electrum_joinmarket.gui.model import FAILURE_HINTS, failure_hint
+    from electrum_joinmarket.stages import OutcomeStatus, TakerStage
+    w = make_wallet(fund=[1_500_000])
+    limits = FeeLimits(20_000, "0.004")
+    cases = [
+        (TakerConfig(amount=100_000, destination="bcrt1qnotanaddress", limits=limits), Failure.INPUT),
+        (TakerConfig(amount=9_000_000, destination=w.get_unused_address(), limits=limits), Failure.COINS),
+        (TakerConfig(amount=100_000, destination=w.get_unused_address(), limits=limits), Failure.DAEMON),
+    ]
+    for config, kind in cases:
+        outcome, events = _run_taker(electrum_node, w, config)
+        assert outcome.status == OutcomeStatus.FAILED and outcome.failure == kind, outcome
+        assert outcome.to_dict()["failure"] == kind.value
+        assert failure_hint(outcome.failure) == FAILURE_HINTS[kind]
+        assert failure_hint(kind.value) == FAILURE_HINTS[kind]          # as stored in history
+        assert events and all(isinstance(e["stage"], TakerStage) for e in events)
+        assert events[-1]["stage"] == TakerStage.FAILED
+    assert failure_hint(None) == failure_hint("no such kind") == FAILURE_HINTS[Failure.INTERNAL]
+    # the hint does not depend on the words: a daemon failure whose message mentions fees
+    assert failure_hint(Failure.DAEMON) != failure_hint(Failure.FEE_LIMITS)

@@ -26,6 +26,7 @@ from electrum.i18n import _
 from electrum.util import get_asyncio_loop
 
 from electrum_joinmarket.gui import model as model
+from electrum_joinmarket.stages import TERMINAL_STAGES, OutcomeStatus, Role, TakerStage
 from electrum_joinmarket.gui.qt.dialogs import ConfirmDialog, SettingsDialog
 
 log = logging.getLogger(__name__)
@@ -39,23 +40,25 @@ HISTORY_COLUMNS = [_("Date"), _("Status"), _("Amount"), _("Makers"), _("Maker fe
 
 
 def friendly_error(exc: BaseException) -> str:
-    """One sentence for the user; the traceback (for bugs) goes to Electrum's log only."""
+    """One sentence for the user, chosen by the exception's type (never by its text); the
+    traceback of a bug goes to Electrum's log only."""
+    from electrum.util import UserFacingException
+
+    from electrum_joinmarket.errors import Failure, JoinMarketError, failure_of
     from electrum_joinmarket.link.client import DaemonError
-    from electrum_joinmarket.plugin import FeeLimitsUnset
-    from electrum_joinmarket.runner import RunnerError
-    from electrum_joinmarket.taker.taker import TakerError
-    if isinstance(exc, (concurrent.futures.CancelledError, asyncio.CancelledError)):
+    from electrum_joinmarket.market.limits import FeeLimitsUnset
+    if failure_of(exc) == Failure.CANCELLED:
         return _("Cancelled.")
     if isinstance(exc, FeeLimitsUnset):
         return _("Set both coinjoin fee limits first (in the form or JoinMarket settings).")
-    if isinstance(exc, RunnerError):
-        return str(exc)
     if isinstance(exc, DaemonError):
         return _("The JoinMarket daemon: {}").format(exc)
+    if isinstance(exc, (UserFacingException, JoinMarketError)):
+        return str(exc)                  # our messages say what to do
     if isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError, TimeoutError)):
         return _("Could not reach the JoinMarket daemon ({}). Check the daemon address in "
                  "JoinMarket settings or press 'Start daemon'.").format(exc or type(exc).__name__)
-    if isinstance(exc, (TakerError, ValueError)):
+    if isinstance(exc, ValueError):
         return str(exc)
     log.error("JoinMarket tab: unexpected error", exc_info=exc)
     return _("Unexpected error: {}. Details are in Electrum's log.").format(exc or type(exc).__name__)
@@ -737,25 +740,26 @@ class JoinMarketTab(QWidget):
     def on_progress(self, event: dict) -> None:
         if self._closed:
             return
-        stage = str(event.get("stage", ""))
-        self.stage_label.setText(stage)
+        stage = event.get("stage", "")
+        self.stage_label.setText(str(stage))
         self._append_log(str(event.get("message", "")))
         if event.get("nick"):
             self._last_nick = event["nick"]
             self._channels_up = True
             self._render_status()
         asked, answered = event.get("makers_asked"), event.get("makers_answered")
-        if stage == "orderbook":
+        if stage == TakerStage.ORDERBOOK:
             self.makers_label.setText(_("{} offers from {} makers").format(event.get("offers", 0),
                                                                            event.get("makers", 0)))
-        elif stage == "chosen" and isinstance(event.get("makers"), list):
+        elif stage == TakerStage.CHOSEN and isinstance(event.get("makers"), list):
             self.makers_label.setText(_("chose {}").format(", ".join(event["makers"])))
         elif asked is not None:
             self.makers_label.setText(_("asked {}, answered {}").format(
                 asked, "…" if answered is None else answered))
         if event.get("seconds_left") is not None:
             self._deadline = float(event.get("time", time.time())) + float(event["seconds_left"])
-        elif stage in ("ioauth", "broadcast", "done", "failed", "cancelled", "chosen"):
+        elif stage in (TakerStage.IOAUTH, TakerStage.BROADCAST, TakerStage.CHOSEN) \
+                or stage in TERMINAL_STAGES:
             self._deadline = None
             self.time_label.setText("")
 
@@ -775,7 +779,7 @@ class JoinMarketTab(QWidget):
         o = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
         self.last_outcome = o
         self.refresh_history()
-        if o.get("status") == "success":
+        if o.get("status") == OutcomeStatus.SUCCESS:
             self.last_txid = o.get("txid")
             pct = o["total_cost"] * 100 / o["cj_amount"] if o.get("cj_amount") else 0
             self.outcome_label.setText(_(
@@ -789,10 +793,11 @@ class JoinMarketTab(QWidget):
             self.history_button.setEnabled(True)
         else:
             status = o.get("status", "failed")
-            head = _("Coinjoin cancelled") if status == "cancelled" else _("Coinjoin failed")
-            text = f"{head}: {o.get('message', '')}\n{model.failure_hint(o.get('message', ''))}"
+            cancelled = status == OutcomeStatus.CANCELLED
+            head = _("Coinjoin cancelled") if cancelled else _("Coinjoin failed")
+            text = f"{head}: {o.get('message', '')}\n{model.failure_hint(o.get('failure'))}"
             self.outcome_label.setText(text)
-            if status != "cancelled":
+            if not cancelled:
                 self.show_error(text)
 
     def _finish_ui(self) -> None:
@@ -898,7 +903,7 @@ class JoinMarketTab(QWidget):
             text = _("Not running.\nCoinjoins so far: {n}\nEarned so far: {earned}").format(
                 n=len(hist), earned=fmt(earned))
         self.m_status.setText(text)
-        busy_taker = session.role == "taker"
+        busy_taker = session.role == Role.TAKER
         self.m_start.setEnabled(maker is None and not busy_taker)
         self.m_stop.setEnabled(maker is not None)
 
