@@ -361,6 +361,7 @@ def test_m8_taker_checks_makers_together_and_decides_claims_in_its_order(
     valid on its own) is refused (M8) for the one that comes later in the taker's own order of
     makers — whichever answered first — and never both accepted."""
     from electrum_joinmarket.protocol.commitments import CommitmentStore
+    from electrum_joinmarket.market.limits import FeeLimits
     from electrum_joinmarket.taker.taker import Taker, TakerConfig
     a = Maker(make_wallet(fund=[3_000_000, 2_000_000]))
     b = Maker(make_wallet(fund=[4_000_000, 1_000_000]))
@@ -375,7 +376,8 @@ def test_m8_taker_checks_makers_together_and_decides_claims_in_its_order(
 
     def run(order):
         taker = Taker(wallet=me, network=electrum_node.network, commitments=CommitmentStore({}),
-                      config=TakerConfig(amount=1_000_000, destination=me.get_unused_address()),
+                      config=TakerConfig(amount=1_000_000, destination=me.get_unused_address(),
+                                         limits=FeeLimits(20_000, "0.004")),
                       password=None, daemon_host="127.0.0.1", daemon_port=1, chan_configs=[],
                       net_name="regtest")
         offers = {nick: OFFER for nick in order}
