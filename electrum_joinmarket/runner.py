@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -21,6 +20,7 @@ from electrum_joinmarket.errors import Failure, UserError
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.link.daemon import DaemonLink
 from electrum_joinmarket.link.tor import TorResolution, resolve_tor
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.stages import Role, SessionState
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
@@ -28,7 +28,7 @@ from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
 if TYPE_CHECKING:  # pragma: no cover
     from electrum_joinmarket.plugin import JoinMarketPlugin, WalletSession
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 HISTORY_KEY = "taker_history"
 HISTORY_LIMIT = 500

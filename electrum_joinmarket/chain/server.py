@@ -44,7 +44,6 @@ Security invariants:
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from electrum.bitcoin import script_to_scripthash
 from electrum.transaction import Transaction, get_address_from_output_script
 from electrum.verifier import MerkleVerificationFailure, verify_tx_is_in_block
 
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.protocol.podle import PoDLEParseError, parse_utxo_str
 from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.errors import Failure, JoinMarketError
@@ -64,7 +64,7 @@ __all__ = [
     "verify_merkle_proof",
 ]
 
-_log = logging.getLogger(__name__)
+_log = get_logger(__name__)
 _TXID_RE = re.compile(r"[0-9a-fA-F]{64}\Z")
 MAX_MERKLE_BRANCH = 30  # Electrum's own bound (verify_tx_is_in_block)
 

@@ -36,7 +36,6 @@ Invariants:
 from __future__ import annotations
 
 import heapq
-import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -45,11 +44,12 @@ from typing import Any, Iterable, Mapping, MutableMapping, Optional, Sequence
 from electrum_joinmarket.depths.rules import (DEFAULT_DEPTH_COUNT, MAX_DEPTH_COUNT, CoinDepth,
                                               TxFacts, classify_outputs)
 from electrum_joinmarket.depths import rules
+from electrum_joinmarket.logs import get_logger
 
 __all__ = ["DEPTHS_KEY", "DepthError", "MixedDepthsError", "DepthRecord", "DepthCoin",
            "RebuildReport"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEPTHS_KEY = "depths"
 RECORD_VERSION = 1

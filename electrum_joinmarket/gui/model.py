@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -16,12 +15,13 @@ from typing import Any, Optional, Sequence
 
 from jmcore.offers import Offer, OfferError
 
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market.limits import (ABS_EXAMPLE, REL_EXAMPLE, FeeLimitError, FeeLimits,
                                                FeeLimitsUnset, parse_fee_limits)
 from electrum_joinmarket.errors import Failure, UserError
 from electrum_joinmarket.market.orders import filter_offers
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 __all__ = ["OfferRow", "offer_rows", "bond_values", "FormInput", "FormError", "check_form",
            "failure_hint", "fmt_sats", "fmt_percent", "channel_summary", "spendable_coins"]

@@ -14,7 +14,6 @@ Everything else the daemon reports is handed to a role handler (taker or maker) 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Awaitable, Callable, Optional, Protocol
 
 from jmcore import amp as jamp
@@ -25,10 +24,11 @@ from jmcore.errors import AMPConnectionLost, AMPRemoteError, JMCoreError
 
 from electrum_joinmarket.link.chanstatus import ChannelReport
 
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.protocol.nick import NickKey, nick_matches_pubkey, verify_message_signature
 from electrum_joinmarket.errors import Failure, UserError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_DUST = 27300
 

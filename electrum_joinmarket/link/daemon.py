@@ -37,14 +37,13 @@ Other settings read by :meth:`DaemonLink.from_config` (Electrum config keys, all
 use a running daemon), ``daemon_in_process`` (False: never run it in-process).
 
 Each outcome is a :class:`DaemonStatus` (a ``str`` enum, JSON-able) plus a human sentence in
-:attr:`LinkState.text` for the GUI.  Standard library + jmcore only at module level.
+:attr:`LinkState.text` for the GUI.  Standard library, jmcore and Electrum's logger only at module level.
 """
 from __future__ import annotations
 
 import asyncio
 import atexit
 import enum
-import logging
 import os
 import re
 import shutil
@@ -61,10 +60,12 @@ from jmcore import linkauth
 from jmcore.constants import DEFAULT_DAEMON_PORT
 from jmcore.errors import AMPError
 
+from electrum_joinmarket.logs import get_logger
+
 __all__ = ["DaemonStatus", "LinkState", "DaemonLink", "probe", "ProbeResult",
            "find_daemon_binary", "binary_candidates", "in_process_available", "PROBE_COMMAND"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PROBE_COMMAND = linkauth.HELLO
 """The probe is the first step of the link authentication."""

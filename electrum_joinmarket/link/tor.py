@@ -6,7 +6,6 @@ pinned one, else 9151 next to Tor Browser's 9150, else 9051 on the SOCKS host.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -14,7 +13,9 @@ from jmcore.channels import DEFAULT_SOCKS_PORTS, TOR_BROWSER_SOCKS_PORT, Channel
 from jmcore.torcheck import (ProbeResult, TorProbe, not_tor_message, probe_tor_socks,
                              tor_missing_message)
 
-log = logging.getLogger(__name__)
+from electrum_joinmarket.logs import get_logger
+
+log = get_logger(__name__)
 
 __all__ = ["TorResolution", "resolve_tor", "electrum_tor_proxy"]
 

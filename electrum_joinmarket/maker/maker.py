@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import re
 import time
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ from jmcore.offers import Offer, canonical_cjfee
 
 from electrum_joinmarket.chain.server import ChainBackend, ChainError, ElectrumChain
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.protocol.ioauth import make_ioauth
 from electrum_joinmarket.tx.maker_tx import TakerTxRejected, coinjoin_txid, maker_sign, verify_taker_tx
 from electrum_joinmarket.protocol.podle import CommitmentPolicy, PoDLEError, normalize_commitment, parse_revelation, \
@@ -77,7 +77,7 @@ from electrum_joinmarket.errors import Failure, JoinMarketError, UserError
 __all__ = ["PLUGIN_STORAGE_NAME", "COMMITMENTS_KEY", "HISTORY_KEY", "MakerError",
            "MakerSettings", "Refusal", "Maker", "plugin_storage"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PLUGIN_STORAGE_NAME = "joinmarket"
 COMMITMENTS_KEY = "maker_commitments"

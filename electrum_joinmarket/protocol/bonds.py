@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import logging
 import math
 import re
 import struct
@@ -43,8 +42,9 @@ import electrum_ecc as ecc
 from electrum.bitcoin import construct_script, opcodes, usermessage_magic
 from electrum.crypto import sha256, sha256d
 from electrum_joinmarket.errors import JoinMarketError
+from electrum_joinmarket.logs import get_logger
 
-_log = logging.getLogger(__name__)
+_log = get_logger(__name__)
 
 __all__ = [
     "BondProofError",

@@ -33,7 +33,6 @@ every maker input (value + scriptPubKey) for the transaction builder.
 """
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Union
@@ -44,6 +43,7 @@ from jmcore.constants import DUST_THRESHOLD, MAX_MAKER_INPUTS
 from jmcore.offers import Offer, maker_change
 
 from electrum_joinmarket.chain.server import BadOutpoint, ChainBackend, canonical_outpoint
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.protocol.nick import NickSignatureError, parse_pubkey_hex, sign_message, verify_message_signature
 from electrum_joinmarket.protocol.podle import pubkey_matches_script, pubkey_script
 from electrum_joinmarket.chain.utxo import UtxoInfo
@@ -55,7 +55,7 @@ __all__ = [
     "parse_ioauth", "make_ioauth", "verify_btc_sig", "verify_ioauth",
 ]
 
-_log = logging.getLogger(__name__)
+_log = get_logger(__name__)
 
 MAX_IOAUTH_BODY_LEN: int = 20_000
 """Hard bound on the plaintext before any parsing (a 15-input body is ~1.3 kB)."""

@@ -29,7 +29,6 @@ Restart invariants (TESTING.md F7):
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
@@ -37,13 +36,14 @@ from typing import Any, Awaitable, Callable, Optional
 
 from electrum_joinmarket.depths.record import DepthError, DepthRecord
 from electrum_joinmarket.depths.rules import next_depth
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.schedule.model import (ADDRASK, INTERNAL, NO_ROUNDING, Schedule,
                                                 ScheduleError, ScheduleStatus, Step, StepStatus)
 from electrum_joinmarket.schedule.store import ScheduleStore
 
 __all__ = ["BUILT_STAGE", "StepRequest", "Engine", "round_sigfig"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 BUILT_STAGE = "built"     # taker progress: the transaction exists, !tx not sent yet
 

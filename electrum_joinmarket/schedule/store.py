@@ -5,16 +5,16 @@ a schedule's progress is durable after each transition, so a killed Electrum los
 transition in flight (see :mod:`.engine` for how a restart recovers it)."""
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any, Callable, MutableMapping, Optional
 
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.schedule.model import Schedule, ScheduleError
 
 __all__ = ["SCHEDULES_KEY", "ScheduleStore"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SCHEDULES_KEY = "schedules"
 MAX_SCHEDULES = 50

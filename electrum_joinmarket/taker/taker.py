@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any, Callable, MutableMapping, Optional, Sequence
 
 from jmcore.offers import Offer, OfferError, calc_cj_fee
 
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market import feemodel
 from electrum_joinmarket.market import orders as ordermod
 from electrum_joinmarket.market.limits import FeeLimits, FeeLimitsUnset
@@ -43,7 +43,7 @@ from electrum_joinmarket.protocol.podle import (CommitmentCandidate, CommitmentC
 from electrum_joinmarket.errors import Failure, JoinMarketError, UserError
 from electrum_joinmarket.stages import OutcomeStatus, TakerStage
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 BROADCAST_POLICIES = ("self", "random-peer", "not-self")
 FROZEN_KEY = "taker_frozen_coins"

@@ -20,17 +20,17 @@ Other inputs and outputs are the taker's business and are ignored, as in the ref
 from __future__ import annotations
 
 import copy
-import logging
 from typing import Any, Optional, Sequence
 
 from jmcore.offers import Offer, maker_change
 
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.tx.taker_tx import (TxBuildError, UnsafeTransaction, coin_outpoint, coin_value,
                       encode_sig_payload)
 
 __all__ = ["TakerTxRejected", "verify_taker_tx", "maker_sign", "coinjoin_txid"]
 
-_log = logging.getLogger(__name__)
+_log = get_logger(__name__)
 
 
 class TakerTxRejected(UnsafeTransaction):

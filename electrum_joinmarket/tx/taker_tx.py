@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import logging
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 from jmcore.constants import BITCOIN_DUST_THRESHOLD, DUST_THRESHOLD, MAX_MAKER_INPUTS
 from jmcore.offers import Offer
 
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market.feemodel import (CoinjoinAmounts, estimate_tx_fee, estimate_tx_vsize,
                        normalize_script_type, script_type_of_scriptpubkey, solve_non_sweep,
                        solve_sweep)
@@ -61,7 +61,7 @@ __all__ = [
     "wallet_script_type",
 ]
 
-_log = logging.getLogger(__name__)
+_log = get_logger(__name__)
 
 SEQUENCE = 0xfffffffe           # final-but-locktime-enabled, no RBF (reference)
 SIGHASH_ALL = 0x01

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import time
 from functools import partial
 from typing import Any, Callable, Optional
@@ -26,10 +25,11 @@ from electrum.i18n import _
 from electrum.util import get_asyncio_loop
 
 from electrum_joinmarket.gui import model as model
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.stages import TERMINAL_STAGES, OutcomeStatus, Role, TakerStage
 from electrum_joinmarket.gui.qt.dialogs import ConfirmDialog, SettingsDialog
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 __all__ = ["JoinMarketTab", "friendly_error"]
 
