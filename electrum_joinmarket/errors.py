@@ -47,7 +47,7 @@ class JoinMarketError(Exception):
             self.failure = failure      # type: ignore[misc]  # instance override of the default
 
 
-class UserError(JoinMarketError, UserFacingException):
+class UserError(JoinMarketError, UserFacingException):  # type: ignore[misc]  # Electrum is untyped
     """A user's mistake or something the user must do; the message says what (one line)."""
 
     failure = Failure.INPUT

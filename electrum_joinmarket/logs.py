@@ -33,4 +33,5 @@ def logger_name(module: str) -> str:
 def get_logger(module: str) -> logging.Logger:
     """Electrum's logger for the plugin module ``module`` (pass ``__name__``)."""
     from electrum.logging import get_logger as electrum_logger
-    return electrum_logger(logger_name(module))
+    logger: logging.Logger = electrum_logger(logger_name(module))
+    return logger

@@ -19,8 +19,11 @@ class StrEnum(str, enum.Enum):
     """``enum.StrEnum`` for Python 3.10 too (Electrum 4.8 supports it): ``str()`` and ``format()``
     give the value."""
 
-    __str__ = str.__str__
-    __format__ = str.__format__
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, format_spec: str) -> str:
+        return str.__format__(self, format_spec)
 
 
 class Role(StrEnum):

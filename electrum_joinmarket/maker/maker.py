@@ -67,10 +67,12 @@ from electrum_joinmarket.chain.server import ChainBackend, ChainError, ElectrumC
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.protocol.ioauth import make_ioauth
-from electrum_joinmarket.tx.maker_tx import TakerTxRejected, coinjoin_txid, maker_sign, verify_taker_tx
+from electrum_joinmarket.tx.coins import coin_outpoint, coin_value
+from electrum_joinmarket.tx.errors import TakerTxRejected, TxBuildError
+from electrum_joinmarket.tx.maker_tx import coinjoin_txid, maker_sign, verify_taker_tx
 from electrum_joinmarket.protocol.podle import CommitmentPolicy, PoDLEError, normalize_commitment, parse_revelation, \
     pubkey_matches_script, pubkey_script
-from electrum_joinmarket.tx.taker_tx import TxBuildError, coin_outpoint, coin_value, wire_to_tx_bytes
+from electrum_joinmarket.tx.taker_tx import wire_to_tx_bytes
 from electrum_joinmarket.stages import MakerSessionState, RefusalStage
 from electrum_joinmarket.errors import Failure, JoinMarketError, UserError
 

@@ -2,7 +2,8 @@
 
 docs/protocol.md §9 "Maker tx verification (must)" and §13 "Taker stealing from maker". A maker
 never signs unless :func:`verify_taker_tx` passed, and :func:`maker_sign` re-checks the part
-that decides *what* gets signed.  Invariants:
+that decides *what* gets signed.  Invariants (money-safety invariant 5; one function per case in
+:mod:`electrum_joinmarket.tx.checks`):
 
 * every utxo we offered in ``!ioauth`` is an input exactly once; no other coin of our wallet
   is an input (T4 — a taker must not get a signature over coins we never offered);
@@ -24,23 +25,14 @@ from typing import Any, Optional, Sequence
 
 from jmcore.offers import Offer, maker_change
 
-from electrum_joinmarket.logs import get_logger
-from electrum_joinmarket.tx.taker_tx import (TxBuildError, UnsafeTransaction, coin_outpoint, coin_value,
-                      encode_sig_payload)
+from electrum_joinmarket.tx.checks import (check_change_output, check_coinjoin_output,
+                                           check_maker_inputs, check_offer_fee)
+from electrum_joinmarket.tx.coins import coin_outpoint, coin_value
+from electrum_joinmarket.tx.errors import TakerTxRejected, TxBuildError
+from electrum_joinmarket.tx.taker_tx import encode_sig_payload
 
 __all__ = ["TakerTxRejected", "verify_taker_tx", "maker_sign", "coinjoin_txid"]
 
-_log = get_logger(__name__)
-
-
-class TakerTxRejected(UnsafeTransaction):
-    """The taker's ``!tx`` breaks our agreement; we send no ``!sig``. ``case`` names the
-    docs/testing.md case (T1, T2, T3, T4, T9) or ``malformed``."""
-
-    def __init__(self, case: str, reason: str):
-        super().__init__(f"{case}: {reason}")
-        self.case = case
-        _log.warning("refusing the taker's transaction: %s: %s", case, reason)
 
 
 def _parse_tx(tx_bytes: Any) -> Any:
@@ -59,28 +51,6 @@ def _parse_tx(tx_bytes: Any) -> Any:
     return ptx
 
 
-def _wallet_owns_input(wallet: Any, txin: Any) -> bool:
-    addr = wallet.adb.get_txin_address(txin)
-    return addr is not None and wallet.is_mine(addr)
-
-
-def _check_inputs(tx: Any, my_ops: set[str], wallet: Any) -> None:
-    seen: dict[str, int] = {}
-    for txin in tx.inputs():
-        op = txin.prevout.to_str()
-        seen[op] = seen.get(op, 0) + 1
-    dup = [op for op, n in seen.items() if n > 1]
-    if dup:
-        raise TakerTxRejected("malformed", f"input {dup[0]} spent twice")
-    missing = my_ops - set(seen)
-    if missing:
-        raise TakerTxRejected("T4", f"our offered utxo(s) not spent: {sorted(missing)}")
-    for txin in tx.inputs():
-        op = txin.prevout.to_str()
-        if op not in my_ops and _wallet_owns_input(wallet, txin):
-            raise TakerTxRejected("T4", f"the tx spends our coin {op}, which we did not offer")
-
-
 def verify_taker_tx(tx_bytes: Any, my_utxos: Sequence[Any], my_cj_addr: str,
                     my_change_addr: str, cj_amount: int, offer: Offer, *,
                     wallet: Any) -> Any:
@@ -91,7 +61,6 @@ def verify_taker_tx(tx_bytes: Any, my_utxos: Sequence[Any], my_cj_addr: str,
     ``my_utxos`` are the coins we declared in ``!ioauth`` (wallet ``PartialTxInput`` s or
     :class:`UtxoInfo` s); ``wallet`` is our Electrum wallet, needed to see that no *other* coin
     of ours is spent (T4).  Raises :class:`TakerTxRejected` with the case id."""
-    from electrum import bitcoin
     if not isinstance(offer, Offer):
         raise TxBuildError("offer must be a jmcore.offers.Offer")
     if isinstance(cj_amount, bool) or not isinstance(cj_amount, int) or cj_amount <= 0:
@@ -103,24 +72,12 @@ def verify_taker_tx(tx_bytes: Any, my_utxos: Sequence[Any], my_cj_addr: str,
     if not my_ops or len(my_ops) != len(my_utxos):
         raise TxBuildError("my_utxos empty or with duplicates")
     my_total = sum(coin_value(c) for c in my_utxos)
-    real_cjfee = offer.real_cjfee(cj_amount)
-    if real_cjfee - offer.txfee < 0:
-        raise TakerTxRejected("T9", f"net fee {real_cjfee - offer.txfee} < 0 at amount "
-                                    f"{cj_amount}")
-    _check_inputs(tx, my_ops, wallet)
-    cj_spk = bitcoin.address_to_script(my_cj_addr)
-    ch_spk = bitcoin.address_to_script(my_change_addr)
-    cj_outs = [o.value for o in tx.outputs() if o.scriptpubkey == cj_spk]
-    ch_outs = [o.value for o in tx.outputs() if o.scriptpubkey == ch_spk]
-    if len(cj_outs) != 1:
-        raise TakerTxRejected("T1", f"our coinjoin output appears {len(cj_outs)} times")
-    if cj_outs[0] < cj_amount:
-        raise TakerTxRejected("T2", f"our coinjoin output is {cj_outs[0]} < {cj_amount}")
-    expected_change = maker_change(my_total, cj_amount, offer.txfee, real_cjfee)
-    if len(ch_outs) != 1:
-        raise TakerTxRejected("T3", f"our change output appears {len(ch_outs)} times")
-    if ch_outs[0] < expected_change:
-        raise TakerTxRejected("T3", f"our change is {ch_outs[0]} < {expected_change}")
+    # the checks of invariant 5, in this order (tx.checks)
+    real_cjfee = check_offer_fee(offer, cj_amount)                           # T9
+    check_maker_inputs(tx, my_ops, wallet)                                   # T4
+    check_coinjoin_output(tx, my_cj_addr, cj_amount)                         # T1, T2
+    check_change_output(tx, my_change_addr,                                  # T3
+                        maker_change(my_total, cj_amount, offer.txfee, real_cjfee))
     return tx
 
 
@@ -158,7 +115,7 @@ def maker_sign(wallet: Any, tx: Any, my_utxos: Sequence[Any],
     transaction spending an unoffered coin of ours still gets no signature."""
     from electrum.transaction import MalformedBitcoinScript, Sighash, script_GetOp
     my_ops = [coin_outpoint(c) for c in my_utxos]
-    _check_inputs(tx, set(my_ops), wallet)
+    check_maker_inputs(tx, set(my_ops), wallet)          # T4 again: what decides what we sign
     work = copy.deepcopy(tx)
     for txin in work.inputs():
         if txin.prevout.to_str() in my_ops:

@@ -14,8 +14,10 @@ Flow (docs/protocol.md §8.3–§8.5)::
     sign_our_inputs(wallet, tx, password, plan)              # runs check_before_signing first
     tx.serialize()                                           # network hex, broadcast
 
-Money-safety invariant 1 (docs/architecture.md) is enforced by :func:`check_before_signing`, which
-:func:`sign_our_inputs` always runs immediately before the wallet is asked to sign:
+Money-safety invariant 1 (docs/architecture.md) is enforced by
+:func:`~electrum_joinmarket.tx.checks.check_before_signing` (one function per invariant in
+:mod:`electrum_joinmarket.tx.checks`), which :func:`sign_our_inputs` always runs immediately
+before the wallet is asked to sign:
 
 * every output we expect is present **exactly once**: our coinjoin output with at least
   ``cj_amount``, our change (if planned) with at least the planned change, each maker's coinjoin
@@ -30,7 +32,9 @@ Money-safety invariant 1 (docs/architecture.md) is enforced by :func:`check_befo
   rate (plus the dropped-dust allowance); each maker's gain is within the limits as in the
   reference filter; the miner fee is positive and its rate below ``absurd_fee_per_kb``.
 
-Anything else raises :class:`UnsafeTransaction` and nothing is signed.
+Anything else raises :class:`UnsafeTransaction` and nothing is signed. The exceptions live in
+:mod:`electrum_joinmarket.tx.errors`, the coin helpers in :mod:`electrum_joinmarket.tx.coins`;
+both are re-exported here.
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
-from jmcore.constants import BITCOIN_DUST_THRESHOLD, DUST_THRESHOLD, MAX_MAKER_INPUTS
+from jmcore.constants import MAX_MAKER_INPUTS
 from jmcore.offers import Offer
 
 from electrum_joinmarket.logs import get_logger
@@ -50,7 +54,11 @@ from electrum_joinmarket.market.feemodel import (CoinjoinAmounts, estimate_tx_fe
                        solve_sweep)
 from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.market.limits import FeeLimits
-from electrum_joinmarket.errors import Failure, JoinMarketError
+from electrum_joinmarket.tx.checks import check_before_signing, check_prevout_matches, cost_allowance
+from electrum_joinmarket.tx.coins import (coin_outpoint, coin_value, input_type_from_spk, is_signed,
+                                          script_for_address, wallet_script_type)
+from electrum_joinmarket.tx.errors import (BadMakerSignature, FeeLimitExceeded, TxBuildError,
+                                           UnsafeTransaction)
 
 __all__ = [
     "TxBuildError", "UnsafeTransaction", "BadMakerSignature", "FeeLimitExceeded",
@@ -68,34 +76,6 @@ SIGHASH_ALL = 0x01
 
 if TYPE_CHECKING:  # pragma: no cover
     from electrum.transaction import PartialTransaction
-
-
-class TxBuildError(JoinMarketError):
-    """The coinjoin cannot be built from the given parts (a bug or bad arguments)."""
-
-
-class UnsafeTransaction(TxBuildError):
-    """Signing this transaction could lose money or break an agreement; ``reason`` says why."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class FeeLimitExceeded(UnsafeTransaction):
-    """A maker's fee or the total fee is above the user's limits (M12)."""
-
-    failure = Failure.FEE_LIMITS
-
-    def __init__(self, reason: str, nick: Optional[str] = None):
-        super().__init__(reason)
-        self.nick = nick
-
-
-class BadMakerSignature(TxBuildError):
-    """A ``!sig`` that is malformed or valid for none of the maker's unsigned inputs (M9)."""
-
-    failure = Failure.MAKERS
 
 
 # ----------------------------------------------------------------------------------------
@@ -160,58 +140,6 @@ class CoinjoinPlan:
 
 
 # ----------------------------------------------------------------------------------------
-# small helpers over Electrum objects
-# ----------------------------------------------------------------------------------------
-
-def coin_outpoint(coin: Any) -> str:
-    """``txid:n`` of a wallet coin (``PartialTxInput``) or a :class:`UtxoInfo`."""
-    if isinstance(coin, UtxoInfo):
-        return coin.outpoint
-    if isinstance(coin, str):
-        return coin
-    return coin.prevout.to_str()
-
-
-def coin_value(coin: Any) -> int:
-    if isinstance(coin, UtxoInfo):
-        return coin.value
-    v = coin.value_sats()
-    if v is None:
-        raise TxBuildError(f"coin {coin_outpoint(coin)} has no known value")
-    return int(v)
-
-
-def wallet_script_type(wallet: Any) -> str:
-    """Size-model type of an Electrum wallet's coins: ``p2wpkh`` or ``p2sh-p2wpkh``.  Other
-    wallet types (legacy p2pkh, multisig) are not supported for coinjoins."""
-    t = getattr(wallet, "txin_type", None)
-    if t in ("p2wpkh", "p2wpkh-p2sh"):
-        return normalize_script_type(t)
-    raise TxBuildError(f"unsupported wallet script type {t!r} (need p2wpkh or p2wpkh-p2sh)")
-
-
-def _script_for_address(addr: str) -> bytes:
-    from electrum import bitcoin
-    if not isinstance(addr, str) or not bitcoin.is_address(addr):
-        raise UnsafeTransaction(f"invalid address for this network: {str(addr)[:100]!r}")
-    return bitcoin.address_to_script(addr)
-
-
-def _input_type_from_spk(spk: bytes) -> str:
-    t = script_type_of_scriptpubkey(spk)
-    if t == "p2sh":
-        return "p2sh-p2wpkh"     # the only p2sh input JoinMarket uses
-    if t not in ("p2wpkh", "p2pkh"):
-        raise UnsafeTransaction(f"unsupported maker input script type {t}")
-    return t
-
-
-def _is_signed(txin: Any) -> bool:
-    return bool(txin.witness not in (None, b"", b"\x00") or txin.script_sig or
-                getattr(txin, "sigs_ecdsa", None))
-
-
-# ----------------------------------------------------------------------------------------
 # planning
 # ----------------------------------------------------------------------------------------
 
@@ -265,7 +193,7 @@ def plan_coinjoin(*, cj_amount: int, my_coins: Sequence[Any], makers: Sequence[M
             if not u.unspent or u.confirmations < 1:
                 raise UnsafeTransaction(f"maker {m.nick} utxo {u.outpoint} is not confirmed "
                                         f"and unspent")
-            t = _input_type_from_spk(u.script_pubkey)
+            t = input_type_from_spk(u.script_pubkey)
             ins[t] = ins.get(t, 0) + 1
     addrs = [my_cj_addr] + ([my_change_addr] if my_change_addr else []) + \
         [a for m in makers for a in (m.cj_addr, m.change_addr)]
@@ -273,7 +201,7 @@ def plan_coinjoin(*, cj_amount: int, my_coins: Sequence[Any], makers: Sequence[M
         raise UnsafeTransaction("an output address is used twice")
     outs: dict[str, int] = {}      # (non-sweep: our change counted, as in the reference)
     for a in addrs:
-        t = script_type_of_scriptpubkey(_script_for_address(a))
+        t = script_type_of_scriptpubkey(script_for_address(a))
         outs[t] = outs.get(t, 0) + 1
     if not sweep:
         pass  # our change address is already counted (reference: #maker outputs + 2)
@@ -298,7 +226,7 @@ def plan_coinjoin(*, cj_amount: int, my_coins: Sequence[Any], makers: Sequence[M
     if amounts.miner_fee * 1000 > vsize * limits.absurd_fee_per_kb:
         # e.g. offers with absurd txfees: the excess over our fee goes to the miners
         raise FeeLimitExceeded(f"miner fee {amounts.miner_fee} for ~{vsize} vB is absurd")
-    allowed = _cost_allowance(limits, len(makers), vsize, feerate, sweep,
+    allowed = cost_allowance(limits, len(makers), vsize, feerate, sweep,
                               my_total if sweep else cj_amount)
     if amounts.taker_cost > allowed:
         raise FeeLimitExceeded(f"we would pay {amounts.taker_cost} sats in fees, limit {allowed}")
@@ -360,7 +288,7 @@ def build_coinjoin(plan: CoinjoinPlan, my_coins: Sequence[Any], prev_txs: Mappin
             txin.utxo = prev          # validates sha256d(prev) == prevout txid
             if txin.utxo is None:
                 raise TxBuildError(f"previous transaction {u.txid} is not a complete tx")
-            _check_prevout_matches(txin, u)
+            check_prevout_matches(txin, u)
             inputs.append(txin)
     outputs = [PartialTxOutput.from_address_and_value(o.address, o.value)
                for o in plan.expected_outputs()]
@@ -371,12 +299,6 @@ def build_coinjoin(plan: CoinjoinPlan, my_coins: Sequence[Any], prev_txs: Mappin
     if wallet is not None:
         tx.add_info_from_wallet(wallet)
     return tx
-
-
-def _check_prevout_matches(txin: Any, u: UtxoInfo) -> None:
-    if txin.value_sats() != u.value or txin.scriptpubkey != u.script_pubkey:
-        raise UnsafeTransaction(f"previous transaction of {u.outpoint} disagrees with the chain "
-                                f"(value {txin.value_sats()} vs {u.value})")
 
 
 def tx_to_wire(tx: Any) -> str:
@@ -472,10 +394,10 @@ def verify_and_add_maker_sig(tx: Any, sig_b64: str, maker_utxos: Iterable[UtxoIn
     cache = SighashCache()
     for i, txin in enumerate(tx.inputs()):
         info = infos.get(txin.prevout.to_str())
-        if info is None or _is_signed(txin):
+        if info is None or is_signed(txin):
             continue
         if txin.utxo is not None:
-            _check_prevout_matches(txin, info)
+            check_prevout_matches(txin, info)
         if info.script_pubkey != desc_spk:
             continue            # this pubkey does not own that input
         vin = vtx.inputs()[i]
@@ -498,125 +420,6 @@ def verify_and_add_maker_sig(tx: Any, sig_b64: str, maker_utxos: Iterable[UtxoIn
 # ----------------------------------------------------------------------------------------
 # the final check and our signature
 # ----------------------------------------------------------------------------------------
-
-def check_before_signing(tx: Any, expected: CoinjoinPlan, *, wallet: Any = None) -> None:
-    """Money-safety invariant 1: raise :class:`UnsafeTransaction` unless signing ``tx`` is
-    exactly what ``expected`` agreed (see the module docstring for the list).  Reads only the
-    transaction and the plan (plus ``wallet.is_mine`` when a wallet is given)."""
-    plan = expected
-    # ---- inputs ---------------------------------------------------------------------------
-    maker_infos: dict[str, tuple[UtxoInfo, MakerInput]] = {}
-    for m in plan.makers:
-        for u in m.utxos:
-            maker_infos[u.outpoint] = (u, m)
-    mine = set(plan.my_inputs)
-    seen: set[str] = set()
-    my_in_total = 0
-    maker_in: dict[str, int] = {m.nick: 0 for m in plan.makers}
-    for txin in tx.inputs():
-        op = txin.prevout.to_str()
-        if op in seen:
-            raise UnsafeTransaction(f"input {op} spent twice")
-        seen.add(op)
-        if op in mine:
-            if _is_signed(txin):
-                raise UnsafeTransaction(f"our input {op} already carries a signature")
-            v = txin.value_sats()
-            if v is None:
-                raise UnsafeTransaction(f"value of our input {op} unknown")
-            my_in_total += v
-        elif op in maker_infos:
-            u, m = maker_infos[op]
-            if not u.unspent or u.confirmations < 1:
-                raise UnsafeTransaction(f"maker input {op} is not confirmed and unspent")
-            if txin.utxo is None:
-                raise UnsafeTransaction(f"maker input {op} has no previous transaction")
-            _check_prevout_matches(txin, u)
-            maker_in[m.nick] += u.value
-        else:
-            raise UnsafeTransaction(f"unexpected input {op}")
-        if wallet is not None and op not in mine:
-            addr = wallet.adb.get_txin_address(txin)
-            if addr is not None and wallet.is_mine(addr):
-                raise UnsafeTransaction(f"input {op} is ours but was not chosen")
-    missing = (mine | set(maker_infos)) - seen
-    if missing:
-        raise UnsafeTransaction(f"inputs missing: {sorted(missing)}")
-    if my_in_total != plan.amounts.my_input_total:
-        raise UnsafeTransaction(f"our inputs total {my_in_total}, planned "
-                                f"{plan.amounts.my_input_total}")
-    # ---- outputs --------------------------------------------------------------------------
-    from electrum import bitcoin
-    by_spk: dict[bytes, list[int]] = {}
-    for idx, o in enumerate(tx.outputs()):
-        by_spk.setdefault(o.scriptpubkey, []).append(idx)
-    used: set[int] = set()
-    my_out_total = 0
-    maker_out: dict[str, int] = {m.nick: 0 for m in plan.makers}
-    exp_outputs = plan.expected_outputs()
-    maker_for_addr = {a: m for m in plan.makers for a in (m.cj_addr, m.change_addr)}
-    for e in exp_outputs:
-        idxs = by_spk.get(bitcoin.address_to_script(e.address), [])
-        if len(idxs) != 1:
-            raise UnsafeTransaction(f"{e.label} appears {len(idxs)} times (expected once)")
-        value = tx.outputs()[idxs[0]].value
-        if e.ours:
-            if value < e.value:
-                raise UnsafeTransaction(f"{e.label} is {value}, short of {e.value}")
-            my_out_total += value
-        else:
-            if value != e.value:
-                raise UnsafeTransaction(f"{e.label} is {value}, agreed {e.value}")
-            maker_out[maker_for_addr[e.address].nick] += value
-        used.add(idxs[0])
-    if len(used) != len(tx.outputs()):
-        raise UnsafeTransaction(f"{len(tx.outputs()) - len(used)} unexpected output(s)")
-    for m, a in zip(plan.makers, plan.amounts.makers):
-        if a.change < DUST_THRESHOLD:
-            raise UnsafeTransaction(f"maker {m.nick} change {a.change} below dust")
-    # ---- fees -----------------------------------------------------------------------------
-    total_in = my_in_total + sum(maker_in.values())
-    total_out = sum(o.value for o in tx.outputs())
-    miner_fee = total_in - total_out
-    if miner_fee <= 0:
-        raise UnsafeTransaction(f"miner fee {miner_fee} is not positive")
-    base = plan.amounts.my_input_total if plan.sweep else plan.cj_amount
-    for m in plan.makers:
-        gain = maker_out[m.nick] - maker_in[m.nick]
-        if not plan.limits.allows(gain, base):
-            raise FeeLimitExceeded(f"maker {m.nick} earns {gain}: above the limits", m.nick)
-    ins: dict[str, int] = {plan.script_type: len(mine)}
-    for u, _m in maker_infos.values():
-        t = _input_type_from_spk(u.script_pubkey)
-        ins[t] = ins.get(t, 0) + 1
-    outs: dict[str, int] = {}
-    for o in tx.outputs():
-        t = script_type_of_scriptpubkey(o.scriptpubkey)
-        outs[t] = outs.get(t, 0) + 1
-    vsize = estimate_tx_vsize(ins, outs)
-    if miner_fee * 1000 > vsize * plan.limits.absurd_fee_per_kb:
-        raise FeeLimitExceeded(f"miner fee {miner_fee} for ~{vsize} vB is above the absurd rate")
-    allowed = _cost_allowance(plan.limits, len(plan.makers), vsize, plan.feerate, plan.sweep,
-                              base)
-    cost = my_in_total - my_out_total
-    if cost > allowed:
-        raise FeeLimitExceeded(f"we would pay {cost} sats in fees, limit {allowed}")
-    if cost > plan.amounts.taker_cost:
-        raise UnsafeTransaction(f"we would pay {cost}, planned {plan.amounts.taker_cost}")
-
-
-def _cost_allowance(limits: FeeLimits, n_makers: int, vsize: int, feerate: int, sweep: bool,
-                    base: int) -> int:
-    """The most the taker may pay in total: each maker's allowance plus the size-model miner
-    fee at the planned rate (sweeps: times ``1 + max_sweep_fee_change``; otherwise plus the
-    dust change that may be dropped to the miners)."""
-    miner = vsize * feerate // 1000
-    if sweep:
-        miner = int(miner * (1 + limits.max_sweep_fee_change))
-    else:
-        miner += BITCOIN_DUST_THRESHOLD
-    return miner + n_makers * limits.per_maker_allowance(base)
-
 
 def sign_our_inputs(wallet: Any, tx: Any, password: Optional[str],
                     expected: CoinjoinPlan) -> Any:

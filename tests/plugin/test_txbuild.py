@@ -444,6 +444,15 @@ def test_check_before_signing_output_refusals(setup, case):
         tb.check_before_signing(_outputs_replaced(tx, fn), plan)
 
 
+def test_check_before_signing_refuses_an_output_nobody_agreed(setup):
+    """An extra output small enough that every fee check still passes is refused by the output
+    check itself (invariant 1: nothing is paid that was not agreed)."""
+    plan, tx = setup["plan"], setup["tx"]
+    extra = _outputs_replaced(tx, lambda outs: outs + [_out(addr(51), 1)])
+    with pytest.raises(tb.UnsafeTransaction, match="1 unexpected output"):
+        tb.check_before_signing(extra, plan)
+
+
 def test_check_before_signing_input_refusals(setup):
     from electrum.transaction import PartialTransaction
     plan, tx, prev = setup["plan"], setup["tx"], setup["prev"]
@@ -518,3 +527,17 @@ def test_prev_tx_must_match_chain_record(setup):
                             limits=LIMITS)
     with pytest.raises(tb.UnsafeTransaction, match="disagrees"):
         tb.build_coinjoin(plan, setup["my_coins"], {prev.txid(): prev}, 500)
+
+
+def test_every_pre_signing_check_is_small_and_names_its_case():
+    """tx/checks.py: one function per invariant, each docstring naming the case ids
+    (docs/testing.md) or the money-safety invariant (docs/architecture.md) it guards."""
+    import inspect
+    import re
+
+    from electrum_joinmarket.tx import checks
+    for name in checks.__all__:
+        fn = getattr(checks, name)
+        doc = inspect.getdoc(fn) or ""
+        assert re.search(r"\b([MT]\d{1,2}|invariant [15])\b", doc), (name, doc)
+        assert len(inspect.getsource(fn).splitlines()) <= 30, name
