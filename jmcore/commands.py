@@ -326,10 +326,11 @@ BIP78_COMMANDS: tuple[str, ...] = tuple(c.name for c in _TABLE if c.group == BIP
 
 
 # ---- extensions (ours; not in the reference) ---------------------------------------------------
-# Client->daemon questions a reference joinmarketd does not know: it answers them with a clean
-# AMP error ("Unhandled Command"), and our client then carries on without the answer. They never
-# change the daemon's state, and the daemon never sends a command a reference client does not
-# know. Documented in docs/amp-extensions.md.
+# Client->daemon commands a reference joinmarketd does not know: it answers them with a clean
+# AMP error ("Unhandled Command"), and our client then carries on without them. A reference client
+# never sends them, so it sees exactly what a reference daemon would do: the daemon never sends a
+# command a reference client does not know, nor one it did not ask for. Documented in
+# docs/amp-extensions.md.
 _EXTENSIONS: tuple[CommandSpec, ...] = (
     CommandSpec(name="EJMChannelStatus", arguments=(),
                 response=(Arg("accepted", BOOLEAN), Arg("status", JSON)),
@@ -342,6 +343,14 @@ _EXTENSIONS: tuple[CommandSpec, ...] = (
                           Arg("daemon_nonce", UNICODE), Arg("daemon_proof", UNICODE)),
                 direction=C2D, group=EXTENSION),
     CommandSpec(name="EJMLinkAuthProof", arguments=(Arg("client_proof", UNICODE),),
+                response=(Arg("accepted", BOOLEAN),), direction=C2D, group=EXTENSION),
+    # taker: push JMOffers to this client whenever the orderbook changes, until JMFill or
+    # JMStartMC (instead of the client polling JMRequestOffers)
+    CommandSpec(name="EJMFollowOffers", arguments=(),
+                response=(Arg("accepted", BOOLEAN),), direction=C2D, group=EXTENSION),
+    # maker: this client refuses the taker's !auth (or !tx): tell the taker with !error and end
+    # the session with it, so the taker need not wait out its timeout
+    CommandSpec(name="EJMRefuse", arguments=(Arg("nick", UNICODE), Arg("reason", UNICODE)),
                 response=(Arg("accepted", BOOLEAN),), direction=C2D, group=EXTENSION),
 )
 EXTENSION_COMMANDS: dict[str, CommandSpec] = {c.name: c for c in _EXTENSIONS}

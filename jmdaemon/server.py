@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 MAX_SESSIONS = 200          # maker: concurrent taker sessions kept
 ORDERBOOK_REPLY_INTERVAL = 10.0   # maker: at most one offer reply per taker per 10 s (NG)
 AUTH_TIMEOUT = 30.0         # a connection that has not authenticated by then is closed
+OFFERS_PUSH_INTERVAL = 0.1  # taker following the book: at most one JMOffers push per 0.1 s
 _AUTH_COMMANDS = frozenset(name.encode("ascii") for name in LK)
 
 
@@ -119,6 +120,10 @@ class JMDaemonProtocol(amp.AMP):
         self.commitment = None
         self.cjamount = None
         self.orderbook_replies = OrderedDict()
+        self.follow_offers = False      # EJMFollowOffers: push JMOffers on every book change
+        self._offers_push = None        # the pending push (IDelayedCall), coalescing changes
+        self._offers_pushed_at = 0.0
+        self.refused = set()            # makers that answered our !fill with !error
         self.bond_requests = OrderedDict()
         self.relayed_hp2 = OrderedDict()
         self.connected = False
@@ -148,6 +153,7 @@ class JMDaemonProtocol(amp.AMP):
         if self.factory is not None:
             self.factory.clients.discard(self)
         self._cancel_stage1()
+        self._stop_following()
         self.mc_shutdown()
         super().connectionLost(reason)
 
@@ -363,6 +369,7 @@ class JMDaemonProtocol(amp.AMP):
             return {"accepted": False}
         self.jm_state = 0
         self._cancel_stage1()
+        self._stop_following()
         if self.nick is not None and nick != self.nick and not self.restart_mc_required:
             # a new nick on running channels: reconnect them under the new nick
             channels = build_channels(self.chan_configs, self.network,
@@ -444,6 +451,34 @@ class JMDaemonProtocol(amp.AMP):
         self.call_client("JMOffers", orderbook=json.dumps(offers), fidelitybonds=json.dumps(bonds))
         return {"accepted": True}
 
+    @K["EJMFollowOffers"].responder
+    def on_EJM_FOLLOW_OFFERS(self):
+        """Our extension: the book now, then again after every change (at most one push per
+        OFFERS_PUSH_INTERVAL), until JMFill or JMStartMC. Only our client asks for it."""
+        if self.role != "TAKER" or self.jm_state != 1:
+            return {"accepted": False}
+        self.follow_offers = True
+        self._offers_changed()
+        return {"accepted": True}
+
+    def _offers_changed(self):
+        if not self.follow_offers or self._offers_push is not None:
+            return
+        delay = max(0.0, self._offers_pushed_at + OFFERS_PUSH_INTERVAL - time.monotonic())
+        self._offers_push = reactor.callLater(delay, self._push_offers)
+
+    def _push_offers(self):
+        self._offers_push = None
+        if self.follow_offers and self.connected:
+            self._offers_pushed_at = time.monotonic()
+            self.on_JM_REQUEST_OFFERS()
+
+    def _stop_following(self):
+        self.follow_offers = False
+        if self._offers_push is not None and self._offers_push.active():
+            self._offers_push.cancel()
+        self._offers_push = None
+
     @K["JMFill"].responder
     def on_JM_FILL(self, amount, commitment, revelation, filled_offers):
         if (self.jm_state != 1 or self.role != "TAKER" or amount < 0
@@ -457,10 +492,12 @@ class JMDaemonProtocol(amp.AMP):
         for nick, offer in filled_offers.items():
             if not wire.valid_nick(nick) or not isinstance(offer, dict) or "oid" not in offer:
                 return {"accepted": False}
+        self._stop_following()
         self.cjamount = amount
         self.commitment = commitment
         self.revelation = revelation
         self.ioauth_data = {}
+        self.refused = set()
         self.crypto_boxes = {}
         self.active_orders = OrderedDict(filled_offers)
         for nick, offer in filled_offers.items():
@@ -514,6 +551,17 @@ class JMDaemonProtocol(amp.AMP):
         self.mcc.announce_orders(self.offerlist, nick, proof, mc=mc)
         return {"accepted": True}
 
+    @K["EJMRefuse"].responder
+    def on_EJM_REFUSE(self, nick, reason):
+        """Our extension: our client refuses this taker's !auth/!tx. The taker gets
+        ``!error <reason>`` (as for the refusals the daemon makes itself) and the session ends."""
+        if self.role != "MAKER" or nick not in self.active_orders:
+            return {"accepted": False}
+        del self.active_orders[nick]
+        text = wire.printable(reason, 120).replace("!", "")
+        self.mcc.send_error(nick, text or "refused")
+        return {"accepted": True}
+
     @K["JMIOAuth"].responder
     def on_JM_IOAUTH(self, nick, utxolist, pubkey, cjaddr, changeaddr, pubkeysig):
         if self.role != "MAKER" or nick not in self.active_orders:
@@ -561,20 +609,32 @@ class JMDaemonProtocol(amp.AMP):
 
     def on_nick_leave(self, nick):
         self.orderbook.remove_nick(nick)
+        self._offers_changed()
 
     def on_order_seen(self, nick, mc, ordertype, oid, minsize, maxsize, txfee, cjfee):
         if nick == self.nick:
             return
         self.orderbook.add_offer(nick, ordertype, oid, minsize, maxsize, txfee, cjfee)
+        self._offers_changed()
 
     def on_order_cancel(self, nick, oid):
         self.orderbook.cancel(nick, oid)
+        self._offers_changed()
 
     def on_fidelity_bond_seen(self, nick, proof):
         self.orderbook.add_bond(nick, self.nick, proof)
+        self._offers_changed()
 
     def on_error(self, nick, msg):
         log.info("error message from %s: %s", nick, wire.printable(msg, 200))
+        # a maker of our !fill that refuses (signed by its nick key, like every private
+        # message) is done: once every maker answered or refused, stage 1 ends now instead of
+        # at the timeout. A refusal can only shorten the wait for makers already settled.
+        if (self.role == "TAKER" and self.jm_state == 2 and nick in self.active_orders
+                and nick not in self.ioauth_data):
+            self.refused.add(nick)
+            if set(self.ioauth_data) | self.refused >= set(self.active_orders):
+                self.respond_to_ioauths(len(self.ioauth_data) >= self.minmakers)
 
     # maker
     def _bounded_put(self, table, key, value, limit=1000):
@@ -700,10 +760,13 @@ class JMDaemonProtocol(amp.AMP):
                 or nick not in self.crypto_boxes):
             log.debug("unexpected !ioauth from %s dropped", nick)
             return
+        self.refused.discard(nick)
         self.ioauth_data[nick] = [utxo_list, auth_pub, cj_addr, change_addr, btc_sig,
                                   self.crypto_boxes[nick][0]]
         if set(self.ioauth_data) == set(self.active_orders):
             self.respond_to_ioauths(True)
+        elif set(self.ioauth_data) | self.refused >= set(self.active_orders):
+            self.respond_to_ioauths(len(self.ioauth_data) >= self.minmakers)   # as the timer
 
     def on_sig(self, nick, sig):
         if self.role != "TAKER" or self.jm_state != 4 or nick not in self.active_orders:

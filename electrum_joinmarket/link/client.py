@@ -146,6 +146,32 @@ class DaemonClient:
         self.last_report = ChannelReport.from_json(answer.get("status"))
         return self.last_report
 
+    async def follow_offers(self) -> bool:
+        """Ask the daemon to push JMOffers whenever its orderbook changes (our ``EJMFollowOffers``
+        extension) until JMFill/JMStartMC; False if it does not (a reference joinmarketd answers
+        with an AMP error: the caller then polls JMRequestOffers)."""
+        if self.proto is None or self.closed.is_set():
+            return False
+        try:
+            answer = await self.proto.call_remote("EJMFollowOffers")
+        except AMPRemoteError as exc:
+            log.info("the daemon does not push offers (%s); polling it", exc)
+            return False
+        except (AMPConnectionLost, ConnectionError, JMCoreError):
+            return False
+        return bool(answer.get("accepted"))
+
+    async def refuse(self, nick: str, reason: str) -> bool:
+        """Maker: tell the taker ``nick`` we refuse its !auth/!tx (our ``EJMRefuse`` extension);
+        False if the daemon does not support it or had no session with that taker."""
+        if self.proto is None or self.closed.is_set():
+            return False
+        try:
+            answer = await self.proto.call_remote("EJMRefuse", nick=nick, reason=reason)
+        except (AMPRemoteError, AMPConnectionLost, ConnectionError, JMCoreError):
+            return False
+        return bool(answer.get("accepted"))
+
     async def _watch_close(self) -> None:
         if self.proto is not None:
             await self.proto.wait_closed()

@@ -514,6 +514,21 @@ class Maker:
         log.info("maker: refused %s from %s: [%s] %s", stage, nick, case, reason)
         self.refusals.append(Refusal(nick, case, reason, stage, time.time()))
 
+    def _tell_refused(self, nick: str, case: str) -> None:
+        """Tell the taker we refused (``!error refused (<case>)``, through our daemon's EJMRefuse
+        extension) so it need not wait out its timeout; a reference daemon does not know the
+        command and the taker then times out as before. Only the case id leaves."""
+        client = self.client
+        if client is None or not self.running:
+            return
+
+        async def tell() -> None:
+            try:
+                await client.refuse(nick, f"refused ({case})")
+            except Exception as exc:
+                log.debug("maker: could not tell %s of the refusal: %r", nick, exc)
+        asyncio.ensure_future(tell())
+
     def _drop(self, nick: str, why: str) -> None:
         s = self.sessions.pop(nick, None)
         if s is not None:
@@ -544,13 +559,18 @@ class Maker:
                                 revelation: Any = None, amount: Any = None,
                                 kphex: Any = None, **_: Any) -> None:
         nick = str(nick)[:64]
+        gen = self._auth_gen.get(nick, 0) + 1       # what _handle_auth numbers this !auth
         try:
             await self._handle_auth(nick, offer, commitment, revelation, amount, kphex)
         except _Refused as r:               # no session of this !auth exists at this point
             self._refuse(nick, RefusalStage.AUTH, r.case, r.reason)
+            if self._auth_gen.get(nick) == gen:    # not superseded by a newer !auth
+                self._tell_refused(nick, r.case)
         except Exception as exc:            # never out of a handler
             self._refuse(nick, RefusalStage.AUTH, "internal", repr(exc)[:200])
             log.warning("maker: !auth from %s failed: %r", nick, exc)
+            if self._auth_gen.get(nick) == gen:
+                self._tell_refused(nick, "internal")
 
     async def _handle_auth(self, nick: str, offer_in: Any, commitment: Any, revelation: Any,
                            amount: Any, kphex: Any) -> None:
@@ -662,10 +682,12 @@ class Maker:
         except _Refused as r:
             self._drop(nick, f"refused [{r.case}]")
             self._refuse(nick, RefusalStage.TX, r.case, r.reason)
+            self._tell_refused(nick, r.case)
         except Exception as exc:
             self._drop(nick, "internal error")
             self._refuse(nick, RefusalStage.TX, "internal", repr(exc)[:200])
             log.warning("maker: !tx from %s failed: %r", nick, exc)
+            self._tell_refused(nick, "internal")
 
     async def _handle_tx(self, nick: str, raw: Any) -> None:
         session = self.sessions.get(nick)

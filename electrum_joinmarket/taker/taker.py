@@ -362,7 +362,8 @@ class Taker:
     async def _follow_offers(self) -> bool:
         """Whether the daemon pushes the book to us as it changes (our daemon does when asked;
         a reference joinmarketd only answers ``JMRequestOffers``)."""
-        return False
+        assert self.client is not None
+        return await self.client.follow_offers()
 
     async def _bond_values(self) -> dict[str, float]:
         """Value of each maker's fidelity bond (0 if absent or not verifiable on-chain)."""

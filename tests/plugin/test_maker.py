@@ -252,15 +252,16 @@ def test_malicious_tx_never_signed(world, sign_spy, case):
 # refused !auth: T5, T6, T7 (nothing revealed)
 # ------------------------------------------------------------------------------------------
 
-async def fill_refused(world, podle, *, commitment=None, revelation=None, timeout=6):
-    """A !fill/!auth the maker must refuse: no JMIOAuth, the taker's fill fails."""
+async def fill_refused(world, podle, *, commitment=None, revelation=None, timeout=120):
+    """A !fill/!auth the maker must refuse: no JMIOAuth, the taker's fill fails — at once, on
+    the maker's !error (EJMRefuse), not at the taker daemon's ``timeout``."""
     w, m, t = world, world.maker, world.taker
     n_io = w.spy.count("JMIOAuth")
     n_fail = sum(1 for n, kw in t.client.events if n == "JMFillResponse")
     await t.new_round(maker_timeout_sec=timeout)
     await t.fill(m.nick, offer_dict(w), AMOUNT, podle, commitment=commitment,
                  revelation=revelation)
-    ev = await t.client.wait_for("JMFillResponse", timeout=timeout + 30, count=n_fail + 1)
+    ev = await t.client.wait_for("JMFillResponse", timeout=30, count=n_fail + 1)
     assert ev["success"] is False and ev["ioauth_data"] == [m.nick]
     assert w.spy.count("JMIOAuth") == n_io
     assert_clean(w)

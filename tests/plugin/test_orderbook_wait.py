@@ -1,0 +1,134 @@
+"""The taker's orderbook stage ends on events: once offers from ``n_makers`` makers are in and
+the book was unchanged for the quiet period (after the minimum wait), else at the maximum wait.
+Against a daemon that pushes the book (our EJMFollowOffers extension) it never asks; against one
+that speaks only the reference AMP command set it asks JMRequestOffers every ``orderbook_poll``.
+The daemons here are minimal AMP servers speaking exactly those command sets (no reference
+joinmarketd runs in this environment); the real daemon's pushes are tested in
+tests/daemon/test_offers_push.py and every e2e coinjoin."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from jmcore import amp as jamp
+from jmcore.commands import ALL_COMMANDS, COMMANDS
+
+from electrum_joinmarket.link.client import DaemonClient
+from electrum_joinmarket.market.limits import FeeLimits
+from electrum_joinmarket.protocol.commitments import CommitmentStore
+from electrum_joinmarket.taker.taker import Taker, TakerConfig
+
+
+def _offer(nick: str, oid: int = 0, cjfee: str = "0.0002") -> dict:
+    return {"counterparty": nick, "oid": oid, "ordertype": "sw0reloffer", "minsize": 100_000,
+            "maxsize": 10**8, "txfee": 0, "cjfee": cjfee}
+
+
+class Daemon:
+    """Answers JMRequestOffers with the current book; with ``push`` also EJMFollowOffers, after
+    which every change of the book is sent unasked."""
+
+    def __init__(self, push: bool):
+        self.push = push
+        self.book: list[dict] = []
+        self.requests = 0
+        self.following = False
+        self.proto = None
+        self.server = None
+
+    async def start(self) -> int:
+        def responders(proto):
+            self.proto = proto
+
+            def request_offers():
+                self.requests += 1
+                asyncio.ensure_future(self._send())
+                return {"accepted": True}
+            r = {"JMRequestOffers": request_offers}
+            if self.push:
+                def follow():
+                    self.following = True
+                    asyncio.ensure_future(self._send())
+                    return {"accepted": True}
+                r["EJMFollowOffers"] = follow
+            return r
+        self.server = await jamp.serve("127.0.0.1", 0, responders,
+                                       commands=ALL_COMMANDS if self.push else COMMANDS)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _send(self) -> None:
+        await self.proto.call_remote("JMOffers", orderbook=json.dumps(self.book),
+                                     fidelitybonds="[]")
+
+    def set_book(self, rows: list[dict]) -> None:
+        self.book = list(rows)
+        if self.following:
+            asyncio.ensure_future(self._send())
+
+
+async def _collect(daemon: Daemon, script, **cfg_kw) -> tuple[Taker, float]:
+    """Run the orderbook stage against ``daemon`` while ``script`` (a list of (delay, book))
+    changes its book; returns the taker and how long the stage took."""
+    port = await daemon.start()
+    cfg = TakerConfig(amount=1_000_000, destination="x", limits=FeeLimits(50_000, "0.01"),
+                      **cfg_kw)
+    taker = Taker(wallet=None, network=object(), commitments=CommitmentStore({}), config=cfg,
+                  password=None, daemon_host="127.0.0.1", daemon_port=port, chan_configs=[],
+                  net_name="regtest")
+    client = DaemonClient(network="regtest", chan_configs=[], handler=taker)
+    client.proto = await jamp.connect("127.0.0.1", port, client._responders(),
+                                      commands=ALL_COMMANDS)
+    taker.client = client
+
+    async def play():
+        for delay, rows in script:
+            await asyncio.sleep(delay)
+            daemon.set_book(rows)
+    player = asyncio.ensure_future(play())
+    t0 = time.monotonic()
+    try:
+        await taker._collect_orderbook()
+        return taker, time.monotonic() - t0
+    finally:
+        player.cancel()
+        client.close()
+        daemon.server.close()
+
+
+TWO = [_offer("J5a"), _offer("J5b")]
+THREE = TWO + [_offer("J5c")]
+POLICY = dict(n_makers=3, orderbook_min_wait=0.2, orderbook_quiet=0.4, orderbook_max_wait=8.0,
+              orderbook_poll=0.1)
+
+
+@pytest.mark.parametrize("push", [True, False], ids=["pushed", "reference-daemon"])
+def test_ends_once_quiet_with_enough_makers(push):
+    daemon = Daemon(push)
+    taker, took = asyncio.run(_collect(daemon, [(0.1, TWO), (0.5, THREE)], **POLICY))
+    assert {o.counterparty for o in taker._book} == {"J5a", "J5b", "J5c"}
+    assert 0.9 <= took < 4.0, took            # the third maker at ~0.6 s + 0.4 s quiet; not 8 s
+    if push:
+        assert daemon.requests == 0               # never asked: woken by the pushes
+    else:
+        assert daemon.requests >= 5               # polled every 0.1 s
+
+
+@pytest.mark.parametrize("push", [True, False], ids=["pushed", "reference-daemon"])
+def test_each_change_restarts_the_quiet_period(push):
+    daemon = Daemon(push)
+    changes = [(0.05, THREE)] + [(0.3, [_offer("J5a", cjfee=f"0.000{i}")] + THREE[1:])
+                                 for i in range(1, 5)]
+    taker, took = asyncio.run(_collect(daemon, changes, **POLICY))
+    assert taker._book[0].cjfee == "0.0004"       # the last version
+    assert took >= 1.25 + 0.4 - 0.05, took        # last change at ~1.25 s, then quiet
+
+
+def test_too_few_makers_waits_for_the_maximum():
+    daemon = Daemon(True)
+    taker, took = asyncio.run(_collect(daemon, [(0.1, TWO)], **dict(POLICY,
+                                                                     orderbook_max_wait=1.5)))
+    assert len({o.counterparty for o in taker._book}) == 2
+    assert took >= 1.5, took
