@@ -14,6 +14,8 @@ Where it lives: the wallet's plugin storage (``plugin_data.joinmarket.depths``, 
     addresses      {address: depth}   change-branch addresses the plugin reserved for a depth
                                       (INTERNAL destinations, maker coinjoin/change outputs)
     overrides      {outpoint: depth}  the user put this coin in that depth
+    deposits       {outpoint: depth}  the depth each coin from outside got when it was first
+                                      seen (a later change of deposit_depth does not move it)
     coinjoins      {txid: amount}     coinjoins the plugin took part in, with their amount
     coins          {outpoint: [depth, coinjoins, kind]}  the last computed depth of every coin
                                       the wallet holds (what the views show)
@@ -41,9 +43,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, MutableMapping, Optional, Sequence
 
-from electrum_joinmarket.depths.rules import (DEFAULT_DEPTH_COUNT, MAX_DEPTH_COUNT, CoinDepth,
-                                              TxFacts, classify_outputs)
 from electrum_joinmarket.depths import rules
+from electrum_joinmarket.depths.rules import (
+    DEFAULT_DEPTH_COUNT,
+    MAX_DEPTH_COUNT,
+    CoinDepth,
+    TxFacts,
+    classify_outputs,
+)
 from electrum_joinmarket.logs import get_logger
 
 __all__ = ["DEPTHS_KEY", "DepthError", "MixedDepthsError", "DepthRecord", "DepthCoin",
@@ -136,10 +143,10 @@ class DepthRecord:
         if self._fresh_record:
             storage[DEPTHS_KEY] = {"version": RECORD_VERSION, "count": DEFAULT_DEPTH_COUNT,
                                    "deposit_depth": 0, "addresses": {}, "overrides": {},
-                                   "coinjoins": {}, "coins": {}, "merges": []}
+                                   "coinjoins": {}, "deposits": {}, "coins": {}, "merges": []}
         self._rec = storage[DEPTHS_KEY]
         for key, default in (("addresses", {}), ("overrides", {}), ("coinjoins", {}),
-                             ("coins", {}), ("merges", [])):
+                             ("deposits", {}), ("coins", {}), ("merges", [])):
             if key not in self._rec:
                 self._rec[key] = default
         self._cache_key: Any = None
@@ -165,7 +172,9 @@ class DepthRecord:
             self._changed()
 
     def set_deposit_depth(self, depth: int) -> None:
-        """The depth coins arriving from outside are put in from now on (and on replay)."""
+        """The depth coins arriving from outside are put in from now on (coins already in the
+        wallet stay where they are)."""
+        self.refresh()           # pin the deposits seen so far to their current depth
         self._check_depth(depth)
         with self._lock:
             self._rec["deposit_depth"] = depth
@@ -311,6 +320,8 @@ class DepthRecord:
             known = self._known_coinjoins()
             overrides = {k: int(v) % count for k, v in self._rec["overrides"].items()}
             addresses = {k: int(v) % count for k, v in self._rec["addresses"].items()}
+            pinned = self._rec["deposits"]
+            new_pins: dict[str, int] = {}
             depth_of: dict[str, CoinDepth] = {}
             merges: list[dict] = []
             recognised = 0
@@ -326,6 +337,11 @@ class DepthRecord:
                     merges.append({"txid": txid, "depths": list(res.merged_depths)})
                 for n, cd in res.outputs.items():
                     op = f"{txid}:{n}"
+                    if cd.kind == rules.DEPOSIT and not facts.our_inputs:
+                        if op in pinned:
+                            cd = CoinDepth(int(pinned[op]) % count, 0, rules.DEPOSIT)
+                        else:
+                            new_pins[op] = cd.depth
                     if op in overrides:
                         cd = CoinDepth(overrides[op], cd.coinjoins, rules.USER)
                     elif cd.kind in (rules.DEPOSIT, rules.CHANGE, rules.CJ_CHANGE, rules.CJ_OUT):
@@ -333,10 +349,12 @@ class DepthRecord:
                         if addr_depth is not None and addr_depth != cd.depth:
                             cd = CoinDepth(addr_depth, cd.coinjoins, rules.ADDRESS)
                     depth_of[op] = cd
+            for op, d in new_pins.items():
+                pinned[op] = d
             self._computed = depth_of
             self._merges = merges
             self._cache_key = cache_key
-            self._store(recognised)
+            self._store(recognised, force_save=bool(new_pins))
             return self._current()
 
     def _output_address_depth(self, facts: TxFacts, n: int,
@@ -355,10 +373,10 @@ class DepthRecord:
             out[op] = self._computed.get(op) or CoinDepth(self.deposit_depth, 0, rules.DEPOSIT)
         return out
 
-    def _store(self, recognised: int) -> None:
+    def _store(self, recognised: int, force_save: bool = False) -> None:
         current = self._current()
         snapshot = {op: [cd.depth, cd.coinjoins, cd.kind] for op, cd in sorted(current.items())}
-        changed = False
+        changed = force_save
         if dict(self._rec["coins"]) != snapshot:
             self._rec["coins"] = snapshot
             changed = True

@@ -85,7 +85,7 @@ def looks_like_coinjoin(facts: TxFacts) -> Optional[int]:
     if facts.n_inputs <= len(facts.our_inputs) or not facts.our_inputs:
         return None
     values = list(facts.output_values)
-    for n, value in sorted(facts.our_outputs.items(), key=lambda kv: -kv[1]):
+    for _n, value in sorted(facts.our_outputs.items(), key=lambda kv: -kv[1]):
         others = sum(1 for i, v in enumerate(values) if v == value and i not in facts.our_outputs)
         if others >= 1:
             return value

@@ -37,8 +37,16 @@ from typing import Any, Awaitable, Callable, Optional
 from electrum_joinmarket.depths.record import DepthError, DepthRecord
 from electrum_joinmarket.depths.rules import next_depth
 from electrum_joinmarket.logs import get_logger
-from electrum_joinmarket.schedule.model import (ADDRASK, INTERNAL, NO_ROUNDING, Schedule,
-                                                ScheduleError, ScheduleStatus, Step, StepStatus)
+from electrum_joinmarket.schedule.model import (
+    ADDRASK,
+    INTERNAL,
+    NO_ROUNDING,
+    Schedule,
+    ScheduleError,
+    ScheduleStatus,
+    Step,
+    StepStatus,
+)
 from electrum_joinmarket.schedule.store import ScheduleStore
 
 __all__ = ["BUILT_STAGE", "StepRequest", "Engine", "round_sigfig"]
@@ -312,7 +320,7 @@ class Engine:
             if self._stop_requested:
                 raise asyncio.CancelledError()
             tries += 1
-            outcome = await self._attempt(sched, step)
+            await self._attempt(sched, step)
             if step.status == StepStatus.BROADCAST:
                 return
             if tries >= sched.max_attempts:

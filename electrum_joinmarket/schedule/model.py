@@ -159,9 +159,10 @@ class Step:
         unknown = set(d) - names
         if unknown:
             raise ScheduleError(f"unknown step field(s): {', '.join(sorted(unknown))}")
+        plain: dict[str, Any] = {k: (list(v) if isinstance(v, (list, tuple)) else
+                                     dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
         try:
-            step = cls(**{k: (list(v) if isinstance(v, (list, tuple)) else
-                              dict(v) if isinstance(v, dict) else v) for k, v in d.items()})
+            step = cls(**plain)
         except TypeError as exc:
             raise ScheduleError(f"a step needs depth, amount, counterparties and destination "
                                 f"({exc})") from None

@@ -23,12 +23,11 @@ Depth numbers wrap modulo the wallet's depth count, as coinjoin outputs do.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Mapping, Optional, Sequence
 
-from electrum_joinmarket.schedule.model import (ADDRASK, INTERNAL, NO_ROUNDING, Schedule,
-                                                ScheduleError, Step)
+from electrum_joinmarket.schedule.model import ADDRASK, INTERNAL, NO_ROUNDING, Schedule, ScheduleError, Step
 
 __all__ = ["TumblerParams", "generate_tumble", "amount_fractions"]
 
@@ -141,7 +140,8 @@ def generate_tumble(params: TumblerParams, destinations: Sequence[str],
     for depth, wait, n in zip(stage1,
                               _exp(rng, params.timelambda * params.stage1_timelambda_increase,
                                    len(stage1)),
-                              _norm_ints(rng, mean_n, sd_n, len(stage1), params.minmakercount)):
+                              _norm_ints(rng, mean_n, sd_n, len(stage1), params.minmakercount),
+                              strict=True):
         steps.append(dict(depth=depth, amount=0, counterparties=n, destination=INTERNAL,
                           wait_minutes=wait, rounding=NO_ROUNDING))
     # stage 2: random fractions from each depth to the next; the last of each depth sweeps

@@ -60,7 +60,7 @@ def test_depths_follow_a_coinjoin_a_payment_and_a_merge_then_rebuild_from_seed(
     assert d[outpoint_of(tx, change)] == (0, 0, rules.CJ_CHANGE)
     my_change = plan.amounts.my_change
     assert rec.balances() == {0: my_change, 1: cj, 2: 0, 3: 0, 4: 0}
-    for m, r in zip(makers, (rec_a, rec_b)):
+    for m, r in zip(makers, (rec_a, rec_b), strict=True):
         md = depth_map(r)
         assert md[outpoint_of(tx, m.cj_addr)] == (1, 1, rules.CJ_OUT)   # recognised by pattern
         assert md[outpoint_of(tx, m.change_addr)] == (0, 0, rules.CJ_CHANGE)
@@ -201,8 +201,9 @@ def test_user_moves_a_deposit_and_mixed_spends_are_refused(bitcoind, electrum_no
         rec.set_coin_depth(coins[0], 5)
     with pytest.raises(DepthError):
         rec.check_one_depth(["00" * 32 + ":0"])
-    # the deposit depth applies to later deposits
+    # the deposit depth applies to later deposits; earlier ones stay where they are
     rec.set_deposit_depth(2)
     from tests.plugin.maker_harness import fund_wallet
     new = fund_wallet(electrum_node, bitcoind, w, [1_000_000])[0]
     assert rec.depth_of(new).depth == 2
+    assert rec.balances() == {0: 6_000_000, 1: 0, 2: 1_000_000, 3: 3_000_000, 4: 0}

@@ -25,8 +25,7 @@ from electrum_joinmarket.maker.maker import plugin_storage
 from electrum_joinmarket.market import feemodel as fm
 from electrum_joinmarket.protocol.commitments import CommitmentStore
 from electrum_joinmarket.schedule.engine import BUILT_STAGE, Engine
-from electrum_joinmarket.schedule.model import (INTERNAL, Schedule, ScheduleStatus, Step,
-                                                StepStatus)
+from electrum_joinmarket.schedule.model import INTERNAL, Schedule, ScheduleStatus, Step, StepStatus
 from electrum_joinmarket.schedule.store import ScheduleStore
 from electrum_joinmarket.tx import taker_tx as tb
 
@@ -99,7 +98,7 @@ class RealJoins:
 
     def _sign_and_broadcast(self, plan, tx):
         wire = tb.tx_to_wire(tx)
-        for m, mi in zip(self.current_makers, plan.makers):
+        for m, mi in zip(self.current_makers, plan.makers, strict=True):
             for sig in m.on_tx(wire, plan.cj_amount):
                 tb.verify_and_add_maker_sig(tx, sig, mi.utxos)
         tb.sign_our_inputs(self.taker, tx, None, plan)
@@ -255,7 +254,8 @@ def test_engine_three_steps_exact_with_retry_and_kills(bitcoind, electrum_node, 
         assert s2.txid != held_txid and len(s2.pending_txids) == 2
         # the held transaction never reached the network; its taker inputs are spent once,
         # by the re-run
-        with pytest.raises(Exception):
+        from devstack.bitcoind import RPCError
+        with pytest.raises(RPCError):
             bitcoind.rpc("getrawtransaction", held_txid, True)
         held = [tx for (i, a, tx) in joins.txs if tx.txid() == held_txid][0]
         rerun = [tx for (i, a, tx) in joins.txs if tx.txid() == s2.txid][0]

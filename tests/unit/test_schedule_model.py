@@ -8,8 +8,15 @@ from decimal import Decimal
 import pytest
 
 from electrum_joinmarket.schedule.engine import round_sigfig
-from electrum_joinmarket.schedule.model import (ADDRASK, INTERNAL, NO_ROUNDING, Schedule,
-                                                ScheduleError, Step, parse_amount)
+from electrum_joinmarket.schedule.model import (
+    ADDRASK,
+    INTERNAL,
+    NO_ROUNDING,
+    Schedule,
+    ScheduleError,
+    Step,
+    parse_amount,
+)
 from electrum_joinmarket.schedule.store import ScheduleStore
 from electrum_joinmarket.schedule.tumbler import TumblerParams, amount_fractions, generate_tumble
 
