@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from devstack.procmem import mapped_files, rss_kib, tree  # noqa: E402
 from electrum_joinmarket.link.daemon import ProbeResult, probe  # noqa: E402
+from jmcore import linkauth  # noqa: E402
 
 
 def load_build():
@@ -94,7 +95,12 @@ def start_and_measure(argv: list[str], measure_rss: bool, env=None) -> dict:
         t_line = time.monotonic() - t0
 
         async def wait_amp():
-            while await probe("127.0.0.1", port, timeout=2.0) != ProbeResult.AMP:
+            # the daemon proves it knows the cookie in its data dir (jmcore.linkauth)
+            cookie = linkauth.cookie_file(d)
+            deadline = time.monotonic() + 60
+            while (r := await probe("127.0.0.1", port, timeout=2.0, cookie_path=cookie)) != ProbeResult.AMP:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{argv[0]} does not answer AMP: {r}")
                 await asyncio.sleep(0.01)
         asyncio.run(wait_amp())
         t_ready = time.monotonic() - t0

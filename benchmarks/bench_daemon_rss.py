@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from devstack.procmem import smaps_rss, status, tree  # noqa: E402
 from electrum_joinmarket.link.daemon import ProbeResult, probe  # noqa: E402
+from jmcore import linkauth  # noqa: E402
 
 MIB = 1024.0
 
@@ -122,7 +123,7 @@ print(json.dumps(out))
 """
 
 
-def wait_ready(proc: subprocess.Popen) -> int:
+def wait_ready(proc: subprocess.Popen, datadir: str) -> int:
     assert proc.stdout is not None
     while True:
         line = proc.stdout.readline()
@@ -134,7 +135,12 @@ def wait_ready(proc: subprocess.Popen) -> int:
             break
 
     async def amp():
-        while await probe("127.0.0.1", port, timeout=2.0) != ProbeResult.AMP:
+        # the daemon proves it knows the cookie in its data dir (jmcore.linkauth)
+        cookie = linkauth.cookie_file(datadir)
+        deadline = time.monotonic() + 60
+        while (r := await probe("127.0.0.1", port, timeout=2.0, cookie_path=cookie)) != ProbeResult.AMP:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the daemon does not answer AMP: {r}")
             await asyncio.sleep(0.01)
     asyncio.run(amp())
     return port
@@ -146,7 +152,7 @@ def idle_daemon(argv: list[str], env=None, idle_s: float = 3.0) -> dict:
     proc = subprocess.Popen(argv + ["--port", "0", "--datadir", d], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=env)
     try:
-        wait_ready(proc)
+        wait_ready(proc, d)
         time.sleep(idle_s)
         pids = tree(proc.pid)
         procs = [{"pid": p, **status(p), "smaps": smaps_rss(p)} for p in pids]
