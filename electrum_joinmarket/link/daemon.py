@@ -70,7 +70,6 @@ log = get_logger(__name__)
 PROBE_COMMAND = linkauth.HELLO
 """The probe is the first step of the link authentication."""
 LISTENING_RE = re.compile(r"listening on (\S+):(\d+)")
-CONFIG_PREFIX = "plugins.joinmarket."
 
 
 class DaemonStatus(str, enum.Enum):
@@ -330,20 +329,12 @@ class DaemonLink:
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> "DaemonLink":
-        """A link from Electrum's ``SimpleConfig`` (keys in the module docstring)."""
-        def get(key: str, default: Any) -> Any:
-            v = config.get(CONFIG_PREFIX + key, None)
-            return default if v is None else v
-        try:
-            electrum_dir = config.electrum_path_root()
-        except Exception:
-            electrum_dir = None
-        datadir = get("daemon_datadir", None)
-        return cls(str(get("daemon_host", "127.0.0.1")), int(get("daemon_port", DEFAULT_DAEMON_PORT)),
-                   binary=get("daemon_binary", None), electrum_dir=electrum_dir,
-                   datadir=os.path.expanduser(datadir) if datadir else None,
-                   autostart=bool(get("daemon_autostart", True)),
-                   in_process=bool(get("daemon_in_process", True)), **kwargs)
+        """A link from Electrum's ``SimpleConfig``, read through the plugin's ConfigVars
+        (:class:`electrum_joinmarket.settings.DaemonSettings`; keys in the module docstring)."""
+        from electrum_joinmarket.settings import DaemonSettings
+        d = DaemonSettings.from_config(config)
+        return cls(d.host, d.port, binary=d.binary, electrum_dir=d.electrum_dir,
+                   datadir=d.datadir, autostart=d.autostart, in_process=d.in_process, **kwargs)
 
     # -- state -------------------------------------------------------------------------------
     def _set(self, status: DaemonStatus, detail: str = "", **kw: Any) -> LinkState:

@@ -71,6 +71,31 @@ def test_register_runtime_then_plugins_cmdline_loads_it(tmp_path, plugins_factor
     assert status["settings"]["order_chooser"] == "fidelity_bond"
 
 
+def test_commands_register_once_and_only_through_the_plugin_module():
+    """Module-level @plugin_commands (commands.py): a library import of the package registers
+    nothing; executing the init module as a plugin module registers all six, and executing it
+    again (Electrum does, per Plugins object) registers nothing twice and raises nothing."""
+    code = """if True:
+        import importlib.util, os
+        from electrum.commands import known_commands
+        import electrum_joinmarket, electrum_joinmarket.plugin, electrum_joinmarket.runner
+        ours = lambda: sorted(c for c in known_commands if c.startswith("joinmarket_"))
+        print(ours())
+        init = os.path.join(os.path.dirname(electrum_joinmarket.__file__), "__init__.py")
+        for name in ("electrum.plugins.joinmarket", "electrum_external_plugins.joinmarket"):
+            spec = importlib.util.spec_from_file_location(name, init)
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            print(ours())
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    six = sorted(f"joinmarket_{c}" for c in ("status", "coinjoin", "orderbook", "start_maker",
+                                              "stop_maker", "history"))
+    assert r.stdout.splitlines() == ["[]", repr(six), repr(six)], r.stdout + r.stderr
+    assert "could not register" not in r.stderr
+
+
 def test_qt_gui_module_loads_without_touching_qt(tmp_path, plugins_factory):
     from electrum_joinmarket.plugin import JoinMarketPlugin
     config = _config(tmp_path, **{"plugins.joinmarket.enabled": True})

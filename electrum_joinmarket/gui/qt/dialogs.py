@@ -18,6 +18,7 @@ from electrum.i18n import _
 
 from electrum_joinmarket.gui.model import fmt_sats
 from electrum_joinmarket.market.limits import format_max_rel, parse_max_abs, parse_max_rel
+from electrum_joinmarket.settings import set_settings
 
 __all__ = ["ConfirmDialog", "SettingsDialog", "sats_of"]
 
@@ -136,9 +137,9 @@ class SettingsDialog(WindowModalDialog):
         hp.addWidget(self.port)
         form.addRow(_("Address"), hp)
         self.autostart = QCheckBox(_("Start the daemon when none runs (binary, else in-process)"))
-        self.autostart.setChecked(bool(c.get("plugins.joinmarket.daemon_autostart", True)))
+        self.autostart.setChecked(bool(c.JM_DAEMON_AUTOSTART))
         form.addRow(self.autostart)
-        self.binary = QLineEdit(str(c.get("plugins.joinmarket.daemon_binary", "") or ""))
+        self.binary = QLineEdit(str(c.JM_DAEMON_BINARY or ""))
         self.binary.setPlaceholderText(_("auto: $JMDAEMON_BINARY, ~/.electrum/jmdaemon, PATH"))
         form.addRow(_("Daemon binary"), self.binary)
         how = WWLabel(_("To run it yourself: <code>jmdaemon --host 127.0.0.1 --port {}</code> "
@@ -293,8 +294,7 @@ class SettingsDialog(WindowModalDialog):
             return False
         config = self.plugin.config
         old_addr = (config.JM_DAEMON_HOST, config.JM_DAEMON_PORT)
-        for key, value in vals.items():
-            config.set_key(f"plugins.joinmarket.{key}", value, save=True)
+        set_settings(config, vals)
         runner = self.plugin.runner
         busy = any(s.role is not None for s in self.plugin.sessions())
         if runner.link is not None and not busy and (

@@ -1,0 +1,120 @@
+"""The plugin's commands, ``electrum joinmarket_<name>``: module-level ``@plugin_command``
+coroutines in Electrum 4.8's idiom (as ``electrum/plugins/nwc``). Electrum passes the loaded
+plugin object as ``plugin=``; each body is a line or two over it and its runner.
+
+* Importing this module registers the commands (Electrum refuses a name twice, so it is
+  imported once per process, by the plugin's init module only when that runs as Electrum's
+  plugin module: importing ``electrum_joinmarket`` as a library registers nothing).
+* A user's mistake (no fee limits, a malformed argument, a busy wallet, no daemon) raises a
+  :class:`~electrum_joinmarket.errors.UserError`, Electrum's ``UserFacingException``: the CLI
+  prints its one line, without a traceback.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from electrum.commands import plugin_command
+
+from electrum_joinmarket.errors import UserError
+from electrum_joinmarket.settings import PLUGIN_NAME
+
+if TYPE_CHECKING:  # pragma: no cover
+    from electrum.commands import Commands
+    from electrum.wallet import Abstract_Wallet
+
+    from electrum_joinmarket.plugin import JoinMarketPlugin
+
+__all__ = ["status", "coinjoin", "orderbook", "start_maker", "stop_maker", "history"]
+
+
+def _int_arg(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a whole number, got {str(value)[:30]!r}") from None
+
+
+def _seconds_arg(name: str, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise UserError(f"{name} must be a number of seconds (0 to 3600), got {str(value)[:30]!r}")
+    return seconds
+
+
+@plugin_command("", PLUGIN_NAME)
+async def status(self: "Commands", plugin: "JoinMarketPlugin" = None) -> dict:  # type: ignore[assignment]
+    """Show the JoinMarket plugin status: versions, settings, daemon address and the
+    JoinMarket session of every loaded wallet. Makes no network request."""
+    return plugin.status()
+
+
+@plugin_command("wp", PLUGIN_NAME)
+async def coinjoin(self: "Commands", destination: str, amount: Any,
+                   plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                   wallet: Optional["Abstract_Wallet"] = None, password: Optional[str] = None,
+                   counterparties: Any = None, max_cj_fee_abs: Any = None,
+                   max_cj_fee_rel: Any = None, broadcast: str = "self") -> dict:
+    """Run one JoinMarket coinjoin from this wallet and wait for its outcome (minutes).
+
+    arg:str:destination:Address that receives the coinjoin output
+    arg:decimal:amount:Amount in BTC; 0 sweeps every confirmed unfrozen coin
+    arg:int:counterparties:Number of makers (default: the setting, else 8)
+    arg:str:max_cj_fee_abs:Refuse makers whose fee is above this many sats AND above the relative limit (default: the setting)
+    arg:str:max_cj_fee_rel:Relative fee limit, a fraction of the amount, e.g. 0.004 or 0.4% (default: the setting)
+    arg:str:broadcast:Who broadcasts: self, random-peer or not-self
+    """
+    from electrum.commands import satoshis
+    overrides: dict[str, Any] = {"broadcast": broadcast}
+    if counterparties is not None:
+        overrides["n_makers"] = _int_arg("counterparties", counterparties)
+    limits = plugin.fee_limits(max_cj_fee_abs, max_cj_fee_rel)
+    runner = plugin.runner
+    config = runner.taker_config(satoshis(amount), destination, limits=limits, **overrides)
+    outcome = await runner.coinjoin(wallet, config, password)
+    return outcome.to_dict()
+
+
+@plugin_command("n", PLUGIN_NAME)
+async def orderbook(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                    wait: Any = None) -> dict:
+    """Collect the JoinMarket orderbook through the daemon and show it.
+
+    arg:int:wait:Seconds to collect offers (default: the orderbook_wait setting)
+    """
+    return await plugin.runner.orderbook(None if wait is None else _seconds_arg("wait", wait))
+
+
+@plugin_command("wp", PLUGIN_NAME)
+async def start_maker(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                      wallet: Optional["Abstract_Wallet"] = None, password: Optional[str] = None,
+                      ordertype: str = "reloffer", cjfee_r: Any = "0.00002", cjfee_a: Any = 500,
+                      txfee: Any = 0, minsize: Any = 100000) -> dict:
+    """Start a yield generator (maker) on this wallet; it runs until stop_maker.
+
+    arg:str:ordertype:reloffer (fee relative to the amount) or absoffer (fixed fee)
+    arg:str:cjfee_r:Relative fee of a reloffer, e.g. 0.00002
+    arg:int:cjfee_a:Fee in sats of an absoffer
+    arg:int:txfee:Miner-fee contribution in sats taken from our change
+    arg:int:minsize:Smallest coinjoin amount we accept, in sats
+    """
+    return await plugin.runner.start_maker(wallet, password, ordertype=ordertype,
+                                           cjfee_r=str(cjfee_r), cjfee_a=_int_arg("cjfee_a", cjfee_a),
+                                           txfee=_int_arg("txfee", txfee),
+                                           minsize=_int_arg("minsize", minsize))
+
+
+@plugin_command("w", PLUGIN_NAME)
+async def stop_maker(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                     wallet: Optional["Abstract_Wallet"] = None) -> bool:
+    """Stop this wallet's yield generator (reserved coins are released)."""
+    return bool(plugin.runner.stop_maker(wallet))
+
+
+@plugin_command("w", PLUGIN_NAME)
+async def history(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                  wallet: Optional["Abstract_Wallet"] = None) -> list:
+    """Past coinjoins of this wallet (taker side), oldest first."""
+    return list(plugin.runner.history(wallet))
