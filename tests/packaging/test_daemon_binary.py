@@ -27,6 +27,22 @@ from .conftest import load_packaging_module
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(autouse=True)
+def _stop_binaries_of_failed_tests():
+    """Binaries a test started are stopped when it ends, even if it failed first: SIGTERM, which
+    the one-file bootloader forwards to its Python child. (The SIGKILL of devstack's atexit
+    safety net would kill only the bootloader and leave the child running.)"""
+    first = len(_STARTED)
+    yield
+    for proc in _STARTED[first:]:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def start_binary(binary: pathlib.Path, workdir: pathlib.Path, name: str, extra=(), timeout=30.0,
                  ready=r"listening on 127\.0\.0\.1:(\d+)", args=None) -> Proc:
     """Like devstack.daemons.start_daemon, but the frozen binary (no Python, no PYTHONPATH).
