@@ -1,55 +1,60 @@
-"""Protocol constants used by the daemon (docs/protocol.md §4, §6, §12).
+"""Protocol constants of the daemon (docs/protocol.md §2–§4, §6, §12).
 
-jmcore.constants carries the shared ones; the daemon keeps the few it needs here so it
-does not depend on their exact names (values are fixed by the wire protocol anyway).
+Every wire value is jmcore's (:mod:`jmcore.constants`, the one table shared with the plugin);
+this module gives them the names the daemon's code uses and adds what only the daemon needs
+(its receive limits, the IRC channel naming).
 """
 from __future__ import annotations
 
-JM_VERSION = 5
-JOINMARKET_NICK_HEADER = "J"
-NICK_HASH_LENGTH = 10
-NICK_MAX_ENCODED = 14
-NICK_LENGTH = 2 + NICK_MAX_ENCODED          # "J5" + 14 chars
-COMMAND_PREFIX = "!"
-DEFAULT_DAEMON_PORT = 27183
+from jmcore import constants as _jc
 
-OFFER_TYPES = ("reloffer", "absoffer", "swreloffer", "swabsoffer", "sw0reloffer", "sw0absoffer")
-REL_OFFER_TYPES = tuple(t for t in OFFER_TYPES if t.endswith("reloffer"))
-ABS_OFFER_TYPES = tuple(t for t in OFFER_TYPES if t.endswith("absoffer"))
-FIDELITY_BOND_CMD = "tbond"
-COMMITMENT_BROADCAST_CMD = "hp2"
-COMMITMENT_PREFIXES = ("P",)
+JM_VERSION = _jc.JM_VERSION
+JOINMARKET_NICK_HEADER = _jc.JOINMARKET_NICK_HEADER
+NICK_HASH_LENGTH = _jc.NICK_HASH_LENGTH
+NICK_MAX_ENCODED = _jc.NICK_MAX_ENCODED
+NICK_LENGTH = _jc.NICK_LENGTH                          # "J5" + 14 chars
+COMMAND_PREFIX = _jc.COMMAND_PREFIX
+DEFAULT_DAEMON_PORT = _jc.DEFAULT_DAEMON_PORT
 
-ENCRYPTED_COMMANDS = ("auth", "ioauth", "tx", "sig")
-PLAINTEXT_COMMANDS = (("fill", "error", "pubkey", "orderbook", "push", FIDELITY_BOND_CMD,
-                       COMMITMENT_BROADCAST_CMD) + OFFER_TYPES)
-ALL_PRIVATE_COMMANDS = PLAINTEXT_COMMANDS + ENCRYPTED_COMMANDS
+OFFER_TYPES = _jc.OFFER_TYPES
+REL_OFFER_TYPES = _jc.REL_OFFER_TYPES
+ABS_OFFER_TYPES = _jc.ABS_OFFER_TYPES
+FIDELITY_BOND_CMD = _jc.CMD_TBOND
+COMMITMENT_BROADCAST_CMD = _jc.CMD_HP2
+COMMITMENT_PREFIXES = (_jc.COMMITMENT_TYPE_PODLE,)
+
+ENCRYPTED_COMMANDS = _jc.ENCRYPTED_COMMANDS
+ALL_PRIVATE_COMMANDS = _jc.PRIVATE_COMMANDS | {_jc.CMD_ORDERBOOK}
+"""What a private message may carry: jmcore's private commands, and ``!orderbook`` (a taker
+may also ask one maker directly, as the reference does)."""
+PLAINTEXT_COMMANDS = ALL_PRIVATE_COMMANDS - ENCRYPTED_COMMANDS
 ORDER_KEYS = ("counterparty", "oid", "ordertype", "minsize", "maxsize", "txfee", "cjfee")
 
-ONION_HOSTID = "onion-network"
-ONION_VIRTUAL_PORT = 5222
-NOT_SERVING_ONION = "NOT-SERVING-ONION"
-APP_NAME = "joinmarket"
+ONION_HOSTID = _jc.ONION_HOSTID
+ONION_VIRTUAL_PORT = _jc.ONION_SERVING_PORT
+NOT_SERVING_ONION = _jc.NOT_SERVING_ONION
+APP_NAME = _jc.APP_NAME
 
 # onion wire types (§3.2); only these may appear on the wire in our code
-ONION_PRIVMSG = 685
-ONION_PUBMSG = 687
-ONION_PEERLIST = 789
-ONION_GETPEERLIST = 791
-ONION_HANDSHAKE = 793
-ONION_DN_HANDSHAKE = 795
+ONION_PRIVMSG = _jc.ONION_TYPE_PRIVMSG
+ONION_PUBMSG = _jc.ONION_TYPE_PUBMSG
+ONION_PEERLIST = _jc.ONION_TYPE_PEERLIST
+ONION_GETPEERLIST = _jc.ONION_TYPE_GETPEERLIST
+ONION_HANDSHAKE = _jc.ONION_TYPE_HANDSHAKE
+ONION_DN_HANDSHAKE = _jc.ONION_TYPE_DN_HANDSHAKE
 ONION_WIRE_TYPES = frozenset({ONION_PRIVMSG, ONION_PUBMSG, ONION_PEERLIST, ONION_GETPEERLIST,
                               ONION_HANDSHAKE, ONION_DN_HANDSHAKE})
 
 # limits (docs/protocol.md §2, §3.1, §13)
-MAX_PRIVMSG_LEN = 450                  # IRC line incl. "PRIVMSG nick :"
-MAX_ONION_LINE = 65536                 # bytes per onion JSON line (NG directory limit; Ref 40 000)
+MAX_PRIVMSG_LEN = _jc.IRC_MAX_LINE_LENGTH     # IRC line incl. "PRIVMSG nick :"
+MAX_ONION_LINE = 65536                 # bytes per onion JSON line we accept (NG directory limit)
 MAX_MESSAGE_LEN = 65536                # a reassembled JM message (IRC chunks)
-MAX_OUR_LINE = 40000                   # bytes of any onion line we send, and of any JM message we
-                                       # send on any channel (Ref disconnects longer lines, §3.1)
+MAX_OUR_LINE = _jc.ONION_MAX_LINE_LENGTH       # bytes of any onion line we send, and of any JM
+                                       # message we send on any channel (Ref disconnects longer
+                                       # lines, §3.1)
 SIGNATURE_OVERHEAD = 1 + 66 + 1 + 100  # " <pubkey hex> <b64 DER sig>" appended by the client
-MAX_SATS = 21 * 10 ** 14
-JM_DUST = 27300
+MAX_SATS = _jc.MAX_SATOSHIS
+JM_DUST = _jc.DUST_THRESHOLD
 
 IRC_CHANNEL_BASE = "joinmarket-pit"
 
