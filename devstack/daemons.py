@@ -106,6 +106,21 @@ def start_directory(workdir: pathlib.Path, name="directory", network="regtest", 
     return Proc(proc, int(m.group(2)), logpath, {"nick": m.group(1)})
 
 
+def start_tor_directory(workdir: pathlib.Path, control_port: int, name="directory",
+                        network="regtest", extra=()) -> Proc:
+    """Our directory node as a real onion service: it publishes ``<onion>:5222`` through the Tor
+    client whose control port is ``control_port`` (cookie auth) and keeps its key in
+    ``<workdir>/<name>/hidden_service``. ``extra["location"]`` is the onion location."""
+    hs_dir = workdir / name / "hidden_service"
+    args = ["--directory-node", "--directory-port", "0", "--network", network,
+            "--tor-control", "127.0.0.1:%d" % control_port, "--hidden-service-dir", str(hs_dir),
+            "--datadir", str(workdir / name), "--loglevel", "DEBUG"] + list(extra)
+    proc, m, logpath = _spawn(args, workdir, name, r"directory (\S+) at ([a-z2-7]{56}\.onion):(\d+)",
+                              timeout=90.0)
+    return Proc(proc, int(m.group(3)), logpath,
+                {"nick": m.group(1), "location": "%s:%s" % (m.group(2), m.group(3))})
+
+
 # ------------------------------------------------------------------------------------------
 # the test client
 

@@ -30,6 +30,18 @@ def onion_config(directory, serving_port: int = 0) -> list[dict]:
     return [cfg]
 
 
+def tor_onion_config(directory_location: str, client: Any, serving: bool = False,
+                     network: str = "regtest") -> list[dict]:
+    """The onion channel over a private-network Tor client (``devstack.tor.TorNode``): SOCKS5
+    to the directory's onion, and (``serving``) our own onion through the control port. No test
+    mode: exactly what a user's configuration does on mainnet."""
+    from jmcore.channels import OnionChannelConfig, TorEndpoints
+    tor = TorEndpoints(socks5_host="127.0.0.1", socks5_port=client.socks_port,
+                       tor_control_host="127.0.0.1", tor_control_port=client.control_port)
+    return [OnionChannelConfig(directory_nodes=(directory_location,), btcnet=network, tor=tor,
+                               serving=serving, onion_serving_port=0).to_jminit()]
+
+
 @dataclass
 class MakerParty:
     wallet: Any

@@ -6,6 +6,11 @@ each running the plugin's yield generator with its own jmdaemon, and a taker wal
 one coinjoin through its own jmdaemon. Prints progress, the makers chosen, the fees paid, the
 anonymity set, the txid and its confirmation (in a block the demo mines itself).
 
+``--tor`` runs it over a private Tor network on 127.0.0.1 (devstack/tor.py: Debian's tor, own
+authorities, never the real Tor network) instead of IRC: our directory node as an onion service,
+each maker publishing its own onion through its Tor client's control port, the taker reaching
+them through its Tor client's SOCKS5 port — as on mainnet, no test mode.
+
 ``--keep`` leaves the network running until Ctrl-C (or SIGTERM/SIGHUP) and prints how to attach
 your own Electrum and wallet to it. Whatever ends the demo — success, failure, Ctrl-C, SIGTERM,
 a closed terminal — every service it started is stopped and its temp dir is removed
@@ -55,19 +60,26 @@ def step(msg: str, t0: float) -> None:
     print(f"[demo {time.monotonic() - t0:6.1f}s] {msg}", flush=True)
 
 
-def attach_help(node, ex, irc, config, wallets: dict) -> str:
+def attach_help(node, ex, irc, config, wallets: dict, tor=None) -> str:
     """How to point your own Electrum (with the plugin) and wallet at this demo network: shell
-    lines to paste, in order."""
+    lines to paste, in order. ``tor``: (directory location, a Tor client) of a --tor demo."""
     cli = installed_env().get("EJM_BITCOIN_CLI", "bitcoin-cli")
     py = shlex.quote(str(ROOT / ".venv" / "bin" / "python"))
-    chans = json.dumps(irc_config(irc))
+    if tor is not None:
+        location, client = tor
+        chans = json.dumps({"directories": [location],
+                            "socks5": f"127.0.0.1:{client.socks_port}",
+                            "tor_control": f"127.0.0.1:{client.control_port}"})
+    else:
+        chans = json.dumps(irc_config(irc))
     lines = [
         "",
         "The demo network keeps running. To use it from your own Electrum, paste in another shell:",
         f"  BCLI='{cli} -regtest -rpcconnect=127.0.0.1 -rpcport={node.rpc_port} "
         f"-rpcuser={RPC_USER} -rpcpassword={RPC_PASSWORD} -rpcwallet=miner'",
         f"  EL='{py} -m electrum_joinmarket.loader --regtest -D {DEMO_USER_DIR}'",
-        "  # the plugin on, pointed at the demo's IRC server, with fee limits:",
+        "  # the plugin on, pointed at the demo's " + ("directory over its Tor" if tor is not None
+                                                       else "IRC server") + ", with fee limits:",
         "  $EL --offline setconfig plugins.joinmarket.enabled true",
         f"  $EL --offline setconfig plugins.joinmarket.channels {shlex.quote(chans)}",
         f"  $EL --offline setconfig plugins.joinmarket.max_cj_fee_abs {config.max_cj_fee_abs}",
@@ -81,7 +93,9 @@ def attach_help(node, ex, irc, config, wallets: dict) -> str:
         "  $EL joinmarket_coinjoin $($EL getunusedaddress) 0.1 --counterparties 2 --wait",
         "  $EL stop   # when done",
         f"bitcoind RPC 127.0.0.1:{node.rpc_port} ({RPC_USER}/{RPC_PASSWORD}), ElectrumX "
-        f"{ex.server_string}, IRC 127.0.0.1:{irc.port} #joinmarket-pit.",
+        f"{ex.server_string}, " + (f"directory {tor[0]} on the private Tor network (SOCKS "
+                                   f"127.0.0.1:{tor[1].socks_port})." if tor is not None else
+                                   f"IRC 127.0.0.1:{irc.port} #joinmarket-pit."),
         "The demo's wallets (open in the demo's Electrum: copy a file before opening it):",
     ]
     lines += [f"  {name:<12} {w.storage.path}" for name, w in wallets.items()]
@@ -95,6 +109,9 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the network running until Ctrl-C")
     ap.add_argument("--keep-data", action="store_true",
                     help="do not remove the temp dir (wallets, logs) at the end")
+    ap.add_argument("--tor", action="store_true",
+                    help="run over a private Tor network (onion directory, makers' onions) "
+                         "instead of IRC")
     args = ap.parse_args()
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _on_signal)
@@ -110,9 +127,33 @@ def main() -> int:
         ex = start_electrumx(workdir / "electrumx", node)
         started.append(ex)
         step(f"ElectrumX: tcp 127.0.0.1:{ex.port}, synced to height {ex.height()}", t0)
-        irc = start_ircd(workdir / "ircd")
-        started.append(irc)
-        step(f"IRC server (ngircd): 127.0.0.1:{irc.port}", t0)
+        irc = tor_dir = directory = None
+        if args.tor:
+            from devstack.daemons import start_tor_directory
+            from devstack.tor import TorNet, onion_handshake
+            tornet = TorNet(workdir / "tor")
+            started.append(tornet)
+            step("private Tor network: 3 authorities + 2 relays on 127.0.0.1 (Debian's tor; "
+                 "it knows only its own authorities)…", t0)
+            tornet.start()
+            step(f"Tor network bootstrapped: keys {tornet.timings['keys']:.1f}s, consensus "
+                 f"{tornet.timings['consensus']:.1f}s, all relays at 100% "
+                 f"{tornet.timings['network_ready']:.1f}s (attempt {tornet.attempts})", t0)
+            tor_dir = tornet.add_client("directory")
+            t_dir = time.monotonic()
+            directory = start_tor_directory(workdir / "jm", tor_dir.control_port)
+            started.append(directory)
+            published = time.monotonic() - t_dir
+            taker_tor = tornet.add_client("taker")
+            _, reach = onion_handshake(taker_tor.socks_port, directory.extra["location"])
+            step(f"directory node {directory.extra['nick']} published "
+                 f"{directory.extra['location']} through its Tor's control port in "
+                 f"{published:.1f}s; reachable through the taker's Tor {reach:.1f}s later", t0)
+            maker_tors = [tornet.add_client(f"maker{i}") for i in range(len(MAKER_FEES))]
+        else:
+            irc = start_ircd(workdir / "ircd")
+            started.append(irc)
+            step(f"IRC server (ngircd): 127.0.0.1:{irc.port}", t0)
         electrum = ElectrumNode(workdir / "electrum", ex.server_string)
         started.append(electrum)
         step(f"Electrum: regtest, one server {ex.server_string}, data {electrum.datadir}", t0)
@@ -132,12 +173,27 @@ def main() -> int:
                           f"{w} to see its coins confirmed")
         step("wallets funded: 3 makers (0.7 BTC each), taker 0.4 BTC; the demo mined 6 blocks "
              "(JoinMarket's PoDLE needs coins with 5 confirmations)", t0)
-        net = JMNet(electrum, node, workdir / "jm", irc_config(irc))
+        if args.tor:
+            from devstack.jmnet import tor_onion_config
+            location = directory.extra["location"]
+
+            def chan_configs(role: str, index: int) -> list:
+                if role == "maker":
+                    return tor_onion_config(location, maker_tors[index], serving=True)
+                return tor_onion_config(location, taker_tor, serving=False)
+            net = JMNet(electrum, node, workdir / "jm", chan_configs)
+        else:
+            net = JMNet(electrum, node, workdir / "jm", irc_config(irc))
         started.append(net)
         for w, fee in makers:
             party = net.add_maker(w, cjfee_r=fee)
+            served = ""
+            if args.tor:
+                log = party.daemon.log()
+                served = ", serving " + log.split("onion channel serving at ")[1].split()[0] \
+                    if "onion channel serving at " in log else ""
             step(f"maker {party.maker.nick} announced {party.maker.announced[0]['ordertype']} "
-                 f"cjfee {fee} (jmdaemon on 127.0.0.1:{party.daemon.port})", t0)
+                 f"cjfee {fee} (jmdaemon on 127.0.0.1:{party.daemon.port}{served})", t0)
         amount = 12_500_000
         config = quick_config(amount, dest.get_receiving_address(), n=3, orderbook_min_wait=5.0)
         step(f"taker: {amount} sat to {config.destination} with {config.n_makers} makers; fee "
@@ -154,7 +210,10 @@ def main() -> int:
                 last[0] = line
         taker_run = net.taker(taker, CommitmentStore({}, on_change=None), config,
                               progress=progress)
+        t_taker = time.monotonic()
         outcome = net.run_taker(taker_run, timeout=300)
+        if args.tor and outcome.status == "success":
+            step(f"taker start → broadcast over Tor: {time.monotonic() - t_taker:.1f}s", t0)
         if outcome.status != "success":
             step(f"COINJOIN FAILED: {outcome.message}", t0)
             return 1
@@ -178,7 +237,9 @@ def main() -> int:
         if args.keep:
             print(attach_help(node, ex, irc, config,
                               {"taker": taker, "destination": dest,
-                               **{f"maker{i}": m[0] for i, m in enumerate(makers)}}), flush=True)
+                               **{f"maker{i}": m[0] for i, m in enumerate(makers)}},
+                              tor=(directory.extra["location"], taker_tor) if args.tor else None),
+                  flush=True)
             while True:
                 time.sleep(3600)
         return 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything electrum-joinmarket needs to build, run and test, idempotently.
 #
-#   host packages        from the system's own apt sources (never changed)
+#   host packages        from the system's own apt sources (never changed); incl. ngircd and tor
+#                        (their Debian services are disabled: tests start their own)
 #   Electrum 4.8+        Debian sid .debs, fetched with a PRIVATE apt configuration in the cache dir
 #   bitcoind (Knots 29+) idem, with sid's libc6/libstdc++6/libgcc-s1, run through sid's own loader
 #   .venv                Electrum's Python deps (read from its METADATA), PyQt6, test tools, this project
@@ -34,7 +35,7 @@ t0=$(date +%s)
 
 # ---------------------------------------------------------------- host packages
 HOST_PKGS=(python3-venv python3-dev gcc make autoconf automake libtool pkg-config ca-certificates
-           ngircd libevent-2.1-7 libevent-extra-2.1-7 libevent-pthreads-2.1-7 libzmq5 libsqlite3-0
+           ngircd tor libevent-2.1-7 libevent-extra-2.1-7 libevent-pthreads-2.1-7 libzmq5 libsqlite3-0
            libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 binutils dpkg)
 # libevent/zmq names differ on Debian 13 (t64 transition): accept either spelling.
 host_missing=()
@@ -60,10 +61,15 @@ if [ ${#host_missing[@]} -gt 0 ]; then
   done
   apt-get install -y -qq --no-install-recommends "${resolved[@]}" >/dev/null \
     || die "apt-get install failed for: ${resolved[*]}"
-  # Debian starts ngircd as a service on install; tests run their own on free ports.
-  (command -v systemctl >/dev/null && systemctl disable --now ngircd >/dev/null 2>&1) || true
-  (command -v service >/dev/null && service ngircd stop >/dev/null 2>&1) || true
+  # Debian starts ngircd and tor as services on install; tests run their own on free ports (tor:
+  # a private network on 127.0.0.1 that never contacts the real Tor network, devstack/tor.py).
+  for svc in ngircd tor; do
+    (command -v systemctl >/dev/null && systemctl disable --now "$svc" >/dev/null 2>&1) || true
+    (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
+  done
 fi
+command -v tor-gencert >/dev/null || [ -x /usr/bin/tor-gencert ] \
+  || die "tor-gencert missing (Debian's tor package ships it): apt-get install tor"
 
 # ---------------------------------------------------------------- Debian sid, privately
 SID=$CACHE/sid
@@ -183,6 +189,7 @@ export EJM_BITCOIND="$BIN/bitcoind"
 export EJM_BITCOIN_CLI="$BIN/bitcoin-cli"
 export EJM_ELECTRUMX="$EXV/bin/electrumx_server"
 export EJM_NGIRCD="$(command -v ngircd || echo /usr/sbin/ngircd)"
+export EJM_TOR="$(command -v tor || echo /usr/sbin/tor)"
 EOF
 ev=$("$VENV/bin/python" -c 'from electrum.version import ELECTRUM_VERSION as v; print(v)')
 kv=$("$BIN/bitcoind" -version | head -n1)

@@ -104,6 +104,28 @@ def tls_ircd(tmp_path):
     ircd.stop()
 
 
+@pytest.fixture(scope="session")
+def tornet(stack_dir):
+    """The private Tor network (devstack.tor): 3 authorities + 2 relays on 127.0.0.1, started
+    once per session; clients are added by the tests that need them."""
+    from devstack.tor import TorNet
+    net = TorNet(stack_dir / "tor").start()
+    TOR_FIGURES["tor_network_bootstrap_s"] = round(net.timings["network_ready"], 1)
+    TOR_FIGURES["tor_consensus_s"] = round(net.timings["consensus"], 1)
+    yield net
+    net.stop()
+
+
+TOR_FIGURES: dict = {}
+"""Figures measured by the Tor tests, printed at the end of the session."""
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TOR_FIGURES:
+        terminalreporter.write_sep("=", "figures over the private Tor network")
+        terminalreporter.write_line(" ".join(f"{k}={v}" for k, v in TOR_FIGURES.items()))
+
+
 _wallet_names = itertools.count()
 
 

@@ -151,8 +151,8 @@ def test_refused_jminit_says_why(tmp_path):
 
 def test_tor_missing_ends_the_wait_at_once_with_one_message(tmp_path):
     """An onion channel over Tor whose SOCKS port has nothing behind it: the plugin's wait for
-    the channels ends within seconds (not its 90 s timeout) with a message naming the port and
-    what to install or set; the daemon made no other connection."""
+    the channels ends at once (not at its timeout) with a message naming the port and what to
+    install or set."""
     dproc = start_daemon(tmp_path, "daemon")
     socks = free_port()
 
@@ -160,18 +160,17 @@ def test_tor_missing_ends_the_wait_at_once_with_one_message(tmp_path):
         client = DaemonClient(network="mainnet", chan_configs=[{
             "type": "onion", "directory_nodes": "a" * 56 + ".onion:5222",
             "socks5_host": "127.0.0.1", "socks5_port": socks}])
-        t0 = time.monotonic()
         try:
             await client.connect("127.0.0.1", dproc.port)
-            await client.wait_up(90)
+            await client.wait_up(600)       # ends long before: run() below allows 60 s
         except DaemonError as exc:
-            return str(exc), time.monotonic() - t0
+            return str(exc)
         finally:
             client.close()
         raise AssertionError("channels came up without Tor")
-    msg, took = run(main(), timeout=60)
-    assert took < 15, took
+    msg = run(main(), timeout=60)
     assert f"127.0.0.1:{socks}" in msg and "sudo apt install tor" in msg and "socks5" in msg
+    assert "did not come up" not in msg              # the reason itself, not a timeout
     dproc.stop()
 
 
