@@ -45,10 +45,18 @@ def _seconds_arg(name: str, value: Any) -> float:
 
 
 @plugin_command("", PLUGIN_NAME)
-async def status(self: "Commands", plugin: "JoinMarketPlugin" = None) -> dict:  # type: ignore[assignment]
-    """Show the JoinMarket plugin status: versions, settings, daemon address and the
-    JoinMarket session of every loaded wallet. Makes no network request."""
-    return plugin.status()
+async def status(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                 check: Any = None) -> dict:
+    """Show the JoinMarket plugin status: versions, settings, daemon address, the JoinMarket
+    session of every loaded wallet, and the message channels: the directory nodes in use,
+    whether Tor is running (a local check) and each directory's state. Makes no network
+    request unless --check is given.
+
+    arg:int:check:Connect to the directory nodes now (through the daemon and Tor) for up to this many seconds and show each one's state
+    """
+    out = plugin.status()
+    out["channels"] = await plugin.runner.channel_report(check=check)
+    return out
 
 
 @plugin_command("wp", PLUGIN_NAME)

@@ -14,9 +14,11 @@ import json
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from jmcore.channels import ChannelConfigError, ChannelSettings, build_chan_configs
+from jmcore.channels import (ChannelConfigError, ChannelSettings, build_chan_configs,
+                             no_directories_message)
 
 from electrum_joinmarket.errors import Failure, UserError
+from electrum_joinmarket.link.chanstatus import ChannelReport
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.link.daemon import DaemonLink
 from electrum_joinmarket.link.tor import TorResolution, resolve_tor
@@ -197,8 +199,107 @@ class Runner:
     def history(self, wallet: Any) -> list[dict]:
         return list(self.plugin.session_for(wallet).storage.get(HISTORY_KEY, []))
 
+    # ---------------------------------------------------------------- channels, for people
+    def _live_reports(self) -> list[ChannelReport]:
+        out = []
+        for session in self.plugin.sessions():
+            for role in (getattr(session, "taker", None), getattr(session, "maker", None)):
+                client = getattr(role, "client", None)
+                report = getattr(client, "last_report", None)
+                if report is not None:
+                    out.append(report)
+        return out
+
+    async def channel_report(self, check: Optional[float] = None) -> dict:
+        """What ``joinmarket_status`` shows about the message channels: the network, where each
+        directory comes from (default / added / configured), whether Tor is there (a local
+        check, nothing leaves the machine), and each directory's state — from a running coinjoin
+        or maker, or, with ``check`` seconds, from a passive connection made now through the
+        daemon (it stops as soon as every directory has answered or failed once)."""
+        net = jm_network_name()
+        out: dict[str, Any] = {"network": net}
+        try:
+            settings = self.channel_settings()
+        except RunnerError as exc:
+            out["problem"] = str(exc)
+            return out
+        setting = settings.to_setting() if settings.raw is None else "older channel list"
+        out["settings"] = setting or "defaults (plugins.joinmarket.channels is unset)"
+        dirs = settings.effective_directories(net)
+        out["irc"] = [f"{s.host}:{s.port} #{s.channel}{' via Tor' if s.tor else ''}"
+                      for s in settings.irc]
+        problem = None
+        if not dirs and not settings.irc and settings.raw is None:
+            problem = no_directories_message(net)
+        if settings.needs_tor(net):
+            tor = await resolve_tor(settings, self._network())
+            self.last_tor = tor
+            out["tor"] = tor.to_dict()
+            if not tor.ok:
+                problem = problem or tor.message
+        else:
+            out["tor"] = {"needed": False}
+        states: dict[str, dict] = {}
+        reports = self._live_reports()
+        if check and problem is None:
+            try:
+                report = await self._check_channels(float(check))
+                reports = [report] if report is not None else reports
+                out["checked_for_s"] = float(check)
+            except (RunnerError, DaemonError) as exc:
+                problem = str(exc)
+        for report in reports:
+            for d in report.directories():
+                states[str(d.get("location"))] = d
+        if not reports and problem is None:
+            out["hint"] = ("no coinjoin or maker is running, so no directory is connected; "
+                           "`electrum joinmarket_status --check 60` connects to them now")
+        idle = "not connected"
+        out["directories"] = [
+            {"location": loc, "source": source,
+             **({k: v for k, v in states[loc].items() if k in ("state", "reason", "nick",
+                                                               "attempts")}
+                if loc in states else {"state": idle})}
+            for loc, source in dirs]
+        if reports:
+            out["summary"] = reports[0].summary()
+            live = [d for r in reports for d in r.directories()]
+            if problem is None and live and not any(d.get("state") == "up" for d in live) \
+                    and all(d.get("reason") for d in live):
+                problem = (f"no directory node could be reached: {reports[0].summary()}. The "
+                           f"daemon keeps retrying them.")
+        out["problem"] = problem
+        return out
+
+    async def _check_channels(self, wait: float) -> Optional[ChannelReport]:
+        """A passive session through the daemon for at most ``wait`` seconds: connects to every
+        directory, reports, disconnects. Returns the daemon's last report (None if it gives
+        none)."""
+        host, port = await self.daemon_address()
+        chan_configs = await self.channel_configs("PASSIVE", self._network())
+        client = DaemonClient(network=jm_network_name(), chan_configs=chan_configs)
+        try:
+            await client.connect(host, port)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            report = None
+            while loop.time() < deadline:
+                report = await client.channel_status()
+                if report is None:
+                    return None
+                if report.fatal():
+                    raise RunnerError(report.fatal())
+                dirs = report.directories()
+                if dirs and all(d.get("state") == "up" or d.get("reason") for d in dirs):
+                    break                      # every directory answered or failed once
+                await asyncio.sleep(1.0)
+            return await client.channel_status() or report
+        finally:
+            client.close()
+
     # ---------------------------------------------------------------- orderbook
-    async def orderbook(self, wait: Optional[float] = None) -> dict:
+    async def orderbook(self, wait: Optional[float] = None,
+                        on_report: Optional[Callable[[ChannelReport], None]] = None) -> dict:
         """A one-off look at the orderbook through the daemon (as a taker that fills nothing):
         {"offers": [...], "fidelitybonds": [...]}."""
         host, port = await self.daemon_address()
@@ -215,7 +316,7 @@ class Runner:
                               handler=Book())
         try:
             await client.connect(host, port)
-            await client.wait_up(60)
+            await client.wait_up(90, on_report=on_report)
             await client.setup("TAKER")
             await asyncio.sleep(wait)
             await client.call("JMRequestOffers")

@@ -412,9 +412,9 @@ def no_directories_message(network: str) -> str:
             "regtest": " --regtest"}[net]
     return (f"no JoinMarket directory node is configured for {net}: neither reference "
             f"implementation ships defaults for it. Add the directory nodes of the {net} network "
-            f"you want to join — in the JoinMarket tab under Settings, or with "
+            f"you want to join: in the JoinMarket tab under Settings, or with "
             f"`electrum{flag} setconfig plugins.joinmarket.channels "
-            f"'{{\"directories\": [\"<56 characters>.onion:5222\"]}}'` — or an IRC server "
+            f"'{{\"directories\": [\"<56 characters>.onion:5222\"]}}'`, or an IRC server "
             f"with '{{\"irc\": [{{\"host\": \"irc.example.org\", \"port\": 6697, "
             f"\"usessl\": true}}]}}'. A local test network's directory in plain-TCP test mode: "
             f"'{{\"test_mode\": true, \"directories\": [\"127.0.0.1:5222\"]}}'.")

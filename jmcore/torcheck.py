@@ -82,7 +82,7 @@ async def find_tor_socks(candidates: Iterable[tuple[str, int]], timeout: float =
     return None, tried
 
 
-INSTALL_HINT = ("Install and start Tor — Debian/Ubuntu: `sudo apt install tor`; Fedora: "
+INSTALL_HINT = ("Install and start Tor: Debian/Ubuntu: `sudo apt install tor`; Fedora: "
                 "`sudo dnf install tor && sudo systemctl start tor`; macOS: `brew install tor && "
                 "brew services start tor`; Windows: start Tor Browser and keep it open")
 
@@ -102,13 +102,13 @@ def tor_missing_message(tried: Iterable[TorProbe]) -> str:
     where = "; ".join(_describe(p) for p in tried) or "no address tried"
     return (f"Tor is not running ({where}). JoinMarket reaches its directory nodes only "
             f"through Tor. {INSTALL_HINT}. If your Tor listens elsewhere, set its SOCKS port: "
-            f"JoinMarket tab → Settings, or `electrum setconfig plugins.joinmarket.channels "
+            f"JoinMarket tab > Settings, or `electrum setconfig plugins.joinmarket.channels "
             f"'{{\"socks5\": \"127.0.0.1:9050\"}}'`.")
 
 
 def not_tor_message(address: str, detail: str = "") -> str:
     return (f"the Tor SOCKS proxy at {address} is unavailable{': ' + detail if detail else ''}. "
-            f"{INSTALL_HINT}, or set the SOCKS port Tor really uses (JoinMarket tab → Settings, "
+            f"{INSTALL_HINT}, or set the SOCKS port Tor really uses (JoinMarket tab > Settings, "
             f"or plugins.joinmarket.channels {{\"socks5\": \"host:port\"}}).")
 
 
@@ -124,4 +124,4 @@ def control_auth_message(address: str, detail: str = "") -> str:
     return (f"Tor's control port at {address} refused us{': ' + detail if detail else ''}. With "
             f"cookie authentication the cookie file must be readable by this user (Debian: "
             f"`sudo adduser $USER debian-tor`, then log in again); with a password set "
-            f"plugins.joinmarket.channels {{\"tor_control_password\": \"…\"}}.")
+            f"plugins.joinmarket.channels {{\"tor_control_password\": \"...\"}}.")

@@ -185,15 +185,17 @@ class DirectoryNode:
         location = hs["location-string"]
         problems = []
         if hs["app-name"] != C.APP_NAME or hs["proto-ver"] != C.JM_VERSION:
-            problems.append("app %r protocol %r" % (hs["app-name"][:20], hs["proto-ver"]))
+            problems.append("app %s protocol %s" % (wire.printable(hs["app-name"], 20),
+                                                   hs["proto-ver"]))
         if hs["directory"] is not False:
             problems.append("claims to be a directory")
         if hs["network"] != self.network:
-            problems.append("network %r, not %s" % (hs["network"][:20], self.network))
+            problems.append("network %s, not %s" % (wire.printable(hs["network"], 20),
+                                                   self.network))
         if not wire.valid_location(location) or (
                 not self.test_mode and location != C.NOT_SERVING_ONION
                 and not is_onion_host(location.rpartition(":")[0])):
-            problems.append("location %r" % location[:80])
+            problems.append("location %s" % wire.printable(location, 80))
         if nick == self.nick or nick in self.by_nick:
             problems.append("nick already connected")
         accepted = not problems

@@ -234,15 +234,32 @@ def failure_hint(failure: Any) -> str:
 
 
 def channel_summary(chan_configs: Sequence[dict]) -> str:
+    """``7 onion directory nodes over Tor; IRC host:6667 #joinmarket-pit (Tor)``."""
     if not chan_configs:
-        return "daemon defaults"
+        return "none configured"
     parts = []
     for c in chan_configs:
-        t = c.get("type", "?")
+        t = c.get("type", "irc")
         if t == "irc":
-            parts.append(f"IRC {c.get('host')}:{c.get('port')} #{c.get('channel', '')}")
+            tor = " (Tor)" if str(c.get("socks5", "false")).lower() == "true" else ""
+            parts.append(f"IRC {c.get('host')}:{c.get('port')} #{c.get('channel', '')}{tor}")
         elif t == "onion":
-            parts.append("onion directory " + str(c.get("directory_nodes", ""))[:60])
+            dns = [d for d in str(c.get("directory_nodes", "")).split(",") if d.strip()]
+            test = str(c.get("regtest_count", "0,0")).replace(" ", "") not in ("0,0", "")
+            n = len(dns)
+            parts.append(f"{n} onion directory node{'s' if n != 1 else ''} "
+                         f"{'(test mode, plain TCP)' if test else 'over Tor'}")
         else:
             parts.append(str(t))
     return "; ".join(parts)
+
+
+def tor_status_text(report: dict) -> str:
+    """The Tor line of the tab from ``Runner.channel_report()``: where Tor was found, or the one
+    message saying what to install or set."""
+    tor = report.get("tor") or {}
+    if tor.get("needed") is False:
+        return ""
+    if tor.get("found"):
+        return f"Tor: {tor.get('source')} (control port {tor.get('control')} for a maker)"
+    return f"Tor: {tor.get('message') or report.get('problem') or 'not found'}"

@@ -16,7 +16,7 @@ def short_location(location: str) -> str:
     """``satoshi2vcg5e…onion:5222`` for display."""
     host, _, port = str(location).rpartition(":")
     if host.endswith(".onion") and len(host) > 20:
-        host = host[:12] + "…onion"
+        host = host[:12] + "...onion"
     return f"{host}:{port}" if port else str(location)
 
 
@@ -105,7 +105,7 @@ class ChannelReport:
                     srv = "; publishing our onion service"
                 elif serving.get("state") == "failed":
                     srv = "; our onion service failed"
-                parts.append(f"onion via {via}: {len(dirs)} directories — {text or 'none'}"
+                parts.append(f"onion via {via}: {len(dirs)} directories: {text or 'none'}"
                              f"{why}{srv}")
             elif c.get("type") == "irc":
                 reason = f" ({_s(c.get('reason'), 120)})" if c.get("reason") and not c.get("up") else ""
@@ -121,7 +121,7 @@ class ChannelReport:
             if d.get("nick") and d.get("state") == "up":
                 line += f" ({_s(d.get('nick'), 20)})"
             if d.get("reason") and d.get("state") != "up":
-                line += f" — {_s(d.get('reason'), 200)}"
+                line += f" - {_s(d.get('reason'), 200)}"
             if d.get("state") != "up" and d.get("attempts"):
                 line += f" [attempt {d.get('attempts')}]"
             out.append(line)

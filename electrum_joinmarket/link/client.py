@@ -210,7 +210,14 @@ class DaemonClient:
                 await asyncio.wait_for(self.up.wait(), min(poll, max(0.01, left)))
             except asyncio.TimeoutError:
                 pass
-        if not self.up.is_set():
+        if self.up.is_set():
+            report = await self.channel_status() if self.status_supported else None
+            if report is not None and on_report is not None and report.summary() != last_text:
+                try:
+                    on_report(report)
+                except Exception:
+                    log.exception("channel report callback failed")
+        else:
             report = await self.channel_status()
             detail = f": {report.summary()}" if report is not None else \
                 " (check the channel settings and Tor)"

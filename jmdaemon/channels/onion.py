@@ -131,6 +131,8 @@ class DirectoryLink:
             d["nick"] = self.nick
         if self.state not in (UP, STOPPED, HANDSHAKING) and self.next_retry is not None:
             d["retry_in_s"] = max(0.0, round(self.next_retry - time.monotonic(), 1))
+        elif self.state in FAILED_STATES:
+            d["retrying"] = True
         return d
 
 
@@ -337,11 +339,10 @@ class OnionMessageChannel(MessageChannel):
     def _attempt(self, link):
         link.attempts += 1
         link.next_retry = None
-        if link.state in FAILED_STATES:
-            # keep the last failure visible while we try again
-            link.state, link.since = CONNECTING, time.monotonic()
-        else:
+        if link.state not in FAILED_STATES:
             link.set_state(CONNECTING)
+        # after a failure the state stays (with its reason) while we try again: a user sees
+        # "unreachable, attempt 3", not a flicker between connecting and unreachable
         log.debug("directory %s: connection attempt %d%s", link.location, link.attempts,
                   "" if self.test_mode else " through Tor")
 

@@ -15,6 +15,7 @@ import socket
 import time
 
 from jmcore import amp as jamp
+from jmcore import linkauth
 from jmcore.commands import COMMANDS
 from devstack.daemons import TestClient, run, start_daemon, start_directory
 from devstack.procs import free_port
@@ -24,7 +25,7 @@ from electrum_joinmarket.link.client import DaemonClient, DaemonError
 NG_FEATURES = {"peerlist_features": True, "ping": True, "neutrino_compat": True}
 
 
-def test_ng_getpeerlist_gets_a_peerlist(tmp_path):
+def test_c2_ng_getpeerlist_gets_a_peerlist(tmp_path):
     d = start_directory(tmp_path)
 
     async def main():
@@ -70,7 +71,7 @@ def _closing_server():
     return srv
 
 
-def test_directory_closing_before_handshake_is_refused_and_logged(tmp_path):
+def test_c3_directory_closing_before_handshake_is_refused_and_logged(tmp_path):
     dproc = start_daemon(tmp_path, "daemon")
     srv = _closing_server()
     closing = srv.getsockname()[1]
@@ -149,7 +150,7 @@ def test_refused_jminit_says_why(tmp_path):
     dproc.stop()
 
 
-def test_tor_missing_ends_the_wait_at_once_with_one_message(tmp_path):
+def test_c4_tor_missing_ends_the_wait_at_once_with_one_message(tmp_path):
     """An onion channel over Tor whose SOCKS port has nothing behind it: the plugin's wait for
     the channels ends at once (not at its timeout) with a message naming the port and what to
     install or set."""
@@ -175,13 +176,20 @@ def test_tor_missing_ends_the_wait_at_once_with_one_message(tmp_path):
 
 
 def test_daemon_without_the_extension_degrades(tmp_path):
-    """A reference joinmarketd answers EJMChannelStatus with an AMP error: the client stops
-    asking and still comes up on JMUp."""
-    async def main():
-        protos = []
+    """A daemon that does not know EJMChannelStatus (the reference's command set, plus the link
+    authentication) answers it with an AMP error: the client stops asking and still comes up on
+    JMUp."""
+    cookie_path, cookie = linkauth.write_cookie(str(tmp_path / "d"))
+    port = free_port()
+    server_id = linkauth.server_address("127.0.0.1", port)
 
+    async def main():
         def responders(proto):
-            protos.append(proto)
+            def hello(version, client_nonce):
+                nonce = linkauth.new_nonce()
+                return {"accepted": True, "version": 1, "daemon_nonce": nonce,
+                        "daemon_proof": linkauth.proof(cookie, "daemon", client_nonce, nonce,
+                                                       server_id)}
 
             def jminit(**kw):
                 async def up():
@@ -189,10 +197,11 @@ def test_daemon_without_the_extension_degrades(tmp_path):
                     await proto.call_remote("JMUp")
                 asyncio.ensure_future(up())
                 return {"accepted": True}
-            return {"JMInit": jminit}
-        server = await jamp.serve("127.0.0.1", 0, responders, commands=COMMANDS)
-        port = server.sockets[0].getsockname()[1]
-        client = DaemonClient(network="regtest", chan_configs=[
+            return {"JMInit": jminit, linkauth.HELLO: hello,
+                    linkauth.PROOF: lambda client_proof: {"accepted": True}}
+        known = {**COMMANDS, **linkauth.LINK_AUTH_COMMANDS}
+        server = await jamp.serve("127.0.0.1", port, responders, commands=known)
+        client = DaemonClient(network="regtest", cookie_path=cookie_path, chan_configs=[
             {"type": "irc", "host": "127.0.0.1", "port": 1, "channel": "joinmarket-pit"}])
         await client.connect("127.0.0.1", port)
         assert await client.channel_status() is None

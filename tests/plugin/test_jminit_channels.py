@@ -12,6 +12,8 @@ import pytest
 
 from jmcore import amp as jamp
 from jmcore import channels as ch
+from jmcore import linkauth
+from devstack.procs import free_port
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
 
 # What the reference daemon reads, by channel type (jmdaemon/onionmc.py and irc.py of 0.9.12,
@@ -51,23 +53,43 @@ def reference_reads(cfg: dict) -> list[str]:
     return problems
 
 
-async def capture_jminit(chan_configs, network: str) -> dict:
-    """Run DaemonClient.connect against a raw AMP listener; return the decoded JMInit box."""
+class BoxTap(asyncio.Protocol):
+    """A daemon stand-in that records every raw AMP box it receives, answers the link
+    authentication with real proofs (jmcore.linkauth, a cookie of its own) and everything else
+    with accepted=True."""
+
+    def __init__(self, cookie: bytes, server: str, boxes: list):
+        self.cookie, self.server, self.boxes = cookie, server, boxes
+        self.parser = jamp.BoxParser()
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        for box in self.parser.feed(data):
+            self.boxes.append(box)
+            answer = {b"_answer": box[b"_ask"], b"accepted": b"True"}
+            if box.get(b"_command") == linkauth.HELLO.encode():
+                nonce = linkauth.new_nonce()
+                answer.update({b"version": b"1", b"daemon_nonce": nonce.encode(),
+                               b"daemon_proof": linkauth.proof(
+                                   self.cookie, "daemon", box[b"client_nonce"].decode(), nonce,
+                                   self.server).encode()})
+            self.transport.write(jamp.encode_box(answer))
+
+
+async def capture_jminit(chan_configs, network: str, tmp_path) -> dict:
+    """Run DaemonClient.connect against a raw AMP listener; return the JMInit box off the wire,
+    decoded as the reference daemon decodes it (JsonEncodable = json.loads of the value)."""
     boxes: list[dict] = []
-
-    async def handle(reader, writer):
-        parser = jamp.BoxParser()
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                return
-            for box in parser.feed(data):
-                boxes.append(box)
-                writer.write(jamp.encode_box({b"_answer": box[b"_ask"], b"accepted": b"True"}))
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = DaemonClient(network=network, chan_configs=chan_configs)
+    cookie_path, cookie = linkauth.write_cookie(str(tmp_path / "daemon"))
+    loop = asyncio.get_running_loop()
+    port = free_port()
+    server = await loop.create_server(
+        lambda: BoxTap(cookie, linkauth.server_address("127.0.0.1", port), boxes),
+        "127.0.0.1", port)
+    client = DaemonClient(network=network, chan_configs=chan_configs, cookie_path=cookie_path)
     try:
         await client.connect("127.0.0.1", port)
     finally:
@@ -81,12 +103,13 @@ async def capture_jminit(chan_configs, network: str) -> dict:
 @pytest.mark.parametrize("network,role,irc", [
     ("mainnet", "TAKER", False), ("mainnet", "MAKER", True), ("signet", "TAKER", True),
     ("signet", "MAKER", False)])
-def test_jminit_box_has_every_reference_key(network, role, irc):
+def test_jminit_box_has_every_reference_key(network, role, irc, tmp_path):
+    """C1"""
     settings = ch.ChannelSettings()
     if irc:
         settings = settings.with_irc_server(ch.HACKINT_IRC)
     configs = ch.build_chan_configs(settings, network, role=role)
-    box = asyncio.run(capture_jminit(configs, network))
+    box = asyncio.run(capture_jminit(configs, network, tmp_path))
     assert box["network"] == network
     cfgs = box["chan_configs"]
     assert [c.get("type", "irc") for c in cfgs] == (["irc"] if irc else []) + ["onion"]
@@ -99,12 +122,12 @@ def test_jminit_box_has_every_reference_key(network, role, irc):
     assert set(onion["directory_nodes"].split(",")) == set(ch.default_directories(network))
 
 
-def test_partial_configs_are_completed_before_jminit():
+def test_partial_configs_are_completed_before_jminit(tmp_path):
     """What tests and older settings hand the client (no btcnet, our test_mode spelling)."""
     partial = [{"type": "irc", "host": "127.0.0.1", "port": 16667, "channel": "joinmarket-pit",
                 "usessl": "false", "socks5": "false"},
                {"type": "onion", "test_mode": True, "directory_nodes": "127.0.0.1:15222"}]
-    box = asyncio.run(capture_jminit(partial, "regtest"))
+    box = asyncio.run(capture_jminit(partial, "regtest", tmp_path))
     for cfg in box["chan_configs"]:
         assert reference_reads(cfg) == [], cfg
         assert cfg["btcnet"] == "testnet"                      # regtest runs as testnet

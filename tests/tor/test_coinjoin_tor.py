@@ -18,7 +18,7 @@ import pytest
 
 from devstack.daemons import start_tor_directory
 from devstack.jmnet import JMNet, quick_config, tor_onion_config
-from devstack.tor import StreamWatcher, onion_handshake, tcp_connections
+from devstack.tor import OnionNotReachable, StreamWatcher, onion_handshake, tcp_connections
 from electrum_joinmarket.protocol.commitments import CommitmentStore
 from tests.conftest import TOR_FIGURES
 from tests.e2e.conftest import confirmed_balance, new_wallet
@@ -60,6 +60,8 @@ def tor_jm(tornet, electrum_node, bitcoind, electrumx, tmp_path_factory):
 
 
 def test_coinjoin_three_makers_over_tor_balances(tor_jm, electrum_node, bitcoind):
+    """The complete coinjoin over Tor, balances to the satoshi; C5 (only the SOCKS port, one set
+    of SOCKS credentials per stream)."""
     net = tor_jm.net
     for party in net.makers:                           # each maker serves its own onion
         log = party.daemon.log()
@@ -168,3 +170,20 @@ def test_f6_maker_tor_killed_mid_session(tor_jm, electrum_node, bitcoind):
     else:
         assert confirmed_balance(taker_w) == before_t
         assert outcome.message
+
+
+def test_c7_maker_onion_removed_when_it_stops(tor_jm):
+    """A maker's onion service lives as long as its maker: reachable while it runs, gone (Tor
+    cannot reach it) once it stopped — the daemon removed it (DEL_ONION) with the channel."""
+    party = [p for p in tor_jm.net.makers if tor_jm.maker_tors[tor_jm.net.makers.index(p)].alive()][0]
+    location = party.daemon.log().split("onion channel serving at ")[1].split()[0]
+    reply, _ = onion_handshake(tor_jm.taker_tor.socks_port, location, timeout=60)
+    assert reply["nick"] == party.maker.nick          # a maker answers 793 with its own 793
+    party.maker.stop()
+    for _ in range(100):
+        if "onion service " in party.daemon.log() and " removed" in party.daemon.log():
+            break
+        time.sleep(0.1)
+    assert f"onion service {location.split(':')[0]} removed" in party.daemon.log()
+    with pytest.raises(OnionNotReachable):
+        onion_handshake(tor_jm.taker_tor.socks_port, location, timeout=20)

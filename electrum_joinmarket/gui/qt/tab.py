@@ -148,6 +148,8 @@ class JoinMarketTab(QWidget):
         self._book: Optional[dict] = None
         self._bonds: dict[str, float] = {}
         self._channels_up: Optional[bool] = None
+        self._channels_live = ""                   # the daemon's latest report, while connecting
+        self._tor_text = ""
         self._last_nick: Optional[str] = None
         self._daemon_text = _("JoinMarket daemon not checked yet")
         self._daemon_usable: Optional[bool] = None
@@ -173,6 +175,11 @@ class JoinMarketTab(QWidget):
         self.daemon_label.setObjectName("jm_daemon_status")
         self.daemon_label.setWordWrap(True)
         self.channels_label = QLabel()
+        self.channels_label.setObjectName("jm_channels_status")
+        self.channels_label.setWordWrap(True)
+        self.tor_label = QLabel()
+        self.tor_label.setObjectName("jm_tor_status")
+        self.tor_label.setWordWrap(True)
         self.nick_label = QLabel()
         self.start_daemon_button = QPushButton(_("Start daemon"))
         self.start_daemon_button.clicked.connect(self.start_daemon)
@@ -187,6 +194,7 @@ class JoinMarketTab(QWidget):
         line.addWidget(self.nick_label)
         line.addStretch(1)
         col.addLayout(line)
+        col.addWidget(self.tor_label)
         status.addLayout(col, 1)
         status.addWidget(self.start_daemon_button)
         status.addWidget(self.settings_button)
@@ -419,12 +427,18 @@ class JoinMarketTab(QWidget):
     def _render_status(self) -> None:
         self.daemon_label.setText(self._daemon_text)
         self.start_daemon_button.setVisible(self._daemon_usable is False)
-        try:
-            chans = model.channel_summary(self.plugin.runner.chan_configs())
-        except Exception as exc:
-            chans = str(exc)
-        up = {True: _("up"), False: _("down"), None: _("not connected yet")}[self._channels_up]
-        self.channels_label.setText(_("Channels: {} — {}").format(chans, up))
+        if self._channels_live:
+            self.channels_label.setText(_("Channels: {}").format(self._channels_live))
+        else:
+            try:
+                chans = model.channel_summary(self.plugin.runner.chan_configs())
+            except Exception as exc:
+                chans = str(exc)
+            up = {True: _("up"), False: _("down"),
+                  None: _("not connected yet")}[self._channels_up]
+            self.channels_label.setText(_("Channels: {} — {}").format(chans, up))
+        self.tor_label.setText(self._tor_text)
+        self.tor_label.setVisible(bool(self._tor_text))
         session = self.plugin.session_for(self.wallet)
         nick = None
         if session.taker is not None and getattr(session.taker, "client", None) is not None:
@@ -434,10 +448,35 @@ class JoinMarketTab(QWidget):
         nick = nick or self._last_nick
         self.nick_label.setText(_("Our nick: {}").format(nick or "–"))
 
+    def refresh_tor(self) -> None:
+        """Where Tor is (a local check, nothing leaves the machine), for the status line."""
+        def done(report: dict) -> None:
+            self._tor_text = model.tor_status_text(report)
+            self._render_status()
+        self.run_async(self.plugin.runner.channel_report(), done, lambda exc: None)
+
+    def channels_report(self, report: Any) -> None:
+        """A live report of the daemon's channels while the orderbook is fetched (any thread)."""
+        text, up = report.summary(), report.up
+
+        def show() -> None:
+            self._channels_live = text
+            link = self.plugin.runner.link
+            if link is not None:          # the daemon may just have been started for this
+                self._daemon_text, self._daemon_usable = link.state.text, link.state.usable
+            if not self.ob_refresh_button.isEnabled():
+                wait = float(self.plugin.config.JM_ORDERBOOK_WAIT)
+                self.ob_status.setText(
+                    _("Collecting offers for {:.0f} s…").format(wait) if up else
+                    _("Reaching the JoinMarket directory nodes through Tor…"))
+            self._render_status()
+        self.bridge.call.emit(show)
+
     @_guarded
     def refresh_status(self) -> None:
         """Probe the daemon (never starts one) and show what we know of channels and nick."""
         from electrum_joinmarket.link.daemon import ProbeResult, probe
+        self.refresh_tor()
         runner = self.plugin.runner
         link = runner.link
         host, port = self.plugin.daemon_address
@@ -519,11 +558,11 @@ class JoinMarketTab(QWidget):
     def refresh_orderbook(self) -> None:
         wait = float(self.plugin.config.JM_ORDERBOOK_WAIT)
         self.ob_refresh_button.setEnabled(False)
-        self.ob_status.setText(_("Collecting offers for {:.0f} s…").format(wait))
+        self.ob_status.setText(_("Starting…"))
         network = self.wallet.network
 
         async def fetch() -> tuple:
-            book = await self.plugin.runner.orderbook(wait)
+            book = await self.plugin.runner.orderbook(wait, on_report=self.channels_report)
             bonds = await model.bond_values(book.get("fidelitybonds") or [], network)
             return book, bonds
 
@@ -743,9 +782,13 @@ class JoinMarketTab(QWidget):
         stage = event.get("stage", "")
         self.stage_label.setText(str(stage))
         self._append_log(str(event.get("message", "")))
+        if stage == "channels":
+            self._channels_live = str(event.get("message", ""))
+            self._render_status()
         if event.get("nick"):
             self._last_nick = event["nick"]
             self._channels_up = True
+            self._channels_live = ""
             self._render_status()
         asked, answered = event.get("makers_asked"), event.get("makers_answered")
         if stage == TakerStage.ORDERBOOK:
