@@ -30,7 +30,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .procs import StackError, free_port, log_tail
+from .procs import CACHE, StackError, free_port, log_tail
 
 N_AUTHORITIES = 3
 N_RELAYS = 2
@@ -139,7 +139,12 @@ class TorNet:
         lines = ["TestingTorNetwork 1", f"DataDirectory {node.datadir}", "RunAsDaemon 0",
                  "ShutdownWaitLength 0", f"Log notice file {node.log}", "SafeLogging 0",
                  "UseDefaultFallbackDirs 0", "ConnLimit 60", "AssumeReachable 1",
-                 "DisableDebuggerAttachment 0", f"Nickname {node.name}"]
+                 "DisableDebuggerAttachment 0", f"Nickname {node.name}",
+                 # vanguards-lite wants distinct second-layer guards, which 5 relays cannot
+                 # always give: circuits then fail ("Failed to find node for hop #2") and tors
+                 # never bootstrap. It defends onion services against guard discovery on the
+                 # real network; here it only makes the private network flaky.
+                 "VanguardsLiteEnabled 0"]
         for a in self.authorities:
             lines.append(f"DirAuthority {a.name} orport={a.or_port} no-v2 v3ident={a.v3ident} "
                          f"127.0.0.1:{a.dir_port} {a.fingerprint}")
@@ -183,7 +188,6 @@ class TorNet:
         keys = node.datadir / "keys"
         keys.mkdir(mode=0o700)
         r = subprocess.run([self.gencert, "--create-identity-key", "-m", "12",
-                            "-a", f"127.0.0.1:{node.dir_port}",
                             "-i", str(keys / "authority_identity_key"),
                             "-s", str(keys / "authority_signing_key"),
                             "-c", str(keys / "authority_certificate"), "--passphrase-fd", "0"],
@@ -210,6 +214,50 @@ class TorNet:
         if r.returncode != 0 or not re.fullmatch(r"[0-9A-F]{40}", fp):
             raise StackError(f"tor --list-fingerprint failed: {r.stdout!r} {r.stderr!r}")
         node.fingerprint = fp
+
+    # keys are made once (tor-gencert and key generation take seconds of CPU each) and kept in
+    # the cache; they hold no address or port, so every session reuses them on new ports
+    def _key_cache(self) -> pathlib.Path:
+        return CACHE / "tor-keys" / f"v1-{N_AUTHORITIES}a{self.n_relays}r"
+
+    def _keys_from_cache(self) -> bool:
+        import json
+        cache = self._key_cache()
+        try:
+            ids = json.loads((cache / "ids.json").read_text())
+            for node in self.nodes:
+                if node.role == "authority":
+                    cert = (cache / node.name / "keys" / "authority_certificate").read_text()
+                    m = re.search(r"^dir-key-expires (\S+ \S+)$", cert, re.M)
+                    if not m or time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) \
+                            < time.time() + 30 * 86400:
+                        return False
+            for node in self.nodes:
+                shutil.copytree(cache / node.name / "keys", node.datadir / "keys")
+                os.chmod(node.datadir / "keys", 0o700)
+                node.fingerprint = ids[node.name]["fingerprint"]
+                node.v3ident = ids[node.name].get("v3ident", "")
+        except (OSError, ValueError, KeyError):
+            for node in self.nodes:
+                shutil.rmtree(node.datadir / "keys", ignore_errors=True)
+            return False
+        return True
+
+    def _keys_to_cache(self) -> None:
+        import json
+        cache = self._key_cache()
+        tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+        try:
+            for node in self.nodes:
+                shutil.copytree(node.datadir / "keys", tmp / node.name / "keys")
+            (tmp / "ids.json").write_text(json.dumps(
+                {n.name: {"fingerprint": n.fingerprint, "v3ident": n.v3ident} for n in self.nodes}))
+            if not cache.exists():
+                tmp.rename(cache)
+        except OSError:
+            pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _spawn(self, node: TorNode) -> None:
         self._write_torrc(node)
@@ -241,12 +289,14 @@ class TorNet:
             self.nodes.append(self._new_node(f"auth{i}", "authority"))
         for i in range(self.n_relays):
             self.nodes.append(self._new_node(f"relay{i}", "relay"))
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(4) as pool:      # the key tools are slow one at a time
-            jobs = [pool.submit(self._make_authority_keys, n) for n in self.authorities]
-            jobs += [pool.submit(self._relay_fingerprint, n) for n in self.nodes]
-            for job in jobs:
-                job.result()
+        if not self._keys_from_cache():
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(4) as pool:      # the key tools are slow one at a time
+                jobs = [pool.submit(self._make_authority_keys, n) for n in self.authorities]
+                jobs += [pool.submit(self._relay_fingerprint, n) for n in self.nodes]
+                for job in jobs:
+                    job.result()
+            self._keys_to_cache()
         self.timings["keys"] = self._elapsed()
         # voting is wall-clock aligned: start a few seconds after a boundary, so the relays
         # have published before the first vote
@@ -345,7 +395,11 @@ def start_tornet(workdir: pathlib.Path, timeout: float = 90.0) -> TorNet:
 
 
 class OnionNotReachable(StackError):
-    pass
+    """``code``: the last SOCKS reply code from Tor (None if it never answered one)."""
+
+    def __init__(self, message: str, code: Optional[int] = None):
+        super().__init__(message)
+        self.code = code
 
 
 def onion_handshake(socks_port: int, location: str, nick: str = "J5devstackProbeO",
@@ -361,6 +415,7 @@ def onion_handshake(socks_port: int, location: str, nick: str = "J5devstackProbe
     host, _, port = location.rpartition(":")
     t0 = time.monotonic()
     last = ""
+    last_code: Optional[int] = None
     while time.monotonic() - t0 < timeout:
         try:
             with socket.create_connection(("127.0.0.1", socks_port), timeout=30) as s:
@@ -378,7 +433,7 @@ def onion_handshake(socks_port: int, location: str, nick: str = "J5devstackProbe
                     data += chunk
                 code, n = parsed
                 if code != 0:
-                    last = socks5.reply_text(code)
+                    last, last_code = socks5.reply_text(code), code
                     time.sleep(1.0)
                     continue
                 hs = {"app-name": "joinmarket", "directory": False,
@@ -397,7 +452,8 @@ def onion_handshake(socks_port: int, location: str, nick: str = "J5devstackProbe
         except (OSError, ValueError, AssertionError) as exc:
             last = str(exc)
             time.sleep(1.0)
-    raise OnionNotReachable(f"{location} not reachable through Tor within {timeout:.0f}s: {last}")
+    raise OnionNotReachable(f"{location} not reachable through Tor within {timeout:.0f}s: {last}",
+                            last_code)
 
 
 class StreamWatcher:
