@@ -82,8 +82,8 @@ def attach_help(node, ex, irc, config, wallets: dict, tor=None) -> str:
                                                        else "IRC server") + ", with fee limits:",
         "  $EL --offline setconfig plugins.joinmarket.enabled true",
         f"  $EL --offline setconfig plugins.joinmarket.channels {shlex.quote(chans)}",
-        f"  $EL --offline setconfig plugins.joinmarket.max_cj_fee_abs {config.max_cj_fee_abs}",
-        f"  $EL --offline setconfig plugins.joinmarket.max_cj_fee_rel {config.max_cj_fee_rel}",
+        f"  $EL --offline setconfig plugins.joinmarket.max_cj_fee_abs {config.limits.max_abs}",
+        f"  $EL --offline setconfig plugins.joinmarket.max_cj_fee_rel {config.limits.max_rel}",
         "  $EL --offline setconfig plugins.joinmarket.minimum_makers 2",
         "  # Electrum on the demo's ElectrumX, a wallet, coins with 5 confirmations (PoDLE):",
         f"  $EL daemon -d --oneserver --server {ex.server_string}",
@@ -197,9 +197,9 @@ def main() -> int:
         amount = 12_500_000
         config = quick_config(amount, dest.get_receiving_address(), n=3, orderbook_min_wait=5.0)
         step(f"taker: {amount} sat to {config.destination} with {config.n_makers} makers; fee "
-             f"limits: a maker is refused only if its fee is above BOTH {config.max_cj_fee_abs} "
-             f"sat and {config.max_cj_fee_rel} of the amount "
-             f"({int(amount * float(config.max_cj_fee_rel))} sat)", t0)
+             f"limits: a maker is refused only if its fee is above BOTH {config.limits.max_abs} "
+             f"sat and {config.limits.max_rel} of the amount "
+             f"({int(amount * float(config.limits.max_rel))} sat)", t0)
 
         last = [""]
 
