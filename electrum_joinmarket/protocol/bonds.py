@@ -303,7 +303,7 @@ def check_bond_utxo(
     ``script_pubkey`` None means the utxo is spent/unknown.  Raises ``BondProofError`` unless the
     utxo is unspent, has ``confirmations >= 1``, the certificate is unexpired
     (``current_block_height <= cert_expiry * 2016``) and the scriptPubKey is the bond's P2WSH.
-    (Counting each bond utxo once per orderbook is the caller's job.)
+    (Each bond utxo counts once per orderbook: :func:`bond_values`, D11.)
     """
     if script_pubkey is None:
         raise BondProofError("bond utxo is spent or unknown")
@@ -345,13 +345,22 @@ async def bond_values(chain: Any, entries: Iterable[Any], *, tip_height: int,
                       header_at: Callable[[int], Optional[dict]], now: float,
                       taker_nick: Optional[str] = None, limit: int = 500) -> dict[str, float]:
     """Value of each maker's fidelity bond in an orderbook's bond list (absent when not
-    verifiable), every bond's chain lookup issued at once.
+    verifiable or already counted), every bond's chain lookup issued at once.
 
     ``entries`` are the daemon's ``{"counterparty", "takernick", "proof"}`` dicts (at most
     ``limit`` are looked at; the first entry per maker counts); ``taker_nick`` overrides each
     entry's ``takernick`` (the nick the proof must be bound to).  ``chain`` is a
     :class:`~electrum_joinmarket.chain.server.ChainBackend`; the bond's own P2WSH script (known
     from the proof) is the script hint, so no other script is named to the server.
+
+    Sybil rule (D11, as Ref ``calculate_fidelity_bond_values``): **each bond utxo counts once**.
+    Nicks cost nothing, and whoever holds a bond's certificate key can sign a proof for any
+    number of nicks; so the bond's value goes to the first maker in book order whose proof of it
+    verifies completely (signatures, then the chain check), and every later nick presenting the
+    same utxo gets nothing.  A proof that fails (a certificate or nick signature, an expired
+    certificate, a utxo that is spent, unconfirmed or pays another script) counts zero and does
+    not use up the utxo: a false claim on an honest maker's bond utxo cannot take its place.
+    One chain lookup per claimed (utxo, script), however many nicks claim it.
     """
     from electrum_joinmarket.chain.server import ChainError
     first: dict[str, FidelityBondProof] = {}
@@ -367,19 +376,37 @@ async def bond_values(chain: Any, entries: Iterable[Any], *, tip_height: int,
         except BondProofError as exc:
             _log.info("fidelity bond of %s not counted: %s", maker, exc)
 
-    async def value(maker: str, proof: FidelityBondProof) -> Optional[float]:
+    def claim(proof: FidelityBondProof) -> tuple[str, bytes]:
+        return proof.utxo, bond_script_pubkey(proof.utxo_pub, proof.locktime)
+
+    async def lookup(key: tuple[str, bytes]) -> Any:
         try:
-            info = await chain.get_utxo(proof.utxo, script_hint=bond_script_pubkey(
-                proof.utxo_pub, proof.locktime))
+            return await chain.get_utxo(key[0], script_hint=key[1])
+        except ChainError as exc:
+            return exc
+    claims = list(dict.fromkeys(claim(p) for p in first.values()))
+    found = dict(zip(claims, await asyncio.gather(*(lookup(k) for k in claims))))
+
+    values: dict[str, float] = {}
+    counted: dict[str, str] = {}          # bond utxo -> the maker it counted for
+    for maker, proof in first.items():
+        if proof.utxo in counted:
+            _log.info("fidelity bond %s of %s not counted: it already counts for %s (D11)",
+                      proof.utxo, maker, counted[proof.utxo])
+            continue
+        info = found[claim(proof)]
+        try:
+            if isinstance(info, ChainError):
+                raise info
             check_bond_utxo(proof, script_pubkey=info.script_pubkey if info and info.unspent else None,
                             confirmations=info.confirmations if info else 0,
                             current_block_height=tip_height)
             header = header_at(info.height)
-            return calculate_timelocked_fidelity_bond_value(
+            value = calculate_timelocked_fidelity_bond_value(
                 info.value, header["timestamp"], proof.locktime, now)
         except (BondProofError, ChainError, KeyError, TypeError, ValueError) as exc:
             _log.info("fidelity bond of %s not counted: %s", maker, exc)
-            return None
-    makers = list(first)
-    results = await asyncio.gather(*(value(m, first[m]) for m in makers))
-    return {m: v for m, v in zip(makers, results) if v is not None}
+            continue
+        counted[proof.utxo] = maker
+        values[maker] = value
+    return values

@@ -27,12 +27,12 @@ def _pub(secret: bytes) -> bytes:
     return ecc.ECPrivkey(secret).get_public_key_bytes(compressed=True)
 
 
-def _proof(maker: str, i: int, txid: str, vout: int) -> str:
+def _proof(maker: str, i: int, txid: str, vout: int, taker: str = TAKER) -> str:
     utxo_key, cert_key = _key(i), _key(100 + i)
     cert_sig = B.sign_bond_certificate(utxo_key, _pub(cert_key), EXPIRY)
     return B.create_bond_proof(cert_privkey=cert_key, cert_sig=cert_sig, cert_expiry=EXPIRY,
                                utxo_pub=_pub(utxo_key), txid=txid, vout=vout, locktime=LOCKTIME,
-                               maker_nick=maker, taker_nick=TAKER)
+                               maker_nick=maker, taker_nick=taker)
 
 
 def _fund(bitcoind, address: str, sats: int) -> tuple[str, int]:
@@ -80,3 +80,53 @@ def test_bonds_valued_on_chain_concurrently(chain, electrum_node, bitcoind, sync
     assert electrum_node.run(B.bond_values(chain, entries, taker_nick="J5other",
                                            tip_height=chain.local_height(),
                                            header_at=chain.header_at, now=now)) == {}
+
+
+def test_d11_one_bond_many_nicks_counts_once(chain, electrum_node, bitcoind, sync_tip):
+    """D11: 20 sybil nicks present one bond (its owner holds the certificate key, so each proof
+    verifies for its own nick): the bond's value is counted once in total, for the first of them
+    in book order.  An honest maker's bond is unaffected, also when a nick listed before it
+    claims the honest bond utxo with a script of its own key (a claim that fails the chain check
+    does not use the utxo up), and a sybil whose certificate fails counts zero.  The shared bond
+    is looked up on the chain once, not once per nick."""
+    sybil_i, honest_i, false_i = 30, 31, 32
+    sybil_sats, honest_sats = 40_000_000, 15_000_000
+    coins = {}
+    for i, sats in ((sybil_i, sybil_sats), (honest_i, honest_sats)):
+        addr = script_to_p2wsh(B.bond_redeem_script(_pub(_key(i)), LOCKTIME))
+        coins[i] = _fund(bitcoind, addr, sats)
+    sybils = [f"J5sybil{k:02d}xxxxxxx" for k in range(20)]
+    entries = [{"counterparty": "J5falseclaimxxxx",      # honest maker's utxo, its own utxo key
+                "proof": _proof("J5falseclaimxxxx", false_i, *coins[honest_i])}]
+    entries += [{"counterparty": n, "proof": _proof(n, sybil_i, *coins[sybil_i])} for n in sybils]
+    entries.append({"counterparty": "J5honestxxxxxxxx",
+                    "proof": _proof("J5honestxxxxxxxx", honest_i, *coins[honest_i])})
+    # one more sybil, listed first, whose nick signature was made for another taker
+    entries.insert(0, {"counterparty": "J5sybilbadsigxxx",
+                       "proof": _proof("J5sybilbadsigxxx", sybil_i, *coins[sybil_i],
+                                       taker="J5someoneelsexxx")})
+    bitcoind.mine(1)
+    sync_tip()
+    now = time.time()
+    values = electrum_node.run(B.bond_values(chain, entries, taker_nick=TAKER,
+                                             tip_height=chain.local_height(),
+                                             header_at=chain.header_at, now=now))
+
+    def worth(i: int, sats: int) -> float:
+        info = electrum_node.run(chain.get_utxo(f"{coins[i][0]}:{coins[i][1]}"))
+        return B.calculate_timelocked_fidelity_bond_value(
+            sats, chain.header_at(info.height)["timestamp"], LOCKTIME, now)
+    sybil_value, honest_value = worth(sybil_i, sybil_sats), worth(honest_i, honest_sats)
+    assert sybil_value > 0 and honest_value > 0
+    # the sybils' bond: counted once in total, for the first sybil in book order
+    assert sum(values.get(n, 0) for n in sybils + ["J5sybilbadsigxxx"]) == sybil_value
+    assert values[sybils[0]] == sybil_value
+    assert [n for n in sybils if n in values] == [sybils[0]]
+    # the honest bond: its full value, the false claim nothing
+    assert values["J5honestxxxxxxxx"] == honest_value
+    assert "J5falseclaimxxxx" not in values and "J5sybilbadsigxxx" not in values
+    assert sum(values.values()) == sybil_value + honest_value
+    # one lookup per claimed (utxo, script): the sybils' bond, the honest bond and the false
+    # claim (another script) — one batch of 2 transactions + 3 unspent lists, not 21 of each
+    assert sorted(chain.batch_log[0]) == ["get_transaction"] * 2 + ["listunspent"] * 3, \
+        list(chain.batch_log)
