@@ -408,6 +408,36 @@ def test_m12_fees_above_limits_refused(electrum_node, bitcoind, party, monkeypat
     assert bitcoind.rpc("testmempoolaccept", [tx.serialize()])[0]["allowed"] is True
 
 
+def test_m12_taker_cost_above_allowance_refused_at_signing(electrum_node, bitcoind, party,
+                                                           monkeypatch):
+    """The last fee check before signing (tx/checks.check_taker_cost) reached with everything
+    else valid: two makers ask a large ``txfee`` (20 000 each, passed on to the miners) and a
+    fee only 1 000 above it, so each maker's gain is within the user's limits, every output is
+    as agreed and the miner-fee rate is far below absurd — but we would pay 42 000 sats for a
+    coinjoin the limits allow ~7 700 for.  Planned under looser limits, the makers even signed:
+    at signing time under the user's limits it is refused and our wallet is never asked to
+    sign; under the looser limits the same transaction signs and is valid."""
+    greedy = parse_offer("!sw0absoffer 0 27300 1000000000 20000 21000", "makerA")
+    greedy_b = parse_offer("!sw0absoffer 0 27300 1000000000 20000 21000", "makerB")
+    makers = _makers(party, offer_a=greedy, offer_b=greedy_b)
+    loose = FeeLimits(max_abs=50_000, max_rel="0.01")
+    tight = FeeLimits(max_abs=2_000, max_rel="0.0001")     # 2 000 sats per maker
+    plan, tx = _build(electrum_node, bitcoind, party, makers, limits=loose)
+    assert plan.amounts.taker_cost == 42_000
+    assert [m.net_fee for m in plan.amounts.makers] == [1000, 1000]
+    assert all(tight.allows(1000, plan.cj_amount) for _ in makers)
+    _sign_all_makers(tx, plan, makers)
+    user = replace(plan, limits=tight)
+    spy = SignSpy(monkeypatch, party["taker"])
+    with pytest.raises(tb.FeeLimitExceeded, match=r"we would pay 42000 sats in fees, limit \d+"):
+        tb.sign_our_inputs(party["taker"], tx, party["pw"], user)
+    assert spy.calls == 0
+    assert_unsigned(tx, set(plan.my_inputs))
+    tb.sign_our_inputs(party["taker"], tx, party["pw"], plan)
+    assert spy.calls == 1 and tx.is_complete()
+    assert bitcoind.rpc("testmempoolaccept", [tx.serialize()])[0]["allowed"] is True
+
+
 def test_m7_dust_maker_change_refused(electrum_node, bitcoind, party, monkeypatch):
     """Maker B's 20 000 000 coin at cj 19 977 201 leaves it 27 299 change (< 27 300): refused
     at planning; a plan doctored to accept it is refused at signing; wallet not called."""

@@ -341,8 +341,12 @@ def test_t7_commitment_utxo_too_young_too_small_or_not_owned(world):
 
 
 def test_t9_amount_outside_offer_or_negative_fee_refused(world):
-    """The daemon passes on an amount our current offer does not allow, or the fee would be
-    negative: refused before any chain question (T9)."""
+    """The daemon passes on an amount our current offer does not allow, or one at which the
+    offer's net fee (``real_cjfee − txfee``) would be negative: refused before any chain
+    question, the commitment not used (T9).  Our offers as derived never allow a negative fee
+    (the minsize lift, ``cjfee = txfee + cjfee_a``), so the negative case uses an offer we
+    announced with a txfee above its fee (e.g. under earlier settings); a net fee of exactly 0
+    is accepted (reference rule)."""
     w, m, t = world, world.maker, world.taker
     pod = t.podle()
     n_ref = len(m.refusals)
@@ -353,6 +357,31 @@ def test_t9_amount_outside_offer_or_negative_fee_refused(world):
                                   kphex="ab" * 32))
     assert [x.case for x in refusals_since(w, n_ref)] == ["T9", "T9"]
     assert not m.commitment_used(pod.commitment_hex)
+    assert_clean(w)
+
+    announced = m.announced
+    n_ref, n_io = len(m.refusals), w.spy.count("JMIOAuth")
+    try:
+        for txfee, net in ((5_001, -1), (5_000, 0)):
+            m.announced = [{"oid": 0, "ordertype": "sw0absoffer", "minsize": 100_000,
+                            "maxsize": 10**8, "txfee": txfee, "cjfee": 5_000}]
+            pod = t.podle()
+            w.run(m.on_JMAuthReceived(nick="J5negfeetakerXXX", offer=offer_dict(w),
+                                      commitment=pod.commitment_hex,
+                                      revelation=pod.serialize_revelation(), amount=AMOUNT,
+                                      kphex="ab" * 32))
+            if net < 0:
+                assert [(x.case, x.reason) for x in refusals_since(w, n_ref)] == \
+                    [("T9", "net fee -1 < 0")]
+                assert not m.commitment_used(pod.commitment_hex)
+                assert w.spy.count("JMIOAuth") == n_io
+            else:                        # accepted: answered with !ioauth, commitment kept
+                assert [x.case for x in refusals_since(w, n_ref)] == ["T9"]
+                assert m.commitment_used(pod.commitment_hex)
+                assert w.spy.count("JMIOAuth") == n_io + 1
+    finally:
+        m.announced = announced
+        m._drop("J5negfeetakerXXX", "test done")
     assert_clean(w)
 
 
