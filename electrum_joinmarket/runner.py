@@ -125,7 +125,8 @@ class Runner:
                     orderbook_max_wait=float(c.JM_ORDERBOOK_WAIT),
                     orderbook_min_wait=min(20.0, float(c.JM_ORDERBOOK_WAIT)),
                     maker_timeout_sec=int(c.JM_MAKER_TIMEOUT),
-                    fallback_feerate=int(c.JM_FALLBACK_FEE_RATE))
+                    fallback_feerate=int(c.JM_FALLBACK_FEE_RATE),
+                    max_feerate=int(c.JM_MAX_FEE_RATE))
         base.update(overrides)
         return TakerConfig(**base)
 

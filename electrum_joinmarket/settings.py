@@ -20,6 +20,7 @@ from electrum.simple_config import ConfigVar, SimpleConfig
 
 from jmcore.constants import DEFAULT_DAEMON_PORT
 
+from electrum_joinmarket.market.feemodel import DEFAULT_MAX_FEERATE
 from electrum_joinmarket.market.orders import BONDLESS_MAKERS_ALLOWANCE, DEFAULT_CHOOSER
 
 __all__ = ["PLUGIN_NAME", "PLUGIN_VERSION", "CONFIG_VARS", "DaemonSettings", "settings_dict",
@@ -74,6 +75,10 @@ JM_BONDLESS_ALLOWANCE = _config_var("JM_BONDLESS_ALLOWANCE", "bondless_makers_al
 JM_FALLBACK_FEE_RATE = _config_var("JM_FALLBACK_FEE_RATE", "fallback_fee_rate", default=2000,
                                    type_=int)
 """sat/kvB, used only when Electrum has no fee estimate (regtest has none)."""
+JM_MAX_FEE_RATE = _config_var("JM_MAX_FEE_RATE", "max_fee_rate", default=DEFAULT_MAX_FEERATE,
+                              type_=int)
+"""sat/kvB: the highest fee rate a coinjoin may use (the server's estimate or the fallback); a
+higher one stops the coinjoin with an error naming this setting (default 100 sat/vB)."""
 JM_ORDERBOOK_WAIT = _config_var("JM_ORDERBOOK_WAIT", "orderbook_wait", default=60, type_=int)
 """seconds to collect offers after ``!orderbook`` (Ref ``maker_timeout_sec``)."""
 JM_MAKER_TIMEOUT = _config_var("JM_MAKER_TIMEOUT", "maker_timeout", default=60, type_=int)

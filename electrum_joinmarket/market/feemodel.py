@@ -35,6 +35,7 @@ from electrum_joinmarket.errors import Failure, JoinMarketError
 
 __all__ = [
     "INPUT_SIZES", "OUTPUT_SIZES", "MIN_RELAY_FEERATE", "FeeError", "AbsurdFeeError",
+    "FeeRateAboveCap", "DEFAULT_MAX_FEERATE",
     "NotEnoughFunds", "DustMakerChange", "SweepFeeChanged", "normalize_script_type",
     "script_type_of_scriptpubkey", "estimate_tx_size", "estimate_tx_vsize", "estimate_tx_fee",
     "initial_fee_estimate", "sweep_fee_estimate", "randomise_feerate", "check_feerate",
@@ -75,6 +76,20 @@ class FeeError(JoinMarketError, ValueError):
 
 class AbsurdFeeError(FeeError):
     """The fee rate is above ``absurd_fee_per_kb``: abort rather than overpay."""
+
+
+class FeeRateAboveCap(FeeError):
+    """The fee rate the coinjoin would use is above the user's cap (``max_feerate``)."""
+
+    failure = Failure.FEE_LIMITS
+
+    def __init__(self, feerate: int, cap: int):
+        super().__init__(f"fee rate {feerate} sat/kvB is above the cap {cap} sat/kvB")
+        self.feerate, self.cap = int(feerate), int(cap)
+
+
+#: the default user cap on a coinjoin's fee rate, sat/kvB (100 sat/vB; the absurd limit is 350)
+DEFAULT_MAX_FEERATE = 100_000
 
 
 class NotEnoughFunds(FeeError):
@@ -246,6 +261,7 @@ async def fetch_feerate(network: Any, *, tx_fees: int = TX_FEES_BLOCKS,
                         fallback_feerate: Optional[int] = None,
                         tx_fees_factor: float = TX_FEES_FACTOR,
                         absurd_fee_per_kb: int = ABSURD_FEE_PER_KB,
+                        max_feerate: Optional[int] = None,
                         rng: Optional[random.Random] = None) -> int:
     """The fee rate (sat/kvB) for a coinjoin, as the reference computes it (§8.3).
 
@@ -253,8 +269,10 @@ async def fetch_feerate(network: Any, *, tx_fees: int = TX_FEES_BLOCKS,
     * otherwise ask the server for ``estimatefee(tx_fees)`` (``network.interface.get_estimatefee``),
       then fall back to Electrum's cached ETA estimates, then to ``fallback_feerate`` (regtest has
       no estimates, and Electrum's own regtest fallback of 150 000 sat/kvB is never used);
-    * randomise upward by up to ``tx_fees_factor``; floor at the relay fee; abort with
-      :class:`AbsurdFeeError` above ``absurd_fee_per_kb``.
+    * ``max_feerate`` (the user's cap): a rate above it raises :class:`FeeRateAboveCap` — a
+      server can claim any estimate, and it is never taken silently above what the user allows;
+    * randomise upward by up to ``tx_fees_factor`` (never above ``max_feerate``); floor at the
+      relay fee; abort with :class:`AbsurdFeeError` above ``absurd_fee_per_kb``.
 
     Raises :class:`FeeError` when no rate is available at all.
     """
@@ -280,7 +298,12 @@ async def fetch_feerate(network: Any, *, tx_fees: int = TX_FEES_BLOCKS,
     if base is None:
         raise FeeError("no fee estimate available and no fallback fee rate configured")
     check_feerate(int(base), absurd_fee_per_kb)
-    return check_feerate(randomise_feerate(int(base), tx_fees_factor, rng), absurd_fee_per_kb)
+    if max_feerate is not None and int(base) > max_feerate:
+        raise FeeRateAboveCap(int(base), max_feerate)
+    rate = randomise_feerate(int(base), tx_fees_factor, rng)
+    if max_feerate is not None:
+        rate = min(rate, int(max_feerate))
+    return check_feerate(rate, absurd_fee_per_kb)
 
 
 # ----------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ class TakerConfig:
     broadcast: str = "self"
     seen_timeout: float = 60.0
     fallback_feerate: int = 10_000         # sat/kvB, used when the server has no estimate
+    max_feerate: int = feemodel.DEFAULT_MAX_FEERATE   # sat/kvB: the user's cap (max_fee_rate)
     tx_fees_factor: float = 0.2
     coins: Optional[Sequence[str]] = None  # outpoints chosen by the user (Coins tab)
     commitment_policy: CommitmentPolicy = field(default_factory=CommitmentPolicy)
@@ -91,6 +92,11 @@ class TakerConfig:
             raise TakerError(f"broadcast policy must be one of {', '.join(BROADCAST_POLICIES)}")
         if not isinstance(self.limits, FeeLimits):
             raise FeeLimitsUnset()
+        if isinstance(self.max_feerate, bool) or not isinstance(self.max_feerate, int) \
+                or self.max_feerate < feemodel.MIN_RELAY_FEERATE:
+            raise TakerError(f"the fee rate cap (setting plugins.joinmarket.max_fee_rate) must "
+                             f"be a whole number of sat/kvB, at least "
+                             f"{feemodel.MIN_RELAY_FEERATE}; got {self.max_feerate!r}")
 
 
 @dataclass
@@ -157,6 +163,7 @@ class Taker:
         self._daemon_lost = asyncio.Event()
         self._t_fill: Optional[float] = None
         self._user_wait = 0.0
+        self._next_feerate: Optional[int] = None     # fetched before the run, used by round 1
         self.stage: Optional[TakerStage] = None
 
     # ---------------------------------------------------------------- progress
@@ -210,7 +217,8 @@ class Taker:
         try:
             self.cfg.check()
             self._check_wallet()
-            await self._connect()
+            self._next_feerate = await self._feerate()   # above the user's cap: stop before
+            await self._connect()                         # anything is asked of the network
             self.outcome.timings.setdefault("connect", time.monotonic() - t0)
             last_error, last_failure = "no round ran", Failure.INTERNAL
             for rnd in range(1, self.cfg.max_rounds + 1):
@@ -373,12 +381,28 @@ class Taker:
                                  tip_height=self.network.get_local_height(),
                                  header_at=self.chain.header_at, now=time.time())
 
+    async def _feerate(self) -> int:
+        """This round's fee rate (sat/kvB): the server's estimate (else the fallback),
+        randomised upward, never above the user's cap; TakerError naming the setting if the
+        rate is above the cap."""
+        cfg = self.cfg
+        try:
+            return await feemodel.fetch_feerate(
+                self.network, fallback_feerate=cfg.fallback_feerate,
+                tx_fees_factor=cfg.tx_fees_factor, max_feerate=cfg.max_feerate, rng=self.rng)
+        except feemodel.FeeRateAboveCap as exc:
+            raise TakerError(
+                f"the fee rate now is {exc.feerate / 1000:g} sat/vB, above your cap of "
+                f"{exc.cap / 1000:g} sat/vB (setting plugins.joinmarket.max_fee_rate = "
+                f"{exc.cap} sat/kvB): wait for lower fees, or raise the cap with "
+                f"'electrum setconfig plugins.joinmarket.max_fee_rate <sat/kvB>'",
+                failure=Failure.FEE_LIMITS) from None
+
     async def _round(self) -> None:
         cfg = self.cfg
         sweep = cfg.amount == 0
         script_type = txbuild.wallet_script_type(self.wallet)
-        feerate = await feemodel.fetch_feerate(self.network, fallback_feerate=cfg.fallback_feerate,
-                                               tx_fees_factor=cfg.tx_fees_factor, rng=self.rng)
+        feerate, self._next_feerate = self._next_feerate or await self._feerate(), None
         limits = cfg.limits
         chooser = ordermod.get_chooser(cfg.chooser)
         bond_values = await self._bond_values()

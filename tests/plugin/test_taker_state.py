@@ -79,3 +79,42 @@ def test_failures_carry_their_kind_and_the_hint_follows_it(electrum_node, make_w
     assert failure_hint(None) == failure_hint("no such kind") == FAILURE_HINTS[Failure.INTERNAL]
     # the hint does not depend on the words: a daemon failure whose message mentions fees
     assert failure_hint(Failure.DAEMON) != failure_hint(Failure.FEE_LIMITS)
+
+
+def test_low_fee_rate_above_the_users_cap_stops_the_run(electrum_node, make_wallet):
+    """A fee rate above the user's cap (plugins.joinmarket.max_fee_rate) stops the coinjoin
+    before anything is asked of the network (no daemon is reached: port 1 would fail with
+    'daemon'), with an error that names the setting and what to do; nothing frozen, no
+    commitment used. The default cap is 100 sat/vB and the runner takes it from the setting."""
+    from electrum_joinmarket.errors import Failure
+    from electrum_joinmarket.settings import JM_MAX_FEE_RATE
+    from electrum_joinmarket.stages import OutcomeStatus
+    w = make_wallet(fund=[1_500_000])
+    config = TakerConfig(amount=100_000, destination=w.get_unused_address(),
+                         limits=FeeLimits(20_000, "0.004"), fallback_feerate=150_000,
+                         max_feerate=100_000)
+    outcome, events = _run_taker(electrum_node, w, config)
+    assert outcome.status == OutcomeStatus.FAILED and outcome.failure == Failure.FEE_LIMITS
+    assert "150 sat/vB, above your cap of 100 sat/vB" in outcome.message
+    assert "plugins.joinmarket.max_fee_rate" in outcome.message
+    assert not any(w.is_frozen_coin(c) for c in w.get_utxos())
+    assert [e["stage"] for e in events] == ["failed"]
+    assert JM_MAX_FEE_RATE.get_default_value() == 100_000
+    # a cap that is not a rate is the user's mistake, said as such
+    outcome, _ = _run_taker(electrum_node, w, TakerConfig(
+        amount=100_000, destination=w.get_unused_address(), limits=FeeLimits(20_000, "0.004"),
+        max_feerate=0))
+    assert outcome.failure == Failure.INPUT and "max_fee_rate" in outcome.message
+
+
+def test_low_fee_rate_cap_is_the_setting(electrum_node, jm_plugin):
+    """The runner gives every coinjoin the cap from plugins.joinmarket.max_fee_rate."""
+    from electrum_joinmarket.market.limits import FeeLimits as FL
+    c = electrum_node.config
+    assert jm_plugin.runner.taker_config(100_000, "x", limits=FL(1, "0.1")).max_feerate == 100_000
+    c.JM_MAX_FEE_RATE = 20_000
+    try:
+        assert jm_plugin.runner.taker_config(100_000, "x", limits=FL(1, "0.1")).max_feerate \
+            == 20_000
+    finally:
+        c.JM_MAX_FEE_RATE = None

@@ -104,6 +104,48 @@ def test_fetch_feerate_uses_server_estimate():
         mod._is_regtest = orig
 
 
+def test_low_fee_rate_cap_on_the_server_estimate():
+    """The user's cap (``max_feerate``, setting max_fee_rate): a server estimate of 150 sat/vB
+    against a 100 sat/vB cap is refused with FeeRateAboveCap (failure kind fee_limits), not
+    taken silently as it was up to the absurd 350 sat/vB; an estimate at the cap is used and
+    never randomised above it; below the cap the upward randomisation is untouched."""
+    from electrum_joinmarket.errors import Failure
+
+    class Iface:
+        estimate = 150_000
+
+        async def get_estimatefee(self, n):
+            return self.estimate
+
+    class Net:
+        interface = Iface()
+
+    import electrum_joinmarket.market.feemodel as mod
+    orig = mod._is_regtest
+    mod._is_regtest = lambda: False
+    try:
+        with pytest.raises(fm.FeeRateAboveCap) as e:
+            asyncio.run(fm.fetch_feerate(Net(), max_feerate=100_000, rng=random.Random(1)))
+        assert (e.value.feerate, e.value.cap) == (150_000, 100_000)
+        assert e.value.failure == Failure.FEE_LIMITS
+        # without a cap (as before): taken, randomised upward
+        assert 150_000 <= asyncio.run(fm.fetch_feerate(Net(), rng=random.Random(1))) <= 180_000
+        Iface.estimate = 100_000
+        rates = {asyncio.run(fm.fetch_feerate(Net(), max_feerate=100_000, rng=random.Random(i)))
+                 for i in range(20)}
+        assert rates == {100_000}
+        Iface.estimate = 50_000
+        rates = {asyncio.run(fm.fetch_feerate(Net(), max_feerate=100_000, rng=random.Random(i)))
+                 for i in range(20)}
+        assert min(rates) >= 50_000 and max(rates) <= 60_000 and len(rates) > 10
+    finally:
+        mod._is_regtest = orig
+    # the configured fallback is held to the cap too
+    with pytest.raises(fm.FeeRateAboveCap):
+        asyncio.run(fm.fetch_feerate(None, fallback_feerate=120_000, max_feerate=100_000))
+    assert fm.DEFAULT_MAX_FEERATE == 100_000
+
+
 # ------------------------------------------------------------------------------------------
 # solvers
 # ------------------------------------------------------------------------------------------
