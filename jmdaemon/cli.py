@@ -15,7 +15,7 @@ from typing import Any
 from jmcore.netaddr import is_loopback
 
 from . import __version__
-from .config import ConfigError, DaemonConfig, NETWORKS, load_config_file, validate
+from .config import NETWORKS, ConfigError, DaemonConfig, load_config_file, validate
 
 log = logging.getLogger("jmdaemon")
 
@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Exception as exc:
                 print("jmdaemon: error: cannot load TLS certificate/key: %s" % exc, file=sys.stderr)
                 return 2
-        port = reactor.listenTCP(cfg.port, listening, interface=cfg.host)
+        port: Any = reactor.listenTCP(cfg.port, listening, interface=cfg.host)
     except terror.CannotListenError as exc:
         print("jmdaemon: error: cannot listen on %s:%d (%s)"
               % (cfg.host, cfg.port, _reason(exc)), file=sys.stderr)

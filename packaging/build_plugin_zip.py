@@ -18,7 +18,8 @@ and the folder holding it becomes the package ``electrum_external_plugins.<name>
     joinmarket/jmcore/*.py         jmcore, vendored (stdlib only)
 
 Nothing else (no tests, no jmdaemon, no caches). Next to the zip: ``install_zip_plugin.py``
-(packaging/), the documented headless equivalent of Electrum's "Add plugin" dialog. Reproducible: members sorted (manifest first),
+(packaging/), the documented headless equivalent of Electrum's "Add plugin" dialog.
+Reproducible: members sorted (manifest first),
 timestamps = SOURCE_DATE_EPOCH (commit time of HEAD), mode 0644, fixed compression level; the
 archive comment names version and commit. Each rebuild with different content needs a new
 authorization in Electrum (the signature covers the zip's sha256).

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from . import sandbox
-from .conftest import DIST
+from .helpers import DIST
 
 pytestmark = pytest.mark.e2e
 
@@ -45,13 +45,15 @@ def test_headless_install_script_as_documented(plugin_zip):
 {inst} set-key --password-file {ro}/pw.txt > {ro}/setkey2.out 2> {ro}/setkey2.err
 stat -c '%U %a' /etc/electrum/plugins_key > {ro}/keystat.txt
 set +e
-{inst} install {zipf} -D {ro}/rootdir --regtest --password-file {ro}/pw.txt > {ro}/asroot.out 2> {ro}/asroot.err
+{inst} install {zipf} -D {ro}/rootdir --regtest \\
+    --password-file {ro}/pw.txt > {ro}/asroot.out 2> {ro}/asroot.err
 echo $? > {ro}/asroot.rc
 """
         user_script = f"""
 set +e
 {inst} install {zipf} -D electrum --regtest --password-file bad.txt > bad.out 2> bad.err; echo $? > bad.rc
-{inst} install {zipf} -D electrum --regtest --password-file pw.txt > install.out 2> install.err; echo $? > install.rc
+{inst} install {zipf} -D electrum --regtest \\
+    --password-file pw.txt > install.out 2> install.err; echo $? > install.rc
 {inst} status -D electrum --regtest > status.out 2> status.err
 {el} --offline daemon > daemon.out 2>&1 &
 ok=0
@@ -60,10 +62,12 @@ for i in $(seq 1 120); do
   sleep 0.5
 done
 echo $ok > jmstatus.ok
-{inst} install {zipf} -D electrum --regtest --password-file pw.txt > running.out 2> running.err; echo $? > running.rc
+{inst} install {zipf} -D electrum --regtest \\
+    --password-file pw.txt > running.out 2> running.err; echo $? > running.rc
 {el} stop > stop.out 2>&1
 wait
-{inst} install {zipf} -D electrum --regtest --password-file pw.txt > again.out 2> again.err; echo $? > again.rc
+{inst} install {zipf} -D electrum --regtest \\
+    --password-file pw.txt > again.out 2> again.err; echo $? > again.rc
 """
         r = sandbox.run_as_test_user(base, key_hex=None, user_script=user_script,
                                      root_script=root_script,
