@@ -36,11 +36,12 @@ from devstack.bitcoind import start_bitcoind
 from devstack.daemons import start_directory
 from devstack.electrum_env import ElectrumNode, stop_electrum_loop
 from devstack.electrumx import start_electrumx
-from devstack.ircd import start_ircd
-from devstack.jmnet import JMNet, irc_config, onion_config, quick_config
+from devstack.ircd import irc_config, start_ircd
+from devstack.jmnet import JMNet, onion_config, quick_config
 from devstack.maker_proc import spawn_maker
 from devstack.padding import ENV as HOLD_ENV
 from devstack.procs import free_port
+from devstack.wallets import fund_wallets, new_wallet
 from electrum_joinmarket.protocol.commitments import CommitmentStore
 
 PHASES = ("connect", "orderbook", "fill_to_ioauth", "ioauth_to_tx", "tx_to_sigs",
@@ -91,17 +92,12 @@ def main() -> int:
         for i in range(3):
             makers.append(spawn_maker(work / f"maker{i}", ex.server_string, configs("maker", i),
                                       name=f"m{i}", addresses=args.runs + 2))
-        takers = [el.create_wallet(f"t{i}") for i in range(args.runs)]
-        for mp in makers:
+        takers = [new_wallet(el, name=f"t{i}") for i in range(args.runs)]
+        for mp in makers:                  # the makers' wallets live in their own processes
             for addr in mp.addresses[:args.runs + 2]:
                 node.fund(addr, 20_000_000, confirm=False)
-        for w in takers:
-            node.fund(w.get_receiving_addresses()[0], 20_000_000, confirm=False)
-        node.mine(6)
-        def funded(w: Any) -> bool:
-            return bool(w.is_up_to_date() and w.get_balance()[1] == 0 and w.get_balance()[0] > 0)
-        for w in takers:
-            el.wait(functools.partial(funded, w), 60, "funding")
+        # one block for everything, 5 more for PoDLE's coin age
+        fund_wallets(el, node, [(w, [20_000_000]) for w in takers], confirmations=6)
         for i, mp in enumerate(makers):
             mp.start(["0.0002", "0.0003", "0.00025"][i])
         runs = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Optional
 
-from .procs import StackError, free_port, installed_env, terminate, wait_for
+from .procs import StackError, free_port, installed_env, require_services, terminate, wait_for
 
 RPC_USER, RPC_PASSWORD = "regtest", "regtest-password"
 COIN = 100_000_000
@@ -94,6 +94,7 @@ class Bitcoind:
 def start_bitcoind(datadir: pathlib.Path, mature_blocks: int = 110) -> Bitcoind:
     """Start bitcoind -regtest, create the ``miner`` wallet and mine ``mature_blocks`` blocks so
     that it has spendable coinbase outputs."""
+    require_services("bitcoind")
     datadir.mkdir(parents=True, exist_ok=True)
     node = Bitcoind(datadir=datadir, rpc_port=free_port(), p2p_port=free_port())
     (datadir / "bitcoin.conf").write_text(
@@ -106,7 +107,7 @@ def start_bitcoind(datadir: pathlib.Path, mature_blocks: int = 110) -> Bitcoind:
     node.proc = subprocess.Popen([exe, f"-datadir={datadir}"], stdout=subprocess.DEVNULL,
                                  stderr=(datadir / "stderr.log").open("ab"), stdin=subprocess.DEVNULL)
     wait_for(lambda: node.rpc("getblockcount", timeout=5) is not None, 60, "bitcoind RPC",
-             proc=node.proc, log=datadir / "stderr.log")
+             proc=node.proc, log=datadir / "stderr.log", errors_mean_not_yet=True)
     try:
         node.rpc("createwallet", "miner")
     except RPCError as exc:

@@ -17,6 +17,8 @@ from jmcore import amp as jamp
 from jmcore import linkauth
 from jmcore.commands import COMMANDS
 
+from .procs import StackError, require_services, wait_for, wait_until
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PY = sys.executable
 
@@ -36,6 +38,45 @@ class Proc:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    # -- log barriers: "the daemon has processed X" is its log line saying so ----------------
+    def log_mark(self) -> int:
+        """The log's current size: ``wait_log(..., since=mark)`` then looks only at later lines."""
+        try:
+            return pathlib.Path(self.logpath).stat().st_size
+        except OSError:
+            return 0
+
+    def log_lines_since(self, since: int = 0) -> list[str]:
+        try:
+            with open(self.logpath, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return []
+
+    def _matches(self, needle: str, since: int, count: int) -> list[str] | None:
+        found = [line for line in self.log_lines_since(since) if needle in line]
+        return found if len(found) >= count else None
+
+    async def wait_log(self, needle: str, since: int = 0, count: int = 1,
+                       timeout: float = 30) -> list[str]:
+        """Wait until ``count`` log lines written after ``since`` contain ``needle``; return
+        them. Fails if the daemon exits first."""
+        def seen() -> list[str] | None:
+            if not self.alive():
+                raise AssertionError(f"daemon exited waiting for {needle!r}:\n{self.log()[-3000:]}")
+            return self._matches(needle, since, count)
+        try:
+            return await wait_until(seen, timeout, f"{count} log line(s) with {needle!r}")
+        except StackError as exc:
+            raise AssertionError(f"{exc}\n--- log tail ---\n{self.log()[-3000:]}") from None
+
+    def wait_log_sync(self, needle: str, since: int = 0, count: int = 1,
+                      timeout: float = 30) -> list[str]:
+        """:meth:`wait_log` from a plain thread."""
+        return wait_for(lambda: self._matches(needle, since, count), timeout,
+                        f"{count} log line(s) with {needle!r}", proc=self.proc, log=self.logpath)
 
     def stop(self, sig=signal.SIGTERM, timeout=10) -> int:
         if self.proc.poll() is None:
@@ -60,6 +101,7 @@ def _kill_leftovers():
 
 
 def _spawn(args, workdir: pathlib.Path, name: str, pattern: str, timeout=20.0):
+    require_services(f"jmdaemon {name!r}")
     workdir.mkdir(parents=True, exist_ok=True)
     logpath = workdir / (name + ".log")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import threading
-import time
 from typing import Any, Callable, Coroutine, Optional, TypeVar
 
-from .procs import StackError
+from .procs import StackError, wait_for
 
 T = TypeVar("T")
 
@@ -85,13 +84,8 @@ class ElectrumNode:
 
     @staticmethod
     def wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = pred()
-            if value:
-                return value
-            time.sleep(0.05)
-        raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
+        """:func:`devstack.procs.wait_for` (kept as a method: callers hold a node anyway)."""
+        return wait_for(pred, timeout, what)
 
     # --- wallets -------------------------------------------------------------------------
     def create_wallet(self, name: str, password: Optional[str] = None, seed: Optional[str] = None,

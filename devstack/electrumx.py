@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from .bitcoind import RPC_PASSWORD, RPC_USER, Bitcoind
 from .padding import electrumx_command
-from .procs import installed_env, terminate, wait_for
+from .procs import installed_env, require_services, terminate, wait_for
 
 
 def electrum_rpc(port: int, method: str, params: list, host: str = "127.0.0.1",
@@ -58,7 +58,8 @@ class ElectrumX:
         """Wait until ElectrumX's tip equals bitcoind's; return the height."""
         target = node.height()
         return wait_for(lambda: self.height() >= target and target, timeout,
-                        f"ElectrumX to reach height {target}", proc=self.proc, log=self.log)
+                        f"ElectrumX to reach height {target}", proc=self.proc, log=self.log,
+                        errors_mean_not_yet=True)
 
     def stop(self) -> None:
         terminate(self.proc, timeout=30)
@@ -67,6 +68,7 @@ class ElectrumX:
 def start_electrumx(datadir: pathlib.Path, node: Bitcoind, port: int = 0) -> ElectrumX:
     """Start ElectrumX on 127.0.0.1 against ``node``; return once it serves the node's tip."""
     from .procs import free_port
+    require_services("ElectrumX")
     datadir.mkdir(parents=True, exist_ok=True)
     ex = ElectrumX(datadir=datadir, port=port or free_port(), rpc_port=free_port())
     (datadir / "db").mkdir(exist_ok=True)

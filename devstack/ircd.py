@@ -5,9 +5,9 @@ import functools
 import pathlib
 import subprocess
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
-from .procs import free_port, installed_env, port_open, terminate, wait_for
+from .procs import free_port, installed_env, port_open, require_services, terminate, wait_for
 
 CONF = """[Global]
     Name = irc.regtest.local
@@ -60,10 +60,22 @@ class IRCd:
         return self.workdir / "ngircd.log"
 
 
+def irc_config(ircd: IRCd, line_rate: float = 0.05, **overrides: Any) -> list[dict[str, Any]]:
+    """``JMInit``'s ``chan_configs`` for one channel on this test server: plain TCP, no Tor, and
+    ``line_rate`` seconds between lines (Ref sends one line every 1.3 s); ``overrides`` change or
+    add keys (e.g. ``port=ircd.tls_port, usessl="true"``)."""
+    cfg: dict[str, Any] = {"type": "irc", "host": ircd.host, "port": ircd.port,
+                           "channel": "joinmarket-pit", "usessl": "false", "socks5": "false",
+                           "socks5_host": "localhost", "socks5_port": 9050, "line_rate": line_rate}
+    cfg.update(overrides)
+    return [cfg]
+
+
 def start_ircd(workdir: pathlib.Path, port: int = 0, tls_cert: Optional[pathlib.Path] = None,
                tls_key: Optional[pathlib.Path] = None) -> IRCd:
     """Start ngircd in the foreground of a child process; return once it accepts connections.
     With ``tls_cert``/``tls_key`` it also serves TLS on ``IRCd.tls_port``."""
+    require_services("ngircd")
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     conf = workdir / "ngircd.conf"

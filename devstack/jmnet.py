@@ -14,11 +14,6 @@ from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
 
 
-def irc_config(ircd) -> list[dict]:
-    return [{"type": "irc", "host": ircd.host, "port": ircd.port, "channel": "joinmarket-pit",
-             "usessl": "false", "socks5": "false", "line_rate": 0.05}]
-
-
 def onion_config(directory, serving_port: int = 0) -> list[dict]:
     """Onion channel in test mode (plain TCP on 127.0.0.1) through our directory node; a maker
     serves its own (test-mode) onion on ``serving_port`` for direct peer links."""
@@ -111,9 +106,9 @@ still ends only when offers from ``n_makers`` makers are in and the book was qui
 
 def quick_config(amount: int, destination: str, n: int = 3, **kw: Any) -> TakerConfig:
     """Test timings: the local orderbook policy, otherwise the defaults."""
-    base = dict(amount=amount, destination=destination, n_makers=n, minimum_makers=min(n, 2),
-                limits=FeeLimits(50_000, "0.01"), **LOCAL_ORDERBOOK,
-                maker_timeout_sec=20, sig_timeout=30.0, seen_timeout=30.0,
-                fallback_feerate=2000)
+    base: dict[str, Any] = dict(amount=amount, destination=destination, n_makers=n,
+                                minimum_makers=min(n, 2), limits=FeeLimits(50_000, "0.01"),
+                                **LOCAL_ORDERBOOK, maker_timeout_sec=20, sig_timeout=30.0,
+                                seen_timeout=30.0, fallback_feerate=2000)
     base.update(kw)
     return TakerConfig(**base)

@@ -1,6 +1,7 @@
 """Small helpers shared by the stack's service wrappers: free ports, installed binaries, waiting."""
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import shlex
@@ -16,6 +17,18 @@ CACHE = pathlib.Path(os.environ.get("EJM_CACHE", pathlib.Path.home() / ".cache" 
 
 class StackError(RuntimeError):
     """A service of the regtest stack could not be started or did not become ready."""
+
+
+NO_SERVICES_ENV = "EJM_NO_SERVICES"
+
+
+def require_services(what: str) -> None:
+    """Refuse to start ``what`` when ``$EJM_NO_SERVICES`` is set (``make test-fast``): a test that
+    starts a service must carry the ``stack`` marker, and this makes a missing marker fail loudly
+    instead of quietly slowing the fast tier down."""
+    if os.environ.get(NO_SERVICES_ENV, "").strip() not in ("", "0"):
+        raise StackError(f"{what} would start a service, but {NO_SERVICES_ENV} is set "
+                         "(make test-fast): mark the test `stack`")
 
 
 def installed_env() -> dict[str, str]:
@@ -38,24 +51,55 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(pred: Callable[[], Optional[T]], timeout: float, what: str, interval: float = 0.1,
-             proc: Optional[subprocess.Popen] = None, log: Optional[pathlib.Path] = None) -> T:
-    """Poll ``pred`` until it returns a truthy value; raise StackError naming ``what`` on timeout
-    or if ``proc`` exits first (with the tail of ``log``)."""
+# --- waiting: the one way tests, the demo and the stack wait for something -------------------
+# Wait for an event (a state, an answer, a log line), never for a fixed time: a sleep followed by
+# "nothing arrived" proves nothing. ``wait_for`` polls from a plain thread, ``wait_until`` from a
+# coroutine; both return the predicate's truthy value and raise StackError naming ``what``.
+
+def wait_for(pred: Callable[[], Optional[T]], timeout: float, what: str, interval: float = 0.05,
+             proc: Optional[subprocess.Popen] = None, log: Optional[pathlib.Path] = None,
+             errors_mean_not_yet: bool = False, tick: Optional[Callable[[], None]] = None) -> T:
+    """Poll ``pred`` until it returns a truthy value, and return that value.
+
+    Raises StackError on timeout, or as soon as ``proc`` exits (with the tail of ``log``).
+    ``errors_mean_not_yet``: an exception from ``pred`` means "not ready" (a service that is
+    starting); otherwise it propagates. ``tick`` runs between polls instead of sleeping (e.g. to
+    process Qt events)."""
     deadline = time.monotonic() + timeout
     last_exc: Optional[BaseException] = None
-    while time.monotonic() < deadline:
+    while True:
         if proc is not None and proc.poll() is not None:
             raise StackError(f"{what}: process exited with {proc.returncode}{log_tail(log)}")
         try:
             value = pred()
             if value:
                 return value
-        except Exception as exc:  # the service is not up yet
+        except Exception as exc:
+            if not errors_mean_not_yet:
+                raise
             last_exc = exc
-        time.sleep(interval)
-    raise StackError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_exc!r})"
-                     f"{log_tail(log)}")
+        if time.monotonic() >= deadline:
+            break
+        if tick is not None:
+            tick()
+        else:
+            time.sleep(interval)
+    last = f" (last error: {last_exc!r})" if last_exc is not None else ""
+    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}{last}{log_tail(log)}")
+
+
+async def wait_until(pred: Callable[[], Optional[T]], timeout: float, what: str,
+                     interval: float = 0.05) -> T:
+    """``wait_for`` for coroutines: polls ``pred`` on the running loop without blocking it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if loop.time() >= deadline:
+            raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def log_tail(log: Optional[pathlib.Path], lines: int = 15) -> str:

@@ -9,8 +9,9 @@
                          binaries do not ship them), except, lazily inside a function, the optional
                          in-process launcher; and no bitcoin library but Electrum's own.
 
-One hygiene rule rides along: nothing outside ``tests/`` imports ``tests`` (the dev stack, the demo
-and the benchmarks share ``devstack``, not the test suite).
+Two hygiene rules ride along: nothing outside ``tests/`` imports ``tests`` (the dev stack, the demo
+and the benchmarks share ``devstack``, not the test suite), and nothing imports a ``conftest``
+module (fixtures reach tests through pytest; shared helpers live in ordinary modules).
 
 Every ``import``/``from … import`` is found with :mod:`ast` -- at any depth, including
 ``if TYPE_CHECKING:`` blocks and ``try:`` guards -- relative imports are resolved against the
@@ -164,23 +165,22 @@ def check(root: Path) -> tuple[list[str], int]:
                 continue
             dotted = module_name(root, path)
             rule = rules.get(top)
-            seen: set[tuple[int, str]] = set()
             for imp in find_imports(tree, dotted, path.name == "__init__.py"):
                 if isinstance(imp, str):
                     problems.append(f"{rel}:{imp}")
                     continue
                 first = imp.module.split(".")[0]
-                if (imp.line, first) in seen:       # ``from a.b import c`` yields a.b and a.b.c
-                    continue
-                seen.add((imp.line, first))
                 if rule is not None:
                     msg = rule.verdict(first, rel, imp.in_function)
                     if msg:
                         problems.append(f"{rel}:{imp.line}: {msg}")
                         continue
                 if top != "tests" and first == "tests":
-                    problems.append(f"{rel}:{imp.line}: only tests/ may import the test suite "
-                                    f"({imp.module}); shared helpers belong in devstack/")
+                    problems.append(f"{rel}:{imp.line}: only tests/ may import the test suite; "
+                                    "shared helpers belong in devstack/")
+                elif imp.module.split(".")[-1] == "conftest":
+                    problems.append(f"{rel}:{imp.line}: imports {imp.module}: conftest modules are "
+                                    "pytest's; put shared helpers in an ordinary module")
     return sorted(set(problems)), nfiles
 
 

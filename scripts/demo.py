@@ -28,6 +28,7 @@ import signal
 import sys
 import tempfile
 import time
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,11 +36,11 @@ sys.path.insert(0, str(ROOT))
 from devstack.bitcoind import RPC_PASSWORD, RPC_USER, start_bitcoind  # noqa: E402
 from devstack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402
 from devstack.electrumx import start_electrumx  # noqa: E402
-from devstack.ircd import start_ircd  # noqa: E402
+from devstack.ircd import irc_config, start_ircd  # noqa: E402
+from devstack.jmnet import JMNet, quick_config  # noqa: E402
 from devstack.procs import installed_env  # noqa: E402
-
+from devstack.wallets import fund_wallets, new_wallet  # noqa: E402
 from electrum_joinmarket.protocol.commitments import CommitmentStore  # noqa: E402
-from devstack.jmnet import JMNet, irc_config, quick_config  # noqa: E402
 
 MAKER_FEES = ("0.0002", "0.0003", "0.00025")
 DEMO_USER_DIR = "~/ejm-demo-electrum"   # where --keep suggests your own Electrum keeps its data
@@ -117,7 +118,7 @@ def main() -> int:
         signal.signal(s, _on_signal)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="ejm-demo-"))
     t0 = time.monotonic()
-    started = []
+    started: list[Any] = []           # everything with a stop(), stopped in reverse
     rc = 1
     try:
         node = start_bitcoind(workdir / "bitcoind")
@@ -157,20 +158,12 @@ def main() -> int:
         electrum = ElectrumNode(workdir / "electrum", ex.server_string)
         started.append(electrum)
         step(f"Electrum: regtest, one server {ex.server_string}, data {electrum.datadir}", t0)
-        makers = []
-        for i, fee in enumerate(MAKER_FEES):
-            w = electrum.create_wallet(f"maker{i}")
-            node.fund(w.get_receiving_addresses()[0], 50_000_000, confirm=False)
-            node.fund(w.get_receiving_addresses()[1], 20_000_000, confirm=False)
-            makers.append((w, fee))
-        taker = electrum.create_wallet("taker")
-        dest = electrum.create_wallet("destination")
-        node.fund(taker.get_receiving_addresses()[0], 30_000_000, confirm=False)
-        node.fund(taker.get_receiving_addresses()[1], 10_000_000, confirm=False)
-        node.mine(6)                      # PoDLE commitments need 5 confirmations
-        for w in [m[0] for m in makers] + [taker]:
-            electrum.wait(lambda w=w: w.get_balance()[0] > 0 and w.is_up_to_date(), 60,
-                          f"{w} to see its coins confirmed")
+        makers = [(new_wallet(electrum, name=f"maker{i}"), fee) for i, fee in enumerate(MAKER_FEES)]
+        taker = new_wallet(electrum, name="taker")
+        dest = new_wallet(electrum, name="destination")
+        # one block for all payments, then 5 more: PoDLE commitments need 5 confirmations
+        fund_wallets(electrum, node, [(w, [50_000_000, 20_000_000]) for w, _ in makers]
+                     + [(taker, [30_000_000, 10_000_000])], confirmations=6)
         step("wallets funded: 3 makers (0.7 BTC each), taker 0.4 BTC; the demo mined 6 blocks "
              "(JoinMarket's PoDLE needs coins with 5 confirmations)", t0)
         if args.tor:
@@ -217,8 +210,8 @@ def main() -> int:
         if outcome.status != "success":
             step(f"COINJOIN FAILED: {outcome.message}", t0)
             return 1
-        for nick, fee in outcome.maker_fees.items():
-            step(f"  maker {nick}: fee {fee} sat", t0)
+        for nick, paid in outcome.maker_fees.items():
+            step(f"  maker {nick}: fee {paid} sat", t0)
         tx = taker.adb.get_transaction(outcome.txid)
         from electrum_joinmarket.tx.privacy import anonymity_set
         vsize = tx.estimated_size()
@@ -228,6 +221,7 @@ def main() -> int:
         step(f"  anonymity set: {anonymity_set(tx.outputs(), outcome.cj_amount)} equal outputs of "
              f"{outcome.cj_amount} sat among {len(tx.outputs())} outputs", t0)
         node.mine(1)
+        assert outcome.txid is not None                    # a successful outcome has one
         confs = electrum.wait_tx(dest, outcome.txid, confirmations=1, timeout=60)
         step(f"coinjoin {outcome.txid} confirmed ({confs} confirmation, in a block the demo "
              f"mined itself — regtest has no miners; SPV-verified by Electrum); destination "

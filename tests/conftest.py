@@ -2,7 +2,6 @@
 bind 127.0.0.1 on free ports, keep their data under pytest's temp dir, and stop at session end."""
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 
@@ -33,6 +32,21 @@ def pytest_report_header(config):
     except Exception as exc:
         lines.append(f"regtest binaries: not found ({exc})")
     return lines
+
+
+# Fixtures that start a service of the regtest stack: a test that uses one (directly or through
+# another fixture) is marked ``stack`` here, so ``-m "not stack"`` never starts a service. Tests that
+# start daemon processes themselves carry the marker in their module (devstack refuses to start a
+# service under EJM_NO_SERVICES=1, which ``make test-fast`` sets, so a missing marker fails loudly).
+SERVICE_FIXTURES = frozenset({"stack_dir", "bitcoind", "electrumx", "electrum_node", "ircd",
+                              "tls_ircd"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -126,30 +140,42 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(" ".join(f"{k}={v}" for k, v in TOR_FIGURES.items()))
 
 
-_wallet_names = itertools.count()
-
-
 @pytest.fixture
 def make_wallet(electrum_node, bitcoind, electrumx):
-    """Create a fresh Electrum wallet, optionally funded with confirmed coins:
-    ``make_wallet(fund=[sats, ...], password=None)``. Wallets are closed at test end."""
+    """``make_wallet(fund=[sats, ...], password=None, confirmations=1, seed=None)``: a fresh
+    Electrum wallet from :func:`devstack.wallets.new_wallet`, closed at test end."""
+    from devstack.wallets import new_wallet
     made = []
 
-    def factory(fund=(), password=None, seed_type="segwit"):
-        wallet = electrum_node.create_wallet(f"w{next(_wallet_names)}", password=password,
-                                             seed_type=seed_type)
+    def factory(fund=(), password=None, seed_type="segwit", confirmations=1, seed=None, name=None):
+        wallet = new_wallet(electrum_node, bitcoind, fund, name=name, password=password, seed=seed,
+                            seed_type=seed_type, confirmations=confirmations)
         made.append(wallet)
-        txids = [bitcoind.fund(wallet.get_receiving_addresses()[i], sats, confirm=False)
-                 for i, sats in enumerate(fund)]
-        if txids:
-            bitcoind.mine(1)
-            for txid in txids:
-                electrum_node.wait_tx(wallet, txid, confirmations=1)
         return wallet
 
     yield factory
     for wallet in made:
         electrum_node.close_wallet(wallet)
+
+
+MAKER_COINS = [40_000_000, 25_000_000, 15_000_000, 12_000_000, 10_000_000]
+
+
+@pytest.fixture(scope="module")
+def irc_net(ircd, electrum_node, bitcoind, electrumx, tmp_path_factory):
+    """A local JoinMarket network over ngircd: three Electrum makers (fees 0.02 %, 0.03 %,
+    0.025 %), each with its own jmdaemon, coins old enough for PoDLE (6 confirmations). Several
+    coins each: a session abandoned by a taker keeps its coins reserved for a while."""
+    from devstack.ircd import irc_config
+    from devstack.jmnet import JMNet
+    from devstack.wallets import fund_wallets, new_wallet
+    net = JMNet(electrum_node, bitcoind, tmp_path_factory.mktemp("jmnet-irc"), irc_config(ircd))
+    wallets = [new_wallet(electrum_node) for _ in range(3)]
+    fund_wallets(electrum_node, bitcoind, [(w, MAKER_COINS) for w in wallets], confirmations=6)
+    for w, fee in zip(wallets, ["0.0002", "0.0003", "0.00025"], strict=True):
+        net.add_maker(w, cjfee_r=fee, password=None)
+    yield net
+    net.stop()
 
 
 # --- the plugin loaded into Electrum (as Electrum itself loads it) -------------------------------

@@ -1,17 +1,8 @@
 """Daemon tests: report how many hypothesis examples each fuzz test ran (and, separately, the
 size of the bulk hostile-input loops)."""
-import collections
+import pytest
 
-EXAMPLES: collections.Counter[str] = collections.Counter()
-BULK: collections.Counter[str] = collections.Counter()
-
-
-def count_example(name, n=1):
-    EXAMPLES[name] += n
-
-
-def count_bulk(name, n):
-    BULK[name] += n
+from .counting import BULK, EXAMPLES
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -24,9 +15,6 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("bulk hostile inputs (non-hypothesis loops)")
         for name, n in sorted(BULK.items()):
             terminalreporter.write_line("%-48s %8d" % (name, n))
-
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

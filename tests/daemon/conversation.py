@@ -21,7 +21,23 @@ UNSIGNED_TX = bytes(range(256)) * 3          # synthetic "raw tx": 768 bytes, ch
 SIGNED_TX = b"\x02" + bytes(range(200))
 
 
-async def wait_offers(taker: TestClient, maker_nick: str, n_offers: int, timeout=60.0):
+def onion_config(directory, serving=False, port=0):
+    """The onion channel in test mode through our directory node, configured with Ref's keys
+    (``regtest_count`` switches Ref's test mode on); ``serving`` opens the peer's own listener."""
+    cfg = {"type": "onion", "directory_nodes": "127.0.0.1:%d" % directory.port,
+           "regtest_count": "1, 1", "socks5_host": "localhost", "socks5_port": 9050,
+           "tor_control_host": "localhost", "tor_control_port": 9051,
+           "onion_serving_host": "127.0.0.1", "serving": serving, "hidden_service_dir": "",
+           "welcome_timeout": 10}
+    if serving:
+        cfg["onion_serving_port"] = port
+    return [cfg]
+
+
+async def wait_book(taker: TestClient, pred, what: str, timeout=60.0):
+    """Ask the daemon for its orderbook (JMRequestOffers -> JMOffers) until ``pred(book)`` holds;
+    return ``(book, bonds)``. An offer a peer sent after some other input is a barrier: once it
+    is in the book, the daemon has processed everything that peer sent before it."""
     import json
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -29,12 +45,22 @@ async def wait_offers(taker: TestClient, maker_nick: str, n_offers: int, timeout
         assert (await taker.call("JMRequestOffers")) == {"accepted": True}
         ev = await taker.wait_for("JMOffers", count=before + 1)
         book = json.loads(ev["orderbook"])
-        mine = [o for o in book if o["counterparty"] == maker_nick]
-        if len(mine) >= n_offers:
+        if pred(book):
             return book, json.loads(ev["fidelitybonds"])
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("orderbook never got %d offers of %s: %s" % (n_offers, maker_nick, book))
-        await asyncio.sleep(0.5)
+            raise AssertionError("orderbook never had %s: %s" % (what, book))
+        await asyncio.sleep(0.2)
+
+
+def has_offer(nick: str, oid: int):
+    return lambda book: any(o["counterparty"] == nick and o["oid"] == oid for o in book)
+
+
+async def wait_offers(taker: TestClient, maker_nick: str, n_offers: int, timeout=60.0):
+    """The book once it holds ``n_offers`` offers of ``maker_nick``."""
+    return await wait_book(
+        taker, lambda book: sum(o["counterparty"] == maker_nick for o in book) >= n_offers,
+        "%d offers of %s" % (n_offers, maker_nick), timeout)
 
 
 async def full_conversation(taker: TestClient, maker: TestClient, chan_taker, chan_maker,

@@ -13,8 +13,7 @@ from jmcore.errors import AMPRemoteError
 from jmdaemon.commands import COMMAND_CLASSES
 from tests.vectors import VECTORS as VEC
 
-from .conversation import full_conversation
-from .test_conversation_onion import onion_config
+from .conversation import full_conversation, onion_config
 
 SAMPLES = {
     "Unicode": "J5abc\u00e9",
@@ -53,6 +52,7 @@ def test_jminit_box_matches_vector():
     assert tamp.AmpBox(_answer=b"1", accepted=b"True").serialize().hex() == v["accepted_answer_hex"]
 
 
+@pytest.mark.stack
 def test_every_coinjoin_command_both_ways(tmp_path):
     """A maker with a fidelity bond and a taker run the whole protocol; together the two jmcore
     clients call every client->daemon coinjoin command and receive every daemon->client one."""
@@ -94,6 +94,7 @@ def test_every_coinjoin_command_both_ways(tmp_path):
         assert "Traceback" not in p.log()
 
 
+@pytest.mark.stack
 def test_unknown_and_unimplemented_commands_get_clean_amp_errors(tmp_path):
     dproc = start_daemon(tmp_path, "daemon")
 

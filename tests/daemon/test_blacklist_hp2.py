@@ -2,14 +2,15 @@
 persists C when it sends !ioauth and asks another maker to publish it as a public !hp2; other
 makers blacklist published commitments; a reused commitment is refused in any hex case. Also: a
 maker that leaves is dropped from the taker's book (peerlist ;D)."""
-import asyncio
 import pathlib
 
+import pytest
+
 from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
+from devstack.procs import wait_until
 from jmdaemon.blacklist import CommitmentBlacklist, canonical_commitment
 
-from .conversation import COMMITMENT_HEX, OFFERS, REVELATION, wait_offers
-from .test_conversation_onion import onion_config
+from .conversation import COMMITMENT_HEX, OFFERS, REVELATION, has_offer, onion_config, wait_book, wait_offers
 
 
 def test_t5_blacklist_canonical_and_persisted(tmp_path):
@@ -28,6 +29,7 @@ def test_t5_blacklist_canonical_and_persisted(tmp_path):
     assert canonical_commitment(upper) == COMMITMENT_HEX
 
 
+@pytest.mark.stack
 def test_hp2_relay_and_blacklisting_across_makers(tmp_path):
     d = start_directory(tmp_path)
     procs = {n: start_daemon(tmp_path, n) for n in ("taker", "makerA", "makerB", "makerC")}
@@ -39,8 +41,9 @@ def test_hp2_relay_and_blacklisting_across_makers(tmp_path):
             await cl[n].init(onion_config(d))
             await cl[n].call("JMSetup", role="MAKER", initdata=OFFERS, use_fidelity_bond=False)
             await cl[n].wait_for("JMSetupDone")
-            await asyncio.sleep(0.3)
         taker, a = cl["taker"], cl["makerA"]
+        for n in ("makerB", "makerC"):              # A's daemon knows B and C (it relays !hp2)
+            await wait_offers(a, cl[n].nick, 2)
         await taker.init(onion_config(d))
         await taker.call("JMSetup", role="TAKER", initdata=None, use_fidelity_bond=False)
         book, _ = await wait_offers(taker, a.nick, 2)
@@ -51,23 +54,23 @@ def test_hp2_relay_and_blacklisting_across_makers(tmp_path):
                          revelation=REVELATION, filled_offers={a.nick: offer})
         assert (await taker.wait_for("JMFillResponse"))["success"] is True
         # A asked B or C (privately, signed) to publish C; the other makers then blacklist it
-        relayer = None
-        for _ in range(100):
-            reqs = [r for r in a.sign_requests if r["cmd"] == "hp2"]
-            if reqs:
-                relayer = reqs[0]["nick"]
-                assert reqs[0]["msg"] == COMMITMENT_HEX
-                break
-            await asyncio.sleep(0.1)
+        reqs = await wait_until(lambda: [r for r in a.sign_requests if r["cmd"] == "hp2"], 10,
+                                "maker A to ask another maker to publish the commitment")
+        relayer = reqs[0]["nick"]
+        assert reqs[0]["msg"] == COMMITMENT_HEX
         assert relayer in (cl["makerB"].nick, cl["makerC"].nick)
         other = "makerC" if relayer == cl["makerB"].nick else "makerB"
+        relayer_name = "makerB" if other == "makerC" else "makerC"
         files = {n: pathlib.Path(tmp_path / n / "cmtdata" / "commitmentlist") for n in cl}
-        for _ in range(100):
-            if files[other].exists() and COMMITMENT_HEX in files[other].read_text():
-                break
-            await asyncio.sleep(0.1)
-        assert COMMITMENT_HEX in files[other].read_text()       # learnt from the public !hp2
+        await wait_until(lambda: files[other].exists() and COMMITMENT_HEX in files[other].read_text(),
+                         10, "the third maker to blacklist the published commitment")
         assert COMMITMENT_HEX in files["makerA"].read_text()    # persisted at !ioauth
+        # barrier: the relayer announces a new offer after its public !hp2; once the taker's
+        # book has it, the taker's daemon has handled the !hp2 too -- and ignored it
+        extra = dict(OFFERS[0], oid=2)
+        assert (await cl[relayer_name].call("JMAnnounceOffers", to_announce=[extra], to_cancel=[],
+                                            offerlist=OFFERS + [extra])) == {"accepted": True}
+        await wait_book(taker, has_offer(relayer, 2), "the relayer's new offer")
         assert not files["taker"].exists()                      # takers ignore !hp2
         # the other maker now refuses the same commitment, even in upper case
         o2 = [o for o in book if o["counterparty"] == cl[other].nick][0]
@@ -84,12 +87,8 @@ def test_hp2_relay_and_blacklisting_across_makers(tmp_path):
         # a maker leaving is dropped from the taker's book (directory sends nick;loc;D)
         leaver = cl["makerC"].nick
         assert procs["makerC"].stop() == 0
-        for _ in range(100):
-            book, _ = await wait_offers(taker, a.nick, 2)
-            if not any(o["counterparty"] == leaver for o in book):
-                break
-            await asyncio.sleep(0.1)
-        assert not any(o["counterparty"] == leaver for o in book)
+        await wait_book(taker, lambda book: not any(o["counterparty"] == leaver for o in book),
+                        "the leaver's offers to be dropped")
         for c in cl.values():
             c.close()
     run(main())

@@ -27,6 +27,7 @@ def test_console_script_declared():
     assert eps and eps[0].value == "jmdaemon.cli:main"
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_clean_shutdown_on_signal(tmp_path, sig):
     p = start_daemon(tmp_path, "d")
@@ -67,6 +68,7 @@ def test_missing_config_file_and_bad_flags(tmp_path):
     assert r.returncode == 2 and "invalid choice" in r.stderr
 
 
+@pytest.mark.stack
 def test_non_loopback_binding_is_warned(tmp_path):
     p = start_daemon(tmp_path, "d", extra=["--host", "0.0.0.0"])
     try:
@@ -75,12 +77,14 @@ def test_non_loopback_binding_is_warned(tmp_path):
         assert p.stop() == 0
 
 
+@pytest.mark.stack
 def test_default_loopback_no_warning(tmp_path):
     p = start_daemon(tmp_path, "d")
     assert p.stop() == 0
     assert "not a loopback" not in p.log() and "127.0.0.1" in p.log()
 
 
+@pytest.mark.stack
 def test_default_channels_from_config_file(tmp_path):
     """A client whose JMInit carries no channels gets the daemon's configured ones."""
     d = start_directory(tmp_path)
@@ -100,6 +104,7 @@ def test_default_channels_from_config_file(tmp_path):
     assert "handshake with directory 127.0.0.1:%d" % d.port in p.log()
 
 
+@pytest.mark.stack
 def test_amp_over_tls(tmp_path):
     """--ssl-cert/--ssl-key: the jmcore client talks AMP over TLS; a plain-TCP client cannot."""
     import asyncio

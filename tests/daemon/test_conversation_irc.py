@@ -5,14 +5,11 @@ import pathlib
 import pytest
 
 from devstack.daemons import TestClient, run, start_daemon
+from devstack.ircd import irc_config
 
 from .conversation import full_conversation
 
-
-def irc_config(ircd, line_rate=0.05):
-    return [{"type": "irc", "host": ircd.host, "port": ircd.port, "channel": "joinmarket-pit",
-             "usessl": "false", "socks5": "false", "socks5_host": "localhost",
-             "socks5_port": 9050, "line_rate": line_rate}]
+pytestmark = pytest.mark.stack          # starts jmdaemon processes on 127.0.0.1
 
 
 @pytest.fixture

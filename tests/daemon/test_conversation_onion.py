@@ -5,18 +5,9 @@ import pytest
 
 from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
 
-from .conversation import full_conversation
+from .conversation import full_conversation, onion_config
 
-
-def onion_config(directory, serving=False, port=0):
-    cfg = {"type": "onion", "directory_nodes": "127.0.0.1:%d" % directory.port,
-           "regtest_count": "1, 1", "socks5_host": "localhost", "socks5_port": 9050,
-           "tor_control_host": "localhost", "tor_control_port": 9051,
-           "onion_serving_host": "127.0.0.1", "serving": serving, "hidden_service_dir": "",
-           "welcome_timeout": 10}
-    if serving:
-        cfg["onion_serving_port"] = port
-    return [cfg]
+pytestmark = pytest.mark.stack          # starts jmdaemon processes on 127.0.0.1
 
 
 async def next_schedule_entry(taker, maker, chan):

@@ -20,7 +20,7 @@ from jmdaemon.messaging import MessageChannelCollection
 from jmdaemon.orderbook import Orderbook
 from jmdaemon.server import JMDaemonProtocol
 
-from .conftest import count_bulk, count_example
+from .counting import count_bulk, count_example
 from .fakes import RecordingSession, onion_channel_with_directory
 
 FUZZ = settings(max_examples=400, deadline=None,

@@ -1,10 +1,14 @@
 """IRC over TLS: our own ngircd with an [SSL] port and a self-signed certificate; two daemons hold
 the full conversation over it (the Ref client does not verify IRC certificates either). The
 ``tls_ircd`` fixture is in tests/conftest.py (the binary's tests use it too)."""
+import pytest
+
 from devstack.daemons import TestClient, run, start_daemon
+from devstack.ircd import irc_config
 
 from .conversation import full_conversation
-from .test_conversation_irc import irc_config
+
+pytestmark = pytest.mark.stack          # starts jmdaemon processes on 127.0.0.1
 
 
 def test_irc_over_tls_full_conversation(tls_ircd, tmp_path):

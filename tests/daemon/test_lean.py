@@ -4,12 +4,12 @@ still works where it is asked for (IRC over TLS and --ssl-cert: test_irc_tls.py,
 test_cli.py::test_amp_over_tls, which run ``python -m jmdaemon`` as here)."""
 import subprocess
 import textwrap
-import time
+
+import pytest
 
 from devstack.daemons import PY, ROOT, TestClient, run, start_daemon
+from devstack.ircd import irc_config
 from devstack.procmem import mapped_files, tree
-
-from .test_conversation_irc import irc_config
 
 # shared libraries of the lazily loaded parts (as installed, or unpacked by the frozen binary)
 TLS_LIBS = ("cryptography/hazmat/bindings/_rust",)
@@ -22,13 +22,21 @@ def mapped(pid, needles):
     return sorted(f for f in files if any(n in f for n in needles))
 
 
+@pytest.mark.stack
 def test_idle_daemon_maps_no_tls_nacl_or_tor(tmp_path):
     p = start_daemon(tmp_path, "idle")
-    time.sleep(0.5)
+
+    async def round_trip():            # barrier: the daemon has served a client request
+        c = await TestClient("probe").connect(p.port)
+        assert (await c.call("JMRequestOffers")) == {"accepted": True}
+        await c.wait_for("JMOffers")
+        c.close()
+    run(round_trip())
     assert mapped(p.proc.pid, TLS_LIBS + NACL_LIBS) == []
     assert p.stop() == 0
 
 
+@pytest.mark.stack
 def test_plain_irc_daemon_loads_nacl_but_no_tls(ircd, tmp_path):
     p = start_daemon(tmp_path, "irc")
 

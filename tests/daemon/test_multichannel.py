@@ -1,11 +1,15 @@
 """Both channels at once (IRC + onion): public messages go out on both, offers arrive on both,
 and every private message with one counterparty stays on one pinned channel, signed with that
 channel's hostid (MessageChannelCollection, docs/protocol.md §1, §6.2)."""
-from devstack.daemons import TestClient, run, start_daemon, start_directory
+import pytest
 
-from .conversation import full_conversation
-from .test_conversation_irc import irc_config
-from .test_conversation_onion import onion_config
+from devstack.daemons import TestClient, run, start_daemon, start_directory
+from devstack.ircd import irc_config
+from devstack.procs import wait_until
+
+from .conversation import full_conversation, onion_config
+
+pytestmark = pytest.mark.stack          # starts jmdaemon processes on 127.0.0.1
 
 
 def test_irc_and_onion_together_with_channel_pinning(ircd, tmp_path):
@@ -17,13 +21,9 @@ def test_irc_and_onion_together_with_channel_pinning(ircd, tmp_path):
         taker = await TestClient("taker").connect(tproc.port)
         maker = await TestClient("maker").connect(mproc.port)
         async def offers_on_both_channels():
-            import asyncio
-            for _ in range(200):
-                verified = {v["hostid"] for v in taker.verify_requests if v["nick"] == maker.nick}
-                if verified == {irc_hostid, "onion-network"}:
-                    return
-                await asyncio.sleep(0.05)
-            raise AssertionError("offers did not arrive on both channels")
+            await wait_until(lambda: {v["hostid"] for v in taker.verify_requests
+                                      if v["nick"] == maker.nick} == {irc_hostid, "onion-network"},
+                             10, "the maker's offers on both channels")
         await full_conversation(taker, maker, irc_config(ircd) + onion_config(d),
                                 irc_config(ircd) + onion_config(d, serving=True),
                                 before_fill=offers_on_both_channels)

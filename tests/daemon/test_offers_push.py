@@ -11,9 +11,9 @@ import asyncio
 import json
 
 from devstack.daemons import TestClient, run, start_daemon
+from devstack.ircd import irc_config
 
 from .conversation import COMMITMENT_HEX, OFFERS, REVELATION
-from .test_conversation_irc import irc_config
 
 
 def _book(ev, nick):

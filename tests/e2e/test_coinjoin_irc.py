@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from devstack.jmnet import quick_config
+from devstack.procs import wait_until
+from devstack.wallets import SignSpy, confirmed_balance, new_wallet
 from electrum_joinmarket.protocol.commitments import CommitmentStore
-from tests.e2e.conftest import confirmed_balance, new_wallet
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -31,7 +32,7 @@ def _run(net, taker_wallet, config, password=None):
 
 def test_coinjoin_three_makers_irc_balances(irc_net, electrum_node, bitcoind):
     net = irc_net
-    taker_w = new_wallet(electrum_node, bitcoind, [30_000_000, 8_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [30_000_000, 8_000_000], confirmations=6)
     dest_w = new_wallet(electrum_node, bitcoind)
     before_makers, before_taker = _balances(net), confirmed_balance(taker_w)
     cj = 12_345_678
@@ -60,7 +61,7 @@ def test_coinjoin_three_makers_irc_balances(irc_net, electrum_node, bitcoind):
 
 def test_sweep_coinjoin_irc(irc_net, electrum_node, bitcoind):
     net = irc_net
-    taker_w = new_wallet(electrum_node, bitcoind, [9_000_000, 4_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [9_000_000, 4_000_000], confirmations=6)
     dest_w = new_wallet(electrum_node, bitcoind)
     before_makers, before_taker = _balances(net), confirmed_balance(taker_w)
     outcome, _, _ = _run(net, taker_w, quick_config(0, dest_w.get_receiving_address()))
@@ -78,7 +79,7 @@ def test_not_self_broadcast_a_maker_pushes(irc_net, electrum_node, bitcoind):
     """Broadcast policy ``not-self``: a maker broadcasts on our ``!push`` (it pushes only a
     transaction it signed), the wallet sees the coinjoin."""
     net = irc_net
-    taker_w = new_wallet(electrum_node, bitcoind, [12_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [12_000_000], confirmations=6)
     dest = new_wallet(electrum_node, bitcoind)
     outcome, events, _ = _run(net, taker_w, quick_config(4_000_000, dest.get_receiving_address(),
                                                          broadcast="not-self"))
@@ -99,7 +100,7 @@ def test_f5_cancel_at_each_stage_leaves_clean_state(irc_net, electrum_node, bitc
 
     from electrum_joinmarket.taker.taker import Taker
     net = irc_net
-    taker_w = new_wallet(electrum_node, bitcoind, [9_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [9_000_000], confirmations=6)
     dest = new_wallet(electrum_node, bitcoind)
     store = CommitmentStore({}, on_change=None)
     seen = []
@@ -108,8 +109,8 @@ def test_f5_cancel_at_each_stage_leaves_clean_state(irc_net, electrum_node, bitc
 
     async def run_and_cancel():
         task = asyncio.ensure_future(taker.run())
-        while not any(e["stage"] == stage for e in seen):
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: any(e["stage"] == stage for e in seen), 90, f"stage {stage}",
+                         interval=0.01)
         task.cancel()
         return await task
     outcome = electrum_node.run(run_and_cancel(), timeout=120)
@@ -124,9 +125,8 @@ def test_declined_confirmation_signs_nothing(irc_net, electrum_node, bitcoind, m
     """The user sees the exact breakdown before signing and says no: nothing is signed, nothing
     frozen, the commitment stays used; the breakdown matched what the tx would have paid."""
     net = irc_net
-    taker_w = new_wallet(electrum_node, bitcoind, [8_000_000], mine=5)
-    signed = []
-    monkeypatch.setattr(taker_w, "sign_transaction", lambda *a, **k: signed.append(a))
+    taker_w = new_wallet(electrum_node, bitcoind, [8_000_000], confirmations=6)
+    signed = SignSpy(taker_w, monkeypatch).calls
     shown = []
 
     async def decline(breakdown):

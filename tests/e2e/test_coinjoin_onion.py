@@ -8,8 +8,8 @@ import pytest
 from devstack.daemons import start_directory
 from devstack.jmnet import JMNet, onion_config, quick_config
 from devstack.procs import free_port
+from devstack.wallets import confirmed_balance, new_wallet
 from electrum_joinmarket.protocol.commitments import CommitmentStore
-from tests.e2e.conftest import confirmed_balance, new_wallet
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -35,7 +35,7 @@ def onion_net(electrum_node, bitcoind, electrumx, tmp_path_factory):
 
 def test_coinjoin_three_makers_onion_balances(onion_net, electrum_node, bitcoind):
     net = onion_net
-    taker_w = new_wallet(electrum_node, bitcoind, [15_000_000, 3_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [15_000_000, 3_000_000], confirmations=6)
     dest = new_wallet(electrum_node, bitcoind)
     before_m = {p.maker.nick: confirmed_balance(p.wallet) for p in net.makers}
     before_t = confirmed_balance(taker_w)

@@ -9,9 +9,9 @@ import base64
 import pytest
 
 from devstack.jmnet import quick_config
+from devstack.wallets import SignSpy, confirmed_balance, new_wallet
 from electrum_joinmarket.maker.maker import Maker
 from electrum_joinmarket.protocol.commitments import CommitmentStore
-from tests.e2e.conftest import confirmed_balance, new_wallet
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -93,15 +93,9 @@ def bad_maker(request, irc_net, electrum_node, bitcoind):
 def test_taker_survives_malicious_maker(bad_maker, irc_net, electrum_node, bitcoind, monkeypatch):
     net = irc_net
     mode = bad_maker.maker.mode
-    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000, 5_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000, 5_000_000], confirmations=6)
     dest = new_wallet(electrum_node, bitcoind)
-    signed = []
-    real_sign = taker_w.sign_transaction
-
-    def spy(tx, password, **kw):
-        signed.append(tx)
-        return real_sign(tx, password, **kw)
-    monkeypatch.setattr(taker_w, "sign_transaction", spy)
+    signed = SignSpy(taker_w, monkeypatch).calls
     store = CommitmentStore({}, on_change=None)
     cfg = quick_config(7_000_000, dest.get_receiving_address(), n=4, minimum_makers=3,
                        maker_timeout_sec=20, sig_timeout=30.0)
@@ -132,7 +126,7 @@ def test_taker_pays_the_offer_it_filled(bad_maker, irc_net, electrum_node, bitco
     confirmation breakdown and the transaction use the FILLED offer (oid 1)."""
     net = irc_net
     nick = bad_maker.maker.nick
-    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000], confirmations=6)
     before = confirmed_balance(bad_maker.wallet)
     cfg = quick_config(7_000_000, taker_w.get_unused_address(), n=4, minimum_makers=4)
     outcome = net.run_taker(net.taker(taker_w, CommitmentStore({}, on_change=None), cfg))
@@ -197,7 +191,7 @@ def test_m14_later_steps_reuse_the_ioauth_checks(m14_maker, irc_net, electrum_no
     each maker funding tx fetched once, and the coinjoin completes with that maker in it."""
     party, funding_txid = m14_maker
     net = irc_net
-    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000], confirmations=6)
     dest = new_wallet(electrum_node, bitcoind)
     cfg = quick_config(7_000_000, dest.get_receiving_address(), n=4, minimum_makers=4)
     taker_txids = {c.prevout.txid.hex() for c in taker_w.get_utxos()}

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from devstack.daemons import start_daemon
-from devstack.jmnet import irc_config
-from tests.e2e.conftest import confirmed_balance, new_wallet
+from devstack.ircd import irc_config
+from devstack.wallets import confirmed_balance, new_wallet
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -46,7 +46,7 @@ def test_commands_orderbook_coinjoin_history_and_f4_restart(electrum_node, bitco
     old_plugins = electrum_node.daemon._plugins
     electrum_node.daemon._plugins = plugins_factory(config, "cmdline")
     try:
-        taker_w = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], mine=5,
+        taker_w = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], confirmations=6,
                              password="pw")
         dest = new_wallet(electrum_node, bitcoind)
         cmds = _commands(electrum_node)

@@ -4,7 +4,6 @@ plugin-zip``. The daemon binary is cached under ``${EJM_CACHE:-~/.cache/electrum
 keyed by its inputs, so an unchanged tree costs a hash check and, on a fresh checkout, a copy."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -12,17 +11,7 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-DIST = ROOT / "dist"
-
-
-def load_packaging_module(name: str):
-    """packaging/<name>.py as a module (packaging/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"_ejm_packaging_{name}", ROOT / "packaging" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from .helpers import DIST, ROOT
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,10 @@ import time
 import pytest
 
 from devstack.daemons import _STARTED, Proc, TestClient, run
+from devstack.ircd import irc_config
 from tests.daemon.conversation import COMMITMENT_HEX, REVELATION, SIGNED_TX, UNSIGNED_TX, full_conversation
 
-from .conftest import load_packaging_module
+from .helpers import load_packaging_module
 
 pytestmark = pytest.mark.e2e
 
@@ -91,12 +92,6 @@ def stopped_cleanly(*procs: Proc) -> None:
     assert rcs == [0] * len(procs), [p.log()[-3000:] for p in procs]
     for p in procs:
         assert "Traceback" not in p.log(), p.log()[-5000:]
-
-
-def irc_config(ircd):
-    return [{"type": "irc", "host": ircd.host, "port": ircd.port, "channel": "joinmarket-pit",
-             "usessl": "false", "socks5": "false", "socks5_host": "localhost",
-             "socks5_port": 9050, "line_rate": 0.05}]
 
 
 def test_binary_prints_version(daemon_binary, daemon_build_info):
@@ -180,7 +175,7 @@ def test_binary_contains_no_key_code(daemon_binary):
 # ---------------------------------------------------------------------------------------------
 # every daemon path on the binary (see the module docstring)
 
-from tests.daemon.test_conversation_onion import onion_config  # noqa: E402
+from tests.daemon.conversation import onion_config  # noqa: E402
 
 
 def test_binary_irc_over_tls(daemon_binary, tls_ircd, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from devstack.procs import free_port
 from electrum_joinmarket.link.daemon import DaemonLink, DaemonStatus, ProbeResult, find_daemon_binary, probe
 
-from .conftest import ROOT
+from .helpers import ROOT
 from .test_daemon_binary import start_binary
 
 pytestmark = pytest.mark.e2e

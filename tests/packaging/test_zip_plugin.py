@@ -21,7 +21,7 @@ import pytest
 from devstack.procs import free_port
 
 from . import sandbox
-from .conftest import ROOT
+from .helpers import ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -1,8 +1,6 @@
 """Fixtures for the plugin tests on the real regtest stack (ElectrumX + Electrum 4.8 in-process)."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 
@@ -30,15 +28,13 @@ def wait_utxo(electrum_node):
     The polling uses its own ElectrumChain, so ``chain``'s query counts and memory are untouched
     and tests can count only what they ask next."""
     def wait(chain, outpoint, pred, timeout: float = 30):
+        from devstack.procs import wait_for
         from electrum_joinmarket.chain.server import ElectrumChain
         poller = ElectrumChain(chain.network)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def reached():
             info = electrum_node.run(poller.get_utxo(outpoint))
-            if pred(info):
-                return info
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{outpoint}: condition not reached, last {info!r}")
-            time.sleep(0.05)
+            return (info,) if pred(info) else None
+        return wait_for(reached, timeout, f"{outpoint} to reach the condition")[0]
     return wait
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from devstack.daemons import TestClient
 from electrum_joinmarket.chain.server import ElectrumChain
@@ -24,30 +24,6 @@ from jmcore.offers import Offer
 
 LIMITS = FeeLimits(max_abs=20_000, max_rel="0.002")
 FEERATE = 2000
-
-
-def irc_config(ircd, line_rate=0.05) -> list[dict]:
-    return [{"type": "irc", "host": ircd.host, "port": ircd.port, "channel": "joinmarket-pit",
-             "usessl": "false", "socks5": "false", "socks5_host": "localhost",
-             "socks5_port": 9050, "line_rate": line_rate}]
-
-
-def fund_wallet(electrum_node, bitcoind, wallet, amounts, *, confirm=True) -> list[str]:
-    """Pay ``amounts`` to fresh receiving addresses of ``wallet``; return the outpoints."""
-    addrs = [a for a in wallet.get_receiving_addresses() if not wallet.adb.is_used(a)]
-    ops = []
-    txids = []
-    for addr, sats in zip(addrs, amounts, strict=False):      # more addresses than amounts
-        txid = bitcoind.fund(addr, sats, confirm=False)
-        raw = bitcoind.rpc("getrawtransaction", txid, True)
-        n = [o["n"] for o in raw["vout"] if o["scriptPubKey"].get("address") == addr][0]
-        ops.append(f"{txid}:{n}")
-        txids.append(txid)
-    if confirm:
-        bitcoind.mine(1)
-    for txid in txids:
-        electrum_node.wait_tx(wallet, txid, confirmations=1 if confirm else 0)
-    return ops
 
 
 def wallet_secret(wallet, address, password=None) -> bytes:
@@ -67,12 +43,13 @@ class CallSpy:
 
     def __init__(self, maker: Maker):
         self.calls: list[tuple[str, dict]] = []
-        real = maker.client.call
+        client: Any = maker.client                 # connected by Maker.start
+        real = client.call
 
         async def call(name, **kw):
             self.calls.append((name, kw))
             return await real(name, **kw)
-        maker.client.call = call
+        client.call = call
 
     def names(self) -> list[str]:
         return [n for n, _ in self.calls]
@@ -86,18 +63,6 @@ async def start_maker(wallet, daemon_port, chan, settings: MakerSettings,
     maker = Maker(wallet, settings, password=password)
     await maker.start("127.0.0.1", daemon_port, chan, network)
     return maker, CallSpy(maker)
-
-
-async def wait_until(pred: Callable[[], Any], timeout: float, what: str, step=0.1):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(step)
 
 
 @dataclass

@@ -40,8 +40,8 @@ def test_client_signs_only_body_plus_hostid():
         client.call = record
         client._on_JMRequestMsgSig("J5xxxxxxxxxxxxxx", "fill", "body", "something else", HOSTID)
         client._on_JMRequestMsgSig("J5xxxxxxxxxxxxxx", "fill", "body", "body" + HOSTID, HOSTID)
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        while client._tasks:                   # barrier: every call the client started is done
+            await asyncio.gather(*list(client._tasks))
         return client
     client = asyncio.run(main())
     assert len(calls) == 1 and client.signed == 1

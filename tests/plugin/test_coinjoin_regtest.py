@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 
 from devstack.bitcoind import btc_to_sat
+from devstack.wallets import SignSpy, fund_wallets, new_wallet
 from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.market import feemodel as fm
 from electrum_joinmarket.tx import maker_tx as mt
 from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.tx import taker_tx as tb
-from jmcore.offers import parse_offer
+from jmcore.offers import Offer, parse_offer
 
 pytestmark = pytest.mark.stack
 
@@ -51,8 +52,8 @@ def prev_txs(electrum_node, txids):
 
 @dataclass
 class Maker:
-    wallet: object
-    offer: object
+    wallet: Any
+    offer: Offer
     coins: list
     cj_addr: str
     change_addr: str
@@ -67,6 +68,7 @@ class Maker:
                    wallet.get_change_addresses()[0], password)
 
     def ioauth(self, bitcoind) -> tb.MakerInput:
+        assert self.offer.counterparty is not None          # parse_offer(..., nick) sets it
         return tb.MakerInput(self.offer.counterparty, self.offer,
                              tuple(utxo_info(bitcoind, c.prevout.to_str()) for c in self.coins),
                              self.cj_addr, self.change_addr)
@@ -77,19 +79,6 @@ class Maker:
         tx = mt.verify_taker_tx(raw, self.coins, self.cj_addr, self.change_addr, cj_amount,
                                 self.offer, wallet=self.wallet)
         return mt.maker_sign(self.wallet, tx, self.coins, self.password)
-
-
-class SignSpy:
-    """Counts calls to ``wallet.sign_transaction`` (and still lets a call through)."""
-
-    def __init__(self, monkeypatch, wallet):
-        self.calls = 0
-        real = wallet.sign_transaction
-
-        def spy(*a, **k):
-            self.calls += 1
-            return real(*a, **k)
-        monkeypatch.setattr(wallet, "sign_transaction", spy)
 
 
 def assert_unsigned(tx, outpoints):
@@ -235,13 +224,9 @@ def test_coinjoin_p2sh_p2wpkh_taker_and_maker(bitcoind, electrum_node, make_wall
 
     def p2sh_wallet(name, fund, password=None):
         xprv = BIP32Node.from_rootseed(name.encode() * 4, xtype="p2wpkh-p2sh").to_xprv()
-        w = electrum_node.create_wallet(f"txbuild-{name}", password=password, seed=xprv)
+        w = new_wallet(electrum_node, bitcoind, fund, name=f"txbuild-{name}", password=password,
+                       seed=xprv)
         assert w.txin_type == "p2wpkh-p2sh" and tb.wallet_script_type(w) == "p2sh-p2wpkh"
-        txids = [bitcoind.fund(w.get_receiving_addresses()[i], v, confirm=False)
-                 for i, v in enumerate(fund)]
-        bitcoind.mine(1)
-        for t in txids:
-            electrum_node.wait_tx(w, t, confirmations=1)
         return w
 
     taker = p2sh_wallet("shtaker", [9_000_000, 8_000_000], password="pw")
@@ -279,19 +264,13 @@ def test_coinjoin_p2sh_p2wpkh_taker_and_maker(bitcoind, electrum_node, make_wall
 @pytest.fixture(scope="module")
 def party(electrum_node, bitcoind):
     pw = "refusal pw"
-    wallets = {}
-    for name, fund, password in (("taker", [25_000_000], pw), ("a", [30_000_000], None),
-                                 ("b", [20_000_000, 5_000_000], None)):
-        w = electrum_node.create_wallet(f"txbuild-refusals-{name}", password=password)
-        txids = [bitcoind.fund(w.get_receiving_addresses()[i], v, confirm=False)
-                 for i, v in enumerate(fund)]
-        wallets[name] = (w, txids)
-    bitcoind.mine(1)
-    for w, txids in wallets.values():
-        for t in txids:
-            electrum_node.wait_tx(w, t, confirmations=1)
-    yield {"taker": wallets["taker"][0], "a": wallets["a"][0], "b": wallets["b"][0], "pw": pw}
-    for w, _ in wallets.values():
+    plan = (("taker", [25_000_000], pw), ("a", [30_000_000], None),
+            ("b", [20_000_000, 5_000_000], None))
+    wallets = {name: new_wallet(electrum_node, name=f"txbuild-refusals-{name}", password=password)
+               for name, _, password in plan}
+    fund_wallets(electrum_node, bitcoind, [(wallets[name], fund) for name, fund, _ in plan])
+    yield dict(wallets, pw=pw)
+    for w in wallets.values():
         electrum_node.close_wallet(w)
 
 
@@ -335,7 +314,7 @@ def test_m9_sig_for_wrong_input_or_amount_refused(electrum_node, bitcoind, party
     from electrum_ecc import ECPrivkey
     makers = _makers(party)
     plan, tx = _build(electrum_node, bitcoind, party, makers)
-    spy = SignSpy(monkeypatch, party["taker"])
+    spy = SignSpy(party["taker"], monkeypatch)
     sigs_a = makers[0].on_tx(tb.tx_to_wire(tx), plan.cj_amount)
     with pytest.raises(tb.BadMakerSignature):
         tb.verify_and_add_maker_sig(tx, sigs_a[0], plan.makers[1].utxos)
@@ -363,7 +342,7 @@ def test_m9_sig_for_wrong_input_or_amount_refused(electrum_node, bitcoind, party
     # the genuine sigs still fit (the refusals left tx untouched)
     for s in sigs_a:
         tb.verify_and_add_maker_sig(tx, s, plan.makers[0].utxos)
-    assert spy.calls == 0
+    assert spy.count == 0
     assert_unsigned(tx, set(plan.my_inputs))
 
 
@@ -380,10 +359,10 @@ def test_our_output_missing_or_short_refused(electrum_node, bitcoind, party, mon
         target = plan.my_cj_addr if case == "short" else plan.my_change_addr
         return [o if o.address != target else _out(o.address, o.value - 1) for o in outs]
     bad = _with_outputs(tx, fn)
-    spy = SignSpy(monkeypatch, party["taker"])
+    spy = SignSpy(party["taker"], monkeypatch)
     with pytest.raises(tb.UnsafeTransaction):
         tb.sign_our_inputs(party["taker"], bad, party["pw"], plan)
-    assert spy.calls == 0
+    assert spy.count == 0
     assert_unsigned(bad, set(plan.my_inputs))
 
 
@@ -397,14 +376,14 @@ def test_m12_fees_above_limits_refused(electrum_node, bitcoind, party, monkeypat
     assert e.value.nick == "makerB"
     plan, tx = _build(electrum_node, bitcoind, party, makers)
     _sign_all_makers(tx, plan, makers)
-    spy = SignSpy(monkeypatch, party["taker"])
+    spy = SignSpy(party["taker"], monkeypatch)
     with pytest.raises(tb.FeeLimitExceeded):
         tb.sign_our_inputs(party["taker"], tx, party["pw"], replace(plan, limits=tight))
-    assert spy.calls == 0
+    assert spy.count == 0
     assert_unsigned(tx, set(plan.my_inputs))
     # and with the user's limits it signs and completes
     tb.sign_our_inputs(party["taker"], tx, party["pw"], plan)
-    assert spy.calls == 1 and tx.is_complete()
+    assert spy.count == 1 and tx.is_complete()
     assert bitcoind.rpc("testmempoolaccept", [tx.serialize()])[0]["allowed"] is True
 
 
@@ -451,21 +430,21 @@ def test_m7_dust_maker_change_refused(electrum_node, bitcoind, party, monkeypatc
     doctored = replace(plan, amounts=dust)
     bad = _with_outputs(tx, lambda outs: [o if o.address != makers[1].change_addr
                                           else _out(o.address, 27_299) for o in outs])
-    spy = SignSpy(monkeypatch, party["taker"])
+    spy = SignSpy(party["taker"], monkeypatch)
     with pytest.raises(tb.UnsafeTransaction, match="dust"):
         tb.sign_our_inputs(party["taker"], bad, party["pw"], doctored)
-    assert spy.calls == 0
+    assert spy.count == 0
     assert_unsigned(bad, set(plan.my_inputs))
 
 
 # ---- maker side ----------------------------------------------------------------------------
 
 def _maker_refuses(monkeypatch, maker, wire, cj_amount, case):
-    spy = SignSpy(monkeypatch, maker.wallet)
+    spy = SignSpy(maker.wallet, monkeypatch)
     with pytest.raises(mt.TakerTxRejected) as e:
         maker.on_tx(wire, cj_amount)
     assert e.value.case == case
-    assert spy.calls == 0
+    assert spy.count == 0
 
 
 @pytest.mark.parametrize("case,kind", [("T1", "cj_missing"), ("T2", "cj_short"),
@@ -502,10 +481,10 @@ def test_t4_maker_coin_not_offered_refused(electrum_node, bitcoind, party, monke
     evil = PartialTransaction.from_io(list(tx.inputs()) + extra, list(tx.outputs()),
                                       locktime=tx.locktime, version=2, BIP69_sort=False)
     _maker_refuses(monkeypatch, mb, tb.tx_to_wire(evil), plan.cj_amount, "T4")
-    spy = SignSpy(monkeypatch, mb.wallet)
+    spy = SignSpy(mb.wallet, monkeypatch)
     with pytest.raises(mt.TakerTxRejected):
         mt.maker_sign(mb.wallet, evil, mb.coins, None)
-    assert spy.calls == 0
+    assert spy.count == 0
     # an offered coin left out is refused as well
     fewer = PartialTransaction.from_io([t for t in tx.inputs() if t.prevout.to_str()
                                         not in offered], list(tx.outputs()), BIP69_sort=False)

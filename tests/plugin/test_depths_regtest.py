@@ -87,7 +87,7 @@ def test_depths_follow_a_coinjoin_a_payment_and_a_merge_then_rebuild_from_seed(
 
     # a payment that merges a new deposit (depth 0) with depth 1's coin: reported, its change
     # in depth 0 (the least mixed); the coinjoin's change in depth 0 is not touched
-    from tests.plugin.maker_harness import fund_wallet
+    from devstack.wallets import fund_wallet
     deposit = fund_wallet(electrum_node, bitcoind, taker, [2_000_000])[0]
     assert depth_map(rec)[deposit] == (0, 0, rules.DEPOSIT)
     merging = [c for c in taker.get_spendable_coins()
@@ -203,7 +203,7 @@ def test_user_moves_a_deposit_and_mixed_spends_are_refused(bitcoind, electrum_no
         rec.check_one_depth(["00" * 32 + ":0"])
     # the deposit depth applies to later deposits; earlier ones stay where they are
     rec.set_deposit_depth(2)
-    from tests.plugin.maker_harness import fund_wallet
+    from devstack.wallets import fund_wallet
     new = fund_wallet(electrum_node, bitcoind, w, [1_000_000])[0]
     assert rec.depth_of(new).depth == 2
     assert rec.balances() == {0: 6_000_000, 1: 0, 2: 1_000_000, 3: 3_000_000, 4: 0}

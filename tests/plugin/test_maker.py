@@ -12,11 +12,14 @@ from dataclasses import replace
 import pytest
 
 from devstack.daemons import start_daemon
+from devstack.ircd import irc_config
+from devstack.procs import wait_until
+from devstack.wallets import SignSpy, fund_wallet, new_wallet
 from electrum_joinmarket.maker.maker import COMMITMENTS_KEY, MakerSettings
 from electrum_joinmarket.protocol.podle import CURVE_ORDER, PoDLE
 from electrum_joinmarket.tx import taker_tx as tb
 
-from .maker_harness import TestTaker, fund_wallet, irc_config, out, start_maker, wait_until, with_outputs
+from .maker_harness import TestTaker, out, start_maker, with_outputs
 
 pytestmark = pytest.mark.stack
 
@@ -38,8 +41,8 @@ def world(electrum_node, bitcoind, ircd, tmp_path_factory):
     w = World()
     w.node, w.bitcoind = electrum_node, bitcoind
     chan = irc_config(ircd)
-    w.maker_wallet = electrum_node.create_wallet("maker-yg", password=MAKER_PW)
-    w.taker_wallet = electrum_node.create_wallet("maker-test-taker")
+    w.maker_wallet = new_wallet(electrum_node, name="maker-yg", password=MAKER_PW)
+    w.taker_wallet = new_wallet(electrum_node, name="maker-test-taker")
     w.maker_coins = fund_wallet(electrum_node, bitcoind, w.maker_wallet, MAKER_FUND)
     tcoins = fund_wallet(electrum_node, bitcoind, w.taker_wallet,
                          [8_000_000, 8_000_000, 3_000_000, 2_000_000, 1_500_000, 1_400_000,
@@ -65,15 +68,8 @@ def world(electrum_node, bitcoind, ircd, tmp_path_factory):
 
 @pytest.fixture
 def sign_spy(world, monkeypatch):
-    """Counts calls to the maker wallet's sign_transaction."""
-    calls = []
-    real = world.maker_wallet.sign_transaction
-
-    def spy(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
-    monkeypatch.setattr(world.maker_wallet, "sign_transaction", spy)
-    return calls
+    """Every call to the maker wallet's sign_transaction."""
+    return SignSpy(world.maker_wallet, monkeypatch).calls
 
 
 def offer_dict(world):
@@ -93,6 +89,7 @@ async def wait_refusal(world, n_before, stage, timeout=30):
 async def round_to_ioauth(world, podle=None, timeout=20):
     t = world.taker
     await t.new_round(maker_timeout_sec=timeout)
+    await t.orderbook(world.maker.nick)      # barrier: our daemon knows the maker (and its channel)
     fill = await t.fill(world.maker.nick, offer_dict(world), AMOUNT, podle or t.podle())
     return await t.wait_ioauth(fill, world.maker.nick, timeout=timeout + 30)
 
@@ -162,7 +159,9 @@ def test_honest_taker_coinjoin_to_the_satoshi_and_reannounce(world, sign_spy, ca
         await t.send_tx(m.nick, tx)
         r = await wait_refusal(w, n_ref, "tx")
         assert r[0].case == "T8"
-        await asyncio.sleep(1.0)
+        # the refusal is the maker's last word on that !tx: it never asked its daemon to send
+        # a !sig (JMTXSigs), which is the only way a !sig reaches the taker
+        assert w.spy.count("JMTXSigs") == 1
         assert len(t.sigs()) == n0 + len(io.utxos)
         tb.sign_our_inputs(w.taker_wallet, tx, None, plan)
         assert tx.is_complete()
@@ -236,9 +235,9 @@ def test_malicious_tx_never_signed(world, sign_spy, case):
             bad = PartialTransaction.from_io(list(tx.inputs()) + extra[:1], list(tx.outputs()),
                                              locktime=tx.locktime, version=2, BIP69_sort=False)
         await t.send_tx(m.nick, bad)
-        r = await wait_refusal(w, n_ref, "tx")
-        await asyncio.sleep(1.5)          # any !sig would have arrived by now
-        return r
+        # barrier: the maker's refusal ends its handling of this !tx (a maker that signs records
+        # no refusal, and this wait fails); its wallet and daemon were asked nothing before it
+        return await wait_refusal(w, n_ref, "tx")
     refused = w.run(attack())
     assert [r.case for r in refused] == [case]
     assert len(t.sigs()) == n_sigs and w.spy.count("JMTXSigs") == n_calls
@@ -252,15 +251,22 @@ def test_malicious_tx_never_signed(world, sign_spy, case):
 # refused !auth: T5, T6, T7 (nothing revealed)
 # ------------------------------------------------------------------------------------------
 
-async def fill_refused(world, podle, *, commitment=None, revelation=None, timeout=120):
+async def fill_refused(world, podle, *, commitment=None, revelation=None, timeout=120,
+                       daemon_refusal=None):
     """A !fill/!auth the maker must refuse: no JMIOAuth, the taker's fill fails — at once, on
-    the maker's !error (EJMRefuse), not at the taker daemon's ``timeout``."""
+    the maker's !error (EJMRefuse), not at the taker daemon's ``timeout``. With
+    ``daemon_refusal``, the maker's daemon must log that line for this !fill (it refused before
+    the client saw anything): the failed fill then cannot be a message that never arrived."""
     w, m, t = world, world.maker, world.taker
     n_io = w.spy.count("JMIOAuth")
     n_fail = sum(1 for n, kw in t.client.events if n == "JMFillResponse")
     await t.new_round(maker_timeout_sec=timeout)
+    await t.orderbook(m.nick)                # barrier: our daemon knows the maker (and its channel)
+    mark = w.mdaemon.log_mark()
     await t.fill(m.nick, offer_dict(w), AMOUNT, podle, commitment=commitment,
                  revelation=revelation)
+    if daemon_refusal is not None:
+        await w.mdaemon.wait_log(daemon_refusal, since=mark)
     ev = await t.client.wait_for("JMFillResponse", timeout=30, count=n_fail + 1)
     assert ev["success"] is False and ev["ioauth_data"] == [m.nick]
     assert w.spy.count("JMIOAuth") == n_io
@@ -277,8 +283,9 @@ def test_t5_reused_commitment_refused_any_hex_case(world):
     assert m.commitment_used(used.commitment_hex.upper())
     m._drop(t.nick, "taker abandoned")
     n_ref = len(m.refusals)
-    w.run(fill_refused(w, used))
-    w.run(fill_refused(w, used, commitment="P" + used.commitment_hex.upper()))
+    w.run(fill_refused(w, used, daemon_refusal="is blacklisted"))
+    w.run(fill_refused(w, used, commitment="P" + used.commitment_hex.upper(),
+                       daemon_refusal="is blacklisted"))
     # the daemon blacklist stopped these before the client: no new client refusal
     assert refusals_since(w, n_ref) == []
     # the wallet's record alone: a commitment the daemon never saw
@@ -326,7 +333,7 @@ def test_t7_commitment_utxo_too_young_too_small_or_not_owned(world):
     """The commitment utxo is unconfirmed (age policy 1), worth less than 20 % of the amount,
     or not owned by P (PoDLE made with another coin's key): refused (T7)."""
     w, m, t = world, world.maker, world.taker
-    young = fund_wallet(w.node, w.bitcoind, w.taker_wallet, [2_500_000], confirm=False)[0]
+    young = fund_wallet(w.node, w.bitcoind, w.taker_wallet, [2_500_000], confirmations=0)[0]
     cases = {
         "young": t.podle(outpoint=young, index=0),
         "small": t.podle(outpoint=w.small_coin, index=0),
@@ -403,17 +410,16 @@ def test_t8_tx_without_session_and_timeout_releases_coins(world, sign_spy):
         assert m.status()["reserved_coins"] == list(fill.ioauth.outpoints)
         w.run(wait_until(lambda: not m.sessions, 15, "the session to time out"))
         assert_clean(w)
-        n_ref, n_sigs = len(m.refusals), len(t.sigs())
+        n_ref, n_sigs, n_calls = len(m.refusals), len(t.sigs()), w.spy.count("JMTXSigs")
 
         async def late():
             plan, tx = await t.build(fill, taker_coins(w), m.nick)
             await t.send_tx(m.nick, tx)
-            r = await wait_refusal(w, n_ref, "tx")
-            await asyncio.sleep(1.0)
-            return r
+            return await wait_refusal(w, n_ref, "tx")      # the maker's last word on this !tx
         r = w.run(late())
         assert [x.case for x in r] == ["T8"]
-        assert len(t.sigs()) == n_sigs and sign_spy == []
+        assert w.spy.count("JMTXSigs") == n_calls and sign_spy == []
+        assert len(t.sigs()) == n_sigs
     finally:
         m.settings = replace(m.settings, session_timeout=600)
     # the released coin is offered to the next taker again
@@ -542,9 +548,8 @@ def test_daemon_lost_mid_session_releases_everything(world, tmp_path):
     """F3 / invariant 2: the maker's jmdaemon dies while a taker session holds coins: the maker
     reports it (not running), every reservation is gone, the used commitment is kept."""
     w, t = world, world.taker
-    wallet = w.node.create_wallet("maker-yg-f3")
+    wallet = new_wallet(w.node, w.bitcoind, [12_000_000], name="maker-yg-f3")
     try:
-        fund_wallet(w.node, w.bitcoind, wallet, [12_000_000])
         proc = start_daemon(tmp_path, "maker-f3")
         m2, _spy = w.run(start_maker(wallet, proc.port, t.chan, SETTINGS))
 

@@ -8,10 +8,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
+from devstack.procs import wait_for
 from electrum_joinmarket import loader
 from electrum_joinmarket.loader import PLUGIN_ROOT, register_runtime
 
@@ -218,14 +218,10 @@ def test_launcher_electrum_daemon_serves_joinmarket_status(tmp_path, loop):
                                "-D", str(tmp_path), "daemon", "--offline"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def answered():
             r = _electrum(tmp_path, "joinmarket_status")
-            if r.returncode == 0:
-                break
-            assert daemon.poll() is None, daemon.stdout.read()
-            assert time.monotonic() < deadline, r.stdout + r.stderr
-            time.sleep(0.5)
+            return r if r.returncode == 0 else None
+        r = wait_for(answered, 60, "the Electrum daemon to answer joinmarket_status", proc=daemon)
         status = json.loads(r.stdout)
         assert status["plugin"] == "joinmarket" and status["enabled"] is True
         assert status["sessions"] == []

@@ -12,12 +12,11 @@ its hooks), so other test packages never see the Qt plugin.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Callable, Optional
 
 import pytest
 
-from tests.e2e.conftest import irc_net  # noqa: F401  (module-scoped local JoinMarket network)
+from .helpers import close_window
 
 
 @pytest.fixture(scope="session")
@@ -68,24 +67,6 @@ def open_window(electrum_gui, jm_qt, qtbot):
         qtbot.waitExposed(w)
         return w
     return make
-
-
-def close_window(gui, window) -> None:
-    window.should_stop_wallet_on_close = False
-    try:
-        window.close()
-    except RuntimeError:
-        pass
-    if window in gui.windows:
-        gui.windows.remove(window)
-
-
-def jm_tab(window):
-    """The JoinMarket tab widget of ``window`` (None if absent)."""
-    for i in range(window.tabs.count()):
-        if window.tabs.tabText(i).replace("&", "") == "JoinMarket":
-            return window.tabs.widget(i)
-    return None
 
 
 @pytest.fixture
@@ -152,9 +133,3 @@ def modals():
     yield make
     for m in made:
         m.stop()
-
-
-def wait_for(qtbot, pred: Callable[[], Any], timeout: float, what: str) -> None:
-    t0 = time.monotonic()
-    qtbot.waitUntil(lambda: bool(pred()), timeout=int(timeout * 1000))
-    assert time.monotonic() - t0 <= timeout + 1, what

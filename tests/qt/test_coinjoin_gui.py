@@ -12,9 +12,10 @@ from decimal import Decimal
 import pytest
 
 from devstack.daemons import start_daemon
-from devstack.jmnet import irc_config
-from tests.e2e.conftest import confirmed_balance, new_wallet
-from tests.qt.conftest import jm_tab
+from devstack.ircd import irc_config
+from devstack.wallets import confirmed_balance, new_wallet
+
+from .helpers import jm_tab
 
 pytestmark = [pytest.mark.qt, pytest.mark.stack, pytest.mark.e2e]
 
@@ -47,7 +48,7 @@ def _load_orderbook(tab, qtbot, irc_net):
 
 def test_orderbook_fills_and_form_refuses_bad_input(electrum_node, bitcoind, irc_net, taker_daemon,
                                                     jm_qt, open_window, modals, qtbot):
-    wallet = new_wallet(electrum_node, bitcoind, [3_000_000], mine=5)
+    wallet = new_wallet(electrum_node, bitcoind, [3_000_000], confirmations=6)
     window = open_window(wallet)
     tab = jm_tab(window)
     window.tabs.setCurrentWidget(tab)
@@ -95,7 +96,7 @@ def test_orderbook_fills_and_form_refuses_bad_input(electrum_node, bitcoind, irc
 
 def test_coinjoin_from_the_form(electrum_node, bitcoind, irc_net, taker_daemon, jm_qt, open_window,
                                 modals, qtbot):
-    wallet = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], password="pw", mine=5)
+    wallet = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], password="pw", confirmations=6)
     window = open_window(wallet)
     tab = jm_tab(window)
     window.tabs.setCurrentWidget(tab)
@@ -175,7 +176,7 @@ def test_coinjoin_from_the_form(electrum_node, bitcoind, irc_net, taker_daemon, 
 
 def test_maker_start_stop_from_the_tab(electrum_node, bitcoind, irc_net, taker_daemon, jm_qt,
                                        open_window, modals, qtbot):
-    wallet = new_wallet(electrum_node, bitcoind, [4_000_000], mine=5)
+    wallet = new_wallet(electrum_node, bitcoind, [4_000_000], confirmations=6)
     window = open_window(wallet)
     tab = jm_tab(window)
     window.tabs.setCurrentWidget(tab)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.qt.conftest import jm_tab
+from .helpers import jm_tab
 
 pytestmark = [pytest.mark.qt, pytest.mark.stack]
 

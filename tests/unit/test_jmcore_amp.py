@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.protocols import amp as tamp
 
+from devstack.procs import wait_until
 from jmcore import amp
 from jmcore.commands import COINJOIN_COMMANDS, COMMANDS, spec
 from jmcore.errors import (
@@ -405,8 +406,8 @@ async def _pair(client_responders=None, server_responders=None):
     server = await amp.serve("127.0.0.1", 0, factory)
     port = server.sockets[0].getsockname()[1]
     client = await amp.connect("127.0.0.1", port, client_responders)
-    while not server_protos or not server_protos[0].connected:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: server_protos and server_protos[0].connected, 10,
+                     "the server side of the connection", interval=0.01)
     return server, server_protos[0], client
 
 
@@ -510,9 +511,12 @@ def test_errors_unknown_commands_and_bad_input_over_tcp():
 
 def test_connection_loss_fails_pending_calls():
     never = None
+    started, finished = [], []
 
     async def hang(**kw):
+        started.append(1)
         await never
+        finished.append(1)
 
     async def scenario():
         nonlocal never
@@ -520,7 +524,7 @@ def test_connection_loss_fails_pending_calls():
         server, sproto, client = await _pair(None, {"JMPushTx": hang})
         try:
             call = asyncio.ensure_future(client.call_remote("JMPushTx", nick="n", tx=b""))
-            await asyncio.sleep(0.05)
+            await wait_until(lambda: started, 5, "the server to take the call")   # barrier
             assert not call.done()
             sproto.close()
             with pytest.raises(AMPConnectionLost):
@@ -529,7 +533,7 @@ def test_connection_loss_fails_pending_calls():
             with pytest.raises(AMPConnectionLost):
                 await client.call_remote("JMPushTx", nick="n", tx=b"")
             never.set_result(None)  # the orphaned responder finishes; its answer is dropped
-            await asyncio.sleep(0.01)
+            await wait_until(lambda: finished, 5, "the orphaned responder to finish")
         finally:
             server.close()
             await server.wait_closed()
@@ -550,8 +554,10 @@ def test_cancelled_call_is_forgotten():
                 await asyncio.wait_for(client.call_remote("JMPushTx", nick="n", tx=b""), 0.05)
             assert client._pending == {}
             gate.set_result(None)
-            await asyncio.sleep(0.05)  # the late answer arrives and is dropped quietly
-            assert client.connected
+            # barrier: a second call on the same connection is answered after the late answer of
+            # the first, which must have been dropped quietly (the connection stays usable)
+            assert await client.call_remote("JMPushTx", nick="n", tx=b"") == {"accepted": True}
+            assert client.connected and client._pending == {}
         finally:
             client.close()
             server.close()
@@ -690,7 +696,7 @@ def test_against_twisted_amp_server(twisted_peer):
         # a call Twisted never answers fails when the connection drops
         hanging = asyncio.ensure_future(client.call_remote(
             "JMMsgSignature", nick="hang", cmd="c", msg_to_return="m", hostid="h"))
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: client._pending, 5, "the hanging call to be sent")   # barrier
         assert await call("JMShutdown") == {"accepted": True}
         with pytest.raises(AMPConnectionLost):
             await hanging

@@ -71,6 +71,7 @@ def test_checker_reports_each_violation(tmp_path):
     write(tmp_path, "electrum_joinmarket/deep.py", "from ... import anything\n")
     write(tmp_path, "scripts/tool.py", "from tests.vectors import load\n")
     write(tmp_path, "tests/test_x.py", "from tests.vectors import load\n")
+    write(tmp_path, "tests/sub/test_y.py", "from .conftest import helper\nfrom tests import conftest\n")
 
     r = run_checker(tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
@@ -87,8 +88,10 @@ def test_checker_reports_each_violation(tmp_path):
         "electrum_joinmarket/link/daemon.py:1",   # the launcher, but at module level
         "electrum_joinmarket/deep.py:1",          # relative import above the package
         "scripts/tool.py:1",                      # outside tests/, imports tests
+        "tests/sub/test_y.py:1",                  # a test module importing its conftest
+        "tests/sub/test_y.py:2",                  # ... or the root one
     }, r.stdout
-    assert r.stdout.strip().endswith("11 violation(s)")
+    assert r.stdout.strip().endswith("13 violation(s)")
 
 
 def test_checker_refuses_a_wrong_root(tmp_path):
