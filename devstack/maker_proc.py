@@ -24,6 +24,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from devstack.procs import require_services
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -108,6 +110,7 @@ def spawn_maker(workdir: pathlib.Path, server: str, chan_configs: list[dict], *,
                 name: str = "maker", addresses: int = 10) -> MakerProcess:
     """Start a maker process; returns once its wallet exists (fund ``.addresses``, then call
     ``.start(cjfee_r)``)."""
+    require_services(f"maker process {name!r}")
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "maker_proc.log"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -30,7 +30,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .procs import CACHE, StackError, free_port, log_tail
+from .procs import CACHE, StackError, free_port, log_tail, require_services
 
 N_AUTHORITIES = 3
 N_RELAYS = 2
@@ -268,6 +268,7 @@ class TorNet:
 
     # ---------------------------------------------------------------- start / stop
     def start(self, timeout: float = 90.0, attempts: int = 3) -> "TorNet":
+        require_services("the private Tor network")
         last: Optional[Exception] = None
         for _ in range(attempts):
             self.attempts += 1

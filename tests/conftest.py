@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from tests.figures import TOR_FIGURES
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYTEST_QT_API", "pyqt6")
 
@@ -39,7 +41,7 @@ def pytest_report_header(config):
 # start daemon processes themselves carry the marker in their module (devstack refuses to start a
 # service under EJM_NO_SERVICES=1, which ``make test-fast`` sets, so a missing marker fails loudly).
 SERVICE_FIXTURES = frozenset({"stack_dir", "bitcoind", "electrumx", "electrum_node", "ircd",
-                              "tls_ircd"})
+                              "tls_ircd", "tornet"})
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -128,10 +130,6 @@ def tornet(stack_dir):
     TOR_FIGURES["tor_consensus_s"] = round(net.timings["consensus"], 1)
     yield net
     net.stop()
-
-
-TOR_FIGURES: dict = {}
-"""Figures measured by the Tor tests, printed at the end of the session."""
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -17,6 +17,8 @@ import time
 from jmcore import amp as jamp
 from jmcore import linkauth
 from jmcore.commands import COMMANDS
+import pytest
+
 from devstack.daemons import TestClient, run, start_daemon, start_directory
 from devstack.procs import free_port
 from devstack.rawpeer import RawOnionPeer
@@ -25,6 +27,7 @@ from electrum_joinmarket.link.client import DaemonClient, DaemonError
 NG_FEATURES = {"peerlist_features": True, "ping": True, "neutrino_compat": True}
 
 
+@pytest.mark.stack
 def test_c2_ng_getpeerlist_gets_a_peerlist(tmp_path):
     d = start_directory(tmp_path)
 
@@ -71,6 +74,7 @@ def _closing_server():
     return srv
 
 
+@pytest.mark.stack
 def test_c3_directory_closing_before_handshake_is_refused_and_logged(tmp_path):
     dproc = start_daemon(tmp_path, "daemon")
     srv = _closing_server()
@@ -121,6 +125,7 @@ def test_c3_directory_closing_before_handshake_is_refused_and_logged(tmp_path):
     srv.close()
 
 
+@pytest.mark.stack
 def test_refused_jminit_says_why(tmp_path):
     dproc = start_daemon(tmp_path, "daemon")
 
@@ -150,6 +155,7 @@ def test_refused_jminit_says_why(tmp_path):
     dproc.stop()
 
 
+@pytest.mark.stack
 def test_c4_tor_missing_ends_the_wait_at_once_with_one_message(tmp_path):
     """An onion channel over Tor whose SOCKS port has nothing behind it: the plugin's wait for
     the channels ends at once (not at its timeout) with a message naming the port and what to
@@ -175,6 +181,7 @@ def test_c4_tor_missing_ends_the_wait_at_once_with_one_message(tmp_path):
     dproc.stop()
 
 
+@pytest.mark.stack
 def test_daemon_without_the_extension_degrades(tmp_path):
     """A daemon that does not know EJMChannelStatus (the reference's command set, plus the link
     authentication) answers it with an AMP error: the client stops asking and still comes up on

@@ -38,6 +38,7 @@ async def _unanswered(proto, command, **kw):
         await asyncio.wait_for(proto.call_remote(command, **kw), 10)
 
 
+@pytest.mark.stack
 def test_l2_client_without_the_cookie_gets_no_answer_to_any_command(tmp_path):
     p = start_daemon(tmp_path, "d")
 
@@ -96,6 +97,7 @@ def test_l2_client_without_the_cookie_gets_no_answer_to_any_command(tmp_path):
     assert p.stop() == 0 and "Traceback" not in p.log()
 
 
+@pytest.mark.stack
 def test_l2_cookie_file_is_private_fresh_per_start_and_removed_at_exit(tmp_path):
     p = start_daemon(tmp_path, "d")
     path = p.extra["cookie"]
@@ -116,6 +118,7 @@ def test_l2_cookie_file_is_private_fresh_per_start_and_removed_at_exit(tmp_path)
     assert p2.stop() == 0
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("how", ["flag", "config"])
 def test_l2_reference_clients_served_only_when_authentication_is_off(tmp_path, how):
     if how == "flag":
@@ -176,6 +179,7 @@ def _reachable(ip, port):
         return False
 
 
+@pytest.mark.stack
 def test_l3_daemon_port_reachable_from_another_host_only_when_configured(tmp_path):
     ip = _non_loopback_ipv4()
     if ip is None:

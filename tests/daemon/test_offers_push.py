@@ -89,8 +89,20 @@ def test_follow_offers_pushes_changes_only_to_who_asked(ircd, tmp_path):
                              offerlist=again)
             await _ask_until(other, lambda kw: _book(kw, maker.nick)     # seen on the channel
                              and _book(kw, maker.nick)[0]["cjfee"] == "0.00004")
-            await asyncio.sleep(0.5)                     # ... and well past a push interval
-            assert taker.count("JMOffers") == pushed
+            # barrier: ask the taker's own daemon until its book has the change. A push for it
+            # would be due at once (the last push is long past) and so would leave before the
+            # answer to our request: every JMOffers we get now must be an answer
+            asks = 0
+            while True:
+                asks += 1
+                assert (await taker.call("JMRequestOffers")) == {"accepted": True}
+                await taker.wait_for("JMOffers", count=pushed + asks)
+                last = [kw for n, kw in taker.events if n == "JMOffers"][-1]
+                if _book(last, maker.nick) and _book(last, maker.nick)[0]["cjfee"] == "0.00004":
+                    break
+                assert asks < 100, last
+                await asyncio.sleep(0.1)
+            assert taker.count("JMOffers") == pushed + asks
             # following is refused outside the orderbook stage (and for a maker)
             assert (await taker.call("EJMFollowOffers")) == {"accepted": False}
             assert (await maker.call("EJMFollowOffers")) == {"accepted": False}

@@ -99,7 +99,7 @@ def test_status_reports_the_daemon_connection_of_a_running_maker(electrum_node, 
     old_plugins = electrum_node.daemon._plugins
     electrum_node.daemon._plugins = plugins_factory(config, "cmdline")
     try:
-        w = new_wallet(electrum_node, bitcoind, [3_000_000], mine=5)
+        w = new_wallet(electrum_node, bitcoind, [3_000_000], confirmations=6)
         cmds = _commands(electrum_node)
 
         def session():

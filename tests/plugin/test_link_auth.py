@@ -81,6 +81,7 @@ def _client():
     return DaemonClient(network="regtest", chan_configs=[{"type": "irc", "host": "127.0.0.1", "port": 1}])
 
 
+@pytest.mark.stack
 def test_l1_impostors_are_refused_and_the_plugin_says_why(tmp_path):
     daemon = start_daemon(tmp_path, "real")
     cookie_path = daemon.extra["cookie"]

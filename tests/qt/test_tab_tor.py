@@ -15,7 +15,7 @@ import pytest
 
 from devstack.procs import free_port, port_open
 from devstack.tor import tcp_connections
-from tests.qt.conftest import jm_tab
+from tests.qt.helpers import jm_tab
 
 pytestmark = [pytest.mark.qt, pytest.mark.stack, pytest.mark.e2e, pytest.mark.tor]
 

@@ -19,10 +19,10 @@ import pytest
 from devstack.daemons import start_tor_directory
 from devstack.jmnet import JMNet, quick_config, tor_onion_config
 from devstack.tor import OnionNotReachable, StreamWatcher, onion_handshake, tcp_connections
+from devstack.wallets import confirmed_balance, new_wallet
 from electrum_joinmarket.protocol.commitments import CommitmentStore
 from jmcore.socks5 import ONION_REPLY_CODES
-from tests.conftest import TOR_FIGURES
-from tests.e2e.conftest import confirmed_balance, new_wallet
+from tests.figures import TOR_FIGURES
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e, pytest.mark.tor]
 
@@ -68,7 +68,7 @@ def test_coinjoin_three_makers_over_tor_balances(tor_jm, electrum_node, bitcoind
         log = party.daemon.log()
         assert "onion channel serving at " in log and ".onion:5222" in log
         assert "test mode" not in log
-    taker_w = new_wallet(electrum_node, bitcoind, [15_000_000, 3_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [15_000_000, 3_000_000], confirmations=6)
     dest = new_wallet(electrum_node, bitcoind)
     before_m = {p.maker.nick: confirmed_balance(p.wallet) for p in net.makers}
     before_t = confirmed_balance(taker_w)
@@ -127,7 +127,7 @@ def test_f6_maker_tor_killed_mid_session(tor_jm, electrum_node, bitcoind):
     (!tx sent). The taker's round fails on that maker; it retries with the others or fails
     cleanly: no hang, no coin left frozen, the commitment of the broken round kept as used."""
     net = tor_jm.net
-    taker_w = new_wallet(electrum_node, bitcoind, [12_000_000, 4_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [12_000_000, 4_000_000], confirmations=6)
     dest = new_wallet(electrum_node, bitcoind)
     before_t = confirmed_balance(taker_w)
     before_m = {p.maker.nick: confirmed_balance(p.wallet) for p in net.makers}

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from jmcore.channels import ChannelSettings
-from jmcore.torcheck import ProbeResult
 from devstack.procs import free_port
 from electrum_joinmarket.link.tor import resolve_tor
+from jmcore.channels import ChannelSettings
+from jmcore.torcheck import ProbeResult
 
 pytestmark = [pytest.mark.stack, pytest.mark.tor]
 
