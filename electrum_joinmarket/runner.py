@@ -267,8 +267,9 @@ class Runner:
             live = [d for r in reports for d in r.directories()]
             if problem is None and live and not any(d.get("state") == "up" for d in live) \
                     and all(d.get("reason") for d in live):
-                problem = (f"no directory node could be reached: {reports[0].summary()}. The "
-                           f"daemon keeps retrying them.")
+                problem = (f"no directory node could be reached: {reports[0].summary()}"
+                           + ("" if out.get("checked_for_s") else
+                              ". The daemon keeps retrying them."))
         out["problem"] = problem
         return out
 
