@@ -19,7 +19,7 @@ from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market.limits import (ABS_EXAMPLE, REL_EXAMPLE, FeeLimitError, FeeLimits,
                                                FeeLimitsUnset, parse_fee_limits)
 from electrum_joinmarket.errors import Failure, UserError
-from electrum_joinmarket.market.orders import filter_offers
+from electrum_joinmarket.market.orders import filter_offers, offers_from_rows
 
 log = get_logger(__name__)
 
@@ -66,13 +66,8 @@ class OfferRow:
 
 
 def parse_offers(raw: Sequence[Any]) -> list[Offer]:
-    out = []
-    for row in raw if isinstance(raw, list) else []:
-        try:
-            out.append(Offer.from_dict(row))
-        except OfferError:
-            continue
-    return out
+    """The valid offers of an orderbook (:func:`market.orders.offers_from_rows`)."""
+    return offers_from_rows(raw)
 
 
 def offer_rows(raw_offers: Sequence[Any], amount: Optional[int],

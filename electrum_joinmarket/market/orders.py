@@ -29,24 +29,27 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, replace
-from typing import Callable, Collection, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence
 
 from jmcore.constants import SW0_OFFER_TYPES, SW_OFFER_TYPES
 from jmcore.errors import OfferError
 from jmcore.offers import Offer, calc_cj_fee, calc_zero_change_cj_amount
 
 from electrum_joinmarket.errors import Failure, JoinMarketError
+from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market.limits import FeeLimits
 
 __all__ = [
     "BONDLESS_MAKERS_ALLOWANCE", "DEFAULT_MAX_OFFER_TXFEE", "DEFAULT_CHOOSER",
     "OrderChoiceError", "NotEnoughMakers",
     "Candidate", "SweepChoice", "Chooser",
-    "allowed_offer_types", "filter_offers",
+    "offers_from_rows", "allowed_offer_types", "filter_offers",
     "cheapest_order_choose", "uniform_order_choose", "fee_weighted_order_choose",
     "make_fidelity_bond_chooser", "fidelity_bond_weighted_order_choose", "CHOOSERS", "get_chooser",
     "choose_orders", "choose_sweep_orders", "total_cj_fee",
 ]
+
+_log = get_logger(__name__)
 
 BONDLESS_MAKERS_ALLOWANCE: float = 0.125
 """Ref ``bondless_makers_allowance``: per slot, probability of a uniform draw over all makers."""
@@ -100,6 +103,20 @@ class SweepChoice:
 
 Chooser = Callable[[Sequence[Candidate], int, random.Random], Candidate]
 """``chooser(candidates_sorted_by_fee, n, rng) -> one candidate``."""
+
+
+def offers_from_rows(rows: Any) -> list[Offer]:
+    """The valid offers among the daemon's orderbook rows (``JMOffers``: JSON objects with
+    counterparty, oid, ordertype, minsize, maxsize, txfee, cjfee). Every row goes through jmcore's
+    offer validation (:meth:`jmcore.offers.Offer.from_dict`); a bad row is dropped with a debug
+    line, never raised (invariant 4)."""
+    out: list[Offer] = []
+    for row in rows if isinstance(rows, list) else []:
+        try:
+            out.append(Offer.from_dict(row))
+        except OfferError as exc:
+            _log.debug("dropped offer row %r: %s", str(row)[:200], exc)
+    return out
 
 
 def allowed_offer_types(script_type: str) -> tuple[str, ...]:

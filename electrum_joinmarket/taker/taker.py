@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, MutableMapping, Optional, Sequence
 
-from jmcore.offers import Offer, OfferError, calc_cj_fee
+from jmcore.offers import Offer, calc_cj_fee
 
 from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market import feemodel
@@ -179,19 +179,13 @@ class Taker:
 
     # ---------------------------------------------------------------- daemon events
     def on_JMOffers(self, orderbook: str, fidelitybonds: str) -> None:
-        book = []
         try:
             rows = json.loads(orderbook)
             bonds = json.loads(fidelitybonds)
         except ValueError:
             log.info("daemon sent an orderbook that is not JSON: ignored")
             return
-        for row in rows if isinstance(rows, list) else []:
-            try:
-                book.append(Offer.from_dict(row))
-            except OfferError as exc:
-                log.debug("dropped offer row %r: %s", row, exc)
-        self._book = book
+        self._book = ordermod.offers_from_rows(rows)
         self._bonds_raw = [b for b in bonds if isinstance(b, dict)] if isinstance(bonds, list) else []
         self._offers_event.set()
 

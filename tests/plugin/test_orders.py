@@ -379,3 +379,17 @@ def test_sweep_bad_arguments():
     with pytest.raises(OrderChoiceError):
         choose_sweep_orders([rel("A", minsize=27_300)], 30_000, 29_999, 1, cheapest_order_choose,
                             limits=LOOSE, rng=random.Random(0))
+
+
+def test_orderbook_rows_go_through_the_one_offer_validator():
+    """The taker and the tab read the daemon's JMOffers rows with one function over jmcore's
+    Offer validation: bad rows are dropped, never raised (D1)."""
+    from electrum_joinmarket.market.orders import offers_from_rows
+    good = {"counterparty": "J5good", "oid": 0, "ordertype": "sw0reloffer", "minsize": 27300,
+            "maxsize": 10**8, "txfee": 0, "cjfee": "0.0002"}
+    bad = [dict(good, ordertype="sw9offer"), dict(good, minsize=10**9), dict(good, cjfee="x"),
+           "not a row", None, dict(good, oid=-1)]
+    offers = offers_from_rows([good] + bad)
+    assert [(o.counterparty, o.ordertype, o.cjfee) for o in offers] == [
+        ("J5good", "sw0reloffer", "0.0002")]
+    assert offers_from_rows("not a list") == [] and offers_from_rows(None) == []
