@@ -313,8 +313,8 @@ class Taker:
     async def _collect_orderbook(self) -> None:
         """Collect offers until the book has been quiet (unchanged) for ``orderbook_quiet``
         seconds, after at least ``orderbook_min_wait``, with offers from at least ``n_makers``
-        makers we do not ignore — or until ``orderbook_max_wait`` (then we go with what there
-        is).  Wakes when offers arrive: pushed by our daemon when it follows
+        makers (ignored ones included) — or until ``orderbook_max_wait`` (then we go with what
+        there is).  Wakes when offers arrive: pushed by our daemon when it follows
         the book for us (:meth:`_follow_offers`), else answers to ``JMRequestOffers`` asked every
         ``orderbook_poll`` seconds (a reference joinmarketd)."""
         assert self.client is not None
@@ -345,13 +345,14 @@ class Taker:
                 self.progress(TakerStage.ORDERBOOK, f"{len(self._book)} offers from {len(makers)} makers",
                               offers=len(self._book), makers=len(makers),
                               seconds_left=round(left, 1))
-            usable = len(makers - set(self.ignored))
+            # complete enough to decide: n_makers makers seen — counting those we ignore after a
+            # failed round (they are part of the network's book; we choose among the others)
+            enough = len(makers) >= cfg.n_makers
             settle_at = max(t0 + cfg.orderbook_min_wait, quiet_since + cfg.orderbook_quiet)
-            if (now >= settle_at and usable >= cfg.n_makers) \
-                    or now >= t0 + cfg.orderbook_max_wait:
+            if (now >= settle_at and enough) or now >= t0 + cfg.orderbook_max_wait:
                 break
             wake = t0 + cfg.orderbook_max_wait
-            if usable >= cfg.n_makers:
+            if enough:
                 wake = min(wake, settle_at)
             if not following:
                 wake = min(wake, next_poll)

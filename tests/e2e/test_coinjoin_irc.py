@@ -104,7 +104,9 @@ def test_f5_cancel_at_each_stage_leaves_clean_state(irc_net, electrum_node, bitc
     dest = new_wallet(electrum_node, bitcoind)
     store = CommitmentStore({}, on_change=None)
     seen = []
-    cfg = quick_config(3_000_000, dest.get_receiving_address(), orderbook_min_wait=6.0)
+    # the orderbook stage must last long enough to be caught; the others need no long waits
+    cfg = quick_config(3_000_000, dest.get_receiving_address(),
+                       **({"orderbook_min_wait": 3.0} if stage == "orderbook" else {}))
     taker: Taker = net.taker(taker_w, store, cfg, progress=seen.append)
 
     async def run_and_cancel():

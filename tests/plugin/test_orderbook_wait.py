@@ -69,7 +69,7 @@ class Daemon:
             asyncio.ensure_future(self._send())
 
 
-async def _collect(daemon: Daemon, script, **cfg_kw) -> tuple[Taker, float]:
+async def _collect(daemon: Daemon, script, ignored=(), **cfg_kw) -> tuple[Taker, float]:
     """Run the orderbook stage against ``daemon`` while ``script`` (a list of (delay, book))
     changes its book; returns the taker and how long the stage took."""
     port = await daemon.start()
@@ -78,6 +78,7 @@ async def _collect(daemon: Daemon, script, **cfg_kw) -> tuple[Taker, float]:
     taker = Taker(wallet=None, network=object(), commitments=CommitmentStore({}), config=cfg,
                   password=None, daemon_host="127.0.0.1", daemon_port=port, chan_configs=[],
                   net_name="regtest")
+    taker.ignored.update({nick: "M10: silent" for nick in ignored})
     client = DaemonClient(network="regtest", chan_configs=[], handler=taker)
     client.proto = await jamp.connect("127.0.0.1", port, client._responders(),
                                       commands=ALL_COMMANDS)
@@ -132,3 +133,12 @@ def test_too_few_makers_waits_for_the_maximum():
                                                                      orderbook_max_wait=1.5)))
     assert len({o.counterparty for o in taker._book}) == 2
     assert took >= 1.5, took
+
+
+def test_makers_ignored_after_a_failed_round_still_complete_the_book():
+    """A replacement round: the maker we now ignore is still in the book, so the book is
+    complete with n_makers makers and the stage ends on the quiet period, not the maximum."""
+    daemon = Daemon(True)
+    taker, took = asyncio.run(_collect(daemon, [(0.1, THREE)], ignored=["J5c"], **POLICY))
+    assert len({o.counterparty for o in taker._book}) == 3
+    assert took < 4.0, took

@@ -96,7 +96,9 @@ class ModalCatcher:
         self.handlers = dict(handlers or {})
         self.messages: list[str] = []
         self.seen: list[str] = []
-        self._handled: set = set()
+        # the dialogs answered, held (not their id(): a closed dialog's id is reused by the
+        # next one, which was then never answered and its exec() hung the test forever)
+        self._handled: list = []
         self.timer = QTimer()
         self.timer.setInterval(100)
         self.timer.timeout.connect(self._poll)
@@ -105,21 +107,23 @@ class ModalCatcher:
     def _poll(self) -> None:
         from PyQt6.QtWidgets import QApplication, QDialog, QMessageBox
         for w in QApplication.topLevelWidgets():
-            if not isinstance(w, QDialog) or not w.isVisible() or id(w) in self._handled:
+            if (not isinstance(w, QDialog) or not w.isVisible()
+                    or any(w is h for h in self._handled)):
                 continue
             name = type(w).__name__
             if isinstance(w, QMessageBox):
-                self._handled.add(id(w))
+                self._handled.append(w)
                 self.seen.append(name)
                 self.messages.append(w.text())
                 w.done(0)
             elif name in self.handlers:
-                self._handled.add(id(w))
+                self._handled.append(w)
                 self.seen.append(name)
                 self.handlers[name](w)
 
     def stop(self) -> None:
         self.timer.stop()
+        self._handled.clear()
 
 
 @pytest.fixture
