@@ -38,10 +38,10 @@ def taker_daemon(tmp_path, irc_net, ircd, configure):
 
 
 def _load_orderbook(tab, qtbot, irc_net):
-    qtbot.mouseClick(tab.ob_refresh_button, _left())
+    qtbot.mouseClick(tab.orderbook.ob_refresh_button, _left())
     nicks = {p.maker.nick for p in irc_net.makers}
-    qtbot.waitUntil(lambda: tab.ob_table.rowCount() >= len(nicks), timeout=90_000)
-    shown = {tab.ob_table.item(r, 0).text() for r in range(tab.ob_table.rowCount())}
+    qtbot.waitUntil(lambda: tab.orderbook.ob_table.rowCount() >= len(nicks), timeout=90_000)
+    shown = {tab.orderbook.ob_table.item(r, 0).text() for r in range(tab.orderbook.ob_table.rowCount())}
     assert nicks <= shown
     return nicks
 
@@ -52,13 +52,13 @@ def test_orderbook_fills_and_form_refuses_bad_input(electrum_node, bitcoind, irc
     window = open_window(wallet)
     tab = jm_tab(window)
     window.tabs.setCurrentWidget(tab)
-    tab.amount_e.setAmount(1_000_000)
+    tab.form.amount_e.setAmount(1_000_000)
     nicks = _load_orderbook(tab, qtbot, irc_net)
-    assert "running at" in tab.daemon_label.text() and "up" in tab.channels_label.text()
+    assert "running at" in tab.status.daemon_label.text() and "up" in tab.status.channels_label.text()
     # fee for the entered amount, in sats and %, from each maker's relative offer
     by_maker = {}
-    for r in range(tab.ob_table.rowCount()):
-        by_maker[tab.ob_table.item(r, 0).text()] = [tab.ob_table.item(r, c).text() for c in range(9)]
+    for r in range(tab.orderbook.ob_table.rowCount()):
+        by_maker[tab.orderbook.ob_table.item(r, 0).text()] = [tab.orderbook.ob_table.item(r, c).text() for c in range(9)]
     for party in irc_net.makers:
         row = by_maker[party.maker.nick]
         fee = int(Decimal(party.maker.settings.cjfee_r) * 1_000_000)
@@ -66,21 +66,21 @@ def test_orderbook_fills_and_form_refuses_bad_input(electrum_node, bitcoind, irc
         assert row[6] == f"{fee * 100 / 1_000_000:.4f} %" and row[7] == "0 sat"
     # sortable: by fee, descending
     from PyQt6.QtCore import Qt
-    tab.ob_table.sortItems(5, Qt.SortOrder.DescendingOrder)
-    fees = [int(tab.ob_table.item(r, 5).text().replace(" sat", "").replace(" ", ""))
-            for r in range(tab.ob_table.rowCount()) if tab.ob_table.item(r, 0).text() in nicks]
+    tab.orderbook.ob_table.sortItems(5, Qt.SortOrder.DescendingOrder)
+    fees = [int(tab.orderbook.ob_table.item(r, 5).text().replace(" sat", "").replace(" ", ""))
+            for r in range(tab.orderbook.ob_table.rowCount()) if tab.orderbook.ob_table.item(r, 0).text() in nicks]
     assert fees == sorted(fees, reverse=True)
 
     m = modals()
 
     def attempt(**form):
-        tab.sweep_cb.setChecked(form.get("sweep", False))
-        tab.amount_e.setAmount(form.get("amount", 1_000_000))
-        tab.dest_e.setText(form.get("dest", wallet.get_unused_address()))
-        tab.fee_abs_e.setText(str(form.get("fee_abs", 50_000)))
-        tab.fee_rel_e.setText(str(form.get("fee_rel", "0.01")))
+        tab.form.sweep_cb.setChecked(form.get("sweep", False))
+        tab.form.amount_e.setAmount(form.get("amount", 1_000_000))
+        tab.form.dest_e.setText(form.get("dest", wallet.get_unused_address()))
+        tab.form.fee_abs_e.setText(str(form.get("fee_abs", 50_000)))
+        tab.form.fee_rel_e.setText(str(form.get("fee_rel", "0.01")))
         n = len(m.messages)
-        qtbot.mouseClick(tab.start_button, _left())
+        qtbot.mouseClick(tab.form.start_button, _left())
         qtbot.waitUntil(lambda: len(m.messages) > n, timeout=5_000)
         assert tab._cj_future is None and jm_qt.session_for(wallet).role is None
         return m.messages[-1]
@@ -100,11 +100,11 @@ def test_coinjoin_from_the_form(electrum_node, bitcoind, irc_net, taker_daemon, 
     window = open_window(wallet)
     tab = jm_tab(window)
     window.tabs.setCurrentWidget(tab)
-    tab.amount_e.setAmount(5_000_000)
+    tab.form.amount_e.setAmount(5_000_000)
     _load_orderbook(tab, qtbot, irc_net)
-    tab.n_spin.setValue(3)
-    qtbot.mouseClick(tab.next_unused_button, _left())
-    dest = tab.dest_e.text()
+    tab.form.n_spin.setValue(3)
+    qtbot.mouseClick(tab.form.next_unused_button, _left())
+    dest = tab.form.dest_e.text()
     assert wallet.is_mine(dest)
 
     makers = {p.maker.nick: p.wallet for p in irc_net.makers}
@@ -121,15 +121,15 @@ def test_coinjoin_from_the_form(electrum_node, bitcoind, irc_net, taker_daemon, 
         shown["raw"] = dict(d.breakdown)
         d.accept()
     m = modals(PasswordDialog=password, ConfirmDialog=confirm)
-    qtbot.mouseClick(tab.start_button, _left())
-    assert tab.cancel_button.isEnabled()
+    qtbot.mouseClick(tab.form.start_button, _left())
+    assert tab.progress.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: tab.last_outcome is not None, timeout=300_000)
     assert m.seen[:2] == ["PasswordDialog", "ConfirmDialog"], (m.seen, m.messages)
     outcome = tab.last_outcome
     assert outcome["status"] == "success", outcome
     txid = outcome["txid"]
-    assert txid in tab.outcome_label.text() and tab.show_tx_button.isEnabled()
-    assert "Traceback" not in tab.log_view.toPlainText()
+    assert txid in tab.progress.outcome_label.text() and tab.progress.show_tx_button.isEnabled()
+    assert "Traceback" not in tab.progress.log_view.toPlainText()
 
     # the dialog showed the plan's exact figures...
     raw = shown["raw"]
@@ -151,9 +151,9 @@ def test_coinjoin_from_the_form(electrum_node, bitcoind, irc_net, taker_daemon, 
     assert wallet.get_label_for_txid(txid) is not None
 
     # history (plugin storage) shows it
-    assert tab.history_txids()[0] == txid
+    assert tab.history.txids()[0] == txid
     assert jm_qt.runner.history(wallet)[-1]["txid"] == txid
-    assert tab.hist_table.item(0, 1).text() == "success"
+    assert tab.history.hist_table.item(0, 1).text() == "success"
 
     # the link into Electrum: the tx dialog opens on this transaction
     from PyQt6.QtWidgets import QApplication
@@ -165,9 +165,9 @@ def test_coinjoin_from_the_form(electrum_node, bitcoind, irc_net, taker_daemon, 
 
     path = os.environ.get("EJM_SCREENSHOT")
     if path:
-        tab.refresh_status()
+        tab.status.refresh()
         tab.inner_tabs.setCurrentIndex(0)
-        tab.render_orderbook()
+        tab.orderbook.render()
         window.tabs.setCurrentWidget(tab)
         qtbot.wait(1500)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -181,24 +181,24 @@ def test_maker_start_stop_from_the_tab(electrum_node, bitcoind, irc_net, taker_d
     tab = jm_tab(window)
     window.tabs.setCurrentWidget(tab)
     tab.inner_tabs.setCurrentIndex(2)
-    assert "Not running" in tab.m_status.text() and tab.m_start.isEnabled()
+    assert "Not running" in tab.maker.m_status.text() and tab.maker.m_start.isEnabled()
     m = modals()
-    tab.m_type.setCurrentIndex(1)                    # absolute fee
-    tab.m_cjfee_a.setValue(700)
-    qtbot.mouseClick(tab.m_start, _left())
-    qtbot.waitUntil(lambda: "Running as" in tab.m_status.text(), timeout=120_000)
+    tab.maker.m_type.setCurrentIndex(1)                    # absolute fee
+    tab.maker.m_cjfee_a.setValue(700)
+    qtbot.mouseClick(tab.maker.m_start, _left())
+    qtbot.waitUntil(lambda: "Running as" in tab.maker.m_status.text(), timeout=120_000)
     assert not m.messages, m.messages
     session = jm_qt.session_for(wallet)
-    assert session.role == "maker" and session.maker.nick in tab.m_status.text()
-    assert "absoffer" in tab.m_status.text() and "Earned" in tab.m_status.text()
-    assert tab.m_stop.isEnabled() and not tab.m_start.isEnabled()
-    assert session.maker.nick in tab.nick_label.text()
+    assert session.role == "maker" and session.maker.nick in tab.maker.m_status.text()
+    assert "absoffer" in tab.maker.m_status.text() and "Earned" in tab.maker.m_status.text()
+    assert tab.maker.m_stop.isEnabled() and not tab.maker.m_start.isEnabled()
+    assert session.maker.nick in tab.status.nick_label.text()
     # the wallet is busy: a coinjoin from the form is refused with a clear message
-    tab.amount_e.setAmount(500_000)
-    tab.fill_next_unused()
-    qtbot.mouseClick(tab.start_button, _left())
+    tab.form.amount_e.setAmount(500_000)
+    tab.form.fill_next_unused()
+    qtbot.mouseClick(tab.form.start_button, _left())
     qtbot.waitUntil(lambda: len(m.messages) >= 1, timeout=15_000)
     assert "busy" in m.messages[0]
-    qtbot.mouseClick(tab.m_stop, _left())
-    qtbot.waitUntil(lambda: "Not running" in tab.m_status.text(), timeout=15_000)
-    assert session.role is None and tab.m_start.isEnabled()
+    qtbot.mouseClick(tab.maker.m_stop, _left())
+    qtbot.waitUntil(lambda: "Not running" in tab.maker.m_status.text(), timeout=15_000)
+    assert session.role is None and tab.maker.m_start.isEnabled()

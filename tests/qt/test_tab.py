@@ -95,28 +95,28 @@ def test_no_daemon_reachable_clear_message_no_hang(jm_qt, open_window, make_wall
     window = open_window(wallet)
     tab = jm_tab(window)
     window.tabs.setCurrentWidget(tab)
-    qtbot.waitUntil(lambda: "No JoinMarket daemon" in tab.daemon_label.text(), timeout=10_000)
-    assert tab.start_daemon_button.isVisible()
+    qtbot.waitUntil(lambda: "No JoinMarket daemon" in tab.status.daemon_label.text(), timeout=10_000)
+    assert tab.status.start_daemon_button.isVisible()
     m = modals()
     t0 = time.monotonic()
-    qtbot.mouseClick(tab.ob_refresh_button, qtbot_left())
+    qtbot.mouseClick(tab.orderbook.ob_refresh_button, qtbot_left())
     qtbot.waitUntil(lambda: len(m.messages) >= 1, timeout=15_000)
     assert time.monotonic() - t0 < 15
     assert "No JoinMarket daemon" in m.messages[0] and str(port) in m.messages[0]
     assert "autostart is off" in m.messages[0]
     assert "Traceback" not in m.messages[0]
-    assert tab.ob_refresh_button.isEnabled()
+    assert tab.orderbook.ob_refresh_button.isEnabled()
 
     # a coinjoin from the form: refused with the same clear message, the form usable again
-    tab.amount_e.setAmount(500_000)
-    tab.fill_next_unused()
+    tab.form.amount_e.setAmount(500_000)
+    tab.form.fill_next_unused()
     t0 = time.monotonic()
-    qtbot.mouseClick(tab.start_button, qtbot_left())
+    qtbot.mouseClick(tab.form.start_button, qtbot_left())
     qtbot.waitUntil(lambda: len(m.messages) >= 2, timeout=15_000)
     assert time.monotonic() - t0 < 15
     assert "No JoinMarket daemon" in m.messages[1]
-    qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=5_000)
-    assert not tab.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: tab.form.start_button.isEnabled(), timeout=5_000)
+    assert not tab.progress.cancel_button.isEnabled()
     assert jm_qt.session_for(wallet).role is None
     assert not any(wallet.is_frozen_coin(c) for c in wallet.get_utxos())
 

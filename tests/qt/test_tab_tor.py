@@ -40,8 +40,8 @@ def test_c9_mainnet_tab_with_tor_browser_and_no_settings(tornet, jm_qt, open_win
     last: dict = {}
 
     def record():
-        for name, label in (("daemon", tab.daemon_label), ("channels", tab.channels_label),
-                            ("tor", tab.tor_label), ("orderbook", tab.ob_status)):
+        for name, label in (("daemon", tab.status.daemon_label), ("channels", tab.status.channels_label),
+                            ("tor", tab.status.tor_label), ("orderbook", tab.orderbook.ob_status)):
             text = label.text()
             if text and last.get(name) != text:
                 last[name] = text
@@ -52,20 +52,20 @@ def test_c9_mainnet_tab_with_tor_browser_and_no_settings(tornet, jm_qt, open_win
     timer.timeout.connect(record)
     timer.start()
     try:
-        qtbot.waitUntil(lambda: "Tor Browser at 127.0.0.1:9150" in tab.tor_label.text(),
+        qtbot.waitUntil(lambda: "Tor Browser at 127.0.0.1:9150" in tab.status.tor_label.text(),
                         timeout=20_000)
-        assert "7 onion directory nodes over Tor" in tab.channels_label.text()
+        assert "7 onion directory nodes over Tor" in tab.status.channels_label.text()
         conns = {}
 
         def snapshot():
             link = jm_qt.runner.link
-            if link is not None and link.state.pid and "unreachable" in tab.channels_label.text():
+            if link is not None and link.state.pid and "unreachable" in tab.status.channels_label.text():
                 conns["daemon"] = tcp_connections(link.state.pid)
                 conns["amp"] = link.port
         timer.timeout.connect(snapshot)
         m = modals()                        # the error box at the end
-        tab.ob_refresh_button.click()
-        qtbot.waitUntil(lambda: tab.ob_status.text().startswith("No orderbook"), timeout=150_000)
+        tab.orderbook.ob_refresh_button.click()
+        qtbot.waitUntil(lambda: tab.orderbook.ob_status.text().startswith("No orderbook"), timeout=150_000)
     finally:
         timer.stop()
         record()
@@ -76,7 +76,7 @@ def test_c9_mainnet_tab_with_tor_browser_and_no_settings(tornet, jm_qt, open_win
     assert "Started the JoinMarket daemon" in text
     assert "onion via Tor 127.0.0.1:9150: 7 directories" in text
     assert "7 unreachable (Tor: onion service descriptor not found" in text
-    assert "did not come up" in tab.ob_status.text() or "did not come up" in text
+    assert "did not come up" in tab.orderbook.ob_status.text() or "did not come up" in text
     assert m.messages and "did not come up" in m.messages[0]
     m.stop()
     # the daemon talked to nothing but Tor Browser's SOCKS port (and its AMP client)
