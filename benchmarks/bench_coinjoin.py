@@ -20,7 +20,6 @@ lab's ngircd has no flood penalty; the daemon's default for real networks is 1.3
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import pathlib
 import shutil
@@ -28,7 +27,6 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 

@@ -35,9 +35,9 @@ def _send(obj: dict) -> None:
 
 
 def _child(args: argparse.Namespace) -> int:
-    from electrum_joinmarket.maker.maker import Maker, MakerSettings
     from devstack.daemons import start_daemon
     from devstack.electrum_env import ElectrumNode, stop_electrum_loop
+    from electrum_joinmarket.maker.maker import Maker, MakerSettings
     work = pathlib.Path(args.workdir)
     node = ElectrumNode(work / "el", args.server)
     daemon = None
@@ -81,12 +81,14 @@ class MakerProcess:
     log: Any = field(default=None, repr=False)
 
     def _read(self) -> dict:
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"maker process exited (code {self.proc.poll()}); see {self.log}")
         return json.loads(line)
 
     def start(self, cjfee_r: str) -> str:
+        assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"cmd": "start", "cjfee_r": cjfee_r}) + "\n")
         self.proc.stdin.flush()
         self.nick = self._read()["nick"]
@@ -94,6 +96,7 @@ class MakerProcess:
 
     def stop(self, timeout: float = 60) -> None:
         try:
+            assert self.proc.stdin is not None
             self.proc.stdin.write(json.dumps({"cmd": "stop"}) + "\n")
             self.proc.stdin.flush()
             self.proc.stdin.close()

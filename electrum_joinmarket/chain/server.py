@@ -44,19 +44,30 @@ Security invariants:
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Hashable, Mapping, Optional, Protocol, Sequence, runtime_checkable
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Hashable,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    runtime_checkable,
+)
 
 from electrum.bitcoin import script_to_scripthash
 from electrum.transaction import Transaction, get_address_from_output_script
 from electrum.verifier import MerkleVerificationFailure, verify_tx_is_in_block
 
-from electrum_joinmarket.logs import get_logger
-from electrum_joinmarket.protocol.podle import PoDLEParseError, parse_utxo_str
 from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.errors import Failure, JoinMarketError
+from electrum_joinmarket.logs import get_logger
+from electrum_joinmarket.protocol.podle import PoDLEParseError, parse_utxo_str
 
 __all__ = [
     "ChainError", "BadOutpoint", "TxNotFound", "ChainProofError", "ChainUnavailable",
@@ -205,6 +216,7 @@ class ElectrumChain:
         self._inflight: dict[Hashable, asyncio.Future] = {}
         self._queue: list[tuple[str, list, asyncio.Future]] = []
         self._gathering = False
+        self._senders: set[asyncio.Future] = set()
         self.batch_log: deque[tuple[str, ...]] = deque(maxlen=100)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -216,7 +228,9 @@ class ElectrumChain:
         self._queue.append((kind, list(params), fut))
         if not self._gathering:
             self._gathering = True
-            asyncio.ensure_future(self._send_batch())
+            sender = asyncio.ensure_future(self._send_batch())
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
         try:
             return await asyncio.wait_for(fut, self.request_timeout)
         except asyncio.TimeoutError:
@@ -252,6 +266,9 @@ class ElectrumChain:
                     for kind, params, _ in items:
                         batch.add_request(_METHODS[kind], params)
                 results = list(batch.results)
+            if len(results) != len(items):
+                raise ChainUnavailable(f"the server answered {len(results)} of {len(items)} "
+                                       f"requests of a batch")
         except BaseException as exc:
             for _, _, f in items:
                 if not f.done():
@@ -260,7 +277,7 @@ class ElectrumChain:
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, _, f), result in zip(items, results):
+        for (_, _, f), result in zip(items, results, strict=True):
             if f.done():
                 continue
             if isinstance(result, BaseException):
@@ -289,7 +306,7 @@ class ElectrumChain:
         if fut is None:
             fut = asyncio.ensure_future(make())
             self._inflight[key] = fut
-            fut.add_done_callback(lambda f, k=key: self._forget_inflight(k, f))
+            fut.add_done_callback(functools.partial(self._forget_inflight, key))
         return await asyncio.shield(fut)
 
     def _forget_inflight(self, key: Hashable, fut: asyncio.Future) -> None:
@@ -508,9 +525,10 @@ class ElectrumChain:
         if match.get("value") != value:
             raise ChainProofError(f"server's value for {canon} ({match.get('value')!r}) differs "
                                   f"from the transaction ({value})")
-        height = match.get("height")
-        if isinstance(height, bool) or not isinstance(height, int):
+        claimed = match.get("height")
+        if isinstance(claimed, bool) or not isinstance(claimed, int):
             raise ChainProofError(f"server's height for {canon} is not an integer")
+        height = claimed
         if height > 0:
             await self._prove(txid, height)
         return UtxoInfo(canon, value, script, address, height, self._confirmations(height),

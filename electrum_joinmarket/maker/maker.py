@@ -288,6 +288,7 @@ class Maker:
         self._save = save or wallet.save_db
         self.electrum_network = electrum_network or getattr(wallet, "network", None)
         self._chain = chain
+        self._tells: set[asyncio.Future] = set()      # refusals being told to takers
         self._nick_key = nick_key
         self.client: Optional[DaemonClient] = None
         self.running = False
@@ -527,7 +528,9 @@ class Maker:
                 await client.refuse(nick, f"refused ({case})")
             except Exception as exc:
                 log.debug("maker: could not tell %s of the refusal: %r", nick, exc)
-        asyncio.ensure_future(tell())
+        task = asyncio.ensure_future(tell())
+        self._tells.add(task)
+        task.add_done_callback(self._tells.discard)
 
     def _drop(self, nick: str, why: str) -> None:
         s = self.sessions.pop(nick, None)

@@ -573,7 +573,7 @@ class Taker:
         results = await asyncio.gather(*(check(nick) for nick in order))
         taken: set[str] = set()
         used_addrs = {self.cfg.destination}
-        for nick, v in zip(order, results):
+        for nick, v in zip(order, results, strict=True):
             if isinstance(v, IoauthRejected):
                 self.ignored[nick] = f"{v.case_id}: {v}"
                 self.progress(TakerStage.MAKER_REJECTED, f"maker {nick} refused: {v}", maker=nick,
@@ -612,12 +612,12 @@ class Taker:
                                              for t, h in txids.items()))
             except ChainError as exc:
                 return exc
-            return dict(zip(txids, txs))
+            return dict(zip(txids, txs, strict=True))
         nicks = list(verified)
         results = await asyncio.gather(*(fetch(verified[n]) for n in nicks))
         prev_txs: dict[str, Any] = {}
         failed: dict[str, str] = {}
-        for nick, r in zip(nicks, results):
+        for nick, r in zip(nicks, results, strict=True):
             if isinstance(r, Exception):
                 failed[nick] = f"M14: funding transaction unavailable after !ioauth ({r})"
             else:

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from decimal import Decimal
+from typing import Any
 
 import pytest
-
-from jmcore import amp as jamp
-from jmcore.commands import ALL_COMMANDS, COMMANDS
 
 from electrum_joinmarket.link.client import DaemonClient
 from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.protocol.commitments import CommitmentStore
 from electrum_joinmarket.taker.taker import Taker, TakerConfig
+from jmcore import amp as jamp
+from jmcore.commands import ALL_COMMANDS, COMMANDS
 
 
 def _offer(nick: str, oid: int = 0, cjfee: str = "0.0002") -> dict:
@@ -36,8 +37,14 @@ class Daemon:
         self.book: list[dict] = []
         self.requests = 0
         self.following = False
-        self.proto = None
-        self.server = None
+        self.proto: Any = None
+        self.server: Any = None
+        self.tasks: set = set()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def start(self) -> int:
         def responders(proto):
@@ -45,13 +52,13 @@ class Daemon:
 
             def request_offers():
                 self.requests += 1
-                asyncio.ensure_future(self._send())
+                self._spawn(self._send())
                 return {"accepted": True}
             r = {"JMRequestOffers": request_offers}
             if self.push:
                 def follow():
                     self.following = True
-                    asyncio.ensure_future(self._send())
+                    self._spawn(self._send())
                     return {"accepted": True}
                 r["EJMFollowOffers"] = follow
             return r
@@ -66,14 +73,14 @@ class Daemon:
     def set_book(self, rows: list[dict]) -> None:
         self.book = list(rows)
         if self.following:
-            asyncio.ensure_future(self._send())
+            self._spawn(self._send())
 
 
 async def _collect(daemon: Daemon, script, ignored=(), **cfg_kw) -> tuple[Taker, float]:
     """Run the orderbook stage against ``daemon`` while ``script`` (a list of (delay, book))
     changes its book; returns the taker and how long the stage took."""
     port = await daemon.start()
-    cfg = TakerConfig(amount=1_000_000, destination="x", limits=FeeLimits(50_000, "0.01"),
+    cfg = TakerConfig(amount=1_000_000, destination="x", limits=FeeLimits(50_000, Decimal("0.01")),
                       **cfg_kw)
     taker = Taker(wallet=None, network=object(), commitments=CommitmentStore({}), config=cfg,
                   password=None, daemon_host="127.0.0.1", daemon_port=port, chan_configs=[],
