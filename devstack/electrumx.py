@@ -41,6 +41,8 @@ class ElectrumX:
     port: int = 0
     rpc_port: int = 0
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
+    node: Optional[Bitcoind] = field(default=None, repr=False)      # for start() after stop()
+    env: dict = field(default_factory=dict, repr=False)
 
     @property
     def log(self) -> pathlib.Path:
@@ -64,6 +66,18 @@ class ElectrumX:
     def stop(self) -> None:
         terminate(self.proc, timeout=30)
 
+    def start(self) -> None:
+        """(Re)start this server on the same ports and database (after :meth:`stop`: a restart
+        as an operator would do it); return once it serves the node's tip."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("ElectrumX is already running")
+        exe = installed_env()["EJM_ELECTRUMX"]
+        self.proc = subprocess.Popen(electrumx_command(exe), env=self.env,
+                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        assert self.node is not None
+        self.wait_synced(self.node)
+
 
 def start_electrumx(datadir: pathlib.Path, node: Bitcoind, port: int = 0) -> ElectrumX:
     """Start ElectrumX on 127.0.0.1 against ``node``; return once it serves the node's tip."""
@@ -85,9 +99,6 @@ def start_electrumx(datadir: pathlib.Path, node: Bitcoind, port: int = 0) -> Ele
     })
     if os.geteuid() == 0:
         env["ALLOW_ROOT"] = "1"
-    exe = installed_env()["EJM_ELECTRUMX"]
-    ex.proc = subprocess.Popen(electrumx_command(exe), env=env, stdout=ex.log.open("ab"),
-                               stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL)
-    ex.wait_synced(node)
+    ex.node, ex.env = node, env
+    ex.start()
     return ex

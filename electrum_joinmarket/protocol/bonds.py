@@ -385,7 +385,7 @@ async def bond_values(chain: Any, entries: Iterable[Any], *, tip_height: int,
         except ChainError as exc:
             return exc
     claims = list(dict.fromkeys(claim(p) for p in first.values()))
-    found = dict(zip(claims, await asyncio.gather(*(lookup(k) for k in claims))))
+    found = dict(zip(claims, await asyncio.gather(*(lookup(k) for k in claims)), strict=True))
 
     values: dict[str, float] = {}
     counted: dict[str, str] = {}          # bond utxo -> the maker it counted for

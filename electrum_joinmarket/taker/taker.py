@@ -72,6 +72,7 @@ class TakerConfig:
     maker_timeout_sec: int = 60
     sig_timeout: float = 60.0
     channels_timeout: float = 90.0         # the daemon's channels up (Tor: up to 60 s/attempt)
+    server_timeout: float = 60.0           # a round waits this long for an Electrum server
     max_rounds: int = 3                    # one try + replacements
     broadcast: str = "self"
     seen_timeout: float = 60.0
@@ -164,6 +165,7 @@ class Taker:
         self._t_fill: Optional[float] = None
         self._user_wait = 0.0
         self._next_feerate: Optional[int] = None     # fetched before the run, used by round 1
+        self._unchecked: list[str] = []               # makers the server could not check (round)
         self.stage: Optional[TakerStage] = None
 
     # ---------------------------------------------------------------- progress
@@ -393,8 +395,39 @@ class Taker:
                 f"'electrum setconfig plugins.joinmarket.max_fee_rate <sat/kvB>'",
                 failure=Failure.FEE_LIMITS) from None
 
+    async def _wait_server(self) -> None:
+        """Return once Electrum is connected to its server; _RoundFailed (kind ``chain``) after
+        ``server_timeout``.  A round sends a commitment and asks makers for their inputs: never
+        while nothing can check them (F2)."""
+        from electrum import util
+        net = self.network
+        if net.is_connected():
+            return
+        log.info("taker: waiting for the Electrum server before the next round")
+        changed = asyncio.Event()
+
+        def on_change(*_: Any) -> None:
+            changed.set()
+        util.register_callback(on_change, ["network_updated", "default_server_changed"])
+        try:
+            deadline = time.monotonic() + self.cfg.server_timeout
+            while not net.is_connected():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _RoundFailed(f"no connection to an Electrum server for "
+                                       f"{self.cfg.server_timeout:.0f}s: the makers' coins "
+                                       f"cannot be checked", failure=Failure.CHAIN)
+                changed.clear()
+                try:
+                    await asyncio.wait_for(changed.wait(), min(left, 1.0))
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            util.unregister_callback(on_change)
+
     async def _round(self) -> None:
         cfg = self.cfg
+        await self._wait_server()
         sweep = cfg.amount == 0
         script_type = txbuild.wallet_script_type(self.wallet)
         feerate, self._next_feerate = self._next_feerate or await self._feerate(), None
@@ -459,8 +492,11 @@ class Taker:
         verified = await self._verify_ioauths(data, offers_by_nick, my_coins, cj_amount)
         self.outcome.timings.setdefault("fill_to_ioauth", time.monotonic() - t_fill)
         if len(verified) < cfg.minimum_makers:
+            unchecked = (f"; the Electrum server could not check {len(self._unchecked)} of "
+                         f"them (nothing was signed)" if self._unchecked else "")
             raise _RoundFailed(f"only {len(verified)} makers passed the checks, at least "
-                               f"{cfg.minimum_makers} needed")
+                               f"{cfg.minimum_makers} needed{unchecked}",
+                               failure=Failure.CHAIN if self._unchecked else Failure.MAKERS)
 
         t_ioauth = time.monotonic()
         prev_txs, failed = await self._funding_txs(verified)
@@ -555,6 +591,7 @@ class Taker:
         if not isinstance(data, dict):
             raise _RoundFailed("the daemon sent malformed !ioauth data")
         mine = [c.prevout.to_str() for c in my_coins]
+        self._unchecked = []
         for nick in list(offers):
             if nick not in data:
                 self.ignored[nick] = "M10: silent after !fill"
@@ -580,6 +617,7 @@ class Taker:
                               case=v.case_id)
                 continue
             if isinstance(v, ChainError):    # the server's trouble, not proof against the maker
+                self._unchecked.append(nick)
                 self.progress(TakerStage.MAKER_UNCHECKED, f"could not check maker {nick} on-chain: {v}",
                               maker=nick)
                 continue
