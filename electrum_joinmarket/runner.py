@@ -188,7 +188,7 @@ class Runner:
         entry = {"time": time.time(), "status": str(outcome.status), "message": outcome.message,
                  "failure": None if outcome.failure is None else str(outcome.failure),
                  "txid": outcome.txid, "cj_amount": outcome.cj_amount,
-                 "destination": config.destination, "makers": outcome.makers,
+                 "destination": outcome.destination or config.destination, "makers": outcome.makers,
                  "maker_fees": outcome.maker_fees, "miner_fee": outcome.miner_fee,
                  "taker_miner_fee": outcome.taker_miner_fee, "total_cost": outcome.total_cost,
                  "sweep": config.amount == 0}

@@ -80,6 +80,9 @@ class TakerConfig:
     max_feerate: int = feemodel.DEFAULT_MAX_FEERATE   # sat/kvB: the user's cap (max_fee_rate)
     tx_fees_factor: float = 0.2
     coins: Optional[Sequence[str]] = None  # outpoints chosen by the user (Coins tab)
+    # a new destination for a round after one that showed ours to makers (e.g. the schedule's
+    # next-depth address); None: own plain receiving addresses are renewed, others kept
+    fresh_destination: Optional[Callable[[], str]] = None
     commitment_policy: CommitmentPolicy = field(default_factory=CommitmentPolicy)
 
     def check(self) -> None:
@@ -107,6 +110,7 @@ class TakerOutcome:
     failure: Optional[Failure] = None   # why it failed (None on success): what the GUI hints from
     txid: Optional[str] = None
     cj_amount: int = 0
+    destination: str = ""               # where the coinjoin output went (renewed per round)
     makers: list[str] = field(default_factory=list)
     maker_fees: dict[str, int] = field(default_factory=dict)   # real cj fee paid to each maker
     miner_fee: int = 0
@@ -166,6 +170,8 @@ class Taker:
         self._user_wait = 0.0
         self._next_feerate: Optional[int] = None     # fetched before the run, used by round 1
         self._unchecked: list[str] = []               # makers the server could not check (round)
+        self._dest: str = config.destination          # this round's destination
+        self._shown: set[str] = set()                 # our addresses makers saw in a !tx
         self.stage: Optional[TakerStage] = None
 
     # ---------------------------------------------------------------- progress
@@ -428,6 +434,7 @@ class Taker:
     async def _round(self) -> None:
         cfg = self.cfg
         await self._wait_server()
+        self._dest = self._round_destination()
         sweep = cfg.amount == 0
         script_type = txbuild.wallet_script_type(self.wallet)
         feerate, self._next_feerate = self._next_feerate or await self._feerate(), None
@@ -609,7 +616,7 @@ class Taker:
                 return exc
         results = await asyncio.gather(*(check(nick) for nick in order))
         taken: set[str] = set()
-        used_addrs = {self.cfg.destination}
+        used_addrs = {self._dest}
         for nick, v in zip(order, results, strict=True):
             if isinstance(v, IoauthRejected):
                 self.ignored[nick] = f"{v.case_id}: {v}"
@@ -685,12 +692,45 @@ class Taker:
         return None
 
     def _change_address(self, sweep: bool) -> Optional[str]:
-        """Our change address for this round (None for a sweep)."""
+        """Our change address for this round (None for a sweep): the first unused one that no
+        maker saw in an earlier round's ``!tx`` (a retry must not link the rounds' makers to the
+        same address of ours)."""
         if sweep:
             return None
-        addrs = self.wallet.get_change_addresses_for_new_transaction(
-            allow_reusing_used_change_addrs=False) or [self.wallet.get_unused_address()]
-        return addrs[0]
+        w = self.wallet
+        change = bool(getattr(w, "use_change", True))
+        pool = w.get_change_addresses() if change else w.get_unused_addresses()
+        for addr in pool:
+            if addr not in self._shown and not w.adb.is_used(addr) \
+                    and not w.is_address_reserved(addr):
+                return addr
+        if w.is_deterministic():
+            return w.create_new_address(for_change=change)
+        raise TakerError("no unused address left in this wallet for the change",
+                         failure=Failure.COINS)
+
+    def _round_destination(self) -> str:
+        """This round's destination: the same as before unless makers of an earlier round saw
+        it in a ``!tx``; then ``cfg.fresh_destination()`` if given, else (our wallet's own unused
+        receiving address) the next one no maker saw. Any other address is the user's choice
+        and is kept."""
+        dest = self._dest
+        if dest not in self._shown:
+            return dest
+        w = self.wallet
+        if self.cfg.fresh_destination is not None:
+            from electrum.bitcoin import is_address
+            new = self.cfg.fresh_destination()
+            if not is_address(new):
+                raise TakerError(f"the fresh destination {new!r} is not a valid address")
+        elif w.is_mine(dest) and not w.is_change(dest) and dest in w.get_unused_addresses():
+            new = next((a for a in w.get_unused_addresses() if a not in self._shown), None) \
+                or (w.create_new_address(for_change=False) if w.is_deterministic() else dest)
+        else:
+            return dest
+        if new != dest:
+            log.info("taker: makers of an earlier round saw the destination: using a fresh one")
+        return new
 
     def _plan(self, cj_amount: int, my_coins: list, verified: dict[str, Any],
               offers: dict[str, Offer], feerate: int, script_type: str, sweep: bool,
@@ -707,7 +747,7 @@ class Taker:
             try:
                 return txbuild.plan_coinjoin(
                     cj_amount=cj_amount, my_coins=my_coins, makers=mis,
-                    my_cj_addr=self.cfg.destination, my_change_addr=my_change, feerate=feerate,
+                    my_cj_addr=self._dest, my_change_addr=my_change, feerate=feerate,
                     limits=limits, script_type=script_type, sweep=sweep,
                     sweep_est_fee=sweep_est)
             except feemodel.DustMakerChange as exc:
@@ -744,6 +784,8 @@ class Taker:
         needed = {m.nick: len(m.utxos) for m in plan.makers}
         self._sig_queue = asyncio.Queue()
         t0 = time.monotonic()
+        # from here the makers know these addresses are ours: a later round takes new ones
+        self._shown.update(a for a in (plan.my_cj_addr, plan.my_change_addr) if a)
         await self.client.call("JMMakeTx", nick_list=list(by_nick),
                                tx=txbuild.wire_to_tx_bytes(txbuild.tx_to_wire(tx)))
         self.progress(TakerStage.TX, f"sent !tx to {len(by_nick)} makers, waiting for signatures",
@@ -839,6 +881,7 @@ class Taker:
     def _record(self, plan: Any, tx: Any, breakdown: dict) -> None:
         o = self.outcome
         o.cj_amount = breakdown["cj_amount"]
+        o.destination = plan.my_cj_addr
         o.makers = [m.nick for m in plan.makers]
         o.maker_fees = dict(breakdown["maker_fees"])
         o.miner_fee = tx.get_fee() if tx.get_fee() is not None else breakdown["miner_fee"]

@@ -42,6 +42,10 @@ class BadMaker(Maker):
                   "minsize": 27300, "maxsize": 100_000, "txfee": 0, "cjfee": 30_000}
         return [greedy, dict(real[0], oid=1)]
 
+    async def on_JMTXReceived(self, **kw):
+        self.txs_seen.append(kw.get("tx"))       # what the taker showed us in its !tx
+        await super().on_JMTXReceived(**kw)
+
     async def on_JMAuthReceived(self, **kw):
         if self.mode == "silent":                 # M10: never answers !auth
             return
@@ -81,7 +85,8 @@ def bad_maker(request, irc_net, electrum_node, bitcoind):
         spent = tx.inputs()[0].prevout.to_str()
     bitcoind.mine(5)
     electrum_node.wait_synced(w)
-    cls = type(f"BadMaker{mode}", (BadMaker,), {"mode": mode, "spent_outpoint": spent})
+    cls = type(f"BadMaker{mode}", (BadMaker,), {"mode": mode, "spent_outpoint": spent,
+                                                "txs_seen": []})
     party = irc_net.add_maker(w, cjfee_r="0.0001", maker_cls=cls)   # cheapest: tempting
     yield party
     party.maker.stop()
@@ -120,6 +125,42 @@ def test_taker_survives_malicious_maker(bad_maker, irc_net, electrum_node, bitco
     bitcoind.mine(1)
     electrum_node.wait_tx(taker_w, outcome.txid, confirmations=1)
     assert before - confirmed_balance(taker_w) == 7_000_000 + outcome.total_cost
+
+
+def _output_addresses(raw) -> dict:
+    from electrum.transaction import Transaction
+
+    from electrum_joinmarket.tx.taker_tx import wire_to_tx_bytes
+    tx = Transaction(wire_to_tx_bytes(raw) if isinstance(raw, str) else bytes(raw))
+    return {o.address: o.value for o in tx.outputs()}
+
+
+@pytest.mark.parametrize("bad_maker", ["M10"], indirect=True)
+def test_low_retry_round_uses_fresh_addresses(bad_maker, irc_net, electrum_node, bitcoind,
+                                              monkeypatch):
+    """A round whose !tx showed our destination and change to makers (one then never signed):
+    the replacement round pays to a fresh destination of our wallet and a fresh change address,
+    so the second round's makers cannot link it to the first round's transaction."""
+    net = irc_net
+    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000, 5_000_000], confirmations=6)
+    signed = SignSpy(taker_w, monkeypatch).calls
+    first_dest = taker_w.get_unused_address()
+    cfg = quick_config(7_000_000, first_dest, n=4, minimum_makers=3,
+                       maker_timeout_sec=8, sig_timeout=8.0)
+    outcome = net.run_taker(net.taker(taker_w, CommitmentStore({}, on_change=None), cfg))
+    assert outcome.status == "success", (outcome.message, outcome.ignored_makers)
+    assert outcome.rounds == 2 and bad_maker.maker.nick not in outcome.makers
+    shown = _output_addresses(bad_maker.maker.txs_seen[0])         # round 1's !tx
+    ours_shown = {a for a in shown if taker_w.is_mine(a)}
+    assert first_dest in ours_shown and len(ours_shown) == 2      # destination and change
+    final = {o.address: o.value for o in signed[0].outputs()}
+    assert len(signed) == 1 and signed[0].txid() == outcome.txid
+    ours_final = {a for a in final if taker_w.is_mine(a)}
+    assert len(ours_final) == 2 and not ours_final & ours_shown
+    assert outcome.destination in ours_final and final[outcome.destination] == 7_000_000
+    assert not taker_w.is_change(outcome.destination)             # a receiving address, as given
+    change = (ours_final - {outcome.destination}).pop()
+    assert taker_w.is_change(change)
 
 
 @pytest.mark.parametrize("bad_maker", ["two_offers"], indirect=True)
