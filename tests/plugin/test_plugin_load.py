@@ -96,6 +96,23 @@ def test_commands_register_once_and_only_through_the_plugin_module():
     assert "could not register" not in r.stderr
 
 
+def test_a_failing_command_module_never_stops_electrum_from_starting():
+    """The init module runs before Electrum parses its command line: if registering the commands
+    fails, it logs and Electrum goes on (here: the commands module cannot be imported)."""
+    code = """if True:
+        import importlib.util, os, sys
+        import electrum_joinmarket
+        sys.modules["electrum_joinmarket.commands"] = None      # import of it raises ImportError
+        init = os.path.join(os.path.dirname(electrum_joinmarket.__file__), "__init__.py")
+        spec = importlib.util.spec_from_file_location("electrum.plugins.joinmarket", init)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        print("still running")
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == "still running", r.stdout + r.stderr
+
+
 def test_qt_gui_module_loads_without_touching_qt(tmp_path, plugins_factory):
     from electrum_joinmarket.plugin import JoinMarketPlugin
     config = _config(tmp_path, **{"plugins.joinmarket.enabled": True})
