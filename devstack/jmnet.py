@@ -98,7 +98,7 @@ class JMNet:
             d.stop()
 
 
-LOCAL_ORDERBOOK = dict(orderbook_min_wait=0.5, orderbook_quiet=0.25, orderbook_max_wait=30.0,
+LOCAL_ORDERBOOK = dict(orderbook_min_wait=0.3, orderbook_quiet=0.2, orderbook_max_wait=30.0,
                        orderbook_poll=0.25)
 """Orderbook policy for a local network (every maker answers within milliseconds): the stage
 still ends only when offers from ``n_makers`` makers are in and the book was quiet a moment."""
