@@ -407,13 +407,13 @@ def test_m12_taker_cost_above_allowance_refused_at_signing(electrum_node, bitcoi
     assert all(tight.allows(1000, plan.cj_amount) for _ in makers)
     _sign_all_makers(tx, plan, makers)
     user = replace(plan, limits=tight)
-    spy = SignSpy(monkeypatch, party["taker"])
+    spy = SignSpy(party["taker"], monkeypatch)
     with pytest.raises(tb.FeeLimitExceeded, match=r"we would pay 42000 sats in fees, limit \d+"):
         tb.sign_our_inputs(party["taker"], tx, party["pw"], user)
-    assert spy.calls == 0
+    assert spy.calls == []
     assert_unsigned(tx, set(plan.my_inputs))
     tb.sign_our_inputs(party["taker"], tx, party["pw"], plan)
-    assert spy.calls == 1 and tx.is_complete()
+    assert len(spy.calls) == 1 and tx.is_complete()
     assert bitcoind.rpc("testmempoolaccept", [tx.serialize()])[0]["allowed"] is True
 
 
