@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional, overload
 
 from electrum.plugin import BasePlugin, hook
 from electrum.simple_config import SimpleConfig
@@ -97,6 +97,16 @@ class JoinMarketPlugin(BasePlugin):
         return settings_dict(self.config)
 
     # -- sessions ---------------------------------------------------------------------------
+    @overload
+    def session_for(self, wallet: "Abstract_Wallet") -> WalletSession: ...
+
+    @overload
+    def session_for(self, wallet: "Abstract_Wallet", *, create: Literal[True]) -> WalletSession: ...
+
+    @overload
+    def session_for(self, wallet: "Abstract_Wallet", *,
+                    create: Literal[False]) -> Optional[WalletSession]: ...
+
     def session_for(self, wallet: "Abstract_Wallet", *, create: bool = True) -> Optional[WalletSession]:
         """The session of ``wallet`` (created on first use unless ``create=False``)."""
         with self._lock:
@@ -153,8 +163,9 @@ class JoinMarketPlugin(BasePlugin):
 
     def on_close(self) -> None:
         if self._runner is not None:
-            from electrum.util import get_asyncio_loop
             import asyncio
+
+            from electrum.util import get_asyncio_loop
             try:
                 asyncio.run_coroutine_threadsafe(self._runner.stop(), get_asyncio_loop())
             except Exception:

@@ -36,6 +36,7 @@ class Plugin(JoinMarketPlugin):
             return
         self._remove_tab(window)
         from electrum.i18n import _
+
         from electrum_joinmarket.gui.qt.tab import JoinMarketTab
         tab = JoinMarketTab(self, window)
         try:

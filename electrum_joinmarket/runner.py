@@ -10,12 +10,10 @@ commands and the Qt tab). Everything here is a coroutine on Electrum's asyncio l
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
-
-from jmcore.channels import (ChannelConfigError, ChannelSettings, build_chan_configs,
-                             no_directories_message)
 
 from electrum_joinmarket.errors import Failure, UserError
 from electrum_joinmarket.link.chanstatus import ChannelReport
@@ -26,6 +24,7 @@ from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.stages import Role, SessionState
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
+from jmcore.channels import ChannelConfigError, ChannelSettings, build_chan_configs, no_directories_message
 
 if TYPE_CHECKING:  # pragma: no cover
     from electrum_joinmarket.plugin import JoinMarketPlugin, WalletSession
@@ -119,7 +118,8 @@ class Runner:
         if limits is None:
             limits = self.plugin.fee_limits()
         n = overrides.pop("n_makers", None) or c.JM_COUNTERPARTIES or 8
-        base = dict(amount=amount, destination=destination, limits=limits, n_makers=int(n),
+        base: dict[str, Any] = dict(
+                    amount=amount, destination=destination, limits=limits, n_makers=int(n),
                     minimum_makers=min(int(c.JM_MINIMUM_MAKERS), int(n)),
                     chooser=self.plugin.order_chooser_name(),
                     orderbook_max_wait=float(c.JM_ORDERBOOK_WAIT),
@@ -170,7 +170,7 @@ class Runner:
         return True
 
     def start_coinjoin_task(self, wallet: Any, config: TakerConfig, password: Optional[str],
-                            **kw: Any) -> "asyncio.Future[TakerOutcome]":
+                            **kw: Any) -> "concurrent.futures.Future[TakerOutcome]":
         """Start :meth:`coinjoin` as a task on Electrum's loop (thread-safe); cancellable with
         :meth:`cancel`. Returns a concurrent future."""
         from electrum.util import get_asyncio_loop

@@ -18,10 +18,9 @@ from typing import Any, Optional
 
 from electrum.simple_config import ConfigVar, SimpleConfig
 
-from jmcore.constants import DEFAULT_DAEMON_PORT
-
 from electrum_joinmarket.market.feemodel import DEFAULT_MAX_FEERATE
 from electrum_joinmarket.market.orders import BONDLESS_MAKERS_ALLOWANCE, DEFAULT_CHOOSER
+from jmcore.constants import DEFAULT_DAEMON_PORT
 
 __all__ = ["PLUGIN_NAME", "PLUGIN_VERSION", "CONFIG_VARS", "DaemonSettings", "settings_dict",
            "set_settings"]

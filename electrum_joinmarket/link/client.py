@@ -16,17 +16,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Optional, Protocol
 
+from electrum_joinmarket.errors import Failure, UserError
+from electrum_joinmarket.link.chanstatus import ChannelReport
+from electrum_joinmarket.logs import get_logger
+from electrum_joinmarket.protocol.nick import NickKey, nick_matches_pubkey, verify_message_signature
 from jmcore import amp as jamp
 from jmcore import linkauth
 from jmcore.channels import ChannelConfigError, complete_configs, no_directories_message
 from jmcore.commands import COMMANDS
 from jmcore.errors import AMPConnectionLost, AMPRemoteError, JMCoreError
-
-from electrum_joinmarket.link.chanstatus import ChannelReport
-
-from electrum_joinmarket.logs import get_logger
-from electrum_joinmarket.protocol.nick import NickKey, nick_matches_pubkey, verify_message_signature
-from electrum_joinmarket.errors import Failure, UserError
 
 log = get_logger(__name__)
 
@@ -106,7 +104,7 @@ class DaemonClient:
         except linkauth.LinkAuthError as exc:
             self.proto.close()
             raise DaemonError(f"refusing the program at {host}:{port}: {exc}") from exc
-        asyncio.ensure_future(self._watch_close())
+        self._watcher = asyncio.ensure_future(self._watch_close())     # keep a reference
         await self.init()
 
     async def init(self) -> None:
@@ -302,7 +300,7 @@ class DaemonClient:
 
     def _on_JMInitProto(self, nick_hash_length: int, nick_max_encoded: int,
                         joinmarket_nick_header: str, joinmarket_version: int) -> None:
-        params = dict(hash_len=nick_hash_length, max_encoded=nick_max_encoded,
+        params: dict[str, Any] = dict(hash_len=nick_hash_length, max_encoded=nick_max_encoded,
                       header=joinmarket_nick_header, version=joinmarket_version)
         if self.key is None:
             if self._preset_key is not None:

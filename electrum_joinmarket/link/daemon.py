@@ -52,15 +52,14 @@ import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, cast
 
-from jmcore.netaddr import is_loopback
+from electrum_joinmarket.logs import get_logger
 from jmcore import amp as jamp
 from jmcore import linkauth
 from jmcore.constants import DEFAULT_DAEMON_PORT
 from jmcore.errors import AMPError
-
-from electrum_joinmarket.logs import get_logger
+from jmcore.netaddr import is_loopback
 
 __all__ = ["DaemonStatus", "LinkState", "DaemonLink", "probe", "ProbeResult",
            "find_daemon_binary", "binary_candidates", "in_process_available", "PROBE_COMMAND"]
@@ -233,8 +232,11 @@ class _InProcessDaemon:
 
     def start(self) -> int:
         """Blocking (call from a worker thread). Returns the port listened on."""
-        from twisted.internet import reactor                       # lazy: never at module level
-        from twisted.internet import threads
+        from twisted.internet import (
+            reactor,  # lazy: never at module level
+            threads,
+        )
+
         from jmdaemon import cli as jcli
         from jmdaemon.server import JMDaemonServerFactory
 
@@ -249,7 +251,7 @@ class _InProcessDaemon:
                                              default_channels=cfg.channels,
                                              authentication=cfg.authentication)
         self.listener = threads.blockingCallFromThread(
-            reactor, reactor.listenTCP, cfg.port, self.factory, interface=cfg.host)
+            cast(Any, reactor), reactor.listenTCP, cfg.port, self.factory, interface=cfg.host)
         self.port = self.listener.getHost().port
         self.factory.write_cookie()
         if not is_loopback(cfg.host):
@@ -260,8 +262,7 @@ class _InProcessDaemon:
         """Blocking; stops listening and drops clients (the reactor thread stays, idle)."""
         if self.listener is None:
             return
-        from twisted.internet import reactor
-        from twisted.internet import threads
+        from twisted.internet import reactor, threads
 
         factory, listener = self.factory, self.listener
         self.factory = self.listener = None
@@ -271,7 +272,7 @@ class _InProcessDaemon:
             return listener.stopListening()
         if reactor.running:
             try:
-                threads.blockingCallFromThread(reactor, _stop)
+                threads.blockingCallFromThread(cast(Any, reactor), _stop)
             except Exception as exc:   # pragma: no cover - best effort at shutdown
                 log.warning("in-process jmdaemon: stop failed: %r", exc)
 
@@ -517,6 +518,7 @@ class DaemonLink:
             detail = f"exit status {rc}"
         else:
             daemon, self._inproc = self._inproc, None
+            assert daemon is not None                # the check above: one of the two is set
             await asyncio.get_running_loop().run_in_executor(None, daemon.stop)
             detail = "in-process daemon stopped"
         return self._set(DaemonStatus.STOPPED, detail)

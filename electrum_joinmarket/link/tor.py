@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from jmcore.channels import DEFAULT_SOCKS_PORTS, TOR_BROWSER_SOCKS_PORT, ChannelSettings, TorEndpoints
-from jmcore.torcheck import (ProbeResult, TorProbe, not_tor_message, probe_tor_socks,
-                             tor_missing_message)
-
 from electrum_joinmarket.logs import get_logger
+from jmcore.channels import DEFAULT_SOCKS_PORTS, TOR_BROWSER_SOCKS_PORT, ChannelSettings, TorEndpoints
+from jmcore.torcheck import ProbeResult, TorProbe, not_tor_message, probe_tor_socks, tor_missing_message
 
 log = get_logger(__name__)
 

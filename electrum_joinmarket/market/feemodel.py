@@ -28,10 +28,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from jmcore.constants import (ABSURD_FEE_PER_KB, BITCOIN_DUST_THRESHOLD, DUST_THRESHOLD,
-                              MAX_SWEEP_FEE_CHANGE, TX_FEES_BLOCKS, TX_FEES_FACTOR)
-from jmcore.offers import Offer, calc_zero_change_cj_amount, maker_change
 from electrum_joinmarket.errors import Failure, JoinMarketError
+from jmcore.constants import (
+    ABSURD_FEE_PER_KB,
+    BITCOIN_DUST_THRESHOLD,
+    DUST_THRESHOLD,
+    MAX_SWEEP_FEE_CHANGE,
+    TX_FEES_BLOCKS,
+    TX_FEES_FACTOR,
+)
+from jmcore.offers import Offer, calc_zero_change_cj_amount, maker_change
 
 __all__ = [
     "INPUT_SIZES", "OUTPUT_SIZES", "MIN_RELAY_FEERATE", "FeeError", "AbsurdFeeError",

@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from jmcore.constants import (ABSURD_FEE_PER_KB, MAX_MAKER_INPUTS, MAX_SATOSHIS,
-                              MAX_SWEEP_FEE_CHANGE)
-from jmcore.offers import is_within_max_limits
-
 from electrum_joinmarket.errors import Failure, UserError
+from jmcore.constants import ABSURD_FEE_PER_KB, MAX_MAKER_INPUTS, MAX_SATOSHIS, MAX_SWEEP_FEE_CHANGE
+from jmcore.offers import is_within_max_limits
 
 __all__ = ["FeeLimits", "FeeLimitsUnset", "FeeLimitError", "parse_fee_limits", "parse_max_abs",
            "parse_max_rel", "format_max_rel", "ABS_EXAMPLE", "REL_EXAMPLE"]

@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, Optional
 import electrum_ecc as ecc
 from electrum.bitcoin import construct_script, opcodes, usermessage_magic
 from electrum.crypto import sha256, sha256d
+
 from electrum_joinmarket.errors import JoinMarketError
 from electrum_joinmarket.logs import get_logger
 
@@ -100,7 +101,8 @@ def cert_message(cert_pub: bytes, cert_expiry: int) -> bytes:
 
 def cert_message_hex_variant(cert_pub: bytes, cert_expiry: int) -> bytes:
     """The certificate message with the hex cert pubkey (also accepted by Ref verifiers)."""
-    return b"fidelity-bond-cert|" + bytes(cert_pub).hex().encode("ascii") + b"|" + str(int(cert_expiry)).encode("ascii")
+    return (b"fidelity-bond-cert|" + bytes(cert_pub).hex().encode("ascii") + b"|"
+            + str(int(cert_expiry)).encode("ascii"))
 
 
 def _msg_hash_bytes(msg: bytes) -> bytes:
@@ -109,7 +111,8 @@ def _msg_hash_bytes(msg: bytes) -> bytes:
 
 
 def _sign_der(priv: ecc.ECPrivkey, msg: bytes) -> bytes:
-    return priv.ecdsa_sign(_msg_hash_bytes(msg), sigencode=ecc.ecdsa_der_sig_from_r_and_s, grind_r_value=False)
+    return priv.ecdsa_sign(_msg_hash_bytes(msg), sigencode=ecc.ecdsa_der_sig_from_r_and_s,
+                           grind_r_value=False)
 
 
 def _verify_der(pub: ecc.ECPubkey, der: bytes, msg: bytes) -> bool:
@@ -198,8 +201,9 @@ class FidelityBondProof:
             raise BondProofError("invalid public key in proof") from e
         if not _verify_der(cert_pub, self.nick_sig, nick_message(taker_nick, maker_nick)):
             raise BondProofError("nick sig does not verify")
+        hex_variant = cert_message_hex_variant(self.cert_pub, self.cert_expiry)
         if not (_verify_der(utxo_pub, self.cert_sig, cert_message(self.cert_pub, self.cert_expiry))
-                or _verify_der(utxo_pub, self.cert_sig, cert_message_hex_variant(self.cert_pub, self.cert_expiry))):
+                or _verify_der(utxo_pub, self.cert_sig, hex_variant)):
             raise BondProofError("cert sig does not verify")
 
 
@@ -319,7 +323,7 @@ def calculate_timelocked_fidelity_bond_value(
     utxo_value: int,
     confirmation_time: int,
     locktime: int,
-    current_time: int,
+    current_time: float,
     interest_rate: float = DEFAULT_INTEREST_RATE,
     exponent: float = DEFAULT_BOND_VALUE_EXPONENT,
 ) -> float:
@@ -369,7 +373,8 @@ async def bond_values(chain: Any, entries: Iterable[Any], *, tip_height: int,
             continue
         maker, proof_b64 = entry.get("counterparty"), entry.get("proof")
         taker = taker_nick if taker_nick is not None else entry.get("takernick")
-        if not all(isinstance(x, str) for x in (maker, taker, proof_b64)) or maker in first:
+        if (not isinstance(maker, str) or not isinstance(taker, str)
+                or not isinstance(proof_b64, str) or maker in first):
             continue
         try:
             first[maker] = parse_and_verify_bond_proof(proof_b64, maker, taker)
@@ -402,6 +407,8 @@ async def bond_values(chain: Any, entries: Iterable[Any], *, tip_height: int,
                             confirmations=info.confirmations if info else 0,
                             current_block_height=tip_height)
             header = header_at(info.height)
+            if header is None:
+                raise KeyError(f"no header at height {info.height}")
             value = calculate_timelocked_fidelity_bond_value(
                 info.value, header["timestamp"], proof.locktime, now)
         except (BondProofError, ChainError, KeyError, TypeError, ValueError) as exc:

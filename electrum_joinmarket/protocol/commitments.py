@@ -35,12 +35,12 @@ from electrum_joinmarket.protocol.podle import (
     PoDLE,
     PoDLEError,
     PoDLEParseError,
+    _parse_point,
+    _parse_scalar,
     normalize_commitment,
     parse_utxo_str,
     podle_commitment,
     verify_podle,
-    _parse_point,
-    _parse_scalar,
 )
 
 __all__ = ["STORAGE_KEY", "ExternalCommitment", "CommitmentStore"]
@@ -121,7 +121,8 @@ class CommitmentStore:
     (``wallet.save_db``) so ``mark_used`` is durable before the commitment is sent.
     """
 
-    def __init__(self, storage: MutableMapping[str, Any], on_change: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, storage: MutableMapping[str, Any],
+                 on_change: Optional[Callable[[], None]] = None) -> None:
         self._storage = storage
         self._on_change = on_change
         root = storage.setdefault(STORAGE_KEY, {})
@@ -216,7 +217,7 @@ class CommitmentStore:
             "P": bytes(P).hex() if isinstance(P, (bytes, bytearray)) else P,
             "reveal": {
                 str(i): {k: (bytes(v).hex() if isinstance(v, (bytes, bytearray)) else v)
-                         for k, v in zip(("P2", "s", "e"), r)}
+                         for k, v in zip(("P2", "s", "e"), r, strict=True)}
                 for i, r in reveals.items()
             },
         }

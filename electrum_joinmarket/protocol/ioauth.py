@@ -39,15 +39,19 @@ from typing import Callable, Iterable, Optional, Union
 
 import electrum_ecc as ecc
 
-from jmcore.constants import DUST_THRESHOLD, MAX_MAKER_INPUTS
-from jmcore.offers import Offer, maker_change
-
 from electrum_joinmarket.chain.server import BadOutpoint, ChainBackend, canonical_outpoint
-from electrum_joinmarket.logs import get_logger
-from electrum_joinmarket.protocol.nick import NickSignatureError, parse_pubkey_hex, sign_message, verify_message_signature
-from electrum_joinmarket.protocol.podle import pubkey_matches_script, pubkey_script
 from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.errors import Failure, JoinMarketError
+from electrum_joinmarket.logs import get_logger
+from electrum_joinmarket.protocol.nick import (
+    NickSignatureError,
+    parse_pubkey_hex,
+    sign_message,
+    verify_message_signature,
+)
+from electrum_joinmarket.protocol.podle import pubkey_matches_script, pubkey_script
+from jmcore.constants import DUST_THRESHOLD, MAX_MAKER_INPUTS
+from jmcore.offers import Offer, maker_change
 
 __all__ = [
     "MAX_MAKER_INPUTS", "MAX_IOAUTH_BODY_LEN", "IOAUTH_CASE_IDS",
@@ -254,7 +258,7 @@ async def verify_ioauth(body: str, maker_nacl_pubkey_hex: str, chain: ChainBacke
         hint = None
     infos = await chain.get_utxos(list(p.utxos), script_hint=hint)
     checked: list[UtxoInfo] = []
-    for u, info in zip(p.utxos, infos):
+    for u, info in zip(p.utxos, infos, strict=True):     # one answer per utxo asked
         if info is None:
             raise _reject("M1", f"maker utxo {u} does not exist")
         if not info.unspent:

@@ -34,11 +34,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Optional
+from typing import Any, Optional
 
 import electrum_ecc as ecc
 from electrum.bitcoin import base_encode, usermessage_magic
 from electrum.crypto import sha256, sha256d
+
 from electrum_joinmarket.errors import JoinMarketError
 
 __all__ = [
@@ -285,7 +286,8 @@ class NickKey:
             raise TypeError("privkey must be an electrum_ecc.ECPrivkey")
         self._priv = privkey
         self._pubkey_hex = privkey.get_public_key_hex(compressed=True)
-        self._params = dict(hash_len=hash_len, max_encoded=max_encoded, header=header, version=version)
+        self._params: dict[str, Any] = dict(hash_len=hash_len, max_encoded=max_encoded,
+                                            header=header, version=version)
         self._nick = nick_from_pubkey(self._pubkey_hex, **self._params)
 
     @classmethod

@@ -36,6 +36,7 @@ from typing import FrozenSet, Iterable, Optional, Sequence, Tuple, Union
 
 import electrum_ecc as ecc
 from electrum.crypto import hash_160, sha256
+
 from electrum_joinmarket.errors import JoinMarketError
 
 __all__ = [
@@ -438,7 +439,8 @@ def pubkey_matches_script(P: bytes, script_pubkey: bytes) -> bool:
 
     The maker uses this to check that the PoDLE key ``P`` owns the revealed utxo (§7.5).
     """
-    if not isinstance(P, (bytes, bytearray)) or len(P) != 33 or not isinstance(script_pubkey, (bytes, bytearray)):
+    if (not isinstance(P, (bytes, bytearray)) or len(P) != 33
+            or not isinstance(script_pubkey, (bytes, bytearray))):
         return False
     h = hash_160(bytes(P))
     spk = bytes(script_pubkey)

@@ -30,14 +30,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from jmcore.constants import BITCOIN_DUST_THRESHOLD, DUST_THRESHOLD
-from jmcore.offers import Offer
-
 from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.market.feemodel import estimate_tx_vsize, script_type_of_scriptpubkey
 from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.tx.coins import input_type_from_spk, is_signed
 from electrum_joinmarket.tx.errors import FeeLimitExceeded, TakerTxRejected, UnsafeTransaction
+from jmcore.constants import BITCOIN_DUST_THRESHOLD, DUST_THRESHOLD
+from jmcore.offers import Offer
 
 if TYPE_CHECKING:  # pragma: no cover
     from electrum_joinmarket.tx.taker_tx import CoinjoinPlan, MakerInput
@@ -174,7 +173,7 @@ def check_no_extra_output(tx: Any, used: set[int]) -> None:
 
 def check_maker_change_not_dust(plan: "CoinjoinPlan") -> None:
     """No maker's change is below JoinMarket dust (M7)."""
-    for m, a in zip(plan.makers, plan.amounts.makers):
+    for m, a in zip(plan.makers, plan.amounts.makers, strict=True):
         if a.change < DUST_THRESHOLD:
             raise UnsafeTransaction(f"maker {m.nick} change {a.change} below dust")
 

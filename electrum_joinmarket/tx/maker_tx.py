@@ -23,13 +23,16 @@ from __future__ import annotations
 import copy
 from typing import Any, Optional, Sequence
 
-from jmcore.offers import Offer, maker_change
-
-from electrum_joinmarket.tx.checks import (check_change_output, check_coinjoin_output,
-                                           check_maker_inputs, check_offer_fee)
+from electrum_joinmarket.tx.checks import (
+    check_change_output,
+    check_coinjoin_output,
+    check_maker_inputs,
+    check_offer_fee,
+)
 from electrum_joinmarket.tx.coins import coin_outpoint, coin_value
 from electrum_joinmarket.tx.errors import TakerTxRejected, TxBuildError
 from electrum_joinmarket.tx.taker_tx import encode_sig_payload
+from jmcore.offers import Offer, maker_change
 
 __all__ = ["TakerTxRejected", "verify_taker_tx", "maker_sign", "coinjoin_txid"]
 

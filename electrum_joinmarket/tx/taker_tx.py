@@ -45,20 +45,30 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
-from jmcore.constants import MAX_MAKER_INPUTS
-from jmcore.offers import Offer
-
-from electrum_joinmarket.logs import get_logger
-from electrum_joinmarket.market.feemodel import (CoinjoinAmounts, estimate_tx_fee, estimate_tx_vsize,
-                       normalize_script_type, script_type_of_scriptpubkey, solve_non_sweep,
-                       solve_sweep)
 from electrum_joinmarket.chain.utxo import UtxoInfo
+from electrum_joinmarket.logs import get_logger
+from electrum_joinmarket.market.feemodel import (
+    CoinjoinAmounts,
+    estimate_tx_fee,
+    estimate_tx_vsize,
+    normalize_script_type,
+    script_type_of_scriptpubkey,
+    solve_non_sweep,
+    solve_sweep,
+)
 from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.tx.checks import check_before_signing, check_prevout_matches, cost_allowance
-from electrum_joinmarket.tx.coins import (coin_outpoint, coin_value, input_type_from_spk, is_signed,
-                                          script_for_address, wallet_script_type)
-from electrum_joinmarket.tx.errors import (BadMakerSignature, FeeLimitExceeded, TxBuildError,
-                                           UnsafeTransaction)
+from electrum_joinmarket.tx.coins import (
+    coin_outpoint,
+    coin_value,
+    input_type_from_spk,
+    is_signed,
+    script_for_address,
+    wallet_script_type,
+)
+from electrum_joinmarket.tx.errors import BadMakerSignature, FeeLimitExceeded, TxBuildError, UnsafeTransaction
+from jmcore.constants import MAX_MAKER_INPUTS
+from jmcore.offers import Offer
 
 __all__ = [
     "TxBuildError", "UnsafeTransaction", "BadMakerSignature", "FeeLimitExceeded",
@@ -132,7 +142,7 @@ class CoinjoinPlan:
         if self.my_change_addr is not None:
             outs.append(ExpectedOutput(self.my_change_addr, self.amounts.my_change, True,
                                        "our change"))
-        for m, a in zip(self.makers, self.amounts.makers):
+        for m, a in zip(self.makers, self.amounts.makers, strict=True):
             outs.append(ExpectedOutput(m.cj_addr, self.cj_amount, False,
                                        f"maker {m.nick} coinjoin output"))
             outs.append(ExpectedOutput(m.change_addr, a.change, False, f"maker {m.nick} change"))
@@ -262,8 +272,13 @@ def build_coinjoin(plan: CoinjoinPlan, my_coins: Sequence[Any], prev_txs: Mappin
     ``nLockTime`` from :func:`compute_locktime`.  If ``wallet`` is given, Electrum's wallet
     info (prev txs, descriptors) is added to our inputs.
     """
-    from electrum.transaction import (PartialTransaction, PartialTxInput, PartialTxOutput,
-                                      Transaction, TxOutpoint)
+    from electrum.transaction import (
+        PartialTransaction,
+        PartialTxInput,
+        PartialTxOutput,
+        Transaction,
+        TxOutpoint,
+    )
     r = rng if rng is not None else random.SystemRandom()
     by_op = {coin_outpoint(c): c for c in my_coins}
     if set(by_op) != set(plan.my_inputs) or len(by_op) != len(my_coins):

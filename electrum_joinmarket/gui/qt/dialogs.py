@@ -8,13 +8,24 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from PyQt6.QtCore import Qt
-from PyQt6.QtWidgets import (QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-                             QLineEdit, QPlainTextEdit, QSpinBox, QTableWidget, QTableWidgetItem,
-                             QVBoxLayout, QWidget)
-
 from electrum.gui.qt.util import Buttons, CancelButton, OkButton, WindowModalDialog, WWLabel
 from electrum.i18n import _
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from electrum_joinmarket.gui.model import fmt_sats
 from electrum_joinmarket.market.limits import format_max_rel, parse_max_abs, parse_max_rel
