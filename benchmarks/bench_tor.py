@@ -26,13 +26,13 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from devstack.bitcoind import start_bitcoind  # noqa: E402
-from devstack.daemons import start_tor_directory  # noqa: E402
-from devstack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402
-from devstack.electrumx import start_electrumx  # noqa: E402
-from devstack.jmnet import JMNet, quick_config, tor_onion_config  # noqa: E402
-from devstack.tor import TorNet, onion_handshake  # noqa: E402
-from electrum_joinmarket.protocol.commitments import CommitmentStore  # noqa: E402
+from devstack.bitcoind import start_bitcoind
+from devstack.daemons import start_tor_directory
+from devstack.electrum_env import ElectrumNode, stop_electrum_loop
+from devstack.electrumx import start_electrumx
+from devstack.jmnet import JMNet, quick_config, tor_onion_config
+from devstack.tor import TorNet, onion_handshake
+from electrum_joinmarket.protocol.commitments import CommitmentStore
 
 
 def main() -> int:
@@ -97,7 +97,7 @@ def main() -> int:
         fig["maker_up_s"] = round(statistics.median(up), 1)
         print(f"makers up (onion published, directory handshaked) in {[round(x, 1) for x in up]}s",
               flush=True)
-        runs = []
+        runs: list[float] = []
         for w in takers:
             dest = el.create_wallet(f"d{len(runs)}")
             events: list[dict] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pathlib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Callable, Optional
 
 from devstack.daemons import start_daemon
@@ -107,7 +108,7 @@ still ends only when offers from ``n_makers`` makers are in and the book was qui
 def quick_config(amount: int, destination: str, n: int = 3, **kw: Any) -> TakerConfig:
     """Test timings: the local orderbook policy, otherwise the defaults."""
     base: dict[str, Any] = dict(amount=amount, destination=destination, n_makers=n,
-                                minimum_makers=min(n, 2), limits=FeeLimits(50_000, "0.01"),
+                                minimum_makers=min(n, 2), limits=FeeLimits(50_000, Decimal("0.01")),
                                 **LOCAL_ORDERBOOK, maker_timeout_sec=20, sig_timeout=30.0,
                                 seen_timeout=30.0, fallback_feerate=2000)
     base.update(kw)

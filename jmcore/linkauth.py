@@ -115,9 +115,10 @@ def read_cookie(path: str) -> bytes:
         cookie = bytes.fromhex(text)
     except FileNotFoundError:
         raise LinkAuthError("no_cookie", f"no cookie file {path}: is jmdaemon running with "
-                            f"this data directory? (set the daemon data dir to the one it uses)")
+                            f"this data directory? (set the daemon data dir to the one it uses)"
+                            ) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise LinkAuthError("no_cookie", f"cannot read the cookie file {path}: {exc}")
+        raise LinkAuthError("no_cookie", f"cannot read the cookie file {path}: {exc}") from exc
     if len(cookie) != 32:
         raise LinkAuthError("no_cookie", f"the cookie file {path} is not a jmdaemon cookie")
     return cookie
@@ -217,16 +218,17 @@ async def verify_daemon(proto: Any, cookie: bytes, timeout: float = 10.0) -> tup
     except AMPRemoteError as exc:
         if exc.code == "UNHANDLED":
             raise LinkAuthError("no_auth", "it speaks AMP but not jmdaemon's link "
-                                "authentication (a reference joinmarketd, or another program)")
+                                "authentication (a reference joinmarketd, or another program)"
+                                ) from exc
         raise LinkAuthError("no_auth", f"it answered the authentication with an error: "
-                            f"{exc.code} {str(exc)[:100]}")
+                            f"{exc.code} {str(exc)[:100]}") from exc
     except asyncio.TimeoutError:
         raise LinkAuthError("no_answer", f"no answer to the authentication within "
-                            f"{timeout:.0f}s")
+                            f"{timeout:.0f}s") from None
     except AMPConnectionLost as exc:
-        raise LinkAuthError("no_answer", f"it closed the connection ({exc})")
+        raise LinkAuthError("no_answer", f"it closed the connection ({exc})") from exc
     except JMCoreError as exc:
-        raise LinkAuthError("no_auth", f"the authentication exchange failed: {exc}")
+        raise LinkAuthError("no_auth", f"the authentication exchange failed: {exc}") from exc
     daemon_nonce = answer.get("daemon_nonce")
     if not answer.get("accepted") or not check_proof(cookie, "daemon", client_nonce,
                                                      daemon_nonce, server,
@@ -244,6 +246,6 @@ async def authenticate(proto: Any, cookie: bytes, timeout: float = 10.0) -> None
     try:
         answer = await asyncio.wait_for(proto.call_remote(PROOF, client_proof=mine), timeout)
     except (asyncio.TimeoutError, JMCoreError) as exc:
-        raise LinkAuthError("refused", f"the daemon did not accept our proof: {exc!r}")
+        raise LinkAuthError("refused", f"the daemon did not accept our proof: {exc!r}") from exc
     if not answer.get("accepted"):
         raise LinkAuthError("refused", "the daemon refused our proof of the cookie")

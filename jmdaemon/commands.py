@@ -10,9 +10,7 @@ from typing import Any
 
 from twisted.protocols import amp
 
-from jmcore.commands import (ALL_COMMANDS, COINJOIN_COMMANDS, COMMANDS, EXTENSION_COMMANDS,
-                             CommandSpec)
-
+from jmcore.commands import ALL_COMMANDS, COINJOIN_COMMANDS, COMMANDS, EXTENSION_COMMANDS, CommandSpec
 from jmcore.linkauth import LINK_AUTH_COMMANDS
 
 from .amp_types import make_argument

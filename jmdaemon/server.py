@@ -28,11 +28,11 @@ from jmcore import linkauth
 from . import constants as C
 from . import wire
 from .blacklist import CommitmentBlacklist, canonical_commitment, confined_path
+from .channels.status import channel_report, describe_chan_configs, network_default_configs
 from .commands import COMMAND_CLASSES as K
 from .commands import ERROR_CLASSES
 from .commands import LINK_COMMAND_CLASSES as LK
 from .crypto import NaclError, as_init_encryption, hex_pk, init_keypair, init_pubkey
-from .channels.status import channel_report, describe_chan_configs, network_default_configs
 from .messaging import MessageChannelCollection
 from .orderbook import Orderbook
 
@@ -59,7 +59,8 @@ def build_channels(chan_configs, network, defaults=None):
             raise ChannelConfigError("the client sent no channels and the daemon has none for "
                                      "it: " + no_directories_message(network))
         except ValueError:      # unknown network name
-            raise ChannelConfigError("chan_configs must be a non-empty list of channel configs")
+            raise ChannelConfigError("chan_configs must be a non-empty list of channel configs"
+                                     ) from None
     if not isinstance(chan_configs, list) or len(chan_configs) > 16:
         raise ChannelConfigError("chan_configs must be a non-empty list of channel configs")
     defaults = defaults or {}

@@ -128,7 +128,9 @@ def main() -> int:
         ex = start_electrumx(workdir / "electrumx", node)
         started.append(ex)
         step(f"ElectrumX: tcp 127.0.0.1:{ex.port}, synced to height {ex.height()}", t0)
-        irc = tor_dir = directory = None
+        irc: Any = None
+        tor_dir: Any = None
+        directory: Any = None
         if args.tor:
             from devstack.daemons import start_tor_directory
             from devstack.tor import TorNet, onion_handshake

@@ -18,8 +18,8 @@ import logging
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from zope.interface import implementer
 from twisted.internet.interfaces import IStreamClientEndpoint
+from zope.interface import implementer
 
 from jmcore import socks5
 

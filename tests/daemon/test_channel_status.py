@@ -14,15 +14,15 @@ import json
 import socket
 import time
 
-from jmcore import amp as jamp
-from jmcore import linkauth
-from jmcore.commands import COMMANDS
 import pytest
 
 from devstack.daemons import TestClient, run, start_daemon, start_directory
 from devstack.procs import free_port
 from devstack.rawpeer import RawOnionPeer
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
+from jmcore import amp as jamp
+from jmcore import linkauth
+from jmcore.commands import COMMANDS
 
 NG_FEATURES = {"peerlist_features": True, "ping": True, "neutrino_compat": True}
 
@@ -189,6 +189,7 @@ def test_daemon_without_the_extension_degrades(tmp_path):
     cookie_path, cookie = linkauth.write_cookie(str(tmp_path / "d"))
     port = free_port()
     server_id = linkauth.server_address("127.0.0.1", port)
+    tasks: set = set()
 
     async def main():
         def responders(proto):
@@ -202,7 +203,7 @@ def test_daemon_without_the_extension_degrades(tmp_path):
                 async def up():
                     await asyncio.sleep(0.3)
                     await proto.call_remote("JMUp")
-                asyncio.ensure_future(up())
+                tasks.add(asyncio.ensure_future(up()))     # keep a reference
                 return {"accepted": True}
             return {"JMInit": jminit, linkauth.HELLO: hello,
                     linkauth.PROOF: lambda client_proof: {"accepted": True}}

@@ -10,25 +10,30 @@ import stat
 
 import pytest
 
+from devstack.daemons import TestClient, run, start_daemon
 from jmcore import amp as jamp
 from jmcore import linkauth
 from jmcore.errors import AMPConnectionLost
-
-from devstack.daemons import TestClient, run, start_daemon
 
 
 async def _raw(port):
     """A client like a reference one: plain AMP, records whatever the daemon calls on it."""
     calls = []
-    responders = {name: (lambda name=name: (lambda **kw: calls.append(name) or {"accepted": True}))()
-                  for name, spec in linkauth.LINK_COMMANDS.items()
+
+    def recorder(name):
+        def respond(**kw):
+            calls.append(name)
+            return {"accepted": True}
+        return respond
+    responders = {name: recorder(name) for name, spec in linkauth.LINK_COMMANDS.items()
                   if spec.direction == "daemon->client" and spec.group == "coinjoin"}
     proto = await jamp.connect("127.0.0.1", port, responders, commands=linkauth.LINK_COMMANDS)
     return proto, calls
 
 
 JMINIT = dict(bcsource="x", network="regtest",
-              chan_configs=[{"type": "irc", "host": "127.0.0.1", "port": 1}], minmakers=1, maker_timeout_sec=5,
+              chan_configs=[{"type": "irc", "host": "127.0.0.1", "port": 1}], minmakers=1,
+              maker_timeout_sec=5,
               dust_threshold=27300, blacklist_location="cmtdata/commitmentlist")
 
 

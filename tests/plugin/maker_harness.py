@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Optional
 
 from devstack.daemons import TestClient
@@ -22,7 +23,7 @@ from electrum_joinmarket.protocol.podle import PoDLE, generate_podle
 from electrum_joinmarket.tx import taker_tx as tb
 from jmcore.offers import Offer
 
-LIMITS = FeeLimits(max_abs=20_000, max_rel="0.002")
+LIMITS = FeeLimits(max_abs=20_000, max_rel=Decimal("0.002"))
 FEERATE = 2000
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Optional
 
 import pytest
@@ -18,8 +19,8 @@ from devstack.bitcoind import btc_to_sat
 from devstack.wallets import SignSpy, fund_wallets, new_wallet
 from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.market import feemodel as fm
-from electrum_joinmarket.tx import maker_tx as mt
 from electrum_joinmarket.market.limits import FeeLimits
+from electrum_joinmarket.tx import maker_tx as mt
 from electrum_joinmarket.tx import taker_tx as tb
 from jmcore.offers import Offer, parse_offer
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.stack
 
 OFFER_A = parse_offer("!sw0reloffer 0 27300 1000000000 1000 0.0002", "makerA")
 OFFER_B = parse_offer("!sw0absoffer 0 27300 1000000000 500 5000", "makerB")
-LIMITS = FeeLimits(max_abs=20_000, max_rel="0.002")
+LIMITS = FeeLimits(max_abs=20_000, max_rel=Decimal("0.002"))
 FALLBACK_FEERATE = 2000
 
 
@@ -369,7 +370,7 @@ def test_our_output_missing_or_short_refused(electrum_node, bitcoind, party, mon
 def test_m12_fees_above_limits_refused(electrum_node, bitcoind, party, monkeypatch):
     """Maker B's net fee (4 500) is above both limits: refused when planning, and a tx planned
     under looser limits is refused at signing time; wallet not called."""
-    tight = FeeLimits(max_abs=4000, max_rel="0.0002")
+    tight = FeeLimits(max_abs=4000, max_rel=Decimal("0.0002"))
     makers = _makers(party)
     with pytest.raises(tb.FeeLimitExceeded) as e:
         _build(electrum_node, bitcoind, party, makers, limits=tight)
@@ -399,8 +400,8 @@ def test_m12_taker_cost_above_allowance_refused_at_signing(electrum_node, bitcoi
     greedy = parse_offer("!sw0absoffer 0 27300 1000000000 20000 21000", "makerA")
     greedy_b = parse_offer("!sw0absoffer 0 27300 1000000000 20000 21000", "makerB")
     makers = _makers(party, offer_a=greedy, offer_b=greedy_b)
-    loose = FeeLimits(max_abs=50_000, max_rel="0.01")
-    tight = FeeLimits(max_abs=2_000, max_rel="0.0001")     # 2 000 sats per maker
+    loose = FeeLimits(max_abs=50_000, max_rel=Decimal("0.01"))
+    tight = FeeLimits(max_abs=2_000, max_rel=Decimal("0.0001"))     # 2 000 sats per maker
     plan, tx = _build(electrum_node, bitcoind, party, makers, limits=loose)
     assert plan.amounts.taker_cost == 42_000
     assert [m.net_fee for m in plan.amounts.makers] == [1000, 1000]

@@ -12,9 +12,15 @@ from decimal import Decimal
 
 import pytest
 
-from electrum_joinmarket.market.limits import (FeeLimitError, FeeLimits, FeeLimitsUnset,
-                                               format_max_rel, parse_fee_limits, parse_max_abs,
-                                               parse_max_rel)
+from electrum_joinmarket.market.limits import (
+    FeeLimitError,
+    FeeLimits,
+    FeeLimitsUnset,
+    format_max_rel,
+    parse_fee_limits,
+    parse_max_abs,
+    parse_max_rel,
+)
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -94,7 +100,7 @@ def test_parsed_limits_round_trip_through_the_settings():
     limits = parse_fee_limits("20 000 sat", "0.4%")
     assert limits == FeeLimits(20000, Decimal("0.004"))
     assert parse_fee_limits(**dict(zip(("max_abs", "max_rel"),
-                                       limits.as_settings().values()))) == limits
+                                       limits.as_settings().values(), strict=True))) == limits
     assert limits.describe() == "20 000 sat or 0.4 % per maker"
 
 

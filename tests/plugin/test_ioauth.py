@@ -360,8 +360,8 @@ def test_m8_taker_checks_makers_together_and_decides_claims_in_its_order(
     """The taker checks all makers' !ioauth at once; an outpoint claimed by two makers (each
     valid on its own) is refused (M8) for the one that comes later in the taker's own order of
     makers — whichever answered first — and never both accepted."""
-    from electrum_joinmarket.protocol.commitments import CommitmentStore
     from electrum_joinmarket.market.limits import FeeLimits
+    from electrum_joinmarket.protocol.commitments import CommitmentStore
     from electrum_joinmarket.taker.taker import Taker, TakerConfig
     a = Maker(make_wallet(fund=[3_000_000, 2_000_000]))
     b = Maker(make_wallet(fund=[4_000_000, 1_000_000]))

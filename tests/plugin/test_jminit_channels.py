@@ -10,11 +10,11 @@ import json
 
 import pytest
 
+from devstack.procs import free_port
+from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from jmcore import amp as jamp
 from jmcore import channels as ch
 from jmcore import linkauth
-from devstack.procs import free_port
-from electrum_joinmarket.link.client import DaemonClient, DaemonError
 
 # What the reference daemon reads, by channel type (jmdaemon/onionmc.py and irc.py of 0.9.12,
 # jmclient/configure.py get_mchannels), with the type the reference client sends.

@@ -9,13 +9,12 @@ import asyncio
 
 import pytest
 
+from devstack.daemons import start_daemon
+from electrum_joinmarket.link.client import DaemonClient, DaemonError
+from electrum_joinmarket.link.daemon import DaemonLink, DaemonStatus, ProbeResult, probe_detail
 from jmcore import amp as jamp
 from jmcore import linkauth
 from jmcore.commands import COMMANDS
-
-from electrum_joinmarket.link.client import DaemonClient, DaemonError
-from electrum_joinmarket.link.daemon import DaemonLink, DaemonStatus, ProbeResult, probe_detail
-from devstack.daemons import start_daemon
 
 
 class FakeDaemon:

@@ -5,7 +5,6 @@ malicious takers T2–T8 never get a signature (docs/testing.md); reservations r
 re-announced after the coinjoin."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import replace
 

@@ -157,6 +157,7 @@ def test_fee_limits_from_settings_and_command_arguments(tmp_path, plugins_factor
     """One parser for both: a command argument wins over the setting, either may be typed text,
     and a limit missing from both is refused (never defaulted)."""
     from decimal import Decimal
+
     from electrum_joinmarket.plugin import FeeLimitsUnset
     config = _config(tmp_path, **{"plugins.joinmarket.enabled": True})
     plugin = plugins_factory(config).get("joinmarket")

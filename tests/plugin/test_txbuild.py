@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+from decimal import Decimal
 
 import pytest
 
@@ -329,7 +330,7 @@ def addr(n, t="p2wpkh"):
     return Party(1000 + n, t).address
 
 
-LIMITS = FeeLimits(max_abs=10_000, max_rel="0.001")
+LIMITS = FeeLimits(max_abs=10_000, max_rel=Decimal("0.001"))
 
 
 @pytest.fixture
@@ -519,7 +520,7 @@ def test_m12_limits(setup):
     from dataclasses import replace
     plan, tx = setup["plan"], setup["tx"]
     # M2's net fee is 4 500: above abs 4 000 and above 0.0001 * 10M = 1 000
-    tight = FeeLimits(max_abs=4000, max_rel="0.0001")
+    tight = FeeLimits(max_abs=4000, max_rel=Decimal("0.0001"))
     with pytest.raises(tb.FeeLimitExceeded) as e:
         tb.plan_coinjoin(cj_amount=10_000_000, my_coins=setup["my_coins"],
                          makers=setup["makers"], my_cj_addr=addr(5), my_change_addr=addr(6),
@@ -528,7 +529,7 @@ def test_m12_limits(setup):
     with pytest.raises(tb.FeeLimitExceeded):
         tb.check_before_signing(tx, replace(plan, limits=tight))
     # either limit suffices (reference rule): rel 0.00045 * 10M = 4 500
-    tb.check_before_signing(tx, replace(plan, limits=FeeLimits(0, "0.00045")))
+    tb.check_before_signing(tx, replace(plan, limits=FeeLimits(0, Decimal("0.00045"))))
     # absurd fee rate
     with pytest.raises(tb.FeeLimitExceeded):
         tb.plan_coinjoin(cj_amount=10_000_000, my_coins=setup["my_coins"],
