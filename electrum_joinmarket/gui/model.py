@@ -13,13 +13,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Optional, Sequence
 
-from jmcore.offers import Offer, OfferError
-
-from electrum_joinmarket.logs import get_logger
-from electrum_joinmarket.market.limits import (ABS_EXAMPLE, REL_EXAMPLE, FeeLimitError, FeeLimits,
-                                               FeeLimitsUnset, parse_fee_limits)
 from electrum_joinmarket.errors import Failure, UserError
+from electrum_joinmarket.logs import get_logger
+from electrum_joinmarket.market.limits import (
+    ABS_EXAMPLE,
+    REL_EXAMPLE,
+    FeeLimitError,
+    FeeLimits,
+    FeeLimitsUnset,
+    parse_fee_limits,
+)
 from electrum_joinmarket.market.orders import filter_offers, offers_from_rows
+from jmcore.offers import Offer, OfferError
 
 log = get_logger(__name__)
 
@@ -93,8 +98,8 @@ def offer_rows(raw_offers: Sequence[Any], amount: Optional[int],
 async def bond_values(raw_bonds: Sequence[Any], network: Any) -> dict[str, float]:
     """Value of each maker's fidelity bond in this orderbook, checked on-chain through Electrum's
     server exactly as the taker does (0/absent when not verifiable). Runs on Electrum's loop."""
-    from electrum_joinmarket.protocol import bonds
     from electrum_joinmarket.chain.server import ElectrumChain
+    from electrum_joinmarket.protocol import bonds
     if not raw_bonds or network is None:
         return {}
     chain = ElectrumChain(network)
@@ -179,11 +184,11 @@ def check_form(f: FormInput, wallet: Any) -> dict:
 
 
 def _check_offers(f: FormInput, amount: int, limits: FeeLimits, *, sweep: bool) -> None:
-    offers = parse_offers(f.offers)
+    offers = parse_offers(f.offers or [])
     if not offers:
         return
     everything = FeeLimits(10 ** 16, Decimal(1))
-    kw = {"sweep_total_txfee": 0} if sweep else {}
+    kw: dict[str, Any] = {"sweep_total_txfee": 0} if sweep else {}
     fitting = filter_offers(offers, amount, script_type=f.script_type, limits=everything, **kw)
     if not fitting:
         raise FormError(f"No offer in the orderbook accepts {fmt_sats(amount)} for this wallet's "

@@ -59,22 +59,27 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping, MutableMapping, Optional, Sequence
 
-from jmcore.constants import DUST_THRESHOLD, MAX_MAKER_INPUTS
-from jmcore.errors import OfferError
-from jmcore.offers import Offer, canonical_cjfee
-
 from electrum_joinmarket.chain.server import ChainBackend, ChainError, ElectrumChain
+from electrum_joinmarket.errors import Failure, JoinMarketError, UserError
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.protocol.ioauth import make_ioauth
+from electrum_joinmarket.protocol.podle import (
+    CommitmentPolicy,
+    PoDLEError,
+    normalize_commitment,
+    parse_revelation,
+    pubkey_matches_script,
+    pubkey_script,
+)
+from electrum_joinmarket.stages import MakerSessionState, RefusalStage
 from electrum_joinmarket.tx.coins import coin_outpoint, coin_value
 from electrum_joinmarket.tx.errors import TakerTxRejected, TxBuildError
 from electrum_joinmarket.tx.maker_tx import coinjoin_txid, maker_sign, verify_taker_tx
-from electrum_joinmarket.protocol.podle import CommitmentPolicy, PoDLEError, normalize_commitment, parse_revelation, \
-    pubkey_matches_script, pubkey_script
 from electrum_joinmarket.tx.taker_tx import wire_to_tx_bytes
-from electrum_joinmarket.stages import MakerSessionState, RefusalStage
-from electrum_joinmarket.errors import Failure, JoinMarketError, UserError
+from jmcore.constants import DUST_THRESHOLD, MAX_MAKER_INPUTS
+from jmcore.errors import OfferError
+from jmcore.offers import Offer, canonical_cjfee
 
 __all__ = ["PLUGIN_STORAGE_NAME", "COMMITMENTS_KEY", "HISTORY_KEY", "MakerError",
            "MakerSettings", "Refusal", "Maker", "plugin_storage"]
@@ -273,7 +278,7 @@ class Maker:
                  nick_key: Any = None):
         self.wallet = wallet
         self.settings = settings or MakerSettings()
-        txin_type = getattr(wallet, "txin_type", None)
+        txin_type = str(getattr(wallet, "txin_type", None))
         self.ordertype = self.settings.ordertype_for(txin_type)
         if self.settings.ordertype not in (self.ordertype, "reloffer", "absoffer"):
             log.info("maker: offer type %s for this %s wallet (asked %s)", self.ordertype,
@@ -778,12 +783,14 @@ class Maker:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def _monitor_loop(self) -> None:
+        wake = self._wake
+        assert wake is not None                  # set by start() before this loop runs
         while self.running:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                await asyncio.wait_for(wake.wait(), self.settings.poll_interval)
             except asyncio.TimeoutError:
                 pass
-            self._wake.clear()
+            wake.clear()
             try:
                 await self.check_now()
             except asyncio.CancelledError:
@@ -810,13 +817,13 @@ class Maker:
     def _scan_spent(self) -> None:
         # sessions whose coins moved
         for nick, s in list(self.sessions.items()):
-            spenders = {self._spender(op) for op in s.outpoints} - {None}
+            spenders = {t for t in (self._spender(op) for op in s.outpoints) if t is not None}
             if spenders:
                 matched = any(self._record_if_ours(t) for t in spenders)
                 self._drop(nick, "coinjoin seen" if matched else "coins spent elsewhere")
         # signed transactions whose session already ended
         for sk, sg in list(self._signed.items()):
-            spenders = {self._spender(op) for op in sg.outpoints} - {None}
+            spenders = {t for t in (self._spender(op) for op in sg.outpoints) if t is not None}
             for t in spenders:
                 self._record_if_ours(t)
             if spenders:
@@ -867,8 +874,11 @@ class Maker:
         new_by = {o["oid"]: o for o in new}
         to_cancel = [oid for oid in old_by if oid not in new_by]
         to_announce = [o for oid, o in new_by.items() if old_by.get(oid) != o]
+        client = self.client
+        if client is None:                       # stopped meanwhile: nothing to announce on
+            return
         try:
-            await self.client.call("JMAnnounceOffers", to_announce=to_announce,
+            await client.call("JMAnnounceOffers", to_announce=to_announce,
                                    to_cancel=to_cancel, offerlist=new)
         except DaemonError as exc:
             log.info("maker: could not re-announce offers: %s", exc)

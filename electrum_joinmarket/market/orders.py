@@ -31,13 +31,12 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence
 
-from jmcore.constants import SW0_OFFER_TYPES, SW_OFFER_TYPES
-from jmcore.errors import OfferError
-from jmcore.offers import Offer, calc_cj_fee, calc_zero_change_cj_amount
-
 from electrum_joinmarket.errors import Failure, JoinMarketError
 from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market.limits import FeeLimits
+from jmcore.constants import SW0_OFFER_TYPES, SW_OFFER_TYPES
+from jmcore.errors import OfferError
+from jmcore.offers import Offer, calc_cj_fee, calc_zero_change_cj_amount
 
 __all__ = [
     "BONDLESS_MAKERS_ALLOWANCE", "DEFAULT_MAX_OFFER_TXFEE", "DEFAULT_CHOOSER",
@@ -260,7 +259,8 @@ def get_chooser(name: str, *, bondless_allowance: float = BONDLESS_MAKERS_ALLOWA
         raise ValueError(f"unknown order chooser {name!r}; one of {sorted(CHOOSERS)}") from None
 
 
-def _draw(pool: list[Candidate], k: int, n: int, chooser: Chooser, rng: random.Random) -> tuple[list[Candidate], list[Candidate]]:
+def _draw(pool: list[Candidate], k: int, n: int, chooser: Chooser,
+          rng: random.Random) -> tuple[list[Candidate], list[Candidate]]:
     """Draw ``k`` distinct makers from ``pool`` (sorted by fee); returns (chosen, rest)."""
     chosen: list[Candidate] = []
     for _ in range(k):

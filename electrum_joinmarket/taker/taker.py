@@ -27,21 +27,25 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, MutableMapping, Optional, Sequence
 
-from jmcore.offers import Offer, calc_cj_fee
-
+from electrum_joinmarket.chain.server import ChainError, ElectrumChain
+from electrum_joinmarket.errors import Failure, JoinMarketError, UserError
+from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market import feemodel
 from electrum_joinmarket.market import orders as ordermod
 from electrum_joinmarket.market.limits import FeeLimits, FeeLimitsUnset
-from electrum_joinmarket.tx import taker_tx as txbuild
-from electrum_joinmarket.chain.server import ChainError, ElectrumChain
-from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.protocol.commitments import CommitmentStore
 from electrum_joinmarket.protocol.ioauth import IoauthRejected, verify_ioauth
-from electrum_joinmarket.protocol.podle import (CommitmentCandidate, CommitmentChoice, CommitmentPolicy, choose_commitment_utxo,
-                    generate_podle)
-from electrum_joinmarket.errors import Failure, JoinMarketError, UserError
+from electrum_joinmarket.protocol.podle import (
+    CommitmentCandidate,
+    CommitmentChoice,
+    CommitmentPolicy,
+    choose_commitment_utxo,
+    generate_podle,
+)
 from electrum_joinmarket.stages import OutcomeStatus, TakerStage
+from electrum_joinmarket.tx import taker_tx as txbuild
+from jmcore.offers import Offer, calc_cj_fee
 
 log = get_logger(__name__)
 
@@ -175,6 +179,13 @@ class Taker:
         self.stage: Optional[TakerStage] = None
 
     # ---------------------------------------------------------------- progress
+    @property
+    def _link(self) -> DaemonClient:
+        """The daemon link of this run (connected by the connect stage)."""
+        if self.client is None:
+            raise TakerError("not connected to jmdaemon")
+        return self.client
+
     def progress(self, stage: TakerStage, message: str, **info: Any) -> None:
         self.stage = stage
         event = {"stage": stage, "message": message, "time": time.time(), **info}
@@ -336,7 +347,7 @@ class Taker:
             now = time.monotonic()
             if not following and now >= next_poll:
                 self._offers_event.clear()
-                await self.client.call("JMRequestOffers")
+                await self._link.call("JMRequestOffers")
                 next_poll = now + cfg.orderbook_poll
                 try:   # the answer: the book as it is now
                     await asyncio.wait_for(self._offers_event.wait(), 10)
@@ -480,7 +491,7 @@ class Taker:
         self._fill_response = asyncio.get_running_loop().create_future()
         t_fill = self._t_fill = time.monotonic()
         self._user_wait = 0.0
-        await self.client.call("JMFill", amount=cj_amount, commitment=podle.fill_commitment(),
+        await self._link.call("JMFill", amount=cj_amount, commitment=podle.fill_commitment(),
                                revelation=podle.serialize_revelation(),
                                filled_offers={n_: o.to_dict() for n_, o in offers_by_nick.items()})
         self.progress(TakerStage.FILL, f"waiting for {len(nicks)} makers to answer",
@@ -786,7 +797,7 @@ class Taker:
         t0 = time.monotonic()
         # from here the makers know these addresses are ours: a later round takes new ones
         self._shown.update(a for a in (plan.my_cj_addr, plan.my_change_addr) if a)
-        await self.client.call("JMMakeTx", nick_list=list(by_nick),
+        await self._link.call("JMMakeTx", nick_list=list(by_nick),
                                tx=txbuild.wire_to_tx_bytes(txbuild.tx_to_wire(tx)))
         self.progress(TakerStage.TX, f"sent !tx to {len(by_nick)} makers, waiting for signatures",
                       seconds_left=self.cfg.sig_timeout)
@@ -840,7 +851,7 @@ class Taker:
             await self.network.broadcast_transaction(tx)
         else:
             self.progress(TakerStage.BROADCAST, f"asking maker {pusher} to broadcast {txid}")
-            await self.client.call("JMPushTx", nick=pusher,
+            await self._link.call("JMPushTx", nick=pusher,
                                    tx=bytes.fromhex(tx.serialize()))
         if not await self._wait_seen(txid, self.cfg.seen_timeout):
             if policy == "not-self":

@@ -57,8 +57,9 @@ def test_orderbook_fills_and_form_refuses_bad_input(electrum_node, bitcoind, irc
     assert "running at" in tab.status.daemon_label.text() and "up" in tab.status.channels_label.text()
     # fee for the entered amount, in sats and %, from each maker's relative offer
     by_maker = {}
-    for r in range(tab.orderbook.ob_table.rowCount()):
-        by_maker[tab.orderbook.ob_table.item(r, 0).text()] = [tab.orderbook.ob_table.item(r, c).text() for c in range(9)]
+    table = tab.orderbook.ob_table
+    for r in range(table.rowCount()):
+        by_maker[table.item(r, 0).text()] = [table.item(r, c).text() for c in range(9)]
     for party in irc_net.makers:
         row = by_maker[party.maker.nick]
         fee = int(Decimal(party.maker.settings.cjfee_r) * 1_000_000)
@@ -68,7 +69,7 @@ def test_orderbook_fills_and_form_refuses_bad_input(electrum_node, bitcoind, irc
     from PyQt6.QtCore import Qt
     tab.orderbook.ob_table.sortItems(5, Qt.SortOrder.DescendingOrder)
     fees = [int(tab.orderbook.ob_table.item(r, 5).text().replace(" sat", "").replace(" ", ""))
-            for r in range(tab.orderbook.ob_table.rowCount()) if tab.orderbook.ob_table.item(r, 0).text() in nicks]
+            for r in range(table.rowCount()) if table.item(r, 0).text() in nicks]
     assert fees == sorted(fees, reverse=True)
 
     m = modals()

@@ -61,7 +61,7 @@ def guarded(fn: Callable) -> Callable:
         try:
             # Qt passes extra signal arguments (e.g. clicked's `checked`): keep what fn takes
             return fn(self, *(args if arity is None else args[:arity]))
-        except Exception as exc:         # noqa: BLE001
+        except Exception as exc:
             log.error("JoinMarket tab: %s failed", fn.__name__, exc_info=exc)
             if not self._closed:
                 try:
@@ -77,7 +77,7 @@ class Bridge(QObject):
 
     def __init__(self) -> None:
         super().__init__()
-        self.call.connect(self._run, Qt.ConnectionType.QueuedConnection)
+        self.call.connect(self._run, Qt.ConnectionType.QueuedConnection)  # type: ignore[call-arg]
 
     @staticmethod
     def _run(fn: Callable[[], None]) -> None:

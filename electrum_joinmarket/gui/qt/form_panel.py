@@ -8,8 +8,18 @@ from typing import Any, Optional
 
 from electrum.gui.qt.amountedit import BTCAmountEdit
 from electrum.i18n import _
-from PyQt6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                             QLineEdit, QPushButton, QSpinBox, QVBoxLayout)
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
 
 from electrum_joinmarket.gui import model
 from electrum_joinmarket.gui.qt.common import Panel, guarded
@@ -128,7 +138,8 @@ class FormPanel(Panel):
         if sel is None:
             self.coins_label.setText(_("all confirmed coins ({})").format(fmt(total)))
         else:
-            self.coins_label.setText(_("{} coins selected in the Coins tab ({})").format(len(coins), fmt(total)))
+            self.coins_label.setText(_("{} coins selected in the Coins tab ({})").format(
+                len(coins), fmt(total)))
 
     # -- slots --------------------------------------------------------------------------------
     @guarded

@@ -10,8 +10,17 @@ from typing import Any
 from electrum.i18n import _
 from electrum.util import get_asyncio_loop
 from PyQt6.QtCore import Qt
-from PyQt6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                             QPushButton, QSpinBox, QVBoxLayout)
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
 
 from electrum_joinmarket.gui.qt.common import Panel, guarded
 from electrum_joinmarket.stages import Role
@@ -70,7 +79,8 @@ class MakerPanel(Panel):
         fmt = self.main_window.format_amount_and_units
         if maker is not None:
             st = maker.status()
-            offers = ", ".join(f"{o.get('ordertype')} {o.get('cjfee')} ({o.get('minsize')}–{o.get('maxsize')} sat)"
+            offers = ", ".join(f"{o.get('ordertype')} {o.get('cjfee')} "
+                               f"({o.get('minsize')}–{o.get('maxsize')} sat)"
                                for o in st.get("offers") or [])
             text = _("Running as {nick}.\nOffers: {offers}\nActive sessions: {s}\nReserved coins: {r}\n"
                      "Coinjoins: {n}\nEarned: {earned}\nRefused takers: {ref}").format(

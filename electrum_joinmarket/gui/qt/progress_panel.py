@@ -10,7 +10,15 @@ from typing import Any, Optional
 
 from electrum.i18n import _
 from PyQt6.QtCore import Qt
-from PyQt6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout
+from PyQt6.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+)
 
 from electrum_joinmarket.gui import model
 from electrum_joinmarket.gui.qt.common import Panel

@@ -83,7 +83,7 @@ class StatusPanel(Panel):
         self.render()
 
     # -- drawing ------------------------------------------------------------------------------
-    def render(self) -> None:
+    def render(self) -> None:  # type: ignore[override]  # not QWidget.render(painter, ...)
         self.daemon_label.setText(self._daemon_text)
         self.start_daemon_button.setVisible(self._daemon_usable is False)
         if self._channels_live:

@@ -97,7 +97,7 @@ class JoinMarketTab(QWidget):
             return
         try:
             result = fut.result()
-        except BaseException as exc:      # noqa: BLE001 — shown to the user, never re-raised
+        except BaseException as exc:
             (on_err or self._show_exc)(exc)
             return
         on_ok(result)
@@ -197,7 +197,10 @@ class JoinMarketTab(QWidget):
             try:
                 ok = (not self._closed) and self.confirm(breakdown)
             finally:
-                loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(bool(ok)))
+                def settle(ok: bool = bool(ok)) -> None:
+                    if not answer.done():
+                        answer.set_result(ok)
+                loop.call_soon_threadsafe(settle)
         self.bridge.call.emit(ask)
 
         async def wait() -> bool:
@@ -222,7 +225,7 @@ class JoinMarketTab(QWidget):
         self._finish_ui()
         try:
             outcome = fut.result()
-        except BaseException as exc:        # noqa: BLE001
+        except BaseException as exc:
             msg = friendly_error(exc)
             self.progress.not_started(msg)
             self.show_error(msg)
