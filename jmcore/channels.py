@@ -32,8 +32,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from .constants import IRC_CHANNEL_BASE, NETWORKS, ONION_SERVING_PORT
+
 __all__ = [
-    "ChannelConfigError", "NoDirectoriesError", "NETWORKS", "wire_network",
+    "ChannelConfigError", "NoDirectoriesError", "NETWORKS", "wire_network", "network_for_wire",
+    "irc_channel_name",
     "REFERENCE_MAINNET_DIRECTORIES", "NG_MAINNET_DIRECTORIES", "REFERENCE_SIGNET_DIRECTORIES",
     "NG_SIGNET_DIRECTORIES", "DEFAULT_DIRECTORIES", "default_directories",
     "ONION_VIRTUAL_PORT", "DEFAULT_SOCKS_PORTS", "DEFAULT_CONTROL_PORTS", "TOR_BROWSER_SOCKS_PORT",
@@ -51,9 +54,7 @@ class NoDirectoriesError(ChannelConfigError):
     """No directory node (and no IRC server) is configured for this network."""
 
 
-NETWORKS: tuple[str, ...] = ("mainnet", "testnet", "signet", "regtest")
-
-ONION_VIRTUAL_PORT = 5222
+ONION_VIRTUAL_PORT = ONION_SERVING_PORT
 """Virtual port of every JoinMarket onion service (directories and makers)."""
 DEFAULT_SOCKS_PORTS: tuple[int, ...] = (9050, 9150)
 """Where a Tor SOCKS proxy is looked for: the tor daemon, then Tor Browser."""
@@ -114,11 +115,32 @@ def normalize_network(network: str) -> str:
     return n
 
 
+def network_for_wire(network: str | None) -> str:
+    """The network name announced on the wire (§12): regtest and every testnet run as
+    ``testnet``; anything unknown is ``mainnet``. Never raises (the daemon applies it to what a
+    client sends); :func:`wire_network` is the strict form for the user's settings."""
+    n = (network or "mainnet").lower()
+    if n in ("regtest", "testnet", "testnet3", "testnet4"):
+        return "testnet"
+    if n == "signet":
+        return "signet"
+    return "mainnet"
+
+
 def wire_network(network: str) -> str:
     """The network name a channel config's ``btcnet`` carries: what the reference client
-    sends and announces on the wire (regtest runs as ``testnet``)."""
-    n = normalize_network(network)
-    return "testnet" if n == "regtest" else n
+    sends and announces on the wire (regtest runs as ``testnet``). Raises
+    :class:`ChannelConfigError` for an unknown network."""
+    return network_for_wire(normalize_network(network))
+
+
+def irc_channel_name(base: str, network: str | None) -> str:
+    """``#base`` plus the network's suffix (``-test``, ``-sig``; none on mainnet), added once."""
+    suffix = {"mainnet": "", "testnet": "-test", "signet": "-sig"}[network_for_wire(network)]
+    base = base.lstrip("#")
+    if suffix and base.endswith(suffix):
+        suffix = ""
+    return "#" + base + suffix
 
 
 def default_directories(network: str) -> tuple[str, ...]:
@@ -307,7 +329,7 @@ class IRCChannelConfig:
 
     host: str
     port: int
-    channel: str = "joinmarket-pit"
+    channel: str = IRC_CHANNEL_BASE
     usessl: bool = False
     socks5: bool = False
     socks5_host: str = "127.0.0.1"
@@ -343,7 +365,7 @@ class IRCChannelConfig:
             host, port = str(d["host"]), _port(d["port"], "IRC port")
         except KeyError as exc:
             raise ChannelConfigError(f"an IRC channel needs {exc.args[0]}") from None
-        return cls(host=host, port=port, channel=str(d.get("channel", "joinmarket-pit")),
+        return cls(host=host, port=port, channel=str(d.get("channel", IRC_CHANNEL_BASE)),
                    usessl=_bool(d.get("usessl", False)), socks5=_bool(d.get("socks5", False)),
                    socks5_host=str(d.get("socks5_host", "127.0.0.1")),
                    socks5_port=_port(d.get("socks5_port", 9050), "socks5_port"),
@@ -380,7 +402,7 @@ class IRCServer:
 
     host: str
     port: int
-    channel: str = "joinmarket-pit"
+    channel: str = IRC_CHANNEL_BASE
     usessl: bool = False
     tor: bool = True
 
@@ -394,7 +416,7 @@ class IRCServer:
             raise ChannelConfigError("an IRC server must be an object with host and port")
         try:
             return cls(host=str(d["host"]), port=_port(d["port"], "IRC port"),
-                       channel=str(d.get("channel", "joinmarket-pit")),
+                       channel=str(d.get("channel", IRC_CHANNEL_BASE)),
                        usessl=_bool(d.get("usessl", False)),
                        tor=_bool(d.get("tor", d.get("socks5", True))))
         except KeyError as exc:
@@ -402,7 +424,7 @@ class IRCServer:
 
 
 HACKINT_IRC = IRCServer(host="ncwkrwxpq2ikcngxq3dy2xctuheniggtqeibvgofixpzvrwpa77tozqd.onion",
-                        port=6667, channel="joinmarket-pit", usessl=False, tor=True)
+                        port=6667, channel=IRC_CHANNEL_BASE, usessl=False, tor=True)
 """The reference's IRC pit (hackint, over Tor). Reference makers only; opt-in."""
 
 

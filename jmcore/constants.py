@@ -19,8 +19,10 @@ from typing import Mapping
 JM_VERSION: int = 5
 """Protocol version: nick digit, onion ``proto-ver``, AMP ``JMInitProto``."""
 APP_NAME: str = "joinmarket"
-NETWORKS: frozenset[str] = frozenset({"mainnet", "testnet", "signet"})
+WIRE_NETWORKS: frozenset[str] = frozenset({"mainnet", "testnet", "signet"})
 """Network strings on the wire (regtest announces ``testnet``)."""
+NETWORKS: tuple[str, ...] = ("mainnet", "testnet", "signet", "regtest")
+"""The networks a client or a configuration may name."""
 
 # --- nicks (§6.1) ---------------------------------------------------------------------
 JOINMARKET_NICK_HEADER: str = "J"
@@ -78,9 +80,13 @@ ALL_COMMANDS: frozenset[str] = ENCRYPTED_COMMANDS | PLAINTEXT_COMMANDS
 PUBLIC_COMMANDS: frozenset[str] = frozenset({CMD_ORDERBOOK, CMD_CANCEL, CMD_HP2}) | OFFER_TYPES
 """Commands that may appear in a public (unsigned) message."""
 PRIVATE_COMMANDS: frozenset[str] = frozenset(
-    {CMD_TBOND, CMD_HP2, CMD_FILL, CMD_PUBKEY, CMD_PUSH, CMD_ERROR}
+    {CMD_ORDERBOOK, CMD_TBOND, CMD_HP2, CMD_FILL, CMD_PUBKEY, CMD_PUSH, CMD_ERROR}
 ) | OFFER_TYPES | ENCRYPTED_COMMANDS
-"""Commands that may appear in a private (signed) message."""
+"""Commands that may appear in a private (signed) message (``!orderbook`` too: a taker may ask
+one maker directly, as the reference does)."""
+ORDER_KEYS: tuple[str, ...] = ("counterparty", "oid", "ordertype", "minsize", "maxsize", "txfee",
+                               "cjfee")
+"""The fields of one orderbook row, as ``JMOffers`` carries them (§4.3, §10)."""
 
 COMMITMENT_TYPE_PODLE: str = "P"
 """First char of the ``!fill`` commitment (§7.3)."""
@@ -110,6 +116,14 @@ ONION_TYPE_GETPEERLIST: int = 791
 ONION_TYPE_HANDSHAKE: int = 793
 ONION_TYPE_DN_HANDSHAKE: int = 795
 ONION_PUBLIC_TARGET: str = "PUBLIC"
+ONION_WIRE_TYPES: frozenset[int] = frozenset({
+    ONION_TYPE_PRIVMSG, ONION_TYPE_PUBMSG, ONION_TYPE_PEERLIST, ONION_TYPE_GETPEERLIST,
+    ONION_TYPE_HANDSHAKE, ONION_TYPE_DN_HANDSHAKE})
+"""The only onion message types that appear on the wire."""
+SIGNATURE_OVERHEAD: int = 1 + 66 + 1 + 100
+"""Bytes a private message's signature adds: `` <pubkey hex> <b64 DER sig>`` (§6.2)."""
+IRC_CHANNEL_BASE: str = "joinmarket-pit"
+"""The IRC channel, before the network suffix (§2, §12; see ``jmcore.channels.irc_channel_name``)."""
 
 # --- AMP daemon (§10) -------------------------------------------------------------------
 DEFAULT_DAEMON_PORT: int = 27183

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from jmcore.constants import IRC_CHANNEL_BASE, ONION_SERVING_PORT
 from jmcore.netaddr import is_loopback
 
 from . import __version__
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("default channels (used when a client sends none)")
     g.add_argument("--irc", action="append", default=[], metavar="HOST:PORT",
                    help="an IRC server (repeatable)")
-    g.add_argument("--irc-channel", default="joinmarket-pit")
+    g.add_argument("--irc-channel", default=IRC_CHANNEL_BASE)
     g.add_argument("--irc-tls", action="store_true", help="use TLS for --irc servers")
     g.add_argument("--onion-directory", action="append", default=[], metavar="HOST:PORT",
                    help="an onion directory node (repeatable)")
@@ -270,7 +271,7 @@ def _run_directory(cfg: DaemonConfig, reactor: Any, terror: Any) -> int:
     from .directory import DirectoryNode
     dcfg = cfg.directory
     try:
-        port = int(dcfg.get("port", 5222))
+        port = int(dcfg.get("port", ONION_SERVING_PORT))
         test_mode = str(dcfg.get("test_mode", "")).lower() in ("1", "true", "yes") or \
             args_test_mode(cfg)
     except ValueError as exc:

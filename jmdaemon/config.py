@@ -39,9 +39,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .constants import DEFAULT_DAEMON_PORT
+from jmcore.constants import DEFAULT_DAEMON_PORT, NETWORKS
 
-NETWORKS = ("mainnet", "testnet", "signet", "regtest")
 LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 

@@ -25,9 +25,9 @@ import time
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 
-from jmcore.channels import is_onion_host
+from jmcore import constants as C
+from jmcore.channels import is_onion_host, network_for_wire
 
-from . import constants as C
 from . import wire
 from .channels.onion_proto import OnionLineFactory
 
@@ -66,11 +66,11 @@ class _PeerState:
 
 
 class DirectoryNode:
-    def __init__(self, network="mainnet", host="127.0.0.1", port=5222, nick=None,
+    def __init__(self, network="mainnet", host="127.0.0.1", port=C.ONION_SERVING_PORT, nick=None,
                  motd="JoinMarket directory node (jmdaemon)", test_mode=True, max_peers=5000,
                  rate=200.0, burst=2000, hidden_service_dir=None, tor_control_host="localhost",
                  tor_control_port=9051, tor_control_password=None):
-        self.network = C.network_for_wire(network)
+        self.network = network_for_wire(network)
         self.host = host
         self.port = port
         self.nick = nick or random_directory_nick()
@@ -109,9 +109,9 @@ class DirectoryNode:
         hs_dir = self.hidden_service_dir or os.path.abspath("hidden_service")
         os.makedirs(hs_dir, mode=0o700, exist_ok=True)
         self.onion_service = await publish_onion(reactor, host, port, self.host, self.port,
-                                                 virtual_port=C.ONION_VIRTUAL_PORT,
+                                                 virtual_port=C.ONION_SERVING_PORT,
                                                  password=password, hs_dir=hs_dir)
-        self.location = "%s:%d" % (self.onion_service.hostname, C.ONION_VIRTUAL_PORT)
+        self.location = "%s:%d" % (self.onion_service.hostname, C.ONION_SERVING_PORT)
         return self.location
 
     def stop(self):
@@ -144,7 +144,7 @@ class DirectoryNode:
             entry = wire.format_peerlist([(state.nick, state.location, True)])
             for other, ostate in self.conns.items():
                 if ostate.handshaked:
-                    other.send(C.ONION_PEERLIST, entry)
+                    other.send(C.ONION_TYPE_PEERLIST, entry)
 
     def on_line(self, conn, msgtype, text):
         state = self.conns.get(conn)
@@ -156,16 +156,16 @@ class DirectoryNode:
                 state.warned = True
                 log.info("rate limit hit by %s; dropping its excess lines", state.nick)
             return
-        if msgtype == C.ONION_HANDSHAKE:
+        if msgtype == C.ONION_TYPE_HANDSHAKE:
             self._handshake(conn, state, text)
         elif not state.handshaked:
             self.stats["dropped"] += 1
             log.debug("type %d before handshake dropped", msgtype)
-        elif msgtype == C.ONION_PUBMSG:
+        elif msgtype == C.ONION_TYPE_PUBMSG:
             self._pubmsg(conn, state, text)
-        elif msgtype == C.ONION_PRIVMSG:
+        elif msgtype == C.ONION_TYPE_PRIVMSG:
             self._privmsg(conn, state, text)
-        elif msgtype == C.ONION_GETPEERLIST:
+        elif msgtype == C.ONION_TYPE_GETPEERLIST:
             self._send_peerlist(conn)
         else:
             self.stats["dropped"] += 1
@@ -204,7 +204,7 @@ class DirectoryNode:
         theirs = hs.get("features")
         features = DIRECTORY_FEATURES if isinstance(theirs, dict) and theirs.get(
             "peerlist_features") else None
-        conn.send(C.ONION_DN_HANDSHAKE,
+        conn.send(C.ONION_TYPE_DN_HANDSHAKE,
                   wire.directory_handshake(self.nick, self.network, accepted, self.motd,
                                            features=features))
         if not accepted:
@@ -231,7 +231,7 @@ class DirectoryNode:
         self.stats["relayed_pub"] += 1
         for other, ostate in self.conns.items():
             if other is not conn and ostate.handshaked:
-                other.send(C.ONION_PUBMSG, text)
+                other.send(C.ONION_TYPE_PUBMSG, text)
 
     def _privmsg(self, conn, state, text):
         try:
@@ -249,12 +249,12 @@ class DirectoryNode:
             self.stats["dropped"] += 1
             return
         self.stats["relayed_priv"] += 1
-        target.send(C.ONION_PRIVMSG, text)
+        target.send(C.ONION_TYPE_PRIVMSG, text)
         # as Ref: the directory's own entry, then the sender's if it serves
         entries = [(self.nick, self.location or C.NOT_SERVING_ONION, False)]
         if state.location != C.NOT_SERVING_ONION:
             entries.append((state.nick, state.location, False))
-        target.send(C.ONION_PEERLIST, wire.format_peerlist(entries))
+        target.send(C.ONION_TYPE_PEERLIST, wire.format_peerlist(entries))
 
     def _send_peerlist(self, conn):
         """Always answer: the serving peers, 20 per line, or one empty peerlist."""
@@ -262,8 +262,8 @@ class DirectoryNode:
         entries = [(s.nick, s.location, False) for c, s in self.conns.items()
                    if s.handshaked and s.location != C.NOT_SERVING_ONION and c is not conn]
         for i in range(0, len(entries), 20):
-            conn.send(C.ONION_PEERLIST, wire.format_peerlist(entries[i:i + 20]))
+            conn.send(C.ONION_TYPE_PEERLIST, wire.format_peerlist(entries[i:i + 20]))
         if not entries:
-            conn.send(C.ONION_PEERLIST, "")
+            conn.send(C.ONION_TYPE_PEERLIST, "")
         log.debug("peerlist of %d serving peer(s) sent to %s", len(entries),
                   requester.nick if requester else "?")

@@ -24,11 +24,12 @@ from jmcore import amp as jamp
 from jmcore import linkauth
 from jmcore.channels import ChannelConfigError, complete_configs, no_directories_message
 from jmcore.commands import COMMANDS
+from jmcore.constants import DUST_THRESHOLD
 from jmcore.errors import AMPConnectionLost, AMPRemoteError, JMCoreError
 
 log = get_logger(__name__)
 
-DEFAULT_DUST = 27300
+DEFAULT_DUST = DUST_THRESHOLD
 
 
 class DaemonError(UserError):

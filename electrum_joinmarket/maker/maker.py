@@ -77,7 +77,13 @@ from electrum_joinmarket.tx.coins import coin_outpoint, coin_value
 from electrum_joinmarket.tx.errors import TakerTxRejected, TxBuildError
 from electrum_joinmarket.tx.maker_tx import coinjoin_txid, maker_sign, verify_taker_tx
 from electrum_joinmarket.tx.taker_tx import wire_to_tx_bytes
-from jmcore.constants import DUST_THRESHOLD, MAX_MAKER_INPUTS
+from jmcore.constants import (
+    DUST_THRESHOLD,
+    MAX_MAKER_INPUTS,
+    TAKER_UTXO_AGE,
+    TAKER_UTXO_AMTPERCENT,
+    TAKER_UTXO_RETRIES,
+)
 from jmcore.errors import OfferError
 from jmcore.offers import Offer, canonical_cjfee
 
@@ -124,9 +130,9 @@ class MakerSettings:
     txfee: int = 0
     minsize: int = 100_000
     maxsize: Optional[int] = None
-    taker_utxo_age: int = 5
-    taker_utxo_amtpercent: int = 20
-    taker_utxo_retries: int = 3
+    taker_utxo_age: int = TAKER_UTXO_AGE
+    taker_utxo_amtpercent: int = TAKER_UTXO_AMTPERCENT
+    taker_utxo_retries: int = TAKER_UTXO_RETRIES
     session_timeout: float = 600.0
     min_coin_confirmations: int = 1
     max_inputs: int = MAX_MAKER_INPUTS

@@ -34,7 +34,7 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Seque
 from electrum_joinmarket.errors import Failure, JoinMarketError
 from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market.limits import FeeLimits
-from jmcore.constants import SW0_OFFER_TYPES, SW_OFFER_TYPES
+from jmcore.constants import BONDLESS_MAKERS_ALLOWANCE, SW0_OFFER_TYPES, SW_OFFER_TYPES
 from jmcore.errors import OfferError
 from jmcore.offers import Offer, calc_cj_fee, calc_zero_change_cj_amount
 
@@ -50,8 +50,8 @@ __all__ = [
 
 _log = get_logger(__name__)
 
-BONDLESS_MAKERS_ALLOWANCE: float = 0.125
-"""Ref ``bondless_makers_allowance``: per slot, probability of a uniform draw over all makers."""
+# BONDLESS_MAKERS_ALLOWANCE (jmcore.constants): Ref ``bondless_makers_allowance``, per slot the
+# probability of a uniform draw over all makers.
 
 DEFAULT_MAX_OFFER_TXFEE: int = 100_000
 """Largest believable maker miner-fee contribution (sats).  One p2wpkh input + two outputs is

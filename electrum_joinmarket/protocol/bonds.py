@@ -44,6 +44,13 @@ from electrum.crypto import sha256, sha256d
 
 from electrum_joinmarket.errors import JoinMarketError
 from electrum_joinmarket.logs import get_logger
+from jmcore.constants import (
+    BOND_INTEREST_RATE,
+    BOND_VALUE_EXPONENT,
+    FIDELITY_BOND_PROOF_B64_LENGTH,
+    FIDELITY_BOND_PROOF_LENGTH,
+    SECONDS_PER_YEAR,
+)
 
 _log = get_logger(__name__)
 
@@ -71,13 +78,14 @@ __all__ = [
 ]
 
 PROOF_STRUCT = struct.Struct("<72s72s33sH33s32sII")
-PROOF_LEN = PROOF_STRUCT.size  # 252
-PROOF_B64_LEN = 336
+PROOF_LEN = FIDELITY_BOND_PROOF_LENGTH
+assert PROOF_STRUCT.size == PROOF_LEN
+PROOF_B64_LEN = FIDELITY_BOND_PROOF_B64_LENGTH
 RETARGET_INTERVAL = 2016
 #: Ref: 60 * 60 * 24 * 365.2425 (a float, Gregorian year) = 31 556 952 s.
-YEAR_SECONDS = 60 * 60 * 24 * 365.2425
-DEFAULT_INTEREST_RATE = 0.015
-DEFAULT_BOND_VALUE_EXPONENT = 1.3
+YEAR_SECONDS = float(SECONDS_PER_YEAR)
+DEFAULT_INTEREST_RATE = BOND_INTEREST_RATE
+DEFAULT_BOND_VALUE_EXPONENT = BOND_VALUE_EXPONENT
 
 _B64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}\Z")
 

@@ -41,6 +41,7 @@ from electrum.bitcoin import base_encode, usermessage_magic
 from electrum.crypto import sha256, sha256d
 
 from electrum_joinmarket.errors import JoinMarketError
+from jmcore.constants import JM_VERSION, JOINMARKET_NICK_HEADER, NICK_HASH_LENGTH, NICK_MAX_ENCODED
 
 __all__ = [
     "NICK_HASH_LENGTH",
@@ -60,12 +61,9 @@ __all__ = [
     "verify_nick_signature",
 ]
 
-# Constants sent by the daemon in JMInitProto (Ref: jmdaemon/protocol.py); they are fixed on
-# the live network.  Callers may pass the values received in JMInitProto explicitly.
-NICK_HASH_LENGTH = 10
-NICK_MAX_ENCODED = 14
-JOINMARKET_NICK_HEADER = "J"
-JM_VERSION = 5
+# NICK_HASH_LENGTH, NICK_MAX_ENCODED, JOINMARKET_NICK_HEADER, JM_VERSION (jmcore.constants): sent
+# by the daemon in JMInitProto (Ref: jmdaemon/protocol.py) and fixed on the live network.
+# Callers may pass the values received in JMInitProto explicitly.
 
 # A DER ECDSA signature is at most 72 bytes (2 + 2*(2+33)); its base64 at most 96 chars.
 _MAX_DER_SIG_LEN = 72

@@ -38,6 +38,7 @@ import electrum_ecc as ecc
 from electrum.crypto import hash_160, sha256
 
 from electrum_joinmarket.errors import JoinMarketError
+from jmcore.constants import COMMITMENT_TYPE_PODLE, TAKER_UTXO_AGE, TAKER_UTXO_AMTPERCENT, TAKER_UTXO_RETRIES
 
 __all__ = [
     "PoDLEError",
@@ -71,11 +72,11 @@ G_COMPRESSED = ecc.GENERATOR.get_public_key_bytes(compressed=True)
 G_UNCOMPRESSED = ecc.GENERATOR.get_public_key_bytes(compressed=False)
 
 #: Indices a maker accepts by default: range(taker_utxo_retries) with retries = 3.
-DEFAULT_INDEX_RANGE = range(3)
+DEFAULT_INDEX_RANGE = range(TAKER_UTXO_RETRIES)
 #: NUMS points exist for indices 0..255 (the index is one byte of the seed).
 MAX_NUMS_INDEX = 255
-#: The only commitment type defined: the first character of the ``!fill`` commitment field.
-COMMITMENT_TYPE_PODLE = "P"
+# COMMITMENT_TYPE_PODLE (jmcore.constants): the only commitment type, the first character of
+# the ``!fill`` commitment field.
 
 # Upper bound for a revelation string: 64+1+10 (utxo) + 66 + 66 + 64 + 64 + 4 separators = 339.
 MAX_REVELATION_LEN = 400
@@ -459,9 +460,9 @@ def pubkey_matches_script(P: bytes, script_pubkey: bytes) -> bool:
 class CommitmentPolicy:
     """The Ref POLICY settings that govern PoDLE commitments (defaults = Ref defaults)."""
 
-    taker_utxo_age: int = 5
-    taker_utxo_amtpercent: int = 20
-    taker_utxo_retries: int = 3
+    taker_utxo_age: int = TAKER_UTXO_AGE
+    taker_utxo_amtpercent: int = TAKER_UTXO_AMTPERCENT
+    taker_utxo_retries: int = TAKER_UTXO_RETRIES
 
     def __post_init__(self) -> None:
         for name in ("taker_utxo_age", "taker_utxo_amtpercent", "taker_utxo_retries"):

@@ -45,6 +45,7 @@ from electrum_joinmarket.protocol.podle import (
 )
 from electrum_joinmarket.stages import OutcomeStatus, TakerStage
 from electrum_joinmarket.tx import taker_tx as txbuild
+from jmcore.constants import MAKER_TIMEOUT_SEC, TX_FEES_FACTOR
 from jmcore.offers import Offer, calc_cj_fee
 
 log = get_logger(__name__)
@@ -73,7 +74,7 @@ class TakerConfig:
     orderbook_quiet: float = 5.0
     orderbook_max_wait: float = 60.0
     orderbook_poll: float = 1.0
-    maker_timeout_sec: int = 60
+    maker_timeout_sec: int = MAKER_TIMEOUT_SEC
     sig_timeout: float = 60.0
     channels_timeout: float = 90.0         # the daemon's channels up (Tor: up to 60 s/attempt)
     server_timeout: float = 60.0           # a round waits this long for an Electrum server
@@ -82,7 +83,7 @@ class TakerConfig:
     seen_timeout: float = 60.0
     fallback_feerate: int = 10_000         # sat/kvB, used when the server has no estimate
     max_feerate: int = feemodel.DEFAULT_MAX_FEERATE   # sat/kvB: the user's cap (max_fee_rate)
-    tx_fees_factor: float = 0.2
+    tx_fees_factor: float = TX_FEES_FACTOR
     coins: Optional[Sequence[str]] = None  # outpoints chosen by the user (Coins tab)
     # a new destination for a round after one that showed ours to makers (e.g. the schedule's
     # next-depth address); None: own plain receiving addresses are renewed, others kept

@@ -18,6 +18,7 @@ import os
 from twisted.internet import defer, error
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
+from jmcore.constants import ONION_SERVING_PORT
 from jmcore.torcheck import control_auth_message, control_port_message
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ async def _connect(reactor, host, port, password):
 
 
 async def publish_onion(reactor, control_host, control_port, local_host, local_port,
-                        virtual_port=5222, password=None, hs_dir=None):
+                        virtual_port=ONION_SERVING_PORT, password=None, hs_dir=None):
     """Publish ``<onion>:virtual_port -> local_host:local_port``; returns an
     :class:`OnionService` once the first descriptor is uploaded. ``hs_dir`` None: an ephemeral
     service whose key tor discards (a maker)."""

@@ -20,7 +20,7 @@ constants.BitcoinSignet.set_as_network()
 from electrum.simple_config import SimpleConfig
 import electrum_joinmarket.plugin                 # declares the plugin's ConfigVars
 from electrum_joinmarket.runner import Runner, jm_network_name
-from jmdaemon.constants import irc_channel_name, network_for_wire
+from jmcore.channels import irc_channel_name, network_for_wire
 from jmdaemon import wire
 from electrum import bitcoin
 
