@@ -78,13 +78,14 @@ class JMNet:
 
     def taker(self, wallet: Any, commitments: Any, config: TakerConfig, *,
               password: Optional[str] = None,
-              progress: Optional[Callable[[dict], None]] = None, rng: Any = None) -> Taker:
+              progress: Optional[Callable[[dict], None]] = None, rng: Any = None,
+              storage: Any = None) -> Taker:
         daemon = start_daemon(self.workdir, f"taker{len(self.daemons)}")
         self.daemons.append(daemon)
         return Taker(wallet=wallet, network=self.electrum_node.network, commitments=commitments,
                      config=config, password=password, daemon_host="127.0.0.1",
                      daemon_port=daemon.port, chan_configs=self.configs_for("taker", 0),
-                     net_name="regtest", progress=progress, rng=rng)
+                     net_name="regtest", progress=progress, rng=rng, frozen_store=storage)
 
     def run_taker(self, taker: Taker, timeout: float = 300) -> TakerOutcome:
         return self.electrum_node.run(taker.run(), timeout=timeout)

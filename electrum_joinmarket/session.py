@@ -10,6 +10,9 @@ Invariants:
   (``CommitmentStore(on_change=wallet.save_db)``), before they are sent (invariant 2).
 * Coins a taker froze and never released (Electrum killed mid-coinjoin) are released when the
   session opens (invariant 2 across a crash).
+* A coinjoin the taker signed and gave out in a run that then reported failure is recorded in
+  the history when the wallet sees it later, while the session is open or when it opens
+  (:mod:`electrum_joinmarket.taker.signed`).
 * One role at a time: ``role`` is None, :attr:`Role.TAKER` or :attr:`Role.MAKER`.
 """
 from __future__ import annotations
@@ -51,6 +54,17 @@ class WalletSession:
         self.task: Any = None                    # asyncio task of a running coinjoin
         self.last_progress: Optional[dict] = None
         self.closed = False
+        from electrum_joinmarket.taker.signed import SignedTxWatch
+        self.signed_watch = SignedTxWatch(wallet, self.storage, self._save, self._record_late)
+        self.signed_watch.start()
+
+    def _record_late(self, entry: dict) -> None:
+        """A history entry for a signed coinjoin that went out after its run reported failure."""
+        from electrum_joinmarket.runner import HISTORY_KEY, HISTORY_LIMIT
+        history = list(self.storage.get(HISTORY_KEY, []))
+        history.append(entry)
+        self.storage[HISTORY_KEY] = history[-HISTORY_LIMIT:]
+        self._save()
 
     def _save(self) -> None:
         self.wallet.save_db()
@@ -90,3 +104,4 @@ class WalletSession:
     def close(self) -> None:
         """Forget the session (the wallet's stored data stays in the wallet file)."""
         self.closed = True
+        self.signed_watch.stop()

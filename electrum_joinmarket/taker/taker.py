@@ -44,6 +44,7 @@ from electrum_joinmarket.protocol.podle import (
     generate_podle,
 )
 from electrum_joinmarket.stages import OutcomeStatus, TakerStage
+from electrum_joinmarket.taker import signed
 from electrum_joinmarket.tx import taker_tx as txbuild
 from jmcore.constants import MAKER_TIMEOUT_SEC, TX_FEES_FACTOR
 from jmcore.offers import Offer, calc_cj_fee
@@ -177,6 +178,7 @@ class Taker:
         self._unchecked: list[str] = []               # makers the server could not check (round)
         self._dest: str = config.destination          # this round's destination
         self._shown: set[str] = set()                 # our addresses makers saw in a !tx
+        self._gave_out: Optional[tuple[str, Optional[str]]] = None   # (txid, pusher) once out
         self.stage: Optional[TakerStage] = None
 
     # ---------------------------------------------------------------- progress
@@ -248,6 +250,8 @@ class Taker:
                     self.outcome.status = OutcomeStatus.SUCCESS
                     break
                 except _RoundFailed as exc:
+                    if self._gave_out is not None:     # never another round once it is out
+                        raise TakerError(str(exc), failure=exc.failure) from exc
                     last_error, last_failure = str(exc), exc.failure
                     log.info("round %d failed: %s", rnd, exc)
                     self._unfreeze()
@@ -255,20 +259,26 @@ class Taker:
                 raise TakerError(f"the coinjoin failed after {self.cfg.max_rounds} round(s): "
                                  f"{last_error}", failure=last_failure)
         except asyncio.CancelledError:
-            self.outcome.status, self.outcome.message = OutcomeStatus.CANCELLED, "cancelled by the user"
+            self.outcome.status = OutcomeStatus.CANCELLED
+            self.outcome.message = "cancelled by the user" + self._late_note()
             self.outcome.failure = Failure.CANCELLED
-            self.progress(TakerStage.CANCELLED, "coinjoin cancelled; coins unfrozen, commitments kept")
+            self.progress(TakerStage.CANCELLED, "coinjoin cancelled; coins unfrozen, commitments "
+                          "kept" + self._late_note())
         except JoinMarketError as exc:
-            self.outcome.status, self.outcome.message = OutcomeStatus.FAILED, str(exc)
+            self.outcome.status, self.outcome.message = OutcomeStatus.FAILED, str(exc) + self._late_note()
             self.outcome.failure = exc.failure
-            self.progress(TakerStage.FAILED, str(exc))
+            self.progress(TakerStage.FAILED, self.outcome.message)
         except Exception as exc:  # a bug: report it cleanly, still clean up
             log.exception("taker crashed")
-            self.outcome.status, self.outcome.message = OutcomeStatus.FAILED, f"internal error: {exc!r}"
+            self.outcome.status = OutcomeStatus.FAILED
+            self.outcome.message = f"internal error: {exc!r}" + self._late_note()
             self.outcome.failure = Failure.INTERNAL
             self.progress(TakerStage.FAILED, self.outcome.message)
         finally:
             self._unfreeze()
+            if self._gave_out is not None:     # succeeded: in the history; else: watched
+                signed.settle(self._frozen_store, self.wallet.save_db, self._gave_out[0],
+                              recorded=self.outcome.status == OutcomeStatus.SUCCESS)
             if self.client is not None:
                 self.client.close()
             self.outcome.ignored_makers = dict(self.ignored)
@@ -549,7 +559,7 @@ class Taker:
         if not tx.is_complete():
             raise _RoundFailed("the transaction is not complete after signing",
                                failure=Failure.INTERNAL)
-        await self._broadcast(tx, plan)
+        await self._broadcast(tx, plan, breakdown)
         self._record(plan, tx, breakdown)
 
     def _select_coins(self, coins: list, need: int) -> list:
@@ -836,7 +846,7 @@ class Taker:
             self.outcome.timings.setdefault("fill_to_sigs", time.monotonic() - self._t_fill
                                             - self._user_wait)
 
-    async def _broadcast(self, tx: Any, plan: Any) -> None:
+    async def _broadcast(self, tx: Any, plan: Any, breakdown: dict) -> None:
         txid = tx.txid()
         policy = self.cfg.broadcast
         nicks = [m.nick for m in plan.makers]
@@ -846,6 +856,11 @@ class Taker:
         elif policy == "random-peer":
             pick = self.rng.choice(nicks + [None])
             pusher = pick
+        # from here it may go out whatever this run reports: recorded (and saved) first, so the
+        # wallet session records it in the history if it is seen later (taker/signed.py)
+        signed.remember(self._frozen_store, self.wallet.save_db, txid, plan.my_inputs,
+                        self._summary(plan, breakdown))
+        self._gave_out = (txid, pusher)
         t0 = time.monotonic()
         if pusher is None:
             self.progress(TakerStage.BROADCAST, f"broadcasting {txid} through our Electrum server")
@@ -889,6 +904,27 @@ class Taker:
             return adb.get_transaction(txid) is not None
         finally:
             util.unregister_callback(on_added)
+
+    @staticmethod
+    def _summary(plan: Any, breakdown: dict) -> dict:
+        """What the history shows of this coinjoin (also kept with a signed transaction)."""
+        return {"cj_amount": breakdown["cj_amount"], "destination": plan.my_cj_addr,
+                "makers": [m.nick for m in plan.makers],
+                "maker_fees": dict(breakdown["maker_fees"]), "miner_fee": breakdown["miner_fee"],
+                "taker_miner_fee": breakdown["taker_miner_fee"],
+                "total_cost": breakdown["total_cost"], "sweep": plan.sweep}
+
+    def _late_note(self) -> str:
+        """What the user must know when a run that gave out a signed transaction fails."""
+        if self._gave_out is None:
+            return ""
+        txid, pusher = self._gave_out
+        where = (f"handed to maker {pusher} to broadcast" if pusher
+                 else "sent to the Electrum server")
+        return (f". Transaction {txid} was fully signed and {where}: it may still be broadcast "
+                f"and confirm. If it does, your wallet shows it and the JoinMarket history "
+                f"records it; to make sure it never does, spend one of its inputs in another "
+                f"transaction")
 
     def _record(self, plan: Any, tx: Any, breakdown: dict) -> None:
         o = self.outcome

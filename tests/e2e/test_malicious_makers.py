@@ -42,6 +42,12 @@ class BadMaker(Maker):
                   "minsize": 27300, "maxsize": 100_000, "txfee": 0, "cjfee": 30_000}
         return [greedy, dict(real[0], oid=1)]
 
+    async def on_JMTXBroadcast(self, **kw):
+        if self.mode == "withhold_push":          # keeps the signed tx instead of broadcasting
+            self.pushed.append(kw.get("tx"))
+            return
+        await super().on_JMTXBroadcast(**kw)
+
     async def on_JMTXReceived(self, **kw):
         self.txs_seen.append(kw.get("tx"))       # what the taker showed us in its !tx
         await super().on_JMTXReceived(**kw)
@@ -86,7 +92,7 @@ def bad_maker(request, irc_net, electrum_node, bitcoind):
     bitcoind.mine(5)
     electrum_node.wait_synced(w)
     cls = type(f"BadMaker{mode}", (BadMaker,), {"mode": mode, "spent_outpoint": spent,
-                                                "txs_seen": []})
+                                                "txs_seen": [], "pushed": []})
     party = irc_net.add_maker(w, cjfee_r="0.0001", maker_cls=cls)   # cheapest: tempting
     yield party
     party.maker.stop()
@@ -161,6 +167,51 @@ def test_low_retry_round_uses_fresh_addresses(bad_maker, irc_net, electrum_node,
     assert not taker_w.is_change(outcome.destination)             # a receiving address, as given
     change = (ours_final - {outcome.destination}).pop()
     assert taker_w.is_change(change)
+
+
+@pytest.mark.parametrize("bad_maker", ["withhold_push"], indirect=True)
+def test_low_signed_tx_out_after_a_failure_is_said_and_recorded(bad_maker, irc_net, electrum_node,
+                                                                bitcoind, jm_plugin):
+    """The maker asked to broadcast our fully signed coinjoin keeps it: the run reports failure
+    and says the transaction may still go out and how to rule that out; the wallet session
+    keeps watching it, and when the maker broadcasts it later the history records it."""
+    from electrum.transaction import Transaction
+
+    from electrum_joinmarket.errors import Failure
+    from electrum_joinmarket.runner import HISTORY_KEY
+    from electrum_joinmarket.taker import signed
+    net, nick = irc_net, bad_maker.maker.nick
+    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000], confirmations=6)
+    dest = new_wallet(electrum_node, bitcoind)
+    session = jm_plugin.session_for(taker_w)
+    cfg = quick_config(5_000_000, dest.get_receiving_address(), n=1, minimum_makers=1,
+                       chooser="cheapest", broadcast="not-self", seen_timeout=5.0)
+    outcome = net.run_taker(net.taker(taker_w, session.commitments, cfg, storage=session.storage))
+    assert outcome.status == "failed" and outcome.failure == Failure.BROADCAST, outcome.message
+    assert len(bad_maker.maker.pushed) == 1
+    raw = bad_maker.maker.pushed[0]
+    tx = Transaction(raw if isinstance(raw, (bytes, bytearray)) else bytes.fromhex(raw))
+    txid = tx.txid()
+    assert f"Transaction {txid} was fully signed and handed to maker {nick}" in outcome.message
+    assert "may still be broadcast and confirm" in outcome.message
+    assert "spend one of its inputs" in outcome.message
+    assert set(signed.pending(session.storage)) == {txid}
+    assert not [e for e in session.storage.get(HISTORY_KEY, []) if e.get("txid") == txid]
+    assert not any(taker_w.is_frozen_coin(c) for c in taker_w.get_utxos())
+    # later, the maker broadcasts it
+    electrum_node.run(electrum_node.network.broadcast_transaction(tx))
+    electrum_node.wait_tx(taker_w, txid)
+    entry = electrum_node.wait(
+        lambda: next((e for e in session.storage.get(HISTORY_KEY, []) if e.get("txid") == txid),
+                     None), 30, "the late coinjoin in the history")
+    assert entry["status"] == "success" and entry["late"] is True
+    assert entry["cj_amount"] == 5_000_000 and entry["makers"] == [nick]
+    assert entry["destination"] == dest.get_receiving_addresses()[0]
+    assert "after its run had reported failure" in entry["message"]
+    assert signed.pending(session.storage) == {}
+    bitcoind.mine(1)
+    electrum_node.wait_tx(dest, txid, confirmations=1)
+    assert confirmed_balance(dest) == 5_000_000
 
 
 @pytest.mark.parametrize("bad_maker", ["two_offers"], indirect=True)
