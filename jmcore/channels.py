@@ -270,7 +270,7 @@ class OnionChannelConfig:
     @property
     def test_mode(self) -> bool:
         """Plain TCP instead of Tor (reference: ``regtest_count`` other than ``0,0``)."""
-        return self.regtest_count.replace(" ", "") not in ("0,0", "")
+        return self.regtest_count.replace(" ", "") not in ("0,0", "", "None")
 
     def to_jminit(self) -> dict[str, Any]:
         """The complete ``chan_configs`` entry (every key in :data:`ONION_KEYS`)."""

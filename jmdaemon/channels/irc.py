@@ -12,17 +12,13 @@ from twisted.internet import protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.words.protocols import irc
 
+from jmcore.channels import ChannelConfigError, IRCChannelConfig, irc_channel_name
+
 from .. import constants as C
 from .. import wire
 from .base import MessageChannel
 
 log = logging.getLogger(__name__)
-
-
-def _truthy(value):
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("true", "1", "yes", "on")
 
 
 class IRCConfigError(ValueError):
@@ -158,30 +154,26 @@ class _Factory(protocol.Factory):
 
 
 class IRCMessageChannel(MessageChannel):
-    """Config keys (Ref names): host, port, channel, usessl, socks5, socks5_host, socks5_port,
-    password; extensions: line_rate (seconds per line, default 1.3), btcnet."""
+    """A ``chan_configs`` entry of type irc, read through the typed model the plugin builds it
+    with (:class:`jmcore.channels.IRCChannelConfig`; Ref keys host, port, channel, usessl,
+    socks5, socks5_host, socks5_port, btcnet; extensions password and line_rate, seconds per
+    line, default 1.3)."""
 
     kind = "irc"
 
     def __init__(self, config, network="mainnet"):
         super().__init__()
         try:
-            self.host = str(config["host"])
-            self.port = int(config["port"])
-        except (KeyError, TypeError, ValueError):
-            raise IRCConfigError("IRC channel config needs host and port") from None
-        if not (0 < self.port < 65536) or not self.host:
-            raise IRCConfigError("bad IRC host/port")
+            cfg = IRCChannelConfig.from_dict(config, network)
+        except ChannelConfigError as exc:
+            raise IRCConfigError(str(exc)) from None
+        self.host, self.port = cfg.host, cfg.port
         self.hostid = self.host + str(self.port)
-        self.channel = C.irc_channel_name(str(config.get("channel", C.IRC_CHANNEL_BASE)),
-                                          config.get("btcnet", network))
-        self.usessl = _truthy(config.get("usessl", False))
-        self.socks5 = _truthy(config.get("socks5", False))
-        self.socks5_host = str(config.get("socks5_host", "localhost"))
-        self.socks5_port = int(config.get("socks5_port", 9050))
-        password = config.get("password")
-        self.password = password if password else None
-        rate = config.get("line_rate", 1.3)
+        self.channel = irc_channel_name(cfg.channel, cfg.btcnet)
+        self.usessl, self.socks5 = cfg.usessl, cfg.socks5
+        self.socks5_host, self.socks5_port = cfg.socks5_host, cfg.socks5_port
+        self.password = cfg.extensions.get("password") or None
+        rate = cfg.extensions.get("line_rate", 1.3)
         self.line_rate = float(rate) if rate not in (None, "", 0, "0") else None
         self.client = None
         self.service = None

@@ -31,6 +31,7 @@ from twisted.application.internet import ClientService
 from twisted.internet import defer, error, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 
+from jmcore.channels import ChannelConfigError, OnionChannelConfig
 from jmcore.netaddr import is_loopback
 from jmcore.torcheck import ProbeResult
 
@@ -50,19 +51,6 @@ FAILED_STATES = (REFUSED, UNREACHABLE, TOR_UNAVAILABLE)
 
 class OnionConfigError(ValueError):
     pass
-
-
-def _truthy(value):
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("true", "1", "yes", "on")
-
-
-def is_test_mode(config):
-    if "test_mode" in config and _truthy(config["test_mode"]):
-        return True
-    rc = str(config.get("regtest_count", "0,0")).replace(" ", "")
-    return rc not in ("0,0", "", "None")
 
 
 def parse_location(location):
@@ -167,33 +155,32 @@ class OnionMessageChannel(MessageChannel):
     hostid = C.ONION_HOSTID
 
     def __init__(self, config, network="mainnet"):
+        """``config``: a ``chan_configs`` entry of type onion, read through the typed model the
+        plugin builds it with (:class:`jmcore.channels.OnionChannelConfig`: over Tor only v3
+        onion directories; test mode, plain TCP, only with ``regtest_count`` or ``test_mode``)."""
         super().__init__()
+        try:
+            cfg = OnionChannelConfig.from_dict(config, network)
+        except ChannelConfigError as exc:
+            raise OnionConfigError(str(exc)) from None
         self.config = config
-        self.network = C.network_for_wire(config.get("btcnet", network))
-        self.test_mode = is_test_mode(config)
-        dns = config.get("directory_nodes", "")
-        if isinstance(dns, str):
-            dns = [d.strip() for d in dns.split(",") if d.strip()]
-        if not dns:
-            raise OnionConfigError("onion channel needs directory_nodes")
+        self.network = cfg.btcnet
+        self.test_mode = cfg.test_mode
         self.directories = {}
-        for loc in dns:
+        for loc in cfg.directory_nodes:
             link = DirectoryLink(loc)
             self.directories[link.location] = link
-        self.serving = _truthy(config.get("serving", False))
-        self.passive = _truthy(config.get("passive", False))
-        self.socks5_host = str(config.get("socks5_host", "localhost"))
-        self.socks5_port = int(config.get("socks5_port", 9050))
-        self.socks5_timeout = float(config.get("socks5_timeout", 60))
-        self.tor_control_host = str(config.get("tor_control_host", "localhost"))
-        self.tor_control_port = int(config.get("tor_control_port", 9051))
-        self.tor_control_password = config.get("tor_control_password") or None
-        self.onion_serving_host = str(config.get("onion_serving_host", "127.0.0.1"))
-        self.onion_serving_port = int(config.get("onion_serving_port", 8080))
-        self.hidden_service_dir = str(config.get("hidden_service_dir") or "") or None
-        self.welcome_timeout = float(config.get("welcome_timeout", 62))
-        self.reconnect_base = float(config.get("reconnect_base", 4.0))
-        self.max_peers = int(config.get("max_peers", 2000))
+        self.serving, self.passive = cfg.serving, cfg.passive
+        self.socks5_host, self.socks5_port = cfg.tor.socks5_host, cfg.tor.socks5_port
+        self.tor_control_host, self.tor_control_port = cfg.tor.tor_control_host, cfg.tor.tor_control_port
+        self.tor_control_password = cfg.tor.tor_control_password
+        self.onion_serving_host, self.onion_serving_port = cfg.onion_serving_host, cfg.onion_serving_port
+        self.hidden_service_dir = cfg.hidden_service_dir or None
+        ext = cfg.extensions
+        self.socks5_timeout = float(ext.get("socks5_timeout", 60))
+        self.welcome_timeout = float(ext.get("welcome_timeout", 62))
+        self.reconnect_base = float(ext.get("reconnect_base", 4.0))
+        self.max_peers = int(ext.get("max_peers", 2000))
         self.location = C.NOT_SERVING_ONION
         self.peers = {}                # nick -> Peer
         self.inbound = set()           # unidentified inbound connections
