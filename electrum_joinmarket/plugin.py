@@ -176,6 +176,20 @@ class JoinMarketPlugin(BasePlugin):
             self._sessions.clear()
 
     # -- status -----------------------------------------------------------------------------
+    def _link_status(self) -> dict:
+        """The daemon link as ``joinmarket_status`` shows it: whether it is authenticated (the
+        setting; False says in words that it is not) and the link's last state, if checked."""
+        authenticated = bool(self.config.JM_DAEMON_AUTHENTICATION)
+        out: dict = {"authenticated": authenticated}
+        if not authenticated:
+            out["warning"] = ("the link to the daemon is NOT authenticated "
+                              "(plugins.joinmarket.daemon_authentication is off): any program "
+                              "answering at the daemon address sees your coinjoins")
+        link = self._runner.link if self._runner is not None else None
+        if link is not None:
+            out["state"] = link.state.as_dict()
+        return out
+
     def status(self, wallet: Optional["Abstract_Wallet"] = None) -> dict:
         """What ``joinmarket_status`` answers: versions, settings, sessions (no network I/O)."""
         from electrum.version import ELECTRUM_VERSION
@@ -184,6 +198,7 @@ class JoinMarketPlugin(BasePlugin):
             "electrum_version": ELECTRUM_VERSION,
             "enabled": self.is_enabled(),
             "daemon": "%s:%d" % self.daemon_address,
+            "daemon_link": self._link_status(),
             "settings": self.settings(),
         }
         try:

@@ -60,6 +60,8 @@ class Runner:
         """A usable daemon (running, or started by the link); RunnerError if none."""
         if self.link is None:
             self.link = DaemonLink.from_config(self.plugin.config)
+        else:      # the setting may have changed since the link was made
+            self.link.authentication = bool(self.plugin.config.JM_DAEMON_AUTHENTICATION)
         state = await self.link.ensure()
         if not state.usable:
             raise RunnerError(state.text, failure=Failure.DAEMON)

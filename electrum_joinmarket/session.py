@@ -96,6 +96,8 @@ class WalletSession:
             "role": self.role,
             "state": self.state,
             "daemon_connected": self.daemon_connected,
+            "daemon_authenticated": (self.daemon_client.authenticated
+                                     if self.daemon_connected else None),
             "used_commitments": len(self.commitments.used()),
             "progress": self.last_progress,
             "maker": self.maker.status() if self.maker is not None else None,

@@ -55,6 +55,11 @@ JM_DAEMON_AUTOSTART = _config_var("JM_DAEMON_AUTOSTART", "daemon_autostart", def
 JM_DAEMON_IN_PROCESS = _config_var("JM_DAEMON_IN_PROCESS", "daemon_in_process", default=True,
                                    type_=bool)
 """False: never run the daemon inside Electrum (source installs only)."""
+JM_DAEMON_AUTHENTICATION = _config_var("JM_DAEMON_AUTHENTICATION", "daemon_authentication",
+                                       default=True, type_=bool)
+"""True (default): the daemon link is authenticated both ways with the daemon's cookie and a
+daemon that cannot prove itself is refused. False: connect without authentication (for a
+reference ``joinmarketd``), with a warning (docs/daemon-auth.md)."""
 JM_CHANNELS = _config_var("JM_CHANNELS", "channels", default=None)
 """JSON list of message channel configs (``jmcore.channels``); unset = the network's default
 directories over Tor."""
@@ -94,6 +99,7 @@ class DaemonSettings:
     autostart: bool
     in_process: bool
     electrum_dir: Optional[str]
+    authentication: bool = True
 
     @classmethod
     def from_config(cls, config: Any) -> "DaemonSettings":
@@ -106,7 +112,8 @@ class DaemonSettings:
                    binary=config.JM_DAEMON_BINARY or None,
                    datadir=os.path.expanduser(datadir) if datadir else None,
                    autostart=bool(config.JM_DAEMON_AUTOSTART),
-                   in_process=bool(config.JM_DAEMON_IN_PROCESS), electrum_dir=electrum_dir)
+                   in_process=bool(config.JM_DAEMON_IN_PROCESS), electrum_dir=electrum_dir,
+                   authentication=bool(config.JM_DAEMON_AUTHENTICATION))
 
 
 def settings_dict(config: Any) -> dict[str, Any]:

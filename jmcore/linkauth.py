@@ -42,7 +42,8 @@ from .errors import AMPConnectionLost, AMPRemoteError, JMCoreError
 __all__ = ["AUTH_VERSION", "HELLO", "PROOF", "LINK_AUTH_COMMANDS", "LINK_COMMANDS",
            "COOKIE_NAME", "LinkAuthError", "default_datadir", "cookie_file", "write_cookie",
            "read_cookie", "remove_cookie", "new_nonce", "proof", "server_address",
-           "remember_cookie", "cookie_path_for", "verify_daemon", "authenticate"]
+           "remember_cookie", "cookie_path_for", "set_authentication", "authentication_required",
+           "verify_daemon", "authenticate"]
 
 AUTH_VERSION = 1
 HELLO = "EJMLinkAuthHello"
@@ -148,6 +149,24 @@ def cookie_path_for(host: str, port: int) -> str:
     return _known.get((host, int(port))) or os.environ.get("JMDAEMON_COOKIE") or cookie_file()
 
 
+_unauthenticated: set[tuple[str, int]] = set()
+
+
+def set_authentication(host: str, port: int, required: bool) -> None:
+    """Whether the plugin's clients of the daemon at host:port authenticate the link (the
+    default) or, ``required=False`` (the user turned it off, for a reference joinmarketd),
+    connect without this extension."""
+    if required:
+        _unauthenticated.discard((host, int(port)))
+    else:
+        _unauthenticated.add((host, int(port)))
+
+
+def authentication_required(host: str, port: int) -> bool:
+    """True unless :func:`set_authentication` turned it off for host:port."""
+    return (host, int(port)) not in _unauthenticated
+
+
 # ---------------------------------------------------------------------------------- proofs
 
 def new_nonce() -> str:
@@ -218,7 +237,9 @@ async def verify_daemon(proto: Any, cookie: bytes, timeout: float = 10.0) -> tup
     except AMPRemoteError as exc:
         if exc.code == "UNHANDLED":
             raise LinkAuthError("no_auth", "it speaks AMP but not jmdaemon's link "
-                                "authentication (a reference joinmarketd, or another program)"
+                                "authentication (a reference joinmarketd, or another program); "
+                                "to use a reference joinmarketd anyway, turn off "
+                                "plugins.joinmarket.daemon_authentication (docs/daemon-auth.md)"
                                 ) from exc
         raise LinkAuthError("no_auth", f"it answered the authentication with an error: "
                             f"{exc.code} {str(exc)[:100]}") from exc

@@ -7,6 +7,10 @@ derive the sender's nick (M13), is answered ``verif_result=False`` and the daemo
 Before anything else the link is authenticated both ways with the daemon's cookie file
 (:mod:`jmcore.linkauth`, docs/daemon-auth.md): the daemon proves it knows the cookie before we send
 it a single JoinMarket command, and a daemon that cannot is refused with the reason (L1).
+Only when the user turned authentication off (``plugins.joinmarket.daemon_authentication``, for
+a reference ``joinmarketd``; applied per daemon address by
+:func:`jmcore.linkauth.set_authentication`) does the client connect without it, with a warning;
+``authenticated`` then stays False.
 
 Everything else the daemon reports is handed to a role handler (taker or maker) through
 ``RoleHandler`` methods; a handler exception is logged and never reaches the daemon connection.
@@ -30,6 +34,10 @@ from jmcore.errors import AMPConnectionLost, AMPRemoteError, JMCoreError
 log = get_logger(__name__)
 
 DEFAULT_DUST = DUST_THRESHOLD
+UNAUTHENTICATED_WARNING = (
+    "the link to jmdaemon at {addr} is NOT authenticated (plugins.joinmarket."
+    "daemon_authentication is off): whatever program answers there sees your coinjoins, and any "
+    "program that can connect to it can drive it")
 
 
 class DaemonError(UserError):
@@ -50,7 +58,7 @@ class DaemonClient:
                  dust_threshold: int = DEFAULT_DUST,
                  blacklist_location: str = "cmtdata/commitmentlist",
                  handler: Any = None, nick_key: Optional[NickKey] = None,
-                 cookie_path: Optional[str] = None):
+                 cookie_path: Optional[str] = None, authenticate: Optional[bool] = None):
         self.network = network
         try:
             # every key the reference daemon reads, whatever the caller left out
@@ -64,6 +72,8 @@ class DaemonClient:
         self.handler = handler
         self._preset_key = nick_key
         self.cookie_path = cookie_path
+        self.authenticate = authenticate   # None: linkauth.authentication_required(host, port)
+        self.authenticated = False                # True once both proofs were exchanged
         self.key: Optional[NickKey] = None
         self.proto: Optional[jamp.AMPProtocol] = None
         self.up = asyncio.Event()
@@ -89,9 +99,9 @@ class DaemonClient:
 
     async def connect(self, host: str, port: int, timeout: float = 10.0) -> None:
         """Open the AMP connection, authenticate it both ways with the daemon's cookie
-        (``cookie_path``, else :func:`jmcore.linkauth.cookie_path_for`), and run JMInit →
-        JMInitProto → JMStartMC; returns when the daemon has accepted JMInit (use ``wait_up``
-        for the channels)."""
+        (``cookie_path``, else :func:`jmcore.linkauth.cookie_path_for`) unless authentication
+        is off for this daemon (a warning is logged), and run JMInit → JMInitProto → JMStartMC;
+        returns when the daemon has accepted JMInit (use ``wait_up`` for the channels)."""
         try:
             self.proto = await asyncio.wait_for(
                 jamp.connect(host, port, self._responders(), commands=linkauth.LINK_COMMANDS),
@@ -99,14 +109,44 @@ class DaemonClient:
         except (OSError, asyncio.TimeoutError) as exc:
             raise DaemonError(f"no JoinMarket daemon answers at {host}:{port} ({exc}); start "
                               f"jmdaemon or check the daemon host/port in the settings") from exc
-        path = self.cookie_path or linkauth.cookie_path_for(host, port)
+        required = (self.authenticate if self.authenticate is not None
+                    else linkauth.authentication_required(host, port))
+        if required:
+            await self._authenticate(host, port, timeout)
+        else:
+            log.warning(UNAUTHENTICATED_WARNING.format(addr=f"{host}:{port}"))
+        self._watcher = asyncio.ensure_future(self._watch_close())     # keep a reference
         try:
-            await linkauth.authenticate(self.proto, linkauth.read_cookie(path), timeout)
+            await self.init()
+        except DaemonError as exc:
+            if required or not isinstance(exc.__cause__, (AMPConnectionLost, ConnectionError)):
+                raise
+            raise DaemonError(f"{exc}: the daemon closed the connection; it probably requires "
+                              f"authentication (plugins.joinmarket.daemon_authentication is off: "
+                              f"turn it on, or start jmdaemon with --allow-unauthenticated)"
+                              ) from exc
+
+    async def _authenticate(self, host: str, port: int, timeout: float) -> None:
+        """Both proofs (:func:`jmcore.linkauth.authenticate`), or DaemonError saying why not.
+        Without a cookie file the daemon is still asked for its proof (of a zero cookie, which
+        cannot match), only to tell the user whether it speaks our authentication at all."""
+        assert self.proto is not None
+        path = self.cookie_path or linkauth.cookie_path_for(host, port)
+        no_cookie: Optional[linkauth.LinkAuthError] = None
+        try:
+            cookie = linkauth.read_cookie(path)
+        except linkauth.LinkAuthError as exc:
+            cookie, no_cookie = bytes(32), exc
+        try:
+            if no_cookie is not None:
+                await linkauth.verify_daemon(self.proto, cookie, timeout)
+                raise no_cookie                            # pragma: no cover - cannot match
+            await linkauth.authenticate(self.proto, cookie, timeout)
         except linkauth.LinkAuthError as exc:
             self.proto.close()
-            raise DaemonError(f"refusing the program at {host}:{port}: {exc}") from exc
-        self._watcher = asyncio.ensure_future(self._watch_close())     # keep a reference
-        await self.init()
+            why = no_cookie if no_cookie is not None and exc.kind == "bad_proof" else exc
+            raise DaemonError(f"refusing the program at {host}:{port}: {why}") from exc
+        self.authenticated = True
 
     async def init(self) -> None:
         """JMInit with our complete channel configs (also between rounds: the same configs

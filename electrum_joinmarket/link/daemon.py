@@ -16,6 +16,12 @@
    jmdaemon are imported lazily inside :func:`_start_in_process` only;
 4. otherwise **unavailable**, with a detail naming what was tried.
 
+With ``plugins.joinmarket.daemon_authentication`` off (``authentication=False``, for a reference
+``joinmarketd``; docs/daemon-auth.md) step 1 accepts any AMP peer, the plugin's clients of that
+address connect without authenticating (:func:`jmcore.linkauth.set_authentication`), a daemon the
+link starts gets ``--allow-unauthenticated``, and the state says the link is unauthenticated
+(logged as a warning).
+
 Only a loopback ``host`` is ever *started* by the plugin; a non-loopback host is only used if a
 daemon already answers there.  A daemon the link started is stopped by :meth:`DaemonLink.stop`
 (SIGTERM, then SIGKILL after a grace period) and, as a safety net, at interpreter exit
@@ -34,7 +40,8 @@ Binary lookup order (first executable file wins), documented for users:
 Other settings read by :meth:`DaemonLink.from_config` (Electrum config keys, all optional):
 ``plugins.joinmarket.daemon_host``, ``daemon_port``, ``daemon_datadir`` (the daemon's
 ``--datadir``; default: the daemon's own, ``~/.jmdaemon``), ``daemon_autostart`` (False: only
-use a running daemon), ``daemon_in_process`` (False: never run it in-process).
+use a running daemon), ``daemon_in_process`` (False: never run it in-process),
+``daemon_authentication`` (False: an unauthenticated link, see above).
 
 Each outcome is a :class:`DaemonStatus` (a ``str`` enum, JSON-able) plus a human sentence in
 :attr:`LinkState.text` for the GUI.  Standard library, jmcore and Electrum's logger only at module level.
@@ -109,6 +116,7 @@ class LinkState:
     binary: Optional[str] = None
     pid: Optional[int] = None
     started_by_us: bool = False
+    authenticated: bool = True       # False: the user turned the link's authentication off
     since: float = field(default_factory=time.time)
 
     @property
@@ -117,8 +125,12 @@ class LinkState:
 
     @property
     def text(self) -> str:
-        return STATUS_TEXT[self.status].format(addr=f"{self.host}:{self.port}",
+        text = STATUS_TEXT[self.status].format(addr=f"{self.host}:{self.port}",
                                                binary=self.binary or "?", detail=self.detail)
+        if self.usable and not self.authenticated:
+            text += (" — link NOT authenticated (plugins.joinmarket.daemon_authentication is "
+                     "off)")
+        return text
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -139,10 +151,12 @@ class ProbeResult(str, enum.Enum):
 
 
 async def probe_detail(host: str, port: int, timeout: float = 3.0,
-                       cookie_path: Optional[str] = None) -> tuple[ProbeResult, str]:
+                       cookie_path: Optional[str] = None,
+                       authentication: bool = True) -> tuple[ProbeResult, str]:
     """One real AMP exchange with ``host:port``: the daemon's proof of the cookie (read from
     ``cookie_path``, else :func:`jmcore.linkauth.cookie_path_for`). Returns the result and, for
-    NOT_AUTHENTIC, why."""
+    NOT_AUTHENTIC, why. ``authentication=False``: any AMP answer (a reference joinmarketd's
+    ``UNHANDLED`` error included) is AMP, whatever the proof."""
     path = cookie_path or linkauth.cookie_path_for(host, port)
     try:
         proto = await asyncio.wait_for(jamp.connect(host, port, commands=linkauth.LINK_COMMANDS),
@@ -161,12 +175,14 @@ async def probe_detail(host: str, port: int, timeout: float = 3.0,
         except linkauth.LinkAuthError as exc:
             if exc.kind == "no_answer":
                 return ProbeResult.NOT_AMP, str(exc)
+            if not authentication:
+                return ProbeResult.AMP, f"unauthenticated: {exc}"
             if cookie is None and exc.kind == "bad_proof":
                 return ProbeResult.NOT_AUTHENTIC, no_cookie
             return ProbeResult.NOT_AUTHENTIC, str(exc)
-        if cookie is None:                       # pragma: no cover - a zero cookie cannot match
+        if cookie is None and authentication:    # pragma: no cover - a zero cookie cannot match
             return ProbeResult.NOT_AUTHENTIC, no_cookie
-        return ProbeResult.AMP, ""
+        return ProbeResult.AMP, "" if authentication else "unauthenticated"
     except (AMPError, OSError, asyncio.TimeoutError) as exc:
         return ProbeResult.NOT_AMP, repr(exc)
     finally:
@@ -174,9 +190,9 @@ async def probe_detail(host: str, port: int, timeout: float = 3.0,
 
 
 async def probe(host: str, port: int, timeout: float = 3.0,
-                cookie_path: Optional[str] = None) -> ProbeResult:
+                cookie_path: Optional[str] = None, authentication: bool = True) -> ProbeResult:
     """:func:`probe_detail` without the reason."""
-    return (await probe_detail(host, port, timeout, cookie_path))[0]
+    return (await probe_detail(host, port, timeout, cookie_path, authentication))[0]
 
 
 
@@ -224,8 +240,9 @@ def in_process_available() -> bool:
 class _InProcessDaemon:
     """jmdaemon's AMP server on Twisted's reactor, run in a daemon thread of this process."""
 
-    def __init__(self, host: str, port: int, datadir: Optional[str]):
+    def __init__(self, host: str, port: int, datadir: Optional[str], authentication: bool = True):
         self.host, self.requested_port, self.datadir = host, port, datadir
+        self.authentication = authentication
         self.factory: Any = None
         self.listener: Any = None
         self.port: Optional[int] = None
@@ -243,6 +260,8 @@ class _InProcessDaemon:
         argv = ["--host", self.host, "--port", str(self.requested_port)]
         if self.datadir:
             argv += ["--datadir", self.datadir]
+        if not self.authentication:
+            argv.append("--allow-unauthenticated")
         cfg = jcli.build_config(jcli._parser().parse_args(argv))
         os.makedirs(cfg.datadir, exist_ok=True)
         _ensure_reactor_thread(reactor)
@@ -306,7 +325,8 @@ class DaemonLink:
                  datadir: Optional[str] = None, autostart: bool = True, in_process: bool = True,
                  extra_args: Sequence[str] = (), start_timeout: float = 30.0,
                  probe_timeout: float = 3.0, log_dir: Optional[str] = None,
-                 on_change: Optional[Callable[[LinkState], None]] = None):
+                 on_change: Optional[Callable[[LinkState], None]] = None,
+                 authentication: bool = True):
         self.host, self.port = host, int(port)
         self.binary_setting, self.electrum_dir, self.datadir = binary, electrum_dir, datadir
         self.autostart, self.in_process = autostart, in_process
@@ -314,6 +334,7 @@ class DaemonLink:
         self.start_timeout, self.probe_timeout = start_timeout, probe_timeout
         self.log_dir = log_dir
         self.on_change = on_change
+        self.authentication = authentication
         self.state = LinkState(host=host, port=self.port)
         self._proc: Optional[subprocess.Popen] = None
         self._inproc: Optional[_InProcessDaemon] = None
@@ -335,14 +356,20 @@ class DaemonLink:
         from electrum_joinmarket.settings import DaemonSettings
         d = DaemonSettings.from_config(config)
         return cls(d.host, d.port, binary=d.binary, electrum_dir=d.electrum_dir,
-                   datadir=d.datadir, autostart=d.autostart, in_process=d.in_process, **kwargs)
+                   datadir=d.datadir, autostart=d.autostart, in_process=d.in_process,
+                   authentication=d.authentication, **kwargs)
 
     # -- state -------------------------------------------------------------------------------
     def _set(self, status: DaemonStatus, detail: str = "", **kw: Any) -> LinkState:
         self.state = LinkState(status=status, host=self.host, port=self.port, detail=detail,
                                binary=kw.get("binary"),
-                               pid=kw.get("pid"), started_by_us=kw.get("started_by_us", False))
-        log.info("daemon link: %s", self.state.text)
+                               pid=kw.get("pid"), started_by_us=kw.get("started_by_us", False),
+                               authenticated=self.authentication)
+        linkauth.set_authentication(self.host, self.port, self.authentication)
+        if self.state.usable and not self.authentication:
+            log.warning("daemon link: %s", self.state.text)
+        else:
+            log.info("daemon link: %s", self.state.text)
         if self.on_change is not None:
             try:
                 self.on_change(self.state)
@@ -362,8 +389,8 @@ class DaemonLink:
         """Probe host:port with our daemon's cookie; a daemon that proves itself is remembered
         so that :class:`~.client.DaemonClient` finds the cookie for this address."""
         found, detail = await probe_detail(self.host, self.port, self.probe_timeout,
-                                           self.cookie_path)
-        if found == ProbeResult.AMP:
+                                           self.cookie_path, self.authentication)
+        if found == ProbeResult.AMP and self.authentication:
             linkauth.remember_cookie(self.host, self.port, self.cookie_path)
         return found, detail
 
@@ -377,7 +404,7 @@ class DaemonLink:
 
     async def _ensure(self) -> LinkState:
         prev = self.state
-        if prev.usable and self.started_by_us:
+        if prev.usable and self.started_by_us and prev.authenticated == self.authentication:
             if self._proc is not None and self._proc.poll() is not None:
                 self._forget_proc()
             elif (await self._probe())[0] == ProbeResult.AMP:
@@ -389,7 +416,8 @@ class DaemonLink:
             if self.started_by_us:
                 return self._set(prev.status, prev.detail, binary=prev.binary, pid=prev.pid,
                                  started_by_us=True)
-            return self._set(DaemonStatus.EXTERNAL, "already running")
+            return self._set(DaemonStatus.EXTERNAL, "already running" if self.authentication
+                             else f"already running; {detail}")
         if found == ProbeResult.NOT_AMP:
             return self._set(DaemonStatus.NOT_AMP, f"{self.host}:{self.port} does not answer AMP")
         if found == ProbeResult.NOT_AUTHENTIC:
@@ -433,6 +461,8 @@ class DaemonLink:
         argv = [binary, "--host", self.host, "--port", str(self.port)]
         if self.datadir:
             argv += ["--datadir", self.datadir]
+        if not self.authentication:
+            argv.append("--allow-unauthenticated")
         argv += self.extra_args
         d = self._stdio_dir()
         out_path = os.path.join(d, "jmdaemon-started-by-electrum.out")
@@ -493,7 +523,7 @@ class DaemonLink:
     # -- in-process --------------------------------------------------------------------------
     async def _start_in_process(self) -> LinkState:
         self._set(DaemonStatus.CHECKING, "starting the daemon in-process")
-        daemon = _InProcessDaemon(self.host, self.port, self.datadir)
+        daemon = _InProcessDaemon(self.host, self.port, self.datadir, self.authentication)
         loop = asyncio.get_running_loop()
         try:
             port = await loop.run_in_executor(None, daemon.start)

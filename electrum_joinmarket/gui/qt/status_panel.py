@@ -130,6 +130,9 @@ class StatusPanel(Panel):
             addr = f"{host}:{port}"
             if res == ProbeResult.AMP:
                 self._daemon_text = _("JoinMarket daemon running at {}").format(addr)
+                if not authentication:
+                    self._daemon_text += _(" — link NOT authenticated "
+                                           "(plugins.joinmarket.daemon_authentication is off)")
                 self._daemon_usable = True
             elif res == ProbeResult.NOT_AMP:
                 self._daemon_text = _("Something else is listening at {} (not a JoinMarket "
@@ -144,7 +147,8 @@ class StatusPanel(Panel):
         def failed(exc: BaseException) -> None:
             self._daemon_text, self._daemon_usable = friendly_error(exc), False
             self.render()
-        self.run_async(probe(host, port, 3.0), done, failed)
+        authentication = bool(self.plugin.config.JM_DAEMON_AUTHENTICATION)
+        self.run_async(probe(host, port, 3.0, authentication=authentication), done, failed)
 
     # -- buttons ------------------------------------------------------------------------------
     @guarded
