@@ -49,8 +49,8 @@ def test_c2_ng_getpeerlist_gets_a_peerlist(tmp_path):
         # a reference client gets the reference's reply (no features) and its location
         # becomes part of the next peerlist
         ref = await RawOnionPeer("J5refMakerXXXXXX", location="127.0.0.1:18999").connect(d.port)
+        # the directory registers the peer in the same reactor turn that sends this reply
         assert (await ref.wait_handshake())["features"] == {}
-        await asyncio.sleep(0.2)
         ng.received.clear()
         ng.send(791, "")
         for _ in range(100):
