@@ -352,6 +352,11 @@ _EXTENSIONS: tuple[CommandSpec, ...] = (
     # the session with it, so the taker need not wait out its timeout
     CommandSpec(name="EJMRefuse", arguments=(Arg("nick", UNICODE), Arg("reason", UNICODE)),
                 response=(Arg("accepted", BOOLEAN),), direction=C2D, group=EXTENSION),
+    # taker, after JMFillResponse: the makers of the last JMFill that refused it with !error,
+    # nick -> their reason (the taker reports them as refused rather than silent)
+    CommandSpec(name="EJMFillRefusals", arguments=(),
+                response=(Arg("accepted", BOOLEAN), Arg("refusals", JSON)),
+                direction=C2D, group=EXTENSION),
 )
 EXTENSION_COMMANDS: dict[str, CommandSpec] = {c.name: c for c in _EXTENSIONS}
 """Our extension commands by name (not part of :data:`COMMANDS`)."""

@@ -124,7 +124,7 @@ class JMDaemonProtocol(amp.AMP):
         self.follow_offers = False      # EJMFollowOffers: push JMOffers on every book change
         self._offers_push = None        # the pending push (IDelayedCall), coalescing changes
         self._offers_pushed_at = 0.0
-        self.refused = set()            # makers that answered our !fill with !error
+        self.refused = {}               # makers that answered our !fill with !error: their reason
         self.bond_requests = OrderedDict()
         self.relayed_hp2 = OrderedDict()
         self.connected = False
@@ -498,7 +498,7 @@ class JMDaemonProtocol(amp.AMP):
         self.commitment = commitment
         self.revelation = revelation
         self.ioauth_data = {}
-        self.refused = set()
+        self.refused = {}
         self.crypto_boxes = {}
         self.active_orders = OrderedDict(filled_offers)
         for nick, offer in filled_offers.items():
@@ -551,6 +551,15 @@ class JMDaemonProtocol(amp.AMP):
         mc = self.bond_requests.pop(nick, None)
         self.mcc.announce_orders(self.offerlist, nick, proof, mc=mc)
         return {"accepted": True}
+
+    @K["EJMFillRefusals"].responder
+    def on_EJM_FILL_REFUSALS(self):
+        """Our extension: which makers of the last JMFill refused it with ``!error``, and what
+        they said (printable, at most 120 characters each), so the taker can say why instead of
+        calling them silent. Only makers of that fill are ever in it (bounded by JMFill's 100)."""
+        if self.role != "TAKER":
+            return {"accepted": False, "refusals": {}}
+        return {"accepted": True, "refusals": dict(self.refused)}
 
     @K["EJMRefuse"].responder
     def on_EJM_REFUSE(self, nick, reason):
@@ -633,8 +642,8 @@ class JMDaemonProtocol(amp.AMP):
         # at the timeout. A refusal can only shorten the wait for makers already settled.
         if (self.role == "TAKER" and self.jm_state == 2 and nick in self.active_orders
                 and nick not in self.ioauth_data):
-            self.refused.add(nick)
-            if set(self.ioauth_data) | self.refused >= set(self.active_orders):
+            self.refused[nick] = wire.printable(msg, 120)
+            if set(self.ioauth_data) | set(self.refused) >= set(self.active_orders):
                 self.respond_to_ioauths(len(self.ioauth_data) >= self.minmakers)
 
     # maker
@@ -761,12 +770,12 @@ class JMDaemonProtocol(amp.AMP):
                 or nick not in self.crypto_boxes):
             log.debug("unexpected !ioauth from %s dropped", nick)
             return
-        self.refused.discard(nick)
+        self.refused.pop(nick, None)
         self.ioauth_data[nick] = [utxo_list, auth_pub, cj_addr, change_addr, btc_sig,
                                   self.crypto_boxes[nick][0]]
         if set(self.ioauth_data) == set(self.active_orders):
             self.respond_to_ioauths(True)
-        elif set(self.ioauth_data) | self.refused >= set(self.active_orders):
+        elif set(self.ioauth_data) | set(self.refused) >= set(self.active_orders):
             self.respond_to_ioauths(len(self.ioauth_data) >= self.minmakers)   # as the timer
 
     def on_sig(self, nick, sig):

@@ -200,6 +200,23 @@ class DaemonClient:
             return False
         return bool(answer.get("accepted"))
 
+    async def fill_refusals(self) -> dict[str, str]:
+        """Taker, after JMFillResponse: the makers of the last JMFill that refused it with
+        ``!error``, nick -> what they said (our ``EJMFillRefusals`` extension); empty when the
+        daemon does not know the command (a reference joinmarketd) or gives nothing usable."""
+        if self.proto is None or self.closed.is_set():
+            return {}
+        try:
+            answer = await self.proto.call_remote("EJMFillRefusals")
+        except (AMPRemoteError, AMPConnectionLost, ConnectionError, JMCoreError):
+            return {}
+        got = answer.get("refusals")
+        if not answer.get("accepted") or not isinstance(got, dict):
+            return {}
+        def text(x: object, limit: int) -> str:       # remote text: printable only
+            return "".join(c for c in str(x)[:limit] if c.isprintable())
+        return {text(n, 64): text(r, 120) for n, r in list(got.items())[:100]}
+
     async def refuse(self, nick: str, reason: str) -> bool:
         """Maker: tell the taker ``nick`` we refuse its !auth/!tx (our ``EJMRefuse`` extension);
         False if the daemon does not support it or had no session with that taker."""

@@ -513,11 +513,24 @@ class Taker:
                                                    cfg.maker_timeout_sec + 30)
         except asyncio.TimeoutError:
             raise _RoundFailed("the daemon reported no answer from the makers") from None
+        answered = set(data) if success and isinstance(data, dict) else set()
+        refusals = (await self._link.fill_refusals()
+                    if set(offers_by_nick) - answered else {})
         if not success:
-            silent = [x for x in (data or []) if isinstance(x, str)]
+            missing = [x for x in (data or []) if isinstance(x, str)]
+            silent = [n for n in missing if n not in refusals]
+            refused = [n for n in missing if n in refusals]
+            for nick in refused:
+                self._maker_refused(nick, refusals[nick])
             for nick in silent:
                 self.ignored[nick] = "M10: silent after !fill"
-            raise _RoundFailed(f"too few makers answered (silent: {', '.join(silent) or 'unknown'})")
+            parts = [f"refused: {n} ({refusals[n]})" for n in refused]
+            if silent or not refused:
+                parts.append(f"silent: {', '.join(silent) or 'unknown'}")
+            raise _RoundFailed(f"too few makers answered ({'; '.join(parts)})")
+        for nick in offers_by_nick:
+            if nick not in answered and nick in refusals:
+                self._maker_refused(nick, refusals[nick])
         verified = await self._verify_ioauths(data, offers_by_nick, my_coins, cj_amount)
         self.outcome.timings.setdefault("fill_to_ioauth", time.monotonic() - t_fill)
         if len(verified) < cfg.minimum_makers:
@@ -609,6 +622,14 @@ class Taker:
                              f"≥ {policy.taker_utxo_age} confirmations)", failure=Failure.COINS)
         return generate_podle(keys[choice.utxo], choice.utxo, choice.index)
 
+    def _maker_refused(self, nick: str, reason: str) -> None:
+        """The maker answered our ``!fill``/``!auth`` with ``!error``: it declined this round
+        (no coins, amount out of its range, a commitment it will not take, …). Not used again
+        in this run, reported as refused rather than silent."""
+        self.ignored[nick] = f"refused: {reason}"
+        self.progress(TakerStage.MAKER_REJECTED, f"maker {nick} refused: {reason}", maker=nick,
+                      case="refused")
+
     async def _verify_ioauths(self, data: Any, offers: dict[str, Offer], my_coins: list,
                               cj_amount: int) -> dict[str, Any]:
         """Check every maker's ``!ioauth`` on-chain; drop (and ignore for the run) the bad ones.
@@ -622,7 +643,7 @@ class Taker:
         mine = [c.prevout.to_str() for c in my_coins]
         self._unchecked = []
         for nick in list(offers):
-            if nick not in data:
+            if nick not in data and nick not in self.ignored:
                 self.ignored[nick] = "M10: silent after !fill"
         order = [nick for nick in offers if nick in data]
 

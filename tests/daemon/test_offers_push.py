@@ -4,7 +4,8 @@ daemons over a real IRC server (docs/amp-extensions.md):
 * ``EJMFollowOffers``: the taker's daemon pushes ``JMOffers`` whenever its book changes, until
   ``JMFill``; a client that did not ask (every reference client) never gets an unsolicited one.
 * ``EJMRefuse``: a maker client's refusal reaches the taker as ``!error``, and the taker's daemon
-  ends stage 1 as soon as every maker answered or refused (not at ``maker_timeout_sec``)."""
+  ends stage 1 as soon as every maker answered or refused (not at ``maker_timeout_sec``);
+  ``EJMFillRefusals`` then tells the taker client who refused and why."""
 from __future__ import annotations
 
 import asyncio
@@ -148,6 +149,11 @@ def test_refusal_ends_the_fill_stage_at_once(ircd, tmp_path):
             fill = await taker.wait_for("JMFillResponse", timeout=30)
             assert fill == {"success": False, "ioauth_data": [maker.nick]}
             assert maker.refuse_answer == {"accepted": True}
+            # EJMFillRefusals: who refused and what it said (one line, no '!'), for the taker
+            # only
+            assert (await taker.call("EJMFillRefusals")) == \
+                {"accepted": True, "refusals": {maker.nick: "refused (T7)\\nx"}}
+            assert (await maker.call("EJMFillRefusals")) == {"accepted": False, "refusals": {}}
             late = await maker.call("JMIOAuth", nick=taker.nick, utxolist={"aa" * 32 + ":0": {}},
                                     pubkey="02" + "11" * 32, cjaddr="bcrt1qx",
                                     changeaddr="bcrt1qy", pubkeysig="c2ln")

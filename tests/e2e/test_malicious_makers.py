@@ -57,6 +57,11 @@ class BadMaker(Maker):
             return
         await super().on_JMAuthReceived(**kw)
 
+    def _select_coins(self, need, exclude):
+        if self.mode == "no-coins":               # its coins are gone or all reserved
+            return None
+        return super()._select_coins(need, exclude)
+
     def tamper(self, name, kw):
         if name == "JMIOAuth":
             if self.mode == "M1":                 # a utxo that does not exist
@@ -139,6 +144,31 @@ def _output_addresses(raw) -> dict:
     from electrum_joinmarket.tx.taker_tx import wire_to_tx_bytes
     tx = Transaction(wire_to_tx_bytes(raw) if isinstance(raw, str) else bytes(raw))
     return {o.address: o.value for o in tx.outputs()}
+
+
+@pytest.mark.parametrize("bad_maker", ["no-coins"], indirect=True)
+def test_refusing_maker_ends_the_fill_wait_at_once(bad_maker, irc_net, electrum_node, bitcoind):
+    """A maker that cannot take part (no unreserved coins when our !auth arrives) says so with
+    !error (EJMRefuse): the taker's daemon ends stage 1 as soon as the other three answered,
+    not at ``maker_timeout_sec``, the round goes on with the three, and the taker reports the
+    maker as refused with its reason (EJMFillRefusals), not as silent. (Whether the refusal or
+    the last !ioauth arrives last depends on timing here; tests/daemon/test_offers_push.py has
+    the refusal alone end the stage.)"""
+    net = irc_net
+    timeout = 60
+    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000, 5_000_000], confirmations=6)
+    dest = new_wallet(electrum_node, bitcoind)
+    cfg = quick_config(7_000_000, dest.get_receiving_address(), n=4, minimum_makers=3,
+                       maker_timeout_sec=timeout)
+    outcome = net.run_taker(net.taker(taker_w, CommitmentStore({}, on_change=None), cfg))
+    bad_nick = bad_maker.maker.nick
+    assert outcome.status == "success", (outcome.message, outcome.ignored_makers)
+    assert outcome.rounds == 1 and len(outcome.makers) == 3 and bad_nick not in outcome.makers
+    assert outcome.ignored_makers[bad_nick] == "refused: refused (no-coins)", \
+        outcome.ignored_makers
+    assert [r.case for r in bad_maker.maker.refusals] == ["no-coins"]
+    # ended on the refusal: the timer would have answered after 60 s
+    assert outcome.timings["fill_to_ioauth"] < timeout / 4, outcome.timings
 
 
 @pytest.mark.parametrize("bad_maker", ["M10"], indirect=True)
