@@ -100,12 +100,13 @@ def _kill_leftovers():
             proc.kill()
 
 
-def _spawn(args, workdir: pathlib.Path, name: str, pattern: str, timeout=20.0):
+def _spawn(args, workdir: pathlib.Path, name: str, pattern: str, timeout=20.0,
+           module="jmdaemon"):
     require_services(f"jmdaemon {name!r}")
     workdir.mkdir(parents=True, exist_ok=True)
     logpath = workdir / (name + ".log")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([PY, "-m", "jmdaemon"] + args, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([PY, "-m", module] + args, stdout=subprocess.PIPE,
                             stderr=open(logpath, "ab"), stdin=subprocess.DEVNULL, cwd=str(workdir),
                             env=env, text=True)
     _STARTED.append(proc)
@@ -163,6 +164,23 @@ def start_tor_directory(workdir: pathlib.Path, control_port: int, name="director
                 {"nick": m.group(1), "location": "%s:%s" % (m.group(2), m.group(3))})
 
 
+def start_ref_directory(workdir: pathlib.Path, name="refdirectory", network="testnet") -> Proc:
+    """A directory that relays any sender name, as the reference's do (devstack.refdirectory)."""
+    proc, m, logpath = _spawn(["--port", "0", "--network", network], workdir, name,
+                              r"refdirectory (\S+) at 127\.0\.0\.1:(\d+)",
+                              module="devstack.refdirectory")
+    return Proc(proc, int(m.group(2)), logpath, {"nick": m.group(1)})
+
+
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM (peak resident set size) of a process, in kB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 # ------------------------------------------------------------------------------------------
 # the test client
 
@@ -194,6 +212,7 @@ class TestClient:
         self.verify_ok = verify_ok
         self.maker_sigs = list(maker_sigs)
         self.events: list[tuple[str, dict]] = []
+        self.by_name: dict[str, list[dict]] = {}
         self.cond: asyncio.Condition | None = None
         self.proto: jamp.AMPProtocol | None = None
         self.tasks: set = set()
@@ -212,6 +231,7 @@ class TestClient:
     def _make_responder(self, name):
         def responder(**kwargs):
             self.events.append((name, kwargs))
+            self.by_name.setdefault(name, []).append(kwargs)
             hook = getattr(self, "on_" + name, None)
             if hook is not None:
                 hook(**kwargs)
@@ -244,7 +264,8 @@ class TestClient:
 
     async def wait_for(self, name, timeout=30.0, pred=None, count=1):
         def matches():
-            return [kw for n, kw in self.events if n == name and (pred is None or pred(kw))]
+            seen = self.by_name.get(name, [])
+            return seen if pred is None else [kw for kw in seen if pred(kw)]
 
         async def waiter():
             async with self.cond:
@@ -257,7 +278,7 @@ class TestClient:
         return matches()[count - 1]
 
     def count(self, name):
-        return sum(1 for n, _ in self.events if n == name)
+        return len(self.by_name.get(name, []))
 
     def close(self):
         if self.proto is not None:

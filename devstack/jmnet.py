@@ -54,6 +54,7 @@ class JMNet:
     chan_configs: Any            # list of channel dicts, or callable(role, index) -> list
     makers: list[MakerParty] = field(default_factory=list)
     daemons: list[Any] = field(default_factory=list)
+    daemon_args: tuple = ()      # extra jmdaemon flags, e.g. ("--loglevel", "INFO")
 
     def configs_for(self, role: str, index: int) -> list[dict]:
         if callable(self.chan_configs):
@@ -63,7 +64,7 @@ class JMNet:
     def add_maker(self, wallet: Any, *, cjfee_r: str = "0.0002", txfee: int = 0,
                   password: Optional[str] = None, maker_cls: type = Maker,
                   **settings: Any) -> MakerParty:
-        daemon = start_daemon(self.workdir, f"maker{len(self.makers)}")
+        daemon = start_daemon(self.workdir, f"maker{len(self.makers)}", extra=self.daemon_args)
         self.daemons.append(daemon)
         ms = MakerSettings(ordertype="sw0reloffer", cjfee_r=cjfee_r, txfee=txfee,
                            minsize=100_000, poll_interval=0.5, **settings)
@@ -80,7 +81,7 @@ class JMNet:
               password: Optional[str] = None,
               progress: Optional[Callable[[dict], None]] = None, rng: Any = None,
               storage: Any = None) -> Taker:
-        daemon = start_daemon(self.workdir, f"taker{len(self.daemons)}")
+        daemon = start_daemon(self.workdir, f"taker{len(self.daemons)}", extra=self.daemon_args)
         self.daemons.append(daemon)
         return Taker(wallet=wallet, network=self.electrum_node.network, commitments=commitments,
                      config=config, password=password, daemon_host="127.0.0.1",

@@ -53,6 +53,8 @@ MAX_OUR_LINE = _jc.ONION_MAX_LINE_LENGTH       # bytes of any onion line we send
                                        # message we send on any channel (Ref disconnects longer
                                        # lines, §3.1)
 SIGNATURE_OVERHEAD = 1 + 66 + 1 + 100  # " <pubkey hex> <b64 DER sig>" appended by the client
+MAX_SEEN_PER_DIRECTORY = 50000         # nicks remembered as reachable through one directory
+MAX_TRACKED_NICKS = 50000              # nicks remembered per channel by the message layer
 MAX_SATS = _jc.MAX_SATOSHIS
 JM_DUST = _jc.DUST_THRESHOLD
 

@@ -6,22 +6,44 @@
 * signing and verification are asked of the client (``JMRequestMsgSig`` /
   ``JMRequestMsgSigVerify``) with the hostid of the channel; only verified messages are decrypted
   and dispatched, and only messages the daemon itself asked to be signed are sent;
-* every parser drops bad input with a log line and never raises (money-safety invariant 4).
+* every parser drops bad input with a log line and never raises (money-safety invariant 4);
+* floods (issue 12 H4, D9/D10): a private message is dropped *before* it is queued for the client
+  unless its pubkey derives its nick and the session wants that command from that nick now
+  (``session.wants_privmsg``); what is queued is never dropped to make room — the connection it
+  came from is paused instead (:class:`~jmdaemon.limits.Backpressure`); a signed reply with our
+  offers (no bond) is signed by the client once per (offers, channel) and re-sent from a cache:
+  the signature covers body + hostid, not the recipient, and is deterministic (RFC 6979);
+* the per-channel record of nicks is bounded (first seen kept).
 """
 import base64
 import binascii
 import logging
+import time
 from collections import OrderedDict
 
 from . import constants as C
 from . import wire
 from .crypto import NaclError, decode_decrypt, encrypt_encode
+from .limits import Backpressure, FairQueue
 
 log = logging.getLogger(__name__)
 
+VERIFY_PER_SOURCE = 2000     # messages of one connection waiting for a signature check: above,
+VERIFY_TOTAL = 5000          # reading from it pauses (and from any, above the total)
+VERIFY_IN_FLIGHT = 100       # signature checks asked of the client at once
+VERIFY_PER_CLASS = 32        # messages of one nick and command waiting (the newest kept)
+OFFER_CACHE = 16             # signed offer replies kept (per offers text and channel)
+OFFER_WAITERS = 1000         # takers waiting for one offer reply's signature
+OFFER_SIGN_RETRY = 30.0      # s before asking again for a signature the client never gave
+
+
+def _schedule(fn):
+    from twisted.internet import reactor
+    reactor.callLater(0, fn)
+
 
 class MessageChannelCollection:
-    def __init__(self, channels, session, max_pending=2000):
+    def __init__(self, channels, session, max_pending=5000):
         self.channels = list(channels)
         self.session = session
         self.nick = None
@@ -31,9 +53,18 @@ class MessageChannelCollection:
         self.welcomed = False
         self._welcome_timer = None
         self.max_pending = max_pending
-        self.pending_verify = OrderedDict()                  # (nick, fullmsg, hostid) -> count
+        self.pending_verify = OrderedDict()                  # (nick, fullmsg, hostid) -> source
         self.pending_sign = OrderedDict()                    # (nick, cmd, hostid, msg) -> count
+        self.backpressure = Backpressure(VERIFY_PER_SOURCE, VERIFY_TOTAL, _schedule)
+        self.verify_queue = FairQueue(self._ask_verify, VERIFY_PER_CLASS, VERIFY_IN_FLIGHT,
+                                      on_drop=self._verify_dropped)
+        self.queued_verify = set()                           # keys waiting in verify_queue
+        self.signed_offers = OrderedDict()                   # (cmd, hostid, msg) -> signed msg
+        self.offer_waiters = {}                              # (cmd, hostid, msg) -> (t, [nicks])
         self.dropped = 0
+        self.unwanted = 0
+        self.failed_verifications = 0
+        self.offer_replies_from_cache = 0
         self.closing = False
         for mc in self.channels:
             mc.collection = self
@@ -108,7 +139,20 @@ class MessageChannelCollection:
             log.warning("all message channels are down")
 
     def on_nick_seen(self, mc, nick):
-        self.nicks_seen[mc].add(nick)
+        self._track(mc, nick)
+
+    def _track(self, mc, nick):
+        """Note nick as reachable on mc (bounded: past MAX_TRACKED_NICKS per channel, new nicks
+        are not noted; those seen first stay reachable)."""
+        seen = self.nicks_seen[mc]
+        if nick in seen or len(seen) < C.MAX_TRACKED_NICKS:
+            seen.add(nick)
+            return True
+        return False
+
+    def _pin(self, nick, mc):
+        if nick in self.active_channels or len(self.active_channels) < C.MAX_TRACKED_NICKS:
+            self.active_channels[nick] = mc
 
     def on_nick_leave(self, mc, nick):
         self.nicks_seen[mc].discard(nick)
@@ -191,10 +235,36 @@ class MessageChannelCollection:
                       "reference peers; not sent", cmd, nick, size, C.MAX_OUR_LINE)
             return False
         hostid = mc.hostid
+        okey = self._offer_key(cmd, hostid, message)
+        if okey is not None:
+            signed = self.signed_offers.get(okey)
+            if signed is not None:          # the same offers, already signed for this channel
+                self.offer_replies_from_cache += 1
+                mc.privmsg(nick, cmd, signed)
+                return True
+            waiting = self.offer_waiters.get(okey)
+            if waiting is not None and time.monotonic() - waiting[0] < OFFER_SIGN_RETRY:
+                if nick not in waiting[1] and len(waiting[1]) < OFFER_WAITERS:
+                    waiting[1].append(nick)
+                return True
+            self.offer_waiters[okey] = (time.monotonic(), [])
         key = (nick, cmd, hostid, message)
-        self._remember(self.pending_sign, key)
+        if key not in self.pending_sign and len(self.pending_sign) >= self.max_pending:
+            self.dropped += 1
+            log.warning("%d messages await the client's signature; !%s to %s not sent",
+                        len(self.pending_sign), cmd, nick)
+            return False
+        self.pending_sign[key] = self.pending_sign.get(key, 0) + 1
         self.session.request_signed_message(nick, cmd, message, message + hostid, hostid)
         return True
+
+    @staticmethod
+    def _offer_key(cmd, hostid, message):
+        """Cache key of a signed offer reply: only offers without a bond proof (that one is
+        made for one taker) can be sent to any taker with the same signature."""
+        if cmd not in C.OFFER_TYPES or C.COMMAND_PREFIX + C.FIDELITY_BOND_CMD in message:
+            return None
+        return (cmd, hostid, message)
 
     def send_signed_privmsg(self, nick, cmd, msg_to_return, hostid):
         """Called on the client's JMMsgSignature: send only what we asked to have signed."""
@@ -214,11 +284,23 @@ class MessageChannelCollection:
             log.warning("signed !%s to %s is over the %d-byte limit; not sent", cmd, nick,
                         C.MAX_OUR_LINE)
             return False
+        okey = self._offer_key(cmd, hostid, found[3])
+        waiters = []
+        if okey is not None:
+            waiters = self.offer_waiters.pop(okey, (0, []))[1]
+            self.signed_offers[okey] = msg_to_return
+            self.signed_offers.move_to_end(okey)
+            while len(self.signed_offers) > OFFER_CACHE:
+                self.signed_offers.popitem(last=False)
         mc = self.channel_for_hostid(hostid)
         if mc is None:
             log.warning("channel %s is not available any more; %s to %s not sent", hostid, cmd, nick)
             return False
         mc.privmsg(nick, cmd, msg_to_return)
+        for other in waiters:
+            if other != nick:
+                self.offer_replies_from_cache += 1
+                mc.privmsg(other, cmd, msg_to_return)
         return True
 
     def send_error(self, nick, errormsg, mc=None):
@@ -249,13 +331,6 @@ class MessageChannelCollection:
         return True
 
     # ------------------------------------------------------------------ pending bookkeeping
-    def _remember(self, table, key):
-        table[key] = table.get(key, 0) + 1
-        table.move_to_end(key)
-        while len(table) > self.max_pending:
-            table.popitem(last=False)
-            self.dropped += 1
-
     @staticmethod
     def _forget(table, key):
         n = table.get(key, 0)
@@ -265,12 +340,12 @@ class MessageChannelCollection:
             table[key] = n - 1
 
     # ------------------------------------------------------------------ public, incoming
-    def on_pubmsg(self, mc, nick, message):
-        """An unsigned public message (never encrypted)."""
+    def on_pubmsg(self, mc, nick, message, source=None):
+        """An unsigned public message (never encrypted); ``source``: the connection it came on."""
         if not wire.valid_nick(nick):
             log.debug("pubmsg from an invalid nick dropped")
             return
-        self.nicks_seen[mc].add(nick)
+        self._track(mc, nick)
         if not isinstance(message, str) or not message.startswith(C.COMMAND_PREFIX):
             return
         if len(message) > C.MAX_MESSAGE_LEN:
@@ -287,7 +362,7 @@ class MessageChannelCollection:
                 if cmd in C.OFFER_TYPES:
                     if len(chunks) < 6:
                         continue
-                    self.active_channels[nick] = mc
+                    self._pin(nick, mc)
                     self.session.on_order_seen(nick, mc, cmd, *chunks[1:6])
                 elif cmd == C.COMMITMENT_BROADCAST_CMD:
                     if len(chunks) >= 2:
@@ -296,13 +371,15 @@ class MessageChannelCollection:
                     if len(chunks) >= 2 and chunks[1].isdigit() and len(chunks[1]) < 20:
                         self.session.on_order_cancel(nick, int(chunks[1]))
                 elif cmd == "orderbook":
-                    self.session.on_orderbook_requested(nick, mc)
+                    self.session.on_orderbook_requested(nick, mc, source)
             except Exception:
                 log.exception("error handling public %s from %s", cmd[:20], nick)
 
     # ------------------------------------------------------------------ private, incoming
-    def on_privmsg(self, mc, nick, message):
-        """A complete private message from a channel: check the layout, ask for verification."""
+    def on_privmsg(self, mc, nick, message, source=None):
+        """A complete private message from a channel (``source``: the connection it came on):
+        check the layout, that its key derives the nick and that the session wants it, then ask
+        the client to verify it, pausing ``source`` while too much of it awaits the client."""
         if not wire.valid_nick(nick):
             log.debug("privmsg from an invalid nick dropped")
             return
@@ -314,10 +391,56 @@ class MessageChannelCollection:
             log.debug("malformed privmsg from %s dropped", nick)
             return
         cmd, body, pub, sig = parts
+        if not wire.nick_matches_pubkey(nick, pub):
+            self.unwanted += 1
+            log.debug("privmsg from %s with a key that is not its nick's dropped", nick)
+            return
+        wants = getattr(self.session, "wants_privmsg", None)
+        if wants is not None and not wants(nick, cmd, source):
+            self.unwanted += 1
+            log.debug("unexpected !%s from %s dropped before verification", cmd, nick)
+            return
+        if cmd in C.ENCRYPTED_COMMANDS and not self._decrypts(nick, body):
+            self.unwanted += 1
+            log.debug("!%s from %s that our box cannot open dropped before verification", cmd,
+                      nick)
+            return
         hostid = mc.hostid
-        self._remember(self.pending_verify, (nick, message, hostid))
+        key = (nick, message, hostid)
+        if key in self.pending_verify or key in self.queued_verify:
+            log.debug("repeated privmsg from %s dropped while the first awaits verification", nick)
+            return
+        self.queued_verify.add(key)
+        self.backpressure.add(source)
+        self.verify_queue.add((nick, cmd, hostid), (key, source, body, sig, pub))
+
+    def _ask_verify(self, item):
+        """FairQueue's way out: one signature check asked of the client."""
+        key, source, body, sig, pub = item
+        self.queued_verify.discard(key)
+        nick, message, hostid = key
+        self.pending_verify[key] = source
         self.session.request_signature_verify(body + hostid, message, sig, pub, nick,
                                               C.NICK_HASH_LENGTH, C.NICK_MAX_ENCODED, hostid)
+
+    def _verify_dropped(self, item):
+        key, source = item[0], item[1]
+        self.queued_verify.discard(key)
+        self.backpressure.done(source)
+
+    def _decrypts(self, nick, body):
+        """Whether an encrypted body opens with our box for nick. Only this authenticated
+        decryption is done before the signature check, nothing acts on the plaintext: a message
+        that cannot be opened would be dropped after verification anyway, and whoever does not
+        hold the session's key cannot make one that opens."""
+        box = self.session.get_crypto_box(nick)
+        if box is None:
+            return False
+        try:
+            decode_decrypt(body.replace(" ", ""), box)
+        except NaclError:
+            return False
+        return True
 
     def on_verified_privmsg(self, nick, fullmsg, hostid, verified):
         """Called on the client's JMMsgSignatureVerify."""
@@ -326,9 +449,16 @@ class MessageChannelCollection:
             log.warning("verification result for a message we did not ask about (from %s); "
                         "ignored", nick)
             return
-        self._forget(self.pending_verify, key)
+        source = self.pending_verify.pop(key)
+        self.backpressure.done(source)
+        self.verify_queue.done()
         if not verified:
-            log.info("signature verification failed for a message from %s; dropped", nick)
+            self.failed_verifications += 1
+            if self.failed_verifications in (1, 10, 100, 1000, 10000, 100000, 1000000):
+                log.info("signature verification failed for a message from %s; dropped (%d so "
+                         "far)", nick, self.failed_verifications)
+            else:
+                log.debug("signature verification failed for a message from %s; dropped", nick)
             return
         mc = None
         for ch in self.channels:
@@ -337,16 +467,19 @@ class MessageChannelCollection:
                 break
         if mc is None:
             return
-        # only now is the nick known to be reachable on this channel
-        self.nicks_seen[mc].add(nick)
+        # only now is the nick known to be reachable on this channel (and, M4, on a direct link)
+        self._track(mc, nick)
         if self.active_channels.get(nick) is None or self.status.get(self.active_channels[nick]) != 1:
-            self.active_channels[nick] = mc
+            self._pin(nick, mc)
+        proven = getattr(mc, "nick_proven", None)
+        if proven is not None and source is not None:
+            proven(nick, source)
         try:
-            self._dispatch(nick, mc, wire.strip_signature(fullmsg))
+            self._dispatch(nick, mc, wire.strip_signature(fullmsg), source)
         except Exception:
             log.exception("error handling private message from %s", nick)
 
-    def _dispatch(self, nick, mc, message):
+    def _dispatch(self, nick, mc, message, source=None):
         commands = message.split(C.COMMAND_PREFIX)
         first = commands[0].split(" ")[0]
         if first == C.FIDELITY_BOND_CMD:
@@ -355,6 +488,15 @@ class MessageChannelCollection:
         if first in C.ENCRYPTED_COMMANDS and len(commands) > 1:
             log.debug("encrypted command with trailing commands from %s dropped", nick)
             return
+        bond = None            # a !tbond after the offers lends them its standing (orderbook)
+        offers_seen = False
+        for command in commands[:200]:
+            word = command.split(" ", 2)
+            if word[0] in C.OFFER_TYPES:
+                offers_seen = True
+            elif word[0] == C.FIDELITY_BOND_CMD and offers_seen and len(word) >= 2:
+                bond = word[1]
+                break
         offers_seen = False
         for command in commands[:200]:
             chunks = command.split(" ")
@@ -373,8 +515,9 @@ class MessageChannelCollection:
             if cmd in C.OFFER_TYPES:
                 if len(chunks) >= 6:
                     offers_seen = True
-                    self.active_channels[nick] = mc
-                    self.session.on_order_seen(nick, mc, cmd, *chunks[1:6])
+                    self._pin(nick, mc)
+                    self.session.on_order_seen(nick, mc, cmd, *chunks[1:6], private=True,
+                                               bond=bond)
             elif cmd == C.FIDELITY_BOND_CMD:
                 if offers_seen and len(chunks) >= 2:
                     self.session.on_fidelity_bond_seen(nick, chunks[1])
@@ -400,7 +543,7 @@ class MessageChannelCollection:
                 if len(chunks[1]) > 19 or len(chunks[2]) > 19:
                     continue
                 self.session.on_order_fill(nick, int(chunks[1]), int(chunks[2]), chunks[3],
-                                           chunks[4], mc)
+                                           chunks[4], mc, source)
             elif cmd == "auth":
                 if len(chunks) >= 2:
                     self.session.on_seen_auth(nick, chunks[1])

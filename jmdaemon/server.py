@@ -33,13 +33,34 @@ from .commands import COMMAND_CLASSES as K
 from .commands import ERROR_CLASSES
 from .commands import LINK_COMMAND_CLASSES as LK
 from .crypto import NaclError, as_init_encryption, hex_pk, init_keypair, init_pubkey
+from .limits import PerSource, TokenBucket
 from .messaging import MessageChannelCollection
 from .orderbook import Orderbook
 
 log = logging.getLogger(__name__)
 
-MAX_SESSIONS = 200          # maker: concurrent taker sessions kept
 ORDERBOOK_REPLY_INTERVAL = 10.0   # maker: at most one offer reply per taker per 10 s (NG)
+
+# Maker sessions (H3, D8). A session is PENDING from !fill until its !auth, AUTHED from then until
+# the client answers with JMIOAuth, then IOAUTH. Only PENDING sessions are limited by what
+# arrives from the network; nothing ever evicts a session: past a cap, new !fill are refused
+# (backpressure), and each state expires on its own clock.
+PENDING, AUTHED, IOAUTH = "pending", "authed", "ioauth"
+PENDING_PER_SOURCE = 20     # sessions waiting for !auth opened through one connection
+PENDING_TOTAL = 100         # ... through all connections
+PENDING_TTL = 60.0          # s a session may wait for its !auth
+PAST_AUTH_TOTAL = 100       # sessions past !auth (each !auth costs the client a PoDLE check)
+AUTHED_TTL = 300.0          # s the client may take to answer an !auth
+IOAUTH_TTL = 3600.0         # s an !ioauth'd session waits for the taker's !tx
+# Rates per connection (a directory, a direct link, an IRC server) and in all (H4, D10)
+FILL_RATE = (5.0, 20)               # new sessions: per second, burst
+ERROR_RATE = (1.0, 5)               # !error replies
+ORDERBOOK_RATE = (20.0, 100)        # offer replies to !orderbook, per connection ...
+ORDERBOOK_RATE_TOTAL = (50.0, 200)  # ... and in all (each costs nothing of the client: cached)
+DEFERRED_REPLIES = 200              # requests over the rates kept to answer later, newest first
+BOND_PROOF_RATE = (2.0, 10)         # fidelity-bond proofs asked of the client, in all
+PUBLIC_ANNOUNCE_INTERVAL = 10.0     # s: requests over the rates get one public announcement
+HP2_RELAY_RATE = (1.0, 10)          # !hp2 relayed on request, in all
 AUTH_TIMEOUT = 30.0         # a connection that has not authenticated by then is closed
 OFFERS_PUSH_INTERVAL = 0.1  # taker following the book: at most one JMOffers push per 0.1 s
 _AUTH_COMMANDS = frozenset(name.encode("ascii") for name in LK)
@@ -129,6 +150,20 @@ class JMDaemonProtocol(amp.AMP):
         self.relayed_hp2 = OrderedDict()
         self.connected = False
         self.jminit_error = None
+        self.session_meta = {}          # maker: nick -> [state, since, source]
+        self.fill_buckets = PerSource(lambda: TokenBucket(*FILL_RATE))
+        self.error_buckets = PerSource(lambda: TokenBucket(*ERROR_RATE))
+        self.error_in_buckets = PerSource(lambda: TokenBucket(*ERROR_RATE))
+        self.orderbook_buckets = PerSource(lambda: TokenBucket(*ORDERBOOK_RATE))
+        self.orderbook_bucket = TokenBucket(*ORDERBOOK_RATE_TOTAL)
+        self.bond_proof_bucket = TokenBucket(*BOND_PROOF_RATE)
+        self.hp2_bucket = TokenBucket(*HP2_RELAY_RATE)
+        self._public_announce_call = None
+        self.deferred_orderbook = OrderedDict()   # nick -> (mc, source), newest last
+        self._deferred_call = None
+        self._last_public_announce = 0.0
+        self.flood_stats = {"fill_refused": 0, "auth_refused": 0, "orderbook_refused": 0,
+                            "error_suppressed": 0, "expired": 0}
         self.authenticated = False
         self._auth_exchange = None      # (client_nonce, daemon_nonce, server) after the hello
         self._auth_timer = None
@@ -155,6 +190,9 @@ class JMDaemonProtocol(amp.AMP):
             self.factory.clients.discard(self)
         self._cancel_stage1()
         self._stop_following()
+        for call in (self._public_announce_call, self._deferred_call):
+            if call is not None and call.active():
+                call.cancel()
         self.mc_shutdown()
         super().connectionLost(reason)
 
@@ -399,6 +437,7 @@ class JMDaemonProtocol(amp.AMP):
         self.role = role
         self.crypto_boxes = {}
         self.active_orders = OrderedDict()
+        self.session_meta = {}
         self.kp = init_keypair()
         self.call_client("JMSetupDone")
         if role == "TAKER":
@@ -447,8 +486,10 @@ class JMDaemonProtocol(amp.AMP):
     @K["JMRequestOffers"].responder
     def on_JM_REQUEST_OFFERS(self):
         offers = self.orderbook.offers()
-        bonds = self.orderbook.fidelity_bonds()
-        log.info("sending orderbook of %d offers, %d fidelity bonds", len(offers), len(bonds))
+        bonds = self.orderbook.fidelity_bonds({o["counterparty"] for o in offers})
+        log.info("sending orderbook of %d offers, %d fidelity bonds (book: %d offers of %d nicks; "
+                 "%d offers refused)", len(offers), len(bonds), len(self.orderbook),
+                 len(self.orderbook.by_nick), self.orderbook.rejected)
         self.call_client("JMOffers", orderbook=json.dumps(offers), fidelitybonds=json.dumps(bonds))
         return {"accepted": True}
 
@@ -583,6 +624,9 @@ class JMDaemonProtocol(amp.AMP):
             return {"accepted": False}
         ao = self.active_orders[nick]
         ao["cjaddr"], ao["changeaddr"], ao["utxos"] = cjaddr, changeaddr, utxolist
+        meta = self.session_meta.get(nick)
+        if meta is not None:
+            meta[0], meta[1] = IOAUTH, time.monotonic()
         msg = ",".join(utxos) + " " + " ".join(fields)
         self.mcc.prepare_privmsg(nick, "ioauth", msg)
         # commitment now used: spread it (via another maker) and persist it
@@ -621,10 +665,12 @@ class JMDaemonProtocol(amp.AMP):
         self.orderbook.remove_nick(nick)
         self._offers_changed()
 
-    def on_order_seen(self, nick, mc, ordertype, oid, minsize, maxsize, txfee, cjfee):
+    def on_order_seen(self, nick, mc, ordertype, oid, minsize, maxsize, txfee, cjfee,
+                      private=False, bond=None):
         if nick == self.nick:
             return
-        self.orderbook.add_offer(nick, ordertype, oid, minsize, maxsize, txfee, cjfee)
+        self.orderbook.add_offer(nick, ordertype, oid, minsize, maxsize, txfee, cjfee,
+                                 private=private, bond=bond)
         self._offers_changed()
 
     def on_order_cancel(self, nick, oid):
@@ -646,14 +692,86 @@ class JMDaemonProtocol(amp.AMP):
             if set(self.ioauth_data) | set(self.refused) >= set(self.active_orders):
                 self.respond_to_ioauths(len(self.ioauth_data) >= self.minmakers)
 
+    def wants_privmsg(self, nick, cmd, source=None):
+        """Whether a private !cmd from nick is of any use now (asked before the client is asked
+        to verify it: what the role and the state cannot use never costs the client anything,
+        H4). Invariant: never False for a message the protocol expects at this point."""
+        if self.jm_state < 1 or nick == self.nick:
+            return False
+        if self.role == "TAKER":
+            if cmd in C.OFFER_TYPES:
+                return True
+            if cmd == "pubkey":         # one per !fill: until we have that maker's key
+                return (self.jm_state == 2 and nick in self.active_orders
+                        and nick not in self.crypto_boxes)
+            if cmd == "ioauth":
+                return (self.jm_state == 2 and nick in self.active_orders
+                        and nick not in self.ioauth_data)
+            if cmd == "sig":
+                return self.jm_state == 4 and nick in self.active_orders
+            if cmd == "error":
+                return nick in self.active_orders and self.error_in_buckets.get(source).allow()
+            return False
+        if cmd == "fill":
+            return nick in self.active_orders or self._may_open_session(source)
+        if cmd in ("auth", "tx", "push"):
+            return nick in self.active_orders
+        if cmd == "error":
+            return nick in self.active_orders and self.error_in_buckets.get(source).allow()
+        if cmd == C.COMMITMENT_BROADCAST_CMD:
+            return self.hp2_bucket.allow()
+        return False
+
     # maker
+    def _expire_sessions(self):
+        now = time.monotonic()
+        ttl = {PENDING: PENDING_TTL, AUTHED: AUTHED_TTL, IOAUTH: IOAUTH_TTL}
+        for nick, (state, since, _) in list(self.session_meta.items()):
+            if now - since > ttl[state]:
+                log.info("coinjoin session with %s expired (%s for %.0f s)", nick, state,
+                         now - since)
+                self.flood_stats["expired"] += 1
+                self._end_session(nick)
+
+    def _end_session(self, nick):
+        self.session_meta.pop(nick, None)
+        self.active_orders.pop(nick, None)
+
+    def _count_sessions(self, states, source=False):
+        return sum(1 for st, _, src in self.session_meta.values()
+                   if st in states and (source is False or src is source))
+
+    def _may_open_session(self, source, rate=True):
+        """Room for one more session through ``source`` (backpressure: nothing is evicted).
+        ``rate``: also take a token of the connection's !fill rate (done once per !fill, when
+        it arrives, before the client is asked to verify it)."""
+        self._expire_sessions()
+        if (self._count_sessions((PENDING,)) >= PENDING_TOTAL
+                or self._count_sessions((PENDING,), source) >= PENDING_PER_SOURCE
+                or (rate and not self.fill_buckets.get(source).allow())):
+            self.flood_stats["fill_refused"] += 1
+            if self.flood_stats["fill_refused"] in (1, 10, 100, 1000, 10000, 100000):
+                log.warning("!fill refused: too many new coinjoin sessions (%d refused so far; "
+                            "sessions past !auth are kept)", self.flood_stats["fill_refused"])
+            return False
+        return True
+
+    def _send_error_limited(self, nick, text, source):
+        if self.error_buckets.get(source).allow():
+            self.mcc.send_error(nick, text)
+        else:
+            self.flood_stats["error_suppressed"] += 1
+
     def _bounded_put(self, table, key, value, limit=1000):
         table[key] = value
         table.move_to_end(key)
         while len(table) > limit:
             table.popitem(last=False)
 
-    def on_orderbook_requested(self, nick, mc):
+    def on_orderbook_requested(self, nick, mc, source=None):
+        """A public !orderbook: answered at most once per taker per interval, and within rates
+        per connection and in all, which cycling nicks cannot escape (D10); the client signs
+        offers without a bond once (messaging's cache), a bond proof per taker within a rate."""
         if self.role != "MAKER" or self.jm_state < 1 or not self.offerlist or nick == self.nick:
             return
         now = time.monotonic()
@@ -662,20 +780,77 @@ class JMDaemonProtocol(amp.AMP):
         if last is not None and now - last < ORDERBOOK_REPLY_INTERVAL:
             log.debug("orderbook request from %s rate-limited", nick)
             return
-        self._bounded_put(self.orderbook_replies, key, now)
+        if not self._reply_tokens(source):
+            self._bounded_put(self.deferred_orderbook, nick, (mc, source),
+                              limit=DEFERRED_REPLIES)
+            self._serve_deferred_soon()
+            self.flood_stats["orderbook_refused"] += 1
+            if self.flood_stats["orderbook_refused"] in (1, 100, 10000, 1000000):
+                log.warning("!orderbook requests over the rate limit: answered by a public "
+                            "announcement at most every %.0f s (%d so far)",
+                            PUBLIC_ANNOUNCE_INTERVAL, self.flood_stats["orderbook_refused"])
+            self._announce_publicly_soon()
+            return
+        self._reply_offers(nick, mc)
+
+    def _reply_tokens(self, source):
+        return (self.orderbook_buckets.get(source).allow() and self.orderbook_bucket.allow()
+                and (not self.use_fidelity_bond or self.bond_proof_bucket.allow()))
+
+    def _serve_deferred_soon(self):
+        if self._deferred_call is None or not self._deferred_call.active():
+            self._deferred_call = reactor.callLater(1.0, self._serve_deferred)
+
+    def _serve_deferred(self):
+        """Answer requests the rates turned away, newest first, as tokens come back: when a
+        flood of requests stops (or pauses) the most recent askers are answered at once."""
+        self._deferred_call = None
+        if self.role != "MAKER" or self.mcc is None or not self.connected:
+            self.deferred_orderbook.clear()
+            return
+        while self.deferred_orderbook:
+            nick, (mc, source) = next(reversed(self.deferred_orderbook.items()))
+            if not self._reply_tokens(source):
+                break
+            del self.deferred_orderbook[nick]
+            self._reply_offers(nick, mc)
+        if self.deferred_orderbook:
+            self._serve_deferred_soon()
+
+    def _reply_offers(self, nick, mc):
+        self._bounded_put(self.orderbook_replies, (nick, mc.hostid), time.monotonic())
         if self.use_fidelity_bond:
             self._bounded_put(self.bond_requests, nick, mc)
             self.call_client("JMFidelityBondProofRequest", takernick=nick, makernick=self.nick)
         else:
             self.mcc.announce_orders(self.offerlist, nick, None, mc=mc)
 
-    def on_order_fill(self, nick, oid, amount, taker_pk, commit, mc=None):
+    def _announce_publicly_soon(self):
+        """One public announcement of our offers serves every taker whose request the rates
+        turned away (at most one per PUBLIC_ANNOUNCE_INTERVAL, however many asked)."""
+        if self._public_announce_call is not None and self._public_announce_call.active():
+            return
+        delay = max(0.0, self._last_public_announce + PUBLIC_ANNOUNCE_INTERVAL - time.monotonic())
+        self._public_announce_call = reactor.callLater(delay, self._public_announce)
+
+    def _public_announce(self):
+        self._public_announce_call = None
+        if self.role == "MAKER" and self.mcc is not None and self.offerlist and self.connected:
+            self._last_public_announce = time.monotonic()
+            self.mcc.announce_orders(self.offerlist)
+
+    def on_order_fill(self, nick, oid, amount, taker_pk, commit, mc=None, source=None):
+        """A verified !fill. A nick's own !fill restarts its session (Ref); a new session needs
+        room (``_may_open_session``) — a flood is refused, it never evicts a session (H3)."""
         if self.role != "MAKER" or self.jm_state < 1:
             return
         if nick in self.active_orders:
             log.info("restarting coinjoin session with %s", nick)
+        elif not self._may_open_session(source, rate=False):
+            return
         if not commit or commit[0] not in C.COMMITMENT_PREFIXES:
-            self.mcc.send_error(nick, "Unsupported commitment type: " + (commit[:1] or "?"))
+            self._send_error_limited(nick, "Unsupported commitment type: " + (commit[:1] or "?"),
+                                     source)
             return
         scommit = canonical_commitment(commit[1:])
         if scommit is None:
@@ -683,17 +858,17 @@ class JMDaemonProtocol(amp.AMP):
             return
         if self.blacklist is not None and self.blacklist.contains(scommit):
             log.info("commitment from %s is blacklisted; rejecting", nick)
-            self.mcc.send_error(nick, "Commitment is blacklisted: " + scommit)
+            self._send_error_limited(nick, "Commitment is blacklisted: " + scommit, source)
             self.transfer_commitment(scommit)
             return
         offers = [o for o in self.offerlist if str(o.get("oid")) == str(oid)]
         if not offers:
-            self.mcc.send_error(nick, "oid not found")
+            self._send_error_limited(nick, "oid not found", source)
             return
         offer = offers[0]
         try:
             if amount < int(offer["minsize"]) or amount > int(offer["maxsize"]):
-                self.mcc.send_error(nick, "amount out of range")
+                self._send_error_limited(nick, "amount out of range", source)
                 return
         except (TypeError, ValueError):
             return
@@ -701,19 +876,29 @@ class JMDaemonProtocol(amp.AMP):
         try:
             box = as_init_encryption(kp, init_pubkey(taker_pk))
         except NaclError:
-            self.mcc.send_error(nick, "Invalid nacl pubkey: " + taker_pk[:80])
+            self._send_error_limited(nick, "Invalid nacl pubkey: " + taker_pk[:80], source)
             return
-        self.active_orders.pop(nick, None)
+        self._end_session(nick)
         self.active_orders[nick] = {"crypto_box": box, "kp": kp, "offer": offer,
                                     "amount": amount, "commit": scommit}
-        while len(self.active_orders) > MAX_SESSIONS:
-            self.active_orders.popitem(last=False)
+        self.session_meta[nick] = [PENDING, time.monotonic(), source]
         self.mcc.prepare_privmsg(nick, "pubkey", hex_pk(kp))
 
     def on_seen_auth(self, nick, revelation):
         if self.role != "MAKER" or nick not in self.active_orders:
             log.debug("!auth from %s without a session dropped", nick)
             return
+        meta = self.session_meta.get(nick)
+        if meta is not None and meta[0] == PENDING:
+            self._expire_sessions()
+            if nick not in self.active_orders:
+                return
+            if self._count_sessions((AUTHED, IOAUTH)) >= PAST_AUTH_TOTAL:
+                self.flood_stats["auth_refused"] += 1
+                log.warning("!auth from %s refused: %d sessions are past !auth already", nick,
+                            PAST_AUTH_TOTAL)
+                return
+            meta[0], meta[1] = AUTHED, time.monotonic()
         ao = self.active_orders[nick]
         self.call_client("JMAuthReceived", nick=nick, offer=ao["offer"], commitment=ao["commit"],
                          revelation=revelation, amount=ao["amount"], kphex=hex_pk(ao["kp"]))

@@ -267,6 +267,38 @@ def split_signed_privmsg(message: str) -> tuple[str, str, str, str] | None:
     return cmd, body, pub, sig
 
 
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _base58(data: bytes) -> str:
+    n = int.from_bytes(data, "big")
+    out = ""
+    while n:
+        n, r = divmod(n, 58)
+        out = _B58[r] + out
+    return "1" * (len(data) - len(data.lstrip(b"\x00"))) + out
+
+
+def nick_for_pubkey(pubkey_hex: str) -> str:
+    """The nick of a nick key (§6.1): ``J5`` + base58(sha256(ascii hex)[:10]), ``O``-padded."""
+    import hashlib
+    enc = _base58(hashlib.sha256(pubkey_hex.encode("ascii")).digest()[:C.NICK_HASH_LENGTH])
+    return (C.JOINMARKET_NICK_HEADER + str(C.JM_VERSION) + enc
+            + "O" * (C.NICK_MAX_ENCODED - len(enc)))
+
+
+def nick_matches_pubkey(nick: str, pubkey_hex: str) -> bool:
+    """Whether a private message's pubkey derives its sender's nick: the same full comparison
+    as the client's (which then checks the signature). A hash, no key arithmetic: the daemon
+    uses it to drop messages that cannot verify before they cost the client anything."""
+    if not isinstance(nick, str) or not isinstance(pubkey_hex, str) or len(pubkey_hex) > 130:
+        return False
+    try:
+        return nick == nick_for_pubkey(pubkey_hex)
+    except UnicodeEncodeError:
+        return False
+
+
 def strip_signature(fullmsg: str) -> str:
     """``cmd body`` (no leading '!', no pub/sig) of a verified private message."""
     return " ".join(fullmsg[1:].split(" ")[:-2])

@@ -109,9 +109,9 @@ class JMIRCClient(irc.IRCClient):
         if channel == self.nickname:
             complete = self.assembler.feed(nick, message)
             if complete is not None:
-                self.wrapper._emit("on_privmsg", nick, complete)
+                self.wrapper._emit("on_privmsg", nick, complete, self)
         elif channel.lower() == self.wrapper.channel.lower():
-            self.wrapper._emit("on_pubmsg", nick, message)
+            self.wrapper._emit("on_pubmsg", nick, message, self)
 
     def noticed(self, user, channel, message):
         pass

@@ -130,6 +130,7 @@ class Peer:
         self.location = location
         self.conn = None
         self.handshaked = False
+        self.proven = False        # a message signed by nick came over conn (or we dialled it)
         self.connecting = False
         self.directories = set()   # directory locations that listed this nick
 
@@ -461,6 +462,7 @@ class OnionMessageChannel(MessageChannel):
             if link.conn is conn:
                 link.conn = None
                 link.handshaked = False
+                link.proven = False
                 link.connecting = False
                 log.debug("direct link with %s closed", link.nick)
                 self._maybe_gone(link.nick)
@@ -628,6 +630,7 @@ class OnionMessageChannel(MessageChannel):
                 conn.close()
                 return
             link.handshaked = True
+            link.proven = True              # we dialled the location listed for nick
         else:                               # inbound: bind the nick to this connection
             self.inbound.discard(conn)
             peer = self.peers.get(nick)
@@ -643,6 +646,9 @@ class OnionMessageChannel(MessageChannel):
             peer.conn = conn
             conn.link = peer
             peer.handshaked = True
+            # anyone can claim a nick in a handshake: nothing meant for nick goes over this link
+            # until a message signed by nick has come over it (M4)
+            peer.proven = False
             if hs["location-string"] != C.NOT_SERVING_ONION:
                 peer.location = hs["location-string"]
         log.debug("direct link with %s handshaked", nick)
@@ -666,14 +672,29 @@ class OnionMessageChannel(MessageChannel):
             if to_nick != "PUBLIC":
                 return
             if via_directory is not None:
-                via_directory.seen.add(from_nick)
-            self._emit("on_pubmsg", from_nick, msg)
+                self._seen_via(via_directory, from_nick)
+            self._emit("on_pubmsg", from_nick, msg, conn)
         else:
             if to_nick != self.nick:
                 return
             if via_directory is not None:
-                via_directory.seen.add(from_nick)
-            self._emit("on_privmsg", from_nick, msg)
+                self._seen_via(via_directory, from_nick)
+            self._emit("on_privmsg", from_nick, msg, conn)
+
+    @staticmethod
+    def _seen_via(link, nick):
+        """Remember that nick sent through this directory (bounded: past MAX_SEEN_PER_DIRECTORY
+        new nicks are not remembered; the first seen stay routable through it)."""
+        if nick in link.seen or len(link.seen) < C.MAX_SEEN_PER_DIRECTORY:
+            link.seen.add(nick)
+
+    def nick_proven(self, nick, conn):
+        """The client verified a message signed by nick that arrived on ``conn``: if that is a
+        direct link bound to nick, it is now proven to be nick's (M4) and we send to nick on it."""
+        peer = getattr(conn, "link", None)
+        if isinstance(peer, Peer) and peer.nick == nick and peer.conn is conn and not peer.proven:
+            peer.proven = True
+            log.debug("direct link with %s proven by a signed message", nick)
 
     # ------------------------------------------------------------------ sending
     def _handshaked_directories(self):
@@ -692,7 +713,7 @@ class OnionMessageChannel(MessageChannel):
         if peer is not None and not self.passive and peer.location and not peer.handshaked \
                 and not peer.connecting and peer.conn is None:
             self._connect_peer(peer)
-        if peer is not None and peer.handshaked and peer.conn is not None:
+        if peer is not None and peer.handshaked and peer.proven and peer.conn is not None:
             self._send(peer.conn, C.ONION_PRIVMSG, line)
             return
         dirs = self._handshaked_directories()

@@ -162,15 +162,73 @@ def test_d7_orderbook_validation_never_raises(nick, otype, oid, mn, mx, fee, cj)
         json.dumps(ob.offers())
 
 
-def test_d7_orderbook_flood_bounded():
-    ob = Orderbook(max_offers_per_nick=50, max_nicks=1000)
-    for n in range(20_000):
+def test_d7_d13_orderbook_flood_bounded_first_seen_kept():
+    """6,000 nicks x 60 public offers after an honest maker: memory stays bounded (nicks,
+    offers per nick, offers in all), the honest maker seen first is never evicted, and a maker
+    answering our !orderbook later with a signed reply still gets in (replacing a public-only
+    nick); what goes to the client is bounded and has both."""
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    ob = Orderbook()
+    ob.add_offer("J5honestfirst000", "sw0reloffer", "0", "27300", "100000", "0", "0.0002",
+                 private=True)
+    for n in range(6_000):
         for oid in range(60):
             ob.add_offer("J5flood%09d" % n, "sw0absoffer", str(oid), "27300", "100000", "0", "1")
-    assert len(ob.by_nick) == 1000 and len(ob) == 50_000
-    ob.add_offer("J5honestmaker000", "sw0reloffer", "0", "27300", "100000", "0", "0.0002")
-    assert any(o["counterparty"] == "J5honestmaker000" for o in ob.offers())
-    count_bulk("Orderbook flood offers (20 000 nicks)", 20_000 * 60 + 1)
+    assert len(ob.by_nick) <= ob.max_nicks and len(ob) <= ob.max_offers
+    assert all(len(m.offers) <= ob.max_offers_per_nick for m in ob.by_nick.values())
+    assert "J5honestfirst000" in ob.by_nick
+    # a late public-only newcomer is refused; a late signed reply replaces the newest public one
+    assert not ob.add_offer("J5latepublic0000", "sw0reloffer", "0", "27300", "100000", "0", "0.1")
+    newest = list(ob.by_nick)[-1]
+    assert ob.add_offer("J5latesigned0000", "sw0reloffer", "0", "27300", "100000", "0", "0.1",
+                        private=True)
+    assert newest not in ob.by_nick and "J5honestfirst000" in ob.by_nick
+    book = ob.offers()
+    assert len(book) <= ob.max_to_client
+    nicks = [o["counterparty"] for o in book]
+    assert nicks[:2] == ["J5honestfirst000", "J5latesigned0000"]     # signed replies first
+    size = len(json.dumps(book))
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert grown < 30_000_000, grown            # the whole book, in bytes of Python objects
+    assert size < 600_000, size                 # what reaches the client
+    count_bulk("Orderbook flood offers (6 000 nicks)", 6_000 * 60 + 3)
+
+
+def _bond(txid_byte, vout=0):
+    import base64
+    raw = b"\x30" + bytes(211) + bytes([txid_byte]) * 32 + vout.to_bytes(4, "little") + bytes(4)
+    return base64.b64encode(raw).decode()
+
+
+def test_d13_bonded_makers_have_their_own_room_and_a_bond_counts_for_one_nick():
+    ob = Orderbook(max_nicks=10, max_bonded=3)
+    for n in range(10):                                       # unbonded pool full
+        ob.add_offer("J5unb%011d" % n, "sw0absoffer", "0", "27300", "100000", "0", "1",
+                     private=True)
+    # bonded makers still get in, in their own pool, without evicting anyone
+    for n in range(3):
+        assert ob.add_offer("J5bon%011d" % n, "sw0absoffer", "0", "27300", "100000", "0", "1",
+                            private=True, bond=_bond(n + 1))
+        assert ob.add_bond("J5bon%011d" % n, "J5taker", _bond(n + 1))
+    assert len(ob.by_nick) == 13 and all("J5unb%011d" % n in ob.by_nick for n in range(10))
+    # a flood of bond claims cannot push out anyone once the bonded pool is full
+    assert not ob.add_offer("J5bonflood000000", "sw0absoffer", "0", "27300", "100000", "0", "1",
+                            private=True, bond=_bond(99))
+    # one bond utxo lends standing to one nick only: a second nick presenting it is unbonded
+    ob2 = Orderbook(max_nicks=10, max_bonded=3)
+    assert ob2.add_offer("J5first000000000", "sw0absoffer", "0", "27300", "100000", "0", "1",
+                         private=True, bond=_bond(7))
+    assert ob2.add_bond("J5first000000000", "J5taker", _bond(7))
+    assert ob2.add_offer("J5sybil000000000", "sw0absoffer", "0", "27300", "100000", "0", "1",
+                         private=True, bond=_bond(7))
+    assert not ob2.add_bond("J5sybil000000000", "J5taker", _bond(7))
+    assert [b["counterparty"] for b in ob2.fidelity_bonds()] == ["J5first000000000"]
+    assert ob2.by_nick["J5sybil000000000"].rank < ob2.by_nick["J5first000000000"].rank
+    # the client sees bonded makers first
+    assert ob.offers()[0]["counterparty"] == "J5bon00000000000"
 
 
 @FUZZ
@@ -310,9 +368,9 @@ def test_d1_irc_line_fuzz(lines):
     for event, kind in (("on_pubmsg", "pub"), ("on_privmsg", "priv")):
         orig = getattr(mcc, event)
 
-        def spy(ch, nick, msg, _orig=orig, _kind=kind):
+        def spy(ch, nick, msg, *rest, _orig=orig, _kind=kind):
             delivered[_kind].append((nick, msg))
-            return _orig(ch, nick, msg)
+            return _orig(ch, nick, msg, *rest)
         setattr(mcc, event, spy)
     client = JMIRCClient(mc)
     client.makeConnection(StringTransport())
