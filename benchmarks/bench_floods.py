@@ -19,31 +19,36 @@ coinjoin's outcome, and ends with one line::
 
     flood: peak_rss_mb=N honest_coinjoin=ok|failed honest_maker_kept=yes|no
 
-``honest_maker_kept``: every honest maker was in the last orderbook the taker's plugin got.
+``honest_maker_kept``: every honest maker was in the last orderbook the taker's plugin got, and
+none that was in one orderbook is missing from a later one (a flood that evicts a maker for a
+while and lets it back counts as not kept).
 
     .venv/bin/python benchmarks/bench_floods.py [--junk 50000] [--orderbook 100000]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
 import os
 import pathlib
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from electrum_joinmarket.protocol.commitments import CommitmentStore  # noqa: E402
-from electrum_joinmarket.taker.taker import Taker  # noqa: E402
 from devstack.bitcoind import start_bitcoind  # noqa: E402
 from devstack.daemons import peak_rss_kb, start_ref_directory  # noqa: E402
 from devstack.electrum_env import ElectrumNode, stop_electrum_loop  # noqa: E402
 from devstack.electrumx import start_electrumx  # noqa: E402
 from devstack.jmnet import JMNet, quick_config  # noqa: E402
+from electrum_joinmarket.protocol.commitments import CommitmentStore  # noqa: E402
+from electrum_joinmarket.taker.taker import Taker  # noqa: E402
 
 
 class RecordingTaker(Taker):
@@ -59,6 +64,10 @@ class RecordingTaker(Taker):
         RecordingTaker.books.append((len(orderbook) + len(fidelitybonds),
                                      orderbook.count('"counterparty"'), nicks))
         super().on_JMOffers(orderbook, fidelitybonds)
+
+
+def funded(w: Any) -> bool:
+    return bool(w.is_up_to_date() and w.get_balance()[1] == 0 and w.get_balance()[0] > 0)
 
 
 def chan_configs(relay):
@@ -81,6 +90,9 @@ def main() -> int:
     ap.add_argument("--loglevel", default="INFO", help="the daemons' (INFO, as users run them)")
     args = ap.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="ejm-bench-floods-"))
+    logging.basicConfig(filename=str(work / "bench.log"), level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print("work dir %s (bench.log: the plugin's log)" % work, flush=True)
     node = start_bitcoind(work / "b")
     ex = start_electrumx(work / "ex", node)
     relay = start_ref_directory(work, network="testnet")
@@ -97,8 +109,7 @@ def main() -> int:
         node.fund(taker_w.get_receiving_addresses()[0], 30_000_000, confirm=False)
         node.mine(6)
         for w in makers + [taker_w]:
-            el.wait(lambda w=w: w.is_up_to_date() and w.get_balance()[1] == 0
-                    and w.get_balance()[0] > 0, 60, "funding")
+            el.wait(functools.partial(funded, w), 60, "funding")
         parties = [net.add_maker(w, cjfee_r=["0.0002", "0.0003", "0.00025"][i])
                    for i, w in enumerate(makers)]
         maker_nicks = [p.maker.nick for p in parties]
@@ -113,15 +124,21 @@ def main() -> int:
                                     "127.0.0.1:%d" % relay.port, "--plan", json.dumps(plan)],
                                    stdout=subprocess.PIPE, stderr=open(work / "flood.log", "wb"),
                                    text=True, env=env)
+        assert flooder.stdout is not None
         for _ in range(2):                  # "flood: learnt 3 makers", "flood: ready"
             print(flooder.stdout.readline().strip(), flush=True)
-        signed0 = {p.maker.nick: p.maker.client.signed for p in parties}
-        checked0 = {p.maker.nick: p.maker.client.verified + p.maker.client.rejected_signatures
-                    for p in parties}
+        clients: dict[str, Any] = {}            # maker nick -> its plugin's daemon client
+        for p in parties:
+            assert p.maker.client is not None and p.maker.nick, "a maker without its daemon link"
+            clients[p.maker.nick] = p.maker.client
+        signed0 = {n: c.signed for n, c in clients.items()}
+        checked0 = {n: c.verified + c.rejected_signatures for n, c in clients.items()}
         t0 = time.monotonic()
+        # the real network's orderbook waits (the tests' are 3 s / 2 s): the floods arrive while
+        # the taker collects offers
         cfg = quick_config(10_000_000, taker_w.get_unused_address()
-                           or taker_w.get_receiving_address(), orderbook_max_wait=60.0,
-                           maker_timeout_sec=60)
+                           or taker_w.get_receiving_address(), orderbook_min_wait=20.0,
+                           orderbook_quiet=5.0, orderbook_max_wait=60.0, maker_timeout_sec=60)
         taker = net.taker(taker_w, CommitmentStore({}), cfg)
         taker.__class__ = RecordingTaker
         outcome = net.run_taker(taker, timeout=900)
@@ -142,18 +159,16 @@ def main() -> int:
             "%s%s" % (n, " (honest maker %d)" % maker_nicks.index(n) if n in maker_nicks else "")
             for n in outcome.makers))
         for name in sorted(peaks):
-            print("daemon %-8s RSS idle %6.1f MB, peak %6.1f MB%s" % (
-                name, rss_idle.get(name, 0) / 1024, peaks[name] / 1024,
-                "" if alive[name] else "  (DIED)"))
+            idle = ("%6.1f MB" % (rss_idle[name] / 1024)) if name in rss_idle else "   (later)"
+            print("daemon %-8s RSS before the floods %s, peak %6.1f MB%s" % (
+                name, idle, peaks[name] / 1024, "" if alive[name] else "  (DIED)"))
         books = RecordingTaker.books
         if books:
             biggest = max(books)
             print("to the taker's plugin: %d orderbooks, largest %d bytes (%d offers), last %d "
                   "offers of %d nicks" % (len(books), biggest[0], biggest[1], books[-1][1],
                                           len(books[-1][2])))
-        for p in parties:
-            c = p.maker.client
-            nick = p.maker.nick
+        for nick, c in clients.items():
             print("to maker %s's plugin: %d signatures and %d signature checks asked during the "
                   "floods" % (nick, c.signed - signed0[nick],
                               c.verified + c.rejected_signatures - checked0[nick]))
@@ -163,7 +178,18 @@ def main() -> int:
                          or "dropped (" in ln or "over the rate" in ln) and " WARNING " in ln]
             for s in stats[-3:]:
                 print("  %s: %s" % (d.logpath.stem, s[:160]))
-        kept = bool(books) and all(n in books[-1][2] for n in maker_nicks)
+        # kept: every honest maker is in the last book, and none that was in a (non-empty) book
+        # is missing from a later non-empty one
+        vanished = []
+        for n in maker_nicks:
+            seen = [n in nicks for _, count, nicks in books if count]
+            first = seen.index(True) if True in seen else None
+            print("honest maker %d: in %d of %d orderbooks (first in #%s)" % (
+                maker_nicks.index(n), sum(seen), len(seen),
+                "-" if first is None else first + 1))
+            if first is not None and not all(seen[first:]):
+                vanished.append(n)
+        kept = bool(books) and all(n in books[-1][2] for n in maker_nicks) and not vanished
         ok = outcome.status == "success" and all(alive.values())
         peak_mb = max(peaks.values()) / 1024
         print("flood: peak_rss_mb=%d honest_coinjoin=%s honest_maker_kept=%s"

@@ -62,7 +62,9 @@ BOND_PROOF_RATE = (2.0, 10)         # fidelity-bond proofs asked of the client, 
 PUBLIC_ANNOUNCE_INTERVAL = 10.0     # s: requests over the rates get one public announcement
 HP2_RELAY_RATE = (1.0, 10)          # !hp2 relayed on request, in all
 AUTH_TIMEOUT = 30.0         # a connection that has not authenticated by then is closed
-OFFERS_PUSH_INTERVAL = 0.1  # taker following the book: at most one JMOffers push per 0.1 s
+OFFERS_PUSH_INTERVAL = 0.1  # taker following the book: at most one JMOffers push per 0.1 s ...
+OFFERS_PUSH_INTERVAL_BIG = 1.0   # ... or per second once the book is big (a flood: each push is
+OFFERS_PUSH_BIG = 500            # up to MAX_OFFERS_TO_CLIENT offers for the plugin to parse)
 _AUTH_COMMANDS = frozenset(name.encode("ascii") for name in LK)
 
 
@@ -159,6 +161,7 @@ class JMDaemonProtocol(amp.AMP):
         self.bond_proof_bucket = TokenBucket(*BOND_PROOF_RATE)
         self.hp2_bucket = TokenBucket(*HP2_RELAY_RATE)
         self._public_announce_call = None
+        self._offers_digest = None
         self.deferred_orderbook = OrderedDict()   # nick -> (mc, source), newest last
         self._deferred_call = None
         self._last_public_announce = 0.0
@@ -485,35 +488,50 @@ class JMDaemonProtocol(amp.AMP):
     # ------------------------------------------------------------------ taker responders
     @K["JMRequestOffers"].responder
     def on_JM_REQUEST_OFFERS(self):
+        self._send_offers(only_if_changed=False)
+        return {"accepted": True}
+
+    def _send_offers(self, only_if_changed):
+        """JMOffers with the ranked, bounded book (H2). A push (EJMFollowOffers) is skipped when
+        what the client would get is what it got last: a flood the book refuses, or that only
+        changes offers past the client's cut, costs the plugin nothing."""
         offers = self.orderbook.offers()
         bonds = self.orderbook.fidelity_bonds({o["counterparty"] for o in offers})
+        book, bond_text = json.dumps(offers), json.dumps(bonds)
+        digest = hash((book, bond_text))
+        if only_if_changed and digest == self._offers_digest:
+            return
+        self._offers_digest = digest
         log.info("sending orderbook of %d offers, %d fidelity bonds (book: %d offers of %d nicks; "
                  "%d offers refused)", len(offers), len(bonds), len(self.orderbook),
                  len(self.orderbook.by_nick), self.orderbook.rejected)
-        self.call_client("JMOffers", orderbook=json.dumps(offers), fidelitybonds=json.dumps(bonds))
-        return {"accepted": True}
+        self.call_client("JMOffers", orderbook=book, fidelitybonds=bond_text)
 
     @K["EJMFollowOffers"].responder
     def on_EJM_FOLLOW_OFFERS(self):
         """Our extension: the book now, then again after every change (at most one push per
-        OFFERS_PUSH_INTERVAL), until JMFill or JMStartMC. Only our client asks for it."""
+        OFFERS_PUSH_INTERVAL, or OFFERS_PUSH_INTERVAL_BIG once the book is big), until JMFill or
+        JMStartMC. Only our client asks for it."""
         if self.role != "TAKER" or self.jm_state != 1:
             return {"accepted": False}
         self.follow_offers = True
+        self._offers_digest = None      # "the book now", even if a JMRequestOffers just sent it
         self._offers_changed()
         return {"accepted": True}
 
     def _offers_changed(self):
         if not self.follow_offers or self._offers_push is not None:
             return
-        delay = max(0.0, self._offers_pushed_at + OFFERS_PUSH_INTERVAL - time.monotonic())
+        interval = (OFFERS_PUSH_INTERVAL_BIG if len(self.orderbook) > OFFERS_PUSH_BIG
+                    else OFFERS_PUSH_INTERVAL)
+        delay = max(0.0, self._offers_pushed_at + interval - time.monotonic())
         self._offers_push = reactor.callLater(delay, self._push_offers)
 
     def _push_offers(self):
         self._offers_push = None
         if self.follow_offers and self.connected:
             self._offers_pushed_at = time.monotonic()
-            self.on_JM_REQUEST_OFFERS()
+            self._send_offers(only_if_changed=True)
 
     def _stop_following(self):
         self.follow_offers = False
@@ -669,9 +687,9 @@ class JMDaemonProtocol(amp.AMP):
                       private=False, bond=None):
         if nick == self.nick:
             return
-        self.orderbook.add_offer(nick, ordertype, oid, minsize, maxsize, txfee, cjfee,
-                                 private=private, bond=bond)
-        self._offers_changed()
+        if self.orderbook.add_offer(nick, ordertype, oid, minsize, maxsize, txfee, cjfee,
+                                    private=private, bond=bond):
+            self._offers_changed()
 
     def on_order_cancel(self, nick, oid):
         self.orderbook.cancel(nick, oid)
