@@ -35,7 +35,15 @@ Money-safety invariants (docs/architecture.md, docs/testing.md T1–T9):
   spending a reserved coin from Electrum simply invalidates the taker's transaction.
 * **Addresses are never handed out twice**: coinjoin and change addresses are unused change-branch
   addresses of the wallet, marked *reserved* in Electrum (persisted) when handed out, so neither
-  another session nor Electrum's own change selection picks them again.
+  another session nor Electrum's own change selection picks them again.  Exception (issue 12
+  M2): the two addresses of a session that ended *without our signature* go to a pool
+  (``maker_spare_addresses`` in plugin storage, still reserved in Electrum) and are handed out
+  again, lowest index first, before any new address — otherwise every failed session (cheap for
+  a taker to cause) would push the next coinjoin output further past Electrum's change gap limit
+  (10), where a wallet restored from its seed no longer finds it.  The cost: the taker of the
+  failed session saw them, and can recognise our output if they appear in a later coinjoin.
+  Addresses of a session we signed are never reused (that transaction may still confirm), nor is
+  an address with history or one a live session holds.
 * **Broadcast** (``!push``) only a transaction we signed in a session (inputs, outputs, version,
   locktime equal to the one we signed; NG behaviour, safer than Ref).
 * **Hostile input** never raises out of a handler: every refusal is logged at INFO with its case
@@ -87,14 +95,15 @@ from jmcore.constants import (
 from jmcore.errors import OfferError
 from jmcore.offers import Offer, canonical_cjfee
 
-__all__ = ["PLUGIN_STORAGE_NAME", "COMMITMENTS_KEY", "HISTORY_KEY", "MakerError",
-           "MakerSettings", "Refusal", "Maker", "plugin_storage"]
+__all__ = ["PLUGIN_STORAGE_NAME", "COMMITMENTS_KEY", "HISTORY_KEY", "SPARE_ADDRESSES_KEY",
+           "MakerError", "MakerSettings", "Refusal", "Maker", "plugin_storage"]
 
 log = get_logger(__name__)
 
 PLUGIN_STORAGE_NAME = "joinmarket"
 COMMITMENTS_KEY = "maker_commitments"
 HISTORY_KEY = "maker_history"
+SPARE_ADDRESSES_KEY = "maker_spare_addresses"      # M2: addresses of sessions we never signed
 
 _NACL_PUB_RE = re.compile(r"[0-9a-fA-F]{64}\Z")
 _WALLET_OFFER_PREFIX = {"p2wpkh": "sw0", "p2wpkh-p2sh": "sw"}
@@ -406,10 +415,17 @@ class Maker:
         return None
 
     def _fresh_addresses(self, n: int) -> list[str]:
-        """``n`` change-branch addresses with no history, not reserved (by Electrum or by a
-        previous session) — then marked reserved in Electrum so nothing hands them out again."""
+        """``n`` change-branch addresses with no history: first those of sessions that ended
+        unsigned (:meth:`_spare_addresses`, M2), then ones not reserved (by Electrum or by a
+        previous session) — marked reserved in Electrum so nothing else hands them out."""
         w = self.wallet
-        out: list[str] = []
+        held = {a for x in self.sessions.values() for a in (x.cj_addr, x.change_addr)}
+        pool = sorted((a for a in self.storage.get(SPARE_ADDRESSES_KEY) or ()
+                       if a not in held and w.is_mine(a) and not w.adb.is_used(a)),
+                      key=self._address_order)            # lowest first: nearest the used ones
+        out: list[str] = pool[:n]
+        if SPARE_ADDRESSES_KEY in self.storage or pool:
+            self.storage[SPARE_ADDRESSES_KEY] = pool[n:]
         for addr in w.get_change_addresses():
             if len(out) == n:
                 break
@@ -423,6 +439,20 @@ class Maker:
         for addr in out:
             w.set_reserved_state_of_address(addr, reserved=True)
         return out
+
+    def _address_order(self, addr: str) -> tuple:
+        index = self.wallet.get_address_index(addr)
+        return tuple(index) if isinstance(index, (list, tuple)) else (1 << 31,)
+
+    def _spare_addresses(self, addrs: Iterable[str]) -> None:
+        """M2: addresses handed out in a session that ended without our signature go back to
+        the pool :meth:`_fresh_addresses` draws from first (they stay reserved in Electrum)."""
+        pool = list(self.storage.get(SPARE_ADDRESSES_KEY) or ())
+        for addr in addrs:
+            if addr not in pool and not self.wallet.adb.is_used(addr):
+                pool.append(addr)
+        self.storage[SPARE_ADDRESSES_KEY] = pool
+        self._save()
 
     # -------------------------------------------------------------------------- commitments
     def commitment_used(self, commitment: str) -> bool:
@@ -546,6 +576,8 @@ class Maker:
     def _drop(self, nick: str, why: str) -> None:
         s = self.sessions.pop(nick, None)
         if s is not None:
+            if s.state == MakerSessionState.IOAUTH:       # never signed: the addresses are free
+                self._spare_addresses((s.cj_addr, s.change_addr))
             log.info("maker: session with %s ended (%s); %d coin(s) released", nick, why,
                      len(s.coins))
             self._poke()
@@ -659,15 +691,19 @@ class Maker:
         cj_addr, change_addr = self._fresh_addresses(2)
         auth_addr = coins[0].address
         from electrum.bitcoin import deserialize_privkey
-        _, secret, _ = deserialize_privkey(self.wallet.export_private_key(auth_addr,
-                                                                          self._password))
         try:
-            body = make_ioauth([coin_outpoint(x) for x in coins], secret, kphex, cj_addr,
-                               change_addr)
-        except ValueError as exc:
-            raise _Refused("D1", f"cannot answer: {exc}") from None
-        finally:
-            secret = None
+            _, secret, _ = deserialize_privkey(self.wallet.export_private_key(auth_addr,
+                                                                              self._password))
+            try:
+                body = make_ioauth([coin_outpoint(x) for x in coins], secret, kphex, cj_addr,
+                                   change_addr)
+            except ValueError as exc:
+                raise _Refused("D1", f"cannot answer: {exc}") from None
+            finally:
+                secret = None
+        except BaseException:
+            self._spare_addresses((cj_addr, change_addr))       # revealed to nobody
+            raise
         _, auth_pub, _, _, btc_sig = body.split(" ")
         self._mark_commitment(c)             # durable before anything is revealed
         session = _Session(nick, offer, amount, c, list(coins), cj_addr, change_addr,

@@ -14,7 +14,7 @@ from devstack.daemons import start_daemon
 from devstack.ircd import irc_config
 from devstack.procs import wait_until
 from devstack.wallets import SignSpy, fund_wallet, new_wallet
-from electrum_joinmarket.maker.maker import COMMITMENTS_KEY, MakerSettings
+from electrum_joinmarket.maker.maker import COMMITMENTS_KEY, SPARE_ADDRESSES_KEY, MakerSettings
 from electrum_joinmarket.protocol.podle import CURVE_ORDER, PoDLE
 from electrum_joinmarket.tx import taker_tx as tb
 
@@ -568,3 +568,95 @@ def test_daemon_lost_mid_session_releases_everything(world, tmp_path):
         assert "Traceback" not in proc.log()
     finally:
         w.node.close_wallet(wallet)
+
+
+# ------------------------------------------------------------------------------------------
+# M2 (issue 12): failed sessions must not walk the coinjoin output past the change gap limit
+# ------------------------------------------------------------------------------------------
+
+def test_m2_unsigned_sessions_reuse_their_addresses_and_a_seed_restore_finds_the_coinjoin(
+        world, tmp_path):
+    """Eight takers in a row get our !ioauth and vanish (cheap: the daemon knows no session for
+    these nicks, so each session ends unsigned). Each one's two addresses go to the next: one
+    pair in all, within Electrum's change gap limit. The next real coinjoin pays those addresses,
+    and a wallet restored from the maker's seed finds every satoshi of it. Addresses of a
+    session we signed are never handed out again, even when that session ends without the
+    coinjoin."""
+    w, m, t = world, world.maker, world.taker
+    wallet = w.maker_wallet
+    new_ops = fund_wallet(w.node, w.bitcoind, w.taker_wallet, [2_000_000] * 4)
+    pods = iter([t.podle(op, i) for op in new_ops for i in range(3)])
+
+    def last_ioauth():
+        return [kw for n, kw in w.spy.calls if n == "JMIOAuth"][-1]
+
+    def vanishing_taker(k):
+        pod = next(pods)
+        n_io = w.spy.count("JMIOAuth")
+        w.run(m.on_JMAuthReceived(nick=f"J5vanishing{k:05d}", offer=offer_dict(w),
+                                  commitment=pod.commitment_hex,
+                                  revelation=pod.serialize_revelation(), amount=AMOUNT,
+                                  kphex="cd" * 32))
+        assert w.spy.count("JMIOAuth") == n_io + 1        # our !ioauth went out ...
+        assert not m.sessions                              # ... and the session ended unsigned
+        kw = last_ioauth()
+        return kw["cjaddr"], kw["changeaddr"]
+
+    def change_index(addr):
+        branch, i = wallet.get_address_index(addr)
+        assert branch == 1, addr
+        return i
+
+    used = [change_index(a) for a in wallet.get_change_addresses() if wallet.adb.is_used(a)]
+    last_used = max(used)
+    pairs = [vanishing_taker(k) for k in range(8)]
+    assert len(set(pairs)) == 1, pairs
+    pair = pairs[0]
+    assert pair[0] != pair[1]
+    for a in pair:
+        assert wallet.is_change(a) and wallet.is_address_reserved(a) and not wallet.adb.is_used(a)
+        assert change_index(a) <= last_used + wallet.gap_limit_for_change
+    spare = set(m.storage[SPARE_ADDRESSES_KEY])                  # in the wallet file
+    assert set(pair) <= spare
+    assert all(change_index(a) > max(map(change_index, pair)) for a in spare - set(pair))
+
+    # a real taker: its session gets the same pair, we sign, it vanishes before broadcasting
+    pod = next(pods)
+    fill = w.run(round_to_ioauth(w, podle=pod))
+    assert (fill.ioauth.cj_addr, fill.ioauth.change_addr) == pair
+    assert set(m.storage[SPARE_ADDRESSES_KEY]) == spare - set(pair)
+
+    async def signed():
+        plan, tx = await t.build(fill, taker_coins(w), m.nick)
+        n0 = len(t.sigs())
+        await t.send_tx(m.nick, tx)
+        for s in await t.wait_sigs(n0, len(fill.ioauth.utxos)):
+            tb.verify_and_add_maker_sig(tx, s, fill.ioauth.utxos)
+        tb.sign_our_inputs(w.taker_wallet, tx, None, plan)
+        return tx
+    tx = w.run(signed())
+    assert tx.is_complete()
+    m._drop(t.nick, "the taker vanished after our signature")
+    assert set(m.storage[SPARE_ADDRESSES_KEY]) == spare - set(pair)   # signed: never reused
+    after_signed = vanishing_taker(99)
+    assert not set(after_signed) & set(pair)
+    m._drop(t.nick, "test")
+
+    # the coinjoin goes out late, pays the reused pair, and a seed restore finds all of it
+    before = wallet.get_balance()[0]
+    coin_in = sum(u.value for u in fill.ioauth.utxos)
+    w.run(w.node.network.broadcast_transaction(tx))
+    w.bitcoind.mine(1)
+    w.node.wait_tx(wallet, tx.txid(), confirmations=1)
+    ours = {o.address: o.value for o in tx.outputs() if o.address in pair}
+    assert ours == {pair[0]: AMOUNT, pair[1]: coin_in - AMOUNT - 100 + REAL_CJFEE}
+    w.run(wait_until(lambda: wallet.get_balance()[0] == before + REAL_CJFEE - 100, 30,
+                     "the maker's balance"))
+    seed = wallet.keystore.get_seed(MAKER_PW)
+    restored = new_wallet(w.node, name="maker-yg-restored", seed=seed)
+    try:
+        w.node.wait_synced(restored)
+        assert restored.get_balance()[0] == wallet.get_balance()[0] == before + 900
+        assert all(restored.adb.is_used(a) for a in pair)
+    finally:
+        w.node.close_wallet(restored)
