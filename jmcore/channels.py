@@ -32,14 +32,14 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from .constants import IRC_CHANNEL_BASE, NETWORKS, ONION_SERVING_PORT
+from .constants import IRC_CHANNEL_BASE, NETWORKS
 
 __all__ = [
     "ChannelConfigError", "NoDirectoriesError", "NETWORKS", "wire_network", "network_for_wire",
     "irc_channel_name",
     "REFERENCE_MAINNET_DIRECTORIES", "NG_MAINNET_DIRECTORIES", "REFERENCE_SIGNET_DIRECTORIES",
     "NG_SIGNET_DIRECTORIES", "DEFAULT_DIRECTORIES", "default_directories",
-    "ONION_VIRTUAL_PORT", "DEFAULT_SOCKS_PORTS", "DEFAULT_CONTROL_PORTS", "TOR_BROWSER_SOCKS_PORT",
+    "DEFAULT_SOCKS_PORTS", "DEFAULT_CONTROL_PORTS", "TOR_BROWSER_SOCKS_PORT",
     "TorEndpoints", "OnionChannelConfig", "IRCChannelConfig", "IRCServer", "HACKINT_IRC",
     "ChannelSettings", "build_chan_configs", "complete_config", "complete_configs",
     "parse_location", "is_onion_host", "ONION_KEYS", "IRC_KEYS", "no_directories_message",
@@ -54,8 +54,6 @@ class NoDirectoriesError(ChannelConfigError):
     """No directory node (and no IRC server) is configured for this network."""
 
 
-ONION_VIRTUAL_PORT = ONION_SERVING_PORT
-"""Virtual port of every JoinMarket onion service (directories and makers)."""
 DEFAULT_SOCKS_PORTS: tuple[int, ...] = (9050, 9150)
 """Where a Tor SOCKS proxy is looked for: the tor daemon, then Tor Browser."""
 DEFAULT_CONTROL_PORTS: tuple[int, ...] = (9051, 9151)

@@ -8,6 +8,10 @@ Limits are kept per source and in total, never per nick — nicks cost nothing.
 * :class:`Backpressure` — counts work a source has queued with the client (signature checks) and
   pauses reading from it while it has too much outstanding, instead of dropping queued work; the
   source is resumed once its queue has drained to half.
+
+The daemon's own size and memory bounds are here too (docs/protocol.md §2, §3.1, §13); every
+wire constant is :mod:`jmcore.constants`'s. They are read as ``limits.NAME`` at use, so a test
+may lower them.
 """
 from __future__ import annotations
 
@@ -17,6 +21,15 @@ import weakref
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
+
+MAX_ONION_LINE = 65536
+"""Bytes per onion JSON line we accept (joinmarket-ng's directory limit)."""
+MAX_MESSAGE_LEN = 65536
+"""Bytes of one reassembled JoinMarket message (IRC chunks)."""
+MAX_SEEN_PER_DIRECTORY = 50000
+"""Nicks remembered as reachable through one directory."""
+MAX_TRACKED_NICKS = 50000
+"""Nicks remembered per channel by the message layer."""
 
 
 class TokenBucket:

@@ -21,8 +21,9 @@ import logging
 import time
 from collections import OrderedDict
 
-from . import constants as C
-from . import wire
+from jmcore import constants as C
+
+from . import limits, wire
 from .crypto import NaclError, decode_decrypt, encrypt_encode
 from .limits import Backpressure, FairQueue
 
@@ -145,13 +146,13 @@ class MessageChannelCollection:
         """Note nick as reachable on mc (bounded: past MAX_TRACKED_NICKS per channel, new nicks
         are not noted; those seen first stay reachable)."""
         seen = self.nicks_seen[mc]
-        if nick in seen or len(seen) < C.MAX_TRACKED_NICKS:
+        if nick in seen or len(seen) < limits.MAX_TRACKED_NICKS:
             seen.add(nick)
             return True
         return False
 
     def _pin(self, nick, mc):
-        if nick in self.active_channels or len(self.active_channels) < C.MAX_TRACKED_NICKS:
+        if nick in self.active_channels or len(self.active_channels) < limits.MAX_TRACKED_NICKS:
             self.active_channels[nick] = mc
 
     def on_nick_leave(self, mc, nick):
@@ -197,7 +198,7 @@ class MessageChannelCollection:
         cmd = offerlist[0]["ordertype"]
         msg = lines[0].split(" ", 1)[1] + "".join(lines[1:])
         if bond_proof:
-            msg += C.COMMAND_PREFIX + C.FIDELITY_BOND_CMD + " " + bond_proof
+            msg += C.COMMAND_PREFIX + C.CMD_TBOND + " " + bond_proof
         if mc is not None:
             self.prepare_privmsg(nick, cmd, msg, mc=mc)
         else:
@@ -230,9 +231,9 @@ class MessageChannelCollection:
                 return False
             message = encrypt_encode(message.encode("ascii"), box)
         size = wire.privmsg_size(self.nick or "", nick, cmd, message) + C.SIGNATURE_OVERHEAD
-        if size > C.MAX_OUR_LINE:
+        if size > C.ONION_MAX_LINE_LENGTH:
             log.error("!%s to %s would be %d bytes on the wire, over the %d-byte limit of "
-                      "reference peers; not sent", cmd, nick, size, C.MAX_OUR_LINE)
+                      "reference peers; not sent", cmd, nick, size, C.ONION_MAX_LINE_LENGTH)
             return False
         hostid = mc.hostid
         okey = self._offer_key(cmd, hostid, message)
@@ -262,7 +263,7 @@ class MessageChannelCollection:
     def _offer_key(cmd, hostid, message):
         """Cache key of a signed offer reply: only offers without a bond proof (that one is
         made for one taker) can be sent to any taker with the same signature."""
-        if cmd not in C.OFFER_TYPES or C.COMMAND_PREFIX + C.FIDELITY_BOND_CMD in message:
+        if cmd not in C.OFFER_TYPES or C.COMMAND_PREFIX + C.CMD_TBOND in message:
             return None
         return (cmd, hostid, message)
 
@@ -280,9 +281,9 @@ class MessageChannelCollection:
                         "(to %s, %s); not sent", nick, cmd)
             return False
         self._forget(self.pending_sign, found)
-        if wire.privmsg_size(self.nick or "", nick, cmd, msg_to_return) > C.MAX_OUR_LINE:
+        if wire.privmsg_size(self.nick or "", nick, cmd, msg_to_return) > C.ONION_MAX_LINE_LENGTH:
             log.warning("signed !%s to %s is over the %d-byte limit; not sent", cmd, nick,
-                        C.MAX_OUR_LINE)
+                        C.ONION_MAX_LINE_LENGTH)
             return False
         okey = self._offer_key(cmd, hostid, found[3])
         waiters = []
@@ -312,19 +313,19 @@ class MessageChannelCollection:
 
     def fits(self, nick, cmd, plaintext):
         """Whether ``!cmd plaintext`` to nick (encrypted first if cmd is) stays within
-        ``MAX_OUR_LINE`` once signed."""
+        ``ONION_MAX_LINE_LENGTH`` once signed."""
         size = len(plaintext)
         if cmd in C.ENCRYPTED_COMMANDS:
             size = 4 * -(-(24 + 16 + size) // 3)       # b64(nonce || tag || ciphertext)
         line = wire.privmsg_size(self.nick or "", nick, cmd, "x" * size)
-        return line + C.SIGNATURE_OVERHEAD <= C.MAX_OUR_LINE
+        return line + C.SIGNATURE_OVERHEAD <= C.ONION_MAX_LINE_LENGTH
 
     def send_tx(self, nick_list, tx):
         """False (nothing sent) if the !tx would be over the line limit for any maker."""
         txb64 = base64.b64encode(tx).decode("ascii")
         if not all(self.fits(nick, "tx", txb64) for nick in nick_list):
             log.error("the transaction (%d bytes) is too large for a !tx line of at most %d "
-                      "bytes; not sent", len(tx), C.MAX_OUR_LINE)
+                      "bytes; not sent", len(tx), C.ONION_MAX_LINE_LENGTH)
             return False
         for nick in nick_list:
             self.prepare_privmsg(nick, "tx", txb64)
@@ -348,7 +349,7 @@ class MessageChannelCollection:
         self._track(mc, nick)
         if not isinstance(message, str) or not message.startswith(C.COMMAND_PREFIX):
             return
-        if len(message) > C.MAX_MESSAGE_LEN:
+        if len(message) > limits.MAX_MESSAGE_LEN:
             log.debug("oversized pubmsg from %s dropped", nick)
             return
         commands = message[1:].split(C.COMMAND_PREFIX)
@@ -364,7 +365,7 @@ class MessageChannelCollection:
                         continue
                     self._pin(nick, mc)
                     self.session.on_order_seen(nick, mc, cmd, *chunks[1:6])
-                elif cmd == C.COMMITMENT_BROADCAST_CMD:
+                elif cmd == C.CMD_HP2:
                     if len(chunks) >= 2:
                         self.session.on_commitment_seen(nick, chunks[1])
                 elif cmd == "cancel":
@@ -383,7 +384,7 @@ class MessageChannelCollection:
         if not wire.valid_nick(nick):
             log.debug("privmsg from an invalid nick dropped")
             return
-        if not isinstance(message, str) or len(message) > C.MAX_MESSAGE_LEN:
+        if not isinstance(message, str) or len(message) > limits.MAX_MESSAGE_LEN:
             log.debug("oversized privmsg from %s dropped", nick)
             return
         parts = wire.split_signed_privmsg(message)
@@ -482,7 +483,7 @@ class MessageChannelCollection:
     def _dispatch(self, nick, mc, message, source=None):
         commands = message.split(C.COMMAND_PREFIX)
         first = commands[0].split(" ")[0]
-        if first == C.FIDELITY_BOND_CMD:
+        if first == C.CMD_TBOND:
             log.debug("privmsg starting with !tbond from %s dropped", nick)
             return
         if first in C.ENCRYPTED_COMMANDS and len(commands) > 1:
@@ -494,7 +495,7 @@ class MessageChannelCollection:
             word = command.split(" ", 2)
             if word[0] in C.OFFER_TYPES:
                 offers_seen = True
-            elif word[0] == C.FIDELITY_BOND_CMD and offers_seen and len(word) >= 2:
+            elif word[0] == C.CMD_TBOND and offers_seen and len(word) >= 2:
                 bond = word[1]
                 break
         offers_seen = False
@@ -518,7 +519,7 @@ class MessageChannelCollection:
                     self._pin(nick, mc)
                     self.session.on_order_seen(nick, mc, cmd, *chunks[1:6], private=True,
                                                bond=bond)
-            elif cmd == C.FIDELITY_BOND_CMD:
+            elif cmd == C.CMD_TBOND:
                 if offers_seen and len(chunks) >= 2:
                     self.session.on_fidelity_bond_seen(nick, chunks[1])
             elif cmd == "error":
@@ -533,7 +534,7 @@ class MessageChannelCollection:
             elif cmd == "sig":
                 if len(chunks) >= 2:
                     self.session.on_sig(nick, chunks[1])
-            elif cmd == C.COMMITMENT_BROADCAST_CMD:
+            elif cmd == C.CMD_HP2:
                 if len(chunks) >= 2:
                     self.session.on_commitment_transferred(nick, chunks[1])
             elif cmd == "fill":

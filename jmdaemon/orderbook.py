@@ -12,7 +12,8 @@ from collections import OrderedDict
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from . import constants as C
+from jmcore import constants as C
+
 from . import wire
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def _uint(text: object) -> int:
 
 
 def validate_offer(ordertype: str, oid: object, minsize: object, maxsize: object, txfee: object,
-                   cjfee: object, dust: int = C.JM_DUST) -> dict[str, Any]:
+                   cjfee: object, dust: int = C.DUST_THRESHOLD) -> dict[str, Any]:
     """A clean offer row (without counterparty) or ValueError (taker checks of §4.3)."""
     if ordertype not in C.OFFER_TYPES:
         raise ValueError("unknown offer type")
@@ -37,12 +38,12 @@ def validate_offer(ordertype: str, oid: object, minsize: object, maxsize: object
     if oid_n > sys.maxsize:
         raise ValueError("oid out of range")
     min_n, max_n, txfee_n = _uint(minsize), _uint(maxsize), _uint(txfee)
-    if min_n > C.MAX_SATS or max_n > C.MAX_SATS:
+    if min_n > C.MAX_SATOSHIS or max_n > C.MAX_SATOSHIS:
         raise ValueError("size out of range")
     min_n = max(min_n, dust)
     if min_n > max_n:
         raise ValueError("minsize above maxsize")
-    if txfee_n > C.MAX_SATS:
+    if txfee_n > C.MAX_SATOSHIS:
         raise ValueError("txfee out of range")
     if ordertype in C.ABS_OFFER_TYPES:
         cjfee = str(_uint(cjfee))
@@ -117,7 +118,7 @@ class Orderbook:
     """
 
     def __init__(self, max_offers_per_nick: int = MAX_OFFERS_PER_NICK, max_nicks: int = MAX_NICKS,
-                 dust: int = C.JM_DUST, max_bonded: int = MAX_BONDED_NICKS,
+                 dust: int = C.DUST_THRESHOLD, max_bonded: int = MAX_BONDED_NICKS,
                  max_offers: int = MAX_OFFERS, max_to_client: int = MAX_OFFERS_TO_CLIENT) -> None:
         self.max_offers_per_nick = max_offers_per_nick
         self.max_nicks = max_nicks

@@ -23,9 +23,9 @@ from twisted.internet import error as twisted_error
 from twisted.internet.protocol import ServerFactory
 from twisted.protocols import amp
 
+from jmcore import constants as C
 from jmcore import linkauth
 
-from . import constants as C
 from . import wire
 from .blacklist import CommitmentBlacklist, canonical_commitment, confined_path
 from .channels.status import channel_report, describe_chan_configs, network_default_configs
@@ -136,7 +136,7 @@ class JMDaemonProtocol(amp.AMP):
         self.use_fidelity_bond = False
         self.minmakers = 1
         self.maker_timeout_sec = 60
-        self.dust_threshold = C.JM_DUST
+        self.dust_threshold = C.DUST_THRESHOLD
         self.orderbook = Orderbook()
         self.blacklist = None
         self.stage1_timer = None
@@ -736,7 +736,7 @@ class JMDaemonProtocol(amp.AMP):
             return nick in self.active_orders
         if cmd == "error":
             return nick in self.active_orders and self.error_in_buckets.get(source).allow()
-        if cmd == C.COMMITMENT_BROADCAST_CMD:
+        if cmd == C.CMD_HP2:
             return self.hp2_bucket.allow()
         return False
 
@@ -866,7 +866,7 @@ class JMDaemonProtocol(amp.AMP):
             log.info("restarting coinjoin session with %s", nick)
         elif not self._may_open_session(source, rate=False):
             return
-        if not commit or commit[0] not in C.COMMITMENT_PREFIXES:
+        if not commit or commit[0] != C.COMMITMENT_TYPE_PODLE:
             self._send_error_limited(nick, "Unsupported commitment type: " + (commit[:1] or "?"),
                                      source)
             return
@@ -948,13 +948,13 @@ class JMDaemonProtocol(amp.AMP):
         if c is None or c in self.relayed_hp2:
             return
         self._bounded_put(self.relayed_hp2, c, True, limit=10000)
-        self.mcc.pubmsg(C.COMMAND_PREFIX + C.COMMITMENT_BROADCAST_CMD + " " + c)
+        self.mcc.pubmsg(C.COMMAND_PREFIX + C.CMD_HP2 + " " + c)
 
     def transfer_commitment(self, commitment):
         candidates = [n for n in self.orderbook.nicks() if n != self.nick]
         if not candidates:
             return
-        self.mcc.prepare_privmsg(random.choice(candidates), C.COMMITMENT_BROADCAST_CMD, commitment)
+        self.mcc.prepare_privmsg(random.choice(candidates), C.CMD_HP2, commitment)
 
     # taker
     def on_pubkey(self, nick, maker_pk):

@@ -10,7 +10,9 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-from . import constants as C
+from jmcore import constants as C
+
+from . import limits
 
 _NICK_CHARS = re.compile(r"^[A-Za-z0-9_\-\[\]\\^{}|`]{1,64}$")
 
@@ -39,7 +41,8 @@ def valid_nick(nick: object) -> bool:
 
 # ---------------------------------------------------------------- IRC (§2)
 
-def irc_privmsg_lines(to_nick: str, cmd: str, message: str, max_len: int = C.MAX_PRIVMSG_LEN) -> list[str]:
+def irc_privmsg_lines(to_nick: str, cmd: str, message: str,
+                      max_len: int = C.IRC_MAX_LINE_LENGTH) -> list[str]:
     """Lines (without CRLF) carrying ``!cmd message`` to ``to_nick``, chunked as Ref does."""
     header = "PRIVMSG " + to_nick + " :"
     piece_len = max_len - len(header) - len(cmd) - 4
@@ -55,7 +58,7 @@ def irc_privmsg_lines(to_nick: str, cmd: str, message: str, max_len: int = C.MAX
 
 
 def irc_announce_lines(channel: str, offerlines: Iterable[str],
-                       max_len: int = C.MAX_PRIVMSG_LEN) -> list[str]:
+                       max_len: int = C.IRC_MAX_LINE_LENGTH) -> list[str]:
     """Pack whole ``!offer ...`` strings into as few public lines as fit (trailing ' ~')."""
     header = "PRIVMSG " + channel + " :"
     lines: list[str] = []
@@ -80,7 +83,7 @@ class ChunkAssembler:
     and at most ``max_senders`` partial messages are kept (the oldest is evicted).
     """
 
-    def __init__(self, max_message: int = C.MAX_MESSAGE_LEN, max_senders: int = 1000) -> None:
+    def __init__(self, max_message: int = limits.MAX_MESSAGE_LEN, max_senders: int = 1000) -> None:
         self.max_message = max_message
         self.max_senders = max_senders
         self.buffers: OrderedDict[str, list[Any]] = OrderedDict()   # sender -> [pieces, size]
@@ -226,7 +229,7 @@ def privmsg_size(from_nick: str, to_nick: str, cmd: str, message: str) -> int:
     """Bytes of the onion line that carries ``!cmd message`` from one nick to another (CRLF
     included); IRC carries the same message in chunks of fewer bytes in total per message."""
     line = from_nick + C.COMMAND_PREFIX + to_nick + C.COMMAND_PREFIX + cmd + " " + message
-    return len(encode_onion_line(C.ONION_PRIVMSG, line).encode("utf-8")) + 2
+    return len(encode_onion_line(C.ONION_TYPE_PRIVMSG, line).encode("utf-8")) + 2
 
 
 def split_onion_message(line: str) -> tuple[str, str, str]:
@@ -251,7 +254,7 @@ def split_signed_privmsg(message: str) -> tuple[str, str, str, str] | None:
     if len(tokens) < 4:
         return None
     cmd = tokens[0]
-    if cmd not in C.ALL_PRIVATE_COMMANDS:
+    if cmd not in C.PRIVATE_COMMANDS:
         return None
     pub, sig = tokens[-2], tokens[-1]
     body = " ".join(tokens[1:-2])

@@ -14,8 +14,7 @@ from twisted.words.protocols import irc
 
 from jmcore.channels import ChannelConfigError, IRCChannelConfig, irc_channel_name
 
-from .. import constants as C
-from .. import wire
+from .. import limits, wire
 from .base import MessageChannel
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ class JMIRCClient(irc.IRCClient):
         self.realname = "None"
         self.password = wrapper.password
         self.lineRate = wrapper.line_rate
-        self.assembler = wire.ChunkAssembler(max_message=C.MAX_MESSAGE_LEN)
+        self.assembler = wire.ChunkAssembler(max_message=limits.MAX_MESSAGE_LEN)
 
     # -- robustness: never let a bad line kill the connection
     def lineReceived(self, line):

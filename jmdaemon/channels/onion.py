@@ -31,12 +31,12 @@ from twisted.application.internet import ClientService
 from twisted.internet import defer, error, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 
+from jmcore import constants as C
 from jmcore.channels import ChannelConfigError, OnionChannelConfig
 from jmcore.netaddr import is_loopback
 from jmcore.torcheck import ProbeResult
 
-from .. import constants as C
-from .. import wire
+from .. import limits, wire
 from .base import MessageChannel
 from .onion_proto import OnionLineFactory
 
@@ -287,14 +287,14 @@ class OnionMessageChannel(MessageChannel):
         started = time.monotonic()
         service = await publish_onion(reactor, self.tor_control_host, self.tor_control_port,
                                       self.onion_serving_host, local_port,
-                                      virtual_port=C.ONION_VIRTUAL_PORT,
+                                      virtual_port=C.ONION_SERVING_PORT,
                                       password=self.tor_control_password,
                                       hs_dir=self.hidden_service_dir)
         if not self.running:
             await service.remove()
             return
         self.onion_service = service
-        self.location = "%s:%d" % (service.hostname, C.ONION_VIRTUAL_PORT)
+        self.location = "%s:%d" % (service.hostname, C.ONION_SERVING_PORT)
         self.serving_state = "up"
         log.info("onion channel serving at %s (published in %.1fs)", self.location,
                  time.monotonic() - started)
@@ -423,17 +423,17 @@ class OnionMessageChannel(MessageChannel):
             link.conn = conn
             link.handshaked = False
             link.set_state(HANDSHAKING)
-            self._send(conn, C.ONION_HANDSHAKE, self._our_handshake())
+            self._send(conn, C.ONION_TYPE_HANDSHAKE, self._our_handshake())
         elif isinstance(link, Peer):
             link.conn = conn
             link.connecting = False
-            self._send(conn, C.ONION_HANDSHAKE, self._our_handshake())
+            self._send(conn, C.ONION_TYPE_HANDSHAKE, self._our_handshake())
         else:  # inbound
             if len(self.inbound) + len(self.peers) >= self.max_peers:
                 conn.close()
                 return
             self.inbound.add(conn)
-            self._send(conn, C.ONION_HANDSHAKE, self._our_handshake())
+            self._send(conn, C.ONION_TYPE_HANDSHAKE, self._our_handshake())
 
     def on_connection_lost(self, conn):
         link = conn.link
@@ -489,12 +489,12 @@ class OnionMessageChannel(MessageChannel):
     @staticmethod
     def _summary(msgtype, line):
         """Type, route and command of a line — never its body (DEBUG tracing)."""
-        if msgtype in (C.ONION_PRIVMSG, C.ONION_PUBMSG):
+        if msgtype in (C.ONION_TYPE_PRIVMSG, C.ONION_TYPE_PUBMSG):
             parts = line.split(C.COMMAND_PREFIX, 3)
             cmd = parts[2].split(" ", 1)[0][:16] if len(parts) > 2 else "?"
             return "%d %s->%s !%s (%d bytes)" % (msgtype, parts[0][:16], parts[1][:16]
                                                  if len(parts) > 1 else "?", cmd, len(line))
-        if msgtype == C.ONION_PEERLIST:
+        if msgtype == C.ONION_TYPE_PEERLIST:
             return "789 peerlist (%d entries)" % (line.count(",") + 1 if line else 0)
         return "%d (%d bytes)" % (msgtype, len(line))
 
@@ -509,13 +509,13 @@ class OnionMessageChannel(MessageChannel):
             self._from_peer(conn, msgtype, text)
 
     def _from_directory(self, link, conn, msgtype, text):
-        if msgtype == C.ONION_DN_HANDSHAKE:
+        if msgtype == C.ONION_TYPE_DN_HANDSHAKE:
             self._directory_handshake(link, conn, text)
         elif not link.handshaked:
             log.debug("type %d from %s before its handshake dropped", msgtype, link.location)
-        elif msgtype == C.ONION_PEERLIST:
+        elif msgtype == C.ONION_TYPE_PEERLIST:
             self._peerlist(link, text)
-        elif msgtype in (C.ONION_PRIVMSG, C.ONION_PUBMSG):
+        elif msgtype in (C.ONION_TYPE_PRIVMSG, C.ONION_TYPE_PUBMSG):
             self._jm_message(conn, msgtype, text, via_directory=link)
         else:
             log.info("onion message type %d from directory %s not in the whitelist; dropped",
@@ -592,14 +592,14 @@ class OnionMessageChannel(MessageChannel):
         self._emit("on_nick_leave", nick)
 
     def _from_peer(self, conn, msgtype, text):
-        if msgtype == C.ONION_HANDSHAKE:
+        if msgtype == C.ONION_TYPE_HANDSHAKE:
             self._peer_handshake(conn, text)
             return
         peer = conn.link if isinstance(conn.link, Peer) else None
         if peer is None or not peer.handshaked:
             log.debug("type %d from an unhandshaked peer dropped", msgtype)
             return
-        if msgtype in (C.ONION_PRIVMSG, C.ONION_PUBMSG):
+        if msgtype in (C.ONION_TYPE_PRIVMSG, C.ONION_TYPE_PUBMSG):
             self._jm_message(conn, msgtype, text, via_directory=None)
         else:
             log.info("onion message type %d from peer %s not in the whitelist; dropped",
@@ -668,7 +668,7 @@ class OnionMessageChannel(MessageChannel):
                 log.info("message claiming to be from %s on the link of %s dropped",
                          from_nick, conn.link.nick)
                 return
-        if msgtype == C.ONION_PUBMSG:
+        if msgtype == C.ONION_TYPE_PUBMSG:
             if to_nick != "PUBLIC":
                 return
             if via_directory is not None:
@@ -685,7 +685,7 @@ class OnionMessageChannel(MessageChannel):
     def _seen_via(link, nick):
         """Remember that nick sent through this directory (bounded: past MAX_SEEN_PER_DIRECTORY
         new nicks are not remembered; the first seen stay routable through it)."""
-        if nick in link.seen or len(link.seen) < C.MAX_SEEN_PER_DIRECTORY:
+        if nick in link.seen or len(link.seen) < limits.MAX_SEEN_PER_DIRECTORY:
             link.seen.add(nick)
 
     def nick_proven(self, nick, conn):
@@ -703,7 +703,7 @@ class OnionMessageChannel(MessageChannel):
     def pubmsg(self, msg):
         line = self.nick + C.COMMAND_PREFIX + "PUBLIC" + msg
         for link in self._handshaked_directories():
-            self._send(link.conn, C.ONION_PUBMSG, line)
+            self._send(link.conn, C.ONION_TYPE_PUBMSG, line)
 
     def privmsg(self, nick, cmd, message):
         if nick == self.nick:
@@ -714,7 +714,7 @@ class OnionMessageChannel(MessageChannel):
                 and not peer.connecting and peer.conn is None:
             self._connect_peer(peer)
         if peer is not None and peer.handshaked and peer.proven and peer.conn is not None:
-            self._send(peer.conn, C.ONION_PRIVMSG, line)
+            self._send(peer.conn, C.ONION_TYPE_PRIVMSG, line)
             return
         dirs = self._handshaked_directories()
         preferred = [l for l in dirs if nick in l.seen]
@@ -722,7 +722,7 @@ class OnionMessageChannel(MessageChannel):
         if not choice:
             log.warning("no directory connected; privmsg to %s not sent", nick)
             return
-        self._send(random.choice(choice).conn, C.ONION_PRIVMSG, line)
+        self._send(random.choice(choice).conn, C.ONION_TYPE_PRIVMSG, line)
 
     def _connect_peer(self, peer):
         try:

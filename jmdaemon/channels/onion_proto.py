@@ -6,15 +6,16 @@ import logging
 from twisted.internet import protocol
 from twisted.protocols.basic import LineReceiver
 
-from .. import constants as C
-from .. import wire
+from jmcore import constants as C
+
+from .. import limits, wire
 
 log = logging.getLogger(__name__)
 
 
 class OnionLineProtocol(LineReceiver):
     delimiter = b"\r\n"
-    MAX_LENGTH = C.MAX_ONION_LINE
+    MAX_LENGTH = limits.MAX_ONION_LINE
 
     def __init__(self, owner, link=None):
         self.owner = owner
@@ -48,15 +49,15 @@ class OnionLineProtocol(LineReceiver):
         self.close()
 
     def send(self, msgtype, text):
-        """Send one line; a line over ``MAX_OUR_LINE`` bytes is never sent (a reference peer
+        """Send one line; a line over ``ONION_MAX_LINE_LENGTH`` bytes is never sent (a reference peer
         would drop the connection), only logged."""
         if self.closed or self.transport is None:
             return False
         data = wire.encode_onion_line(msgtype, text).encode("utf-8")
-        if len(data) + len(self.delimiter) > C.MAX_OUR_LINE:
+        if len(data) + len(self.delimiter) > C.ONION_MAX_LINE_LENGTH:
             log.warning("not sending an onion line of %d bytes (type %d) to %s: over the %d-byte "
                         "limit of reference peers", len(data), msgtype, self.describe(),
-                        C.MAX_OUR_LINE)
+                        C.ONION_MAX_LINE_LENGTH)
             return False
         self.sendLine(data)
         return True

@@ -5,8 +5,7 @@ bounded records of nicks. The whole defences run in test_floods.py."""
 from __future__ import annotations
 
 from devstack.daemons import nick_key
-from jmdaemon import constants as C
-from jmdaemon import crypto, wire
+from jmdaemon import crypto, limits, wire
 from jmdaemon.limits import Backpressure, FairQueue, TokenBucket
 from jmdaemon.server import JMDaemonProtocol
 
@@ -153,8 +152,8 @@ def test_d10_offer_reply_signed_once_and_requests_over_the_rate_served_newest_fi
 
 
 def test_d13_records_of_nicks_are_bounded(monkeypatch):
-    monkeypatch.setattr(C, "MAX_TRACKED_NICKS", 500)
-    monkeypatch.setattr(C, "MAX_SEEN_PER_DIRECTORY", 300)
+    monkeypatch.setattr(limits, "MAX_TRACKED_NICKS", 500)
+    monkeypatch.setattr(limits, "MAX_SEEN_PER_DIRECTORY", 300)
     s = JMDaemonProtocol(None)
     s.role, s.jm_state, s.nick = "TAKER", 1, "J5selfselfselfse"
     ch, mcc, _, proto, tr = onion_channel_with_directory(s.nick, session=s)

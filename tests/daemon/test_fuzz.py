@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 from twisted.protocols import amp as tamp
 
-from jmdaemon import constants as C
-from jmdaemon import crypto, wire
+from jmcore import constants as C
+from jmdaemon import crypto, limits, wire
 from jmdaemon.blacklist import canonical_commitment
 from jmdaemon.channels.irc import IRCMessageChannel, JMIRCClient
 from jmdaemon.channels.onion_proto import OnionLineProtocol
@@ -29,7 +29,7 @@ HEAVY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthC
 
 nicks = st.sampled_from(["J5aaaaaaaaaaaaaa", "J5bbbbbbbbbbbbbb", "J5cccccccccccccc", "PUBLIC", "",
                          "J5" + "x" * 40, "a!b", "J5dd;dd"])
-cmds = st.sampled_from(sorted(C.ALL_PRIVATE_COMMANDS) + ["cancel", "orderbook", "bogus", ""])
+cmds = st.sampled_from(sorted(C.PRIVATE_COMMANDS) + ["cancel", "orderbook", "bogus", ""])
 tokens = st.one_of(st.text(max_size=30), st.text(alphabet="0123456789", min_size=1, max_size=25),
                    st.sampled_from(["0.00002", "-1", "1e999", "NaN", "Infinity", "27300",
                                     "99999999999999999999999", "0x10", "1_000", " 5"]))
@@ -96,7 +96,7 @@ def test_d1_split_signed_privmsg_never_raises(msg, tail):
     r = wire.split_signed_privmsg(msg + tail)
     if r is not None:
         cmd, body, pub, sig = r
-        assert cmd in C.ALL_PRIVATE_COMMANDS and body and pub and sig
+        assert cmd in C.PRIVATE_COMMANDS and body and pub and sig
 
 
 @FUZZ
@@ -140,11 +140,11 @@ def test_d6_unterminated_irc_chunks_keep_memory_bounded():
         first = "!fill " if i < 50 else ""
         client.lineReceived(":%s!u@h PRIVMSG J5victimvictimvi :%s%s ;" % (sender, first, piece))
         if i % 10_000 == 0:
-            assert sum(e[1] for e in client.assembler.buffers.values()) <= 50 * C.MAX_MESSAGE_LEN
+            assert sum(e[1] for e in client.assembler.buffers.values()) <= 50 * limits.MAX_MESSAGE_LEN
     peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
     assert len(client.assembler.buffers) <= 50
-    assert peak < 50 * C.MAX_MESSAGE_LEN * 3, peak          # a few MB, not 44 MB of chunks
+    assert peak < 50 * limits.MAX_MESSAGE_LEN * 3, peak          # a few MB, not 44 MB of chunks
     assert session.named("request_signature_verify") == []
     count_bulk("IRC unterminated chunk lines", 100_000)
 
@@ -157,7 +157,7 @@ def test_d7_orderbook_validation_never_raises(nick, otype, oid, mn, mx, fee, cj)
     ob = Orderbook(max_offers_per_nick=3, max_nicks=4)
     if ob.add_offer(nick, otype, oid, mn, mx, fee, cj):
         (row,) = ob.offers()
-        assert 0 <= row["oid"] and C.JM_DUST <= row["minsize"] <= row["maxsize"] <= C.MAX_SATS
+        assert 0 <= row["oid"] and C.DUST_THRESHOLD <= row["minsize"] <= row["maxsize"] <= C.MAX_SATOSHIS
         assert row["txfee"] >= 0
         json.dumps(ob.offers())
 

@@ -8,7 +8,7 @@ from twisted.internet.testing import StringTransport
 
 from devstack.daemons import TestClient, nick_key, run, start_daemon, start_directory
 from devstack.procs import wait_until
-from jmdaemon import constants as C
+from jmcore import constants as C
 from jmdaemon import crypto, wire
 from jmdaemon.blacklist import confined_path
 from jmdaemon.channels.onion_proto import OnionLineProtocol
@@ -86,10 +86,10 @@ def test_d2_onion_lines_we_send_are_at_most_40000_bytes():
     tr = StringTransport()
     proto.transport = tr
     overhead = len(wire.encode_onion_line(685, "")) + 2
-    assert proto.send(685, "x" * (C.MAX_OUR_LINE - overhead))          # exactly the limit
-    assert len(tr.value()) == C.MAX_OUR_LINE
+    assert proto.send(685, "x" * (C.ONION_MAX_LINE_LENGTH - overhead))          # exactly the limit
+    assert len(tr.value()) == C.ONION_MAX_LINE_LENGTH
     tr.clear()
-    assert not proto.send(685, "x" * (C.MAX_OUR_LINE - overhead + 1))  # one byte over: not sent
+    assert not proto.send(685, "x" * (C.ONION_MAX_LINE_LENGTH - overhead + 1))  # one byte over: not sent
     assert tr.value() == b""
 
 
@@ -111,7 +111,7 @@ def test_d2_oversized_privmsg_is_never_signed_or_sent_and_jmmaketx_refuses_a_hug
     asked = []
     session.request_signed_message = lambda *a: asked.append(a)
     sent_lines(tr)
-    assert not mcc.prepare_privmsg(maker, "error", "e" * C.MAX_OUR_LINE)
+    assert not mcc.prepare_privmsg(maker, "error", "e" * C.ONION_MAX_LINE_LENGTH)
     assert mcc.prepare_privmsg(maker, "error", "e" * 30000)
     assert len(asked) == 1
     # JMMakeTx: ~21 kB of raw tx fits, ~23 kB does not (b64 of NaCl of b64: about 1.8x)
@@ -121,7 +121,7 @@ def test_d2_oversized_privmsg_is_never_signed_or_sent_and_jmmaketx_refuses_a_hug
     # what was asked to be signed fits once signed
     for a in asked:
         assert wire.privmsg_size(session.nick, maker, a[1], a[2]) + C.SIGNATURE_OVERHEAD \
-            <= C.MAX_OUR_LINE
+            <= C.ONION_MAX_LINE_LENGTH
     # a signature coming back over-long is not sent either
     nick, cmd, msg = asked[0][0], asked[0][1], asked[0][2]
     assert not mcc.send_signed_privmsg(nick, cmd, msg + " 02" + "ab" * 32 + " " + "A" * 12000,

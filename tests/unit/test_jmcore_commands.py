@@ -96,20 +96,3 @@ def test_commands_for_direction(reference):
                         if r["direction"] == "client->daemon" and r["group"] == "coinjoin")
     assert "JMInit" in c2d and "JMOffers" not in c2d
     assert set(c.commands_for(c.C2D)) | set(c.commands_for(c.D2C)) == set(c.COMMANDS)
-
-
-def test_the_daemon_takes_its_wire_constants_from_jmcore():
-    """One constants table (issue 10.3): jmdaemon.constants names jmcore's values, it does not
-    repeat them."""
-    import jmcore.constants as J
-    import jmdaemon.constants as D
-    same = {"JM_VERSION": "JM_VERSION", "NICK_LENGTH": "NICK_LENGTH", "OFFER_TYPES": "OFFER_TYPES",
-            "ABS_OFFER_TYPES": "ABS_OFFER_TYPES", "ENCRYPTED_COMMANDS": "ENCRYPTED_COMMANDS",
-            "FIDELITY_BOND_CMD": "CMD_TBOND", "COMMITMENT_BROADCAST_CMD": "CMD_HP2",
-            "ONION_PRIVMSG": "ONION_TYPE_PRIVMSG", "ONION_DN_HANDSHAKE": "ONION_TYPE_DN_HANDSHAKE",
-            "ONION_VIRTUAL_PORT": "ONION_SERVING_PORT", "MAX_OUR_LINE": "ONION_MAX_LINE_LENGTH",
-            "MAX_PRIVMSG_LEN": "IRC_MAX_LINE_LENGTH", "MAX_SATS": "MAX_SATOSHIS",
-            "JM_DUST": "DUST_THRESHOLD", "DEFAULT_DAEMON_PORT": "DEFAULT_DAEMON_PORT"}
-    for daemon_name, core_name in same.items():
-        assert getattr(D, daemon_name) is getattr(J, core_name), daemon_name
-    assert D.ALL_PRIVATE_COMMANDS == J.PRIVATE_COMMANDS | {J.CMD_ORDERBOOK}

@@ -34,8 +34,6 @@ def _repeated_constants() -> list[str]:
         for path in sorted((ROOT / pkg).rglob("*.py")):
             if path == ROOT / "jmcore" / "constants.py":
                 continue
-            if path == ROOT / "jmdaemon" / "constants.py":
-                continue    # the daemon's old names for jmcore's values; goes when they do
             for node in ast.parse(path.read_text(), str(path)).body:
                 targets = (node.targets if isinstance(node, ast.Assign)
                            else [node.target] if isinstance(node, ast.AnnAssign) else [])
@@ -51,6 +49,12 @@ def test_no_module_repeats_a_jmcore_constant():
     assert _repeated_constants() == []
 
 
+def test_one_constants_module():
+    """jmcore's is the only one; the daemon's own bounds are in jmdaemon/limits.py."""
+    assert sorted(str(p.relative_to(ROOT)) for pkg in PACKAGES
+                  for p in (ROOT / pkg).rglob("constants.py")) == ["jmcore/constants.py"]
+
+
 def test_the_plugin_names_are_jmcore_values():
     from electrum_joinmarket.protocol import bonds, nick, podle
     assert nick.JM_VERSION is J.JM_VERSION and nick.NICK_MAX_ENCODED is J.NICK_MAX_ENCODED
@@ -58,7 +62,6 @@ def test_the_plugin_names_are_jmcore_values():
     assert bonds.PROOF_LEN == J.FIDELITY_BOND_PROOF_LENGTH == bonds.PROOF_STRUCT.size
     assert bonds.DEFAULT_INTEREST_RATE is J.BOND_INTEREST_RATE
     assert bonds.YEAR_SECONDS == J.SECONDS_PER_YEAR
-    assert channels.ONION_VIRTUAL_PORT is J.ONION_SERVING_PORT
     assert channels.IRCChannelConfig("127.0.0.1", 6667).channel == J.IRC_CHANNEL_BASE
 
 
