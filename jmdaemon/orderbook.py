@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from collections import OrderedDict
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from jmcore import constants as C
+from jmcore.errors import OfferError
+from jmcore.offers import Offer
 
 from . import wire
 
 log = logging.getLogger(__name__)
 _UINT = re.compile(r"^[0-9]{1,19}$")
-_DECIMAL = re.compile(r"^[0-9]{1,16}(\.[0-9]{1,20})?$|^[0-9]{0,16}\.[0-9]{1,20}$")
 
 
 def _uint(text: object) -> int:
@@ -31,34 +30,20 @@ def _uint(text: object) -> int:
 
 def validate_offer(ordertype: str, oid: object, minsize: object, maxsize: object, txfee: object,
                    cjfee: object, dust: int = C.DUST_THRESHOLD) -> dict[str, Any]:
-    """A clean offer row (without counterparty) or ValueError (taker checks of §4.3)."""
-    if ordertype not in C.OFFER_TYPES:
-        raise ValueError("unknown offer type")
-    oid_n = _uint(oid)
-    if oid_n > sys.maxsize:
-        raise ValueError("oid out of range")
-    min_n, max_n, txfee_n = _uint(minsize), _uint(maxsize), _uint(txfee)
-    if min_n > C.MAX_SATOSHIS or max_n > C.MAX_SATOSHIS:
-        raise ValueError("size out of range")
-    min_n = max(min_n, dust)
-    if min_n > max_n:
+    """A clean offer row (without counterparty) or ValueError: the taker checks of §4.3 made by
+    jmcore's offer parser, the one the plugin applies to the rows it receives (so the daemon
+    keeps exactly the offers the plugin would accept), with ``minsize`` lifted to ``dust``."""
+    try:
+        offer = Offer.from_dict({"ordertype": ordertype, "oid": oid, "minsize": minsize,
+                                 "maxsize": maxsize, "txfee": txfee, "cjfee": cjfee},
+                                lift_dusty_minsize=False)
+    except OfferError as exc:
+        raise ValueError(str(exc)) from None
+    minsize_n = max(offer.minsize, dust)
+    if minsize_n > offer.maxsize:
         raise ValueError("minsize above maxsize")
-    if txfee_n > C.MAX_SATOSHIS:
-        raise ValueError("txfee out of range")
-    if ordertype in C.ABS_OFFER_TYPES:
-        cjfee = str(_uint(cjfee))
-    else:
-        if not isinstance(cjfee, str) or len(cjfee) > 40 or not _DECIMAL.match(cjfee):
-            raise ValueError("bad relative cjfee")
-        try:
-            value = Decimal(cjfee)
-        except InvalidOperation:
-            raise ValueError("bad relative cjfee") from None
-        if not value.is_finite():
-            raise ValueError("bad relative cjfee")
-        cjfee = str(value)
-    return {"oid": oid_n, "ordertype": ordertype, "minsize": min_n, "maxsize": max_n,
-            "txfee": txfee_n, "cjfee": cjfee}
+    return {"oid": offer.oid, "ordertype": offer.ordertype, "minsize": minsize_n,
+            "maxsize": offer.maxsize, "txfee": offer.txfee, "cjfee": offer.cjfee}
 
 
 PUBLIC, PRIVATE, BONDED = 0, 1, 2
