@@ -25,6 +25,7 @@ from twisted.protocols import amp
 
 from jmcore import constants as C
 from jmcore import linkauth
+from jmcore.channels import ChannelConfigError, no_directories_message
 
 from . import wire
 from .blacklist import CommitmentBlacklist, canonical_commitment, confined_path
@@ -68,22 +69,18 @@ OFFERS_PUSH_BIG = 500            # up to MAX_OFFERS_TO_CLIENT offers for the plu
 _AUTH_COMMANDS = frozenset(name.encode("ascii") for name in LK)
 
 
-class ChannelConfigError(ValueError):
-    pass
-
-
 def build_channels(chan_configs, network, defaults=None):
     """Message channel objects for a JMInit ``chan_configs`` list (ChannelConfigError if bad)."""
     from .channels.irc import IRCMessageChannel
     from .channels.onion import OnionMessageChannel
     if isinstance(chan_configs, list) and not chan_configs:
-        from jmcore.channels import no_directories_message
         try:
-            raise ChannelConfigError("the client sent no channels and the daemon has none for "
-                                     "it: " + no_directories_message(network))
+            hint = no_directories_message(network)
         except ValueError:      # unknown network name
             raise ChannelConfigError("chan_configs must be a non-empty list of channel configs"
                                      ) from None
+        raise ChannelConfigError("the client sent no channels and the daemon has none for it: "
+                                 + hint)
     if not isinstance(chan_configs, list) or len(chan_configs) > 16:
         raise ChannelConfigError("chan_configs must be a non-empty list of channel configs")
     defaults = defaults or {}

@@ -71,3 +71,10 @@ def test_irc_config_refused_as_the_plugin_refuses_it(bad):
         IRCMessageChannel(bad)
     with pytest.raises(ChannelConfigError):
         build_channels([{"type": "irc", **bad}], "mainnet")
+
+
+def test_no_channels_says_what_to_configure():
+    with pytest.raises(ChannelConfigError, match="the daemon has none for it: .*directory"):
+        build_channels([], "signet")
+    with pytest.raises(ChannelConfigError, match="non-empty list"):
+        build_channels([], "bogus")
