@@ -145,6 +145,8 @@ class JMDaemonProtocol(amp.AMP):
         self._offers_push = None        # the pending push (IDelayedCall), coalescing changes
         self._offers_pushed_at = 0.0
         self.refused = {}               # makers that answered our !fill with !error: their reason
+        self.errors_heard = set()       # taker: makers of this round whose verified !error we had
+        self.error_nick_buckets = {}    # taker: unverified !error per maker of this round
         self.bond_requests = OrderedDict()
         self.relayed_hp2 = OrderedDict()
         self.connected = False
@@ -555,6 +557,8 @@ class JMDaemonProtocol(amp.AMP):
         self.revelation = revelation
         self.ioauth_data = {}
         self.refused = {}
+        self.errors_heard = set()
+        self.error_nick_buckets = {}
         self.crypto_boxes = {}
         self.active_orders = OrderedDict(filled_offers)
         for nick, offer in filled_offers.items():
@@ -698,6 +702,8 @@ class JMDaemonProtocol(amp.AMP):
 
     def on_error(self, nick, msg):
         log.info("error message from %s: %s", nick, wire.printable(msg, 200))
+        if self.role == "TAKER" and nick in self.active_orders:
+            self.errors_heard.add(nick)
         # a maker of our !fill that refuses (signed by its nick key, like every private
         # message) is done: once every maker answered or refused, stage 1 ends now instead of
         # at the timeout. A refusal can only shorten the wait for makers already settled.
@@ -725,7 +731,16 @@ class JMDaemonProtocol(amp.AMP):
             if cmd == "sig":
                 return self.jm_state == 4 and nick in self.active_orders
             if cmd == "error":
-                return nick in self.active_orders and self.error_in_buckets.get(source).allow()
+                # One verified !error per maker of our round is all a taker can use; the makers
+                # are of our choosing (bounded), so the budget is kept per maker, not per
+                # connection: one directory carries every maker, and a round's honest refusals
+                # must not use up each other's (or a forger's) budget.
+                if nick not in self.active_orders or nick in self.errors_heard:
+                    return False
+                bucket = self.error_nick_buckets.get(nick)
+                if bucket is None:
+                    bucket = self.error_nick_buckets[nick] = TokenBucket(*ERROR_RATE)
+                return bool(bucket.allow())
             return False
         if cmd == "fill":
             return nick in self.active_orders or self._may_open_session(source)

@@ -197,3 +197,26 @@ def test_m4_inbound_link_is_used_only_once_proven():
     ch.peers[taker.nick].proven = False
     ch.nick_proven(taker.nick, other)
     assert not ch.peers[taker.nick].proven
+
+
+def test_d9_every_maker_of_a_round_may_refuse_over_one_connection():
+    """A round's makers all reach the taker through one directory connection: each one's !error
+    is verified (the budget is per maker of the round, not per connection — a per-connection
+    budget of 5 dropped the sixth honest refusal, and the round waited for its timeout); after a
+    maker's verified !error, no more of its !error lines reach the client."""
+    s, ch, mcc, proto, asked = _taker_session()
+    makers = [nick_key() for _ in range(8)]
+    for m in makers:
+        s.active_orders[m.nick] = {"oid": 0}
+
+    def feed(line):
+        proto.dataReceived(wire.encode_onion_line(685, line).encode() + b"\r\n")
+    for m in makers:
+        feed(_signed_privmsg(m, s.nick, "error", "refused"))
+    assert len(asked) == len(makers)
+    s.on_error(makers[0].nick, "refused")
+    feed(_signed_privmsg(makers[0], s.nick, "error", "again"))
+    assert len(asked) == len(makers)
+    # a nick outside the round is never verified
+    feed(_signed_privmsg(nick_key(), s.nick, "error", "refused"))
+    assert len(asked) == len(makers)
