@@ -21,6 +21,7 @@ import pytest
 
 from devstack.daemons import _STARTED, Proc, TestClient, run
 from devstack.ircd import irc_config
+from devstack.procs import wait_for
 from tests.daemon.conversation import COMMITMENT_HEX, REVELATION, SIGNED_TX, UNSIGNED_TX, full_conversation
 
 from .helpers import load_packaging_module
@@ -291,7 +292,6 @@ def test_binary_tor_control_and_socks(daemon_binary, offline_tor, tmp_path):
         "--directory-node", "--directory-port", "0", "--network", "regtest", "--datadir",
         str(tmp_path / "directory"), "--hidden-service-dir", str(hs), "--tor-control",
         "127.0.0.1:%d" % offline_tor.control_port])
-    from devstack.procs import wait_for
     wait_for(lambda: "Added ephemeral v3 onion service" in offline_tor.log.read_text(), 60,
              "tor adding the directory's onion service", proc=d.proc, log=d.logpath)
 
@@ -301,7 +301,6 @@ def test_binary_tor_control_and_socks(daemon_binary, offline_tor, tmp_path):
             "socks5_port": offline_tor.socks_port}]
 
     async def main():
-        import asyncio
         c = await TestClient("c").connect(p.port)
         try:
             assert (await c.call("JMInit", bcsource="regtest", network="regtest", chan_configs=cfg,
@@ -309,7 +308,7 @@ def test_binary_tor_control_and_socks(daemon_binary, offline_tor, tmp_path):
                                  blacklist_location="cmtdata/commitmentlist")) == {"accepted": True}
             await c.wait_for("JMInitProto")
             assert (await c.call("JMStartMC", nick=c.nick)) == {"accepted": True}
-            await asyncio.sleep(3)                      # a few SOCKS attempts, all refused by tor
+            await p.wait_log("via SOCKS5")             # an attempt through tor (which refuses it)
         finally:
             c.close()
     run(main(), timeout=60)
@@ -321,8 +320,7 @@ def test_binary_idle_maps_no_tls_nacl_or_tor(daemon_binary, tmp_path):
     """The binary carries pyOpenSSL, cryptography, pynacl and txtorcon, and an idle one loads
     none of them (jmdaemon/tls.py, crypto.py)."""
     from tests.daemon.test_lean import NACL_LIBS, TLS_LIBS, mapped
-    p = start_binary(daemon_binary, tmp_path, "idle")
-    time.sleep(0.5)
-    assert mapped(p.proc.pid, ("libpython",)), "the Python child's maps are not visible"
+    p = start_binary(daemon_binary, tmp_path, "idle")      # returns once it listens: idle
+    wait_for(lambda: mapped(p.proc.pid, ("libpython",)), 10, "the Python child's maps")
     assert mapped(p.proc.pid, TLS_LIBS + NACL_LIBS) == []
     stopped_cleanly(p)
