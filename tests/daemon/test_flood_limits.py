@@ -4,6 +4,9 @@ client anything, the offer-reply cache and the answers to !orderbook over the ra
 bounded records of nicks. The whole defences run in test_floods.py."""
 from __future__ import annotations
 
+import json
+import time
+
 from devstack.daemons import nick_key
 from jmdaemon import crypto, limits, wire
 from jmdaemon.limits import Backpressure, FairQueue, TokenBucket
@@ -220,3 +223,59 @@ def test_d9_every_maker_of_a_round_may_refuse_over_one_connection():
     # a nick outside the round is never verified
     feed(_signed_privmsg(nick_key(), s.nick, "error", "refused"))
     assert len(asked) == len(makers)
+
+
+def test_d13_a_following_taker_is_pushed_its_book_only_when_that_changed():
+    """H2: under an offer flood the book changes all the time; a taker's plugin that follows it
+    (EJMFollowOffers) parses a whole ranked book per push on Electrum's loop. It gets one only
+    when what it would get changed (not for offers refused by the per-nick cap, nor for nicks
+    past its cut), and at most one a second once the book is big."""
+    from twisted.internet import reactor
+
+    from jmdaemon.orderbook import MAX_OFFERS_PER_NICK, MAX_OFFERS_TO_CLIENT
+    s = JMDaemonProtocol(None)
+    s.role, s.jm_state, s.nick, s.connected = "TAKER", 1, "J5selfselfselfse", True
+    pushes = []
+    s.call_client = lambda name, **kw: pushes.append((name, kw))
+
+    def offer(nick, oid):
+        s.on_order_seen(nick, None, "sw0absoffer", oid, 27300, 10 ** 7, 0, oid)
+
+    def push_due():
+        """Run the scheduled push now (the reactor does not run here); the interval it keeps
+        after the previous push, in seconds (its delay plus the time since that push)."""
+        call = s._offers_push
+        assert call is not None and call.active()
+        interval = call.getTime() - reactor.seconds() + time.monotonic() - s._offers_pushed_at
+        call.cancel()
+        s._push_offers()
+        return interval
+
+    assert s.on_EJM_FOLLOW_OFFERS() == {"accepted": True}
+    push_due()
+    assert [n for n, _ in pushes] == ["JMOffers"]              # the book now (empty)
+    # nicks filling the client's cut exactly: the book changed, one push
+    n_nicks = MAX_OFFERS_TO_CLIENT // MAX_OFFERS_PER_NICK
+    for i in range(n_nicks):
+        for oid in range(MAX_OFFERS_PER_NICK):
+            offer("J5flood%09d" % i, oid)
+    push_due()
+    assert len(pushes) == 2 and len(json.loads(pushes[-1][1]["orderbook"])) == MAX_OFFERS_TO_CLIENT
+    # offers over a nick's cap are refused: nothing even scheduled
+    offer("J5flood000000000", MAX_OFFERS_PER_NICK)
+    assert s._offers_push is None
+    # a nick past the client's cut is in the book but changes nothing the client would get
+    offer("J5late0000000000", 0)
+    s.on_order_cancel("J5late0000000000", 0)
+    push_due()
+    assert len(pushes) == 2
+    # a change the client would see is pushed, a second after the last push (a big book)
+    s.on_order_cancel("J5flood000000000", 0)
+    assert abs(push_due() - 1.0) < 0.05
+    assert len(pushes) == 3
+    # a taker that asks to follow again gets the book at once, even an unchanged one
+    assert s.on_JM_REQUEST_OFFERS() == {"accepted": True}
+    assert s.on_EJM_FOLLOW_OFFERS() == {"accepted": True}
+    push_due()
+    assert len(pushes) == 5
+    s._stop_following()
