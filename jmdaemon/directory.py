@@ -32,7 +32,6 @@ from . import wire
 from .channels.onion_proto import OnionLineFactory
 
 log = logging.getLogger(__name__)
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 DIRECTORY_FEATURES = {"peerlist_features": True}
 """Announced in our 795: joinmarket-ng clients then know we answer GETPEERLIST (reference clients
 ignore ``features``)."""
@@ -40,7 +39,7 @@ ignore ``features``)."""
 
 def random_directory_nick():
     """A nick-shaped name for the directory (directories never sign anything)."""
-    body = "".join(random.SystemRandom().choice(_B58) for _ in range(C.NICK_MAX_ENCODED))
+    body = "".join(random.SystemRandom().choice(wire.B58_ALPHABET) for _ in range(C.NICK_MAX_ENCODED))
     return C.JOINMARKET_NICK_HEADER + str(C.JM_VERSION) + body
 
 

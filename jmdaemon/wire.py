@@ -270,7 +270,7 @@ def split_signed_privmsg(message: str) -> tuple[str, str, str, str] | None:
     return cmd, body, pub, sig
 
 
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
 def _base58(data: bytes) -> str:
@@ -278,7 +278,7 @@ def _base58(data: bytes) -> str:
     out = ""
     while n:
         n, r = divmod(n, 58)
-        out = _B58[r] + out
+        out = B58_ALPHABET[r] + out
     return "1" * (len(data) - len(data.lstrip(b"\x00"))) + out
 
 
