@@ -21,13 +21,28 @@ takers and makers), and the packages ``protocol``, ``market``, ``chain``, ``tx``
 
 PLUGIN_NAME = "joinmarket"
 
+
+def _register() -> None:
+    from electrum_joinmarket import commands as _commands  # noqa: F401  (registers them)
+    from electrum_joinmarket import settings as _settings  # noqa: F401  (declares them)
+
+
+def _install_cli_client() -> None:
+    """In an ``electrum joinmarket_…`` client process only: follow/Ctrl-C/timeout handling
+    (:mod:`electrum_joinmarket.cli_client`)."""
+    import sys
+    from electrum_joinmarket import cli_client
+    if cli_client.is_client_of_ours(sys.argv):
+        cli_client.install()
+
+
 if __name__ != "electrum_joinmarket":
-    try:
-        from electrum_joinmarket import commands as _commands  # noqa: F401  (registers them)
-        from electrum_joinmarket import settings as _settings  # noqa: F401  (declares them)
-    except Exception as _exc:  # never stop Electrum from starting
+    for _step in (_register, _install_cli_client):
         try:
-            from electrum.logging import get_logger
-            get_logger(__name__).exception(f"joinmarket: could not register commands: {_exc!r}")
-        except Exception:
-            pass
+            _step()
+        except Exception as _exc:  # never stop Electrum from starting
+            try:
+                from electrum.logging import get_logger
+                get_logger(__name__).exception(f"joinmarket: {_step.__name__} failed: {_exc!r}")
+            except Exception:
+                pass

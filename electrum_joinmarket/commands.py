@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from electrum_joinmarket.plugin import JoinMarketPlugin
 
-__all__ = ["status", "coinjoin", "orderbook", "start_maker", "stop_maker", "history"]
+__all__ = ["status", "coinjoin", "progress", "cancel", "orderbook", "start_maker", "stop_maker",
+           "history"]
 
 
 def _int_arg(name: str, value: Any) -> int:
@@ -64,8 +65,12 @@ async def coinjoin(self: "Commands", destination: str, amount: Any,
                    plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
                    wallet: Optional["Abstract_Wallet"] = None, password: Optional[str] = None,
                    counterparties: Any = None, max_cj_fee_abs: Any = None,
-                   max_cj_fee_rel: Any = None, broadcast: str = "self") -> dict:
-    """Run one JoinMarket coinjoin from this wallet and wait for its outcome (minutes).
+                   max_cj_fee_rel: Any = None, broadcast: str = "self", wait: bool = False) -> dict:
+    """Start a JoinMarket coinjoin from this wallet; answers at once with its job id.
+
+    The coinjoin runs inside Electrum (minutes): follow it with joinmarket_progress, cancel it
+    with joinmarket_cancel. With --wait this command follows it to the end (progress on stderr,
+    Ctrl-C cancels it) and exits with status 1 if it fails or is cancelled.
 
     arg:str:destination:Address that receives the coinjoin output
     arg:decimal:amount:Amount in BTC; 0 sweeps every confirmed unfrozen coin
@@ -73,16 +78,40 @@ async def coinjoin(self: "Commands", destination: str, amount: Any,
     arg:str:max_cj_fee_abs:Refuse makers whose fee is above this many sats AND above the relative limit (default: the setting)
     arg:str:max_cj_fee_rel:Relative fee limit, a fraction of the amount, e.g. 0.004 or 0.4% (default: the setting)
     arg:str:broadcast:Who broadcasts: self, random-peer or not-self
+    arg:bool:wait:Follow the coinjoin to its end; exit status 1 if it fails or is cancelled
     """
     from electrum.commands import satoshis
-    overrides: dict[str, Any] = {"broadcast": broadcast}
-    if counterparties is not None:
-        overrides["n_makers"] = _int_arg("counterparties", counterparties)
-    limits = plugin.fee_limits(max_cj_fee_abs, max_cj_fee_rel)
-    runner = plugin.runner
-    config = runner.taker_config(satoshis(amount), destination, limits=limits, **overrides)
-    outcome = await runner.coinjoin(wallet, config, password)
-    return outcome.to_dict()
+    from electrum_joinmarket.jobs import cmd_coinjoin
+    return await cmd_coinjoin(
+        plugin, wallet, password, satoshis(amount), destination,
+        counterparties=None if counterparties is None else _int_arg("counterparties", counterparties),
+        max_cj_fee_abs=max_cj_fee_abs, max_cj_fee_rel=max_cj_fee_rel, broadcast=broadcast,
+        wait=bool(wait))
+
+
+@plugin_command("w", PLUGIN_NAME)
+async def progress(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                   wallet: Optional["Abstract_Wallet"] = None, wait: bool = False,
+                   since: Any = None, job: Optional[str] = None) -> dict:
+    """The wallet's current (or last) coinjoin: stage, makers, seconds left, its log and
+    outcome.
+
+    arg:bool:wait:Wait (within the RPC timeout) until it ends; exit status 1 if it failed
+    arg:int:since:With --wait, answer as soon as there is a log line after the first SINCE
+    arg:str:job:A job id (default: the wallet's newest)
+    """
+    from electrum_joinmarket.jobs import cmd_progress
+    return await cmd_progress(plugin.runner, wallet, bool(wait),
+                              None if since is None else _int_arg("since", since), job)
+
+
+@plugin_command("w", PLUGIN_NAME)
+async def cancel(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                 wallet: Optional["Abstract_Wallet"] = None) -> dict:
+    """Cancel the wallet's running coinjoin: nothing of yours is signed or broadcast, coins are
+    unfrozen (refused once its signed transaction is being broadcast)."""
+    from electrum_joinmarket.jobs import cmd_cancel
+    return await cmd_cancel(plugin.runner, wallet)
 
 
 @plugin_command("n", PLUGIN_NAME)

@@ -4,8 +4,13 @@ commands and the Qt tab). Everything here is a coroutine on Electrum's asyncio l
 * One role at a time per wallet session (a taker run or a maker); a second start is refused
   with a clear message.
 * The daemon is found or started through :class:`daemon_link.DaemonLink` (one per plugin).
-* Every finished coinjoin — success, failure or cancellation — is appended to the wallet's
-  plugin storage (``history``) and the wallet is saved, so history survives restarts.
+* A coinjoin runs as a :class:`jobs.Job` (``joinmarket_coinjoin`` answers with its id at once;
+  ``joinmarket_progress``/``joinmarket_cancel`` find it by wallet). The request is checked before
+  the job starts: a user's mistake is an error of the command, not a job.
+* Every coinjoin that reached makers (our ``!fill`` went out, so a commitment was used) is
+  appended to the wallet's plugin storage (``history``) when it ends — success, failure or
+  cancellation — and the wallet is saved, so history survives restarts. Input mistakes and
+  runs that never reached a maker are not history.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from electrum_joinmarket import jobs as jobmod
 from electrum_joinmarket.errors import Failure, UserError
 from electrum_joinmarket.link.chanstatus import ChannelReport
 from electrum_joinmarket.link.client import DaemonClient, DaemonError
@@ -23,7 +29,7 @@ from electrum_joinmarket.link.tor import TorResolution, resolve_tor
 from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.stages import Role, SessionState
-from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome
+from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome, check_request
 from jmcore.channels import ChannelConfigError, ChannelSettings, build_chan_configs, no_directories_message
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,12 +60,33 @@ class Runner:
         self.plugin = plugin
         self.link: Optional[DaemonLink] = None
         self.last_tor: Optional[TorResolution] = None
+        self.jobs = jobmod.JobRegistry(plugin.config)
 
     # ---------------------------------------------------------------- daemon
     async def daemon_address(self) -> tuple[str, int]:
-        """A usable daemon (running, or started by the link); RunnerError if none."""
+        """A usable daemon (running, or started by the link); RunnerError if none.
+
+        The daemon settings (``daemon_host``, ``daemon_port``, ``daemon_binary``,
+        ``daemon_datadir``, ``daemon_autostart``, ``daemon_in_process``) are read again each
+        time: a change applies at the next use — the daemon this Electrum started for the old
+        settings is stopped — unless a coinjoin or a maker still uses the old daemon, which is
+        said (no silent restart under a running session)."""
+        wanted = DaemonLink.from_config(self.plugin.config)
+        if self.link is not None and self.link.settings != wanted.settings:
+            changes = "; ".join(f"plugins.joinmarket.{k} {a!r} -> {b!r}" for k, a, b in
+                                self.link.settings_diff(wanted))
+            users = [f"coinjoin {j.id} ({j.wallet})" for j in self.jobs.running()]
+            users += [f"the maker of {s.wallet_name}" for s in self.plugin.sessions()
+                      if getattr(s, "maker", None) is not None]
+            if users:
+                raise RunnerError(f"the daemon settings changed ({changes}) while "
+                                  f"{', '.join(users)} uses the current daemon; they apply once "
+                                  f"it ends")
+            old, self.link = self.link, None
+            log.info("daemon settings changed (%s): leaving the old daemon", changes)
+            await old.stop()                       # only a daemon this Electrum started
         if self.link is None:
-            self.link = DaemonLink.from_config(self.plugin.config)
+            self.link = wanted
         else:      # the setting may have changed since the link was made
             self.link.authentication = bool(self.plugin.config.JM_DAEMON_AUTHENTICATION)
         state = await self.link.ensure()
@@ -132,62 +159,169 @@ class Runner:
         base.update(overrides)
         return TakerConfig(**base)
 
-    async def coinjoin(self, wallet: Any, config: TakerConfig, password: Optional[str], *,
-                       progress: Optional[Callable[[dict], None]] = None,
-                       confirm: Optional[Callable[[dict], Any]] = None) -> TakerOutcome:
-        """Run one coinjoin for ``wallet``; returns its outcome (also stored in history)."""
-        session = self.plugin.session_for(wallet)
+    def busy_reason(self, session: "WalletSession") -> Optional[str]:
+        """Why ``session``'s wallet cannot start a coinjoin or a maker now (None if it can); the
+        reason names the command that ends what is running."""
+        job = getattr(session, "job", None)
+        path = session.wallet.storage.path
+        if job is not None and not job.done:
+            return (f"this wallet is busy: coinjoin {job.id} is running; follow it with "
+                    f"'{job.hints['follow']}' or cancel it with '{job.hints['cancel']}'")
+        if session.role == "maker":
+            cmd = jobmod.electrum_command(self.plugin.config, "joinmarket_stop_maker", "-w", path)
+            return f"this wallet is busy: its maker is running; stop it with '{cmd}'"
         if session.role is not None:
-            raise RunnerError(f"this wallet is busy ({session.role} running); stop it first")
+            return f"this wallet is busy ({session.role} running)"
+        return None
+
+    def check_coinjoin(self, wallet: Any, config: TakerConfig, password: Optional[str]) -> None:
+        """Everything about the request that the user can get wrong, before anything runs;
+        RunnerError with what to change."""
+        session = self.plugin.session_for(wallet)
+        busy = self.busy_reason(session)
+        if busy:
+            raise RunnerError(busy)
+        check_request(wallet, config, password)        # TakerError: a UserError, one line
+
+    async def start_coinjoin_job(self, wallet: Any, config: TakerConfig, password: Optional[str], *,
+                                 progress: Optional[Callable[[dict], None]] = None,
+                                 confirm: Optional[Callable[[dict], Any]] = None) -> jobmod.Job:
+        """Check the request, make sure a daemon answers, and start the coinjoin as a job (on
+        this, Electrum's, loop); returns at once. RunnerError for anything the user must fix."""
+        session = self.plugin.session_for(wallet)
+        self.check_coinjoin(wallet, config, password)
         host, port = await self.daemon_address()
         chan_configs = await self.channel_configs("TAKER", wallet.network)
+        busy = self.busy_reason(session)          # again: the await let others run
+        if busy:
+            raise RunnerError(busy)
+        request = {"destination": config.destination, "amount": config.amount,
+                   "sweep": config.amount == 0, "counterparties": config.n_makers,
+                   "minimum_makers": config.minimum_makers, "broadcast": config.broadcast}
+        job = self.jobs.new(wallet.storage.path, wallet.basename(), request)
+        session.job = job
         session.role, session.state = Role.TAKER, SessionState.STARTING
+        job.task = asyncio.get_running_loop().create_task(
+            self._run_taker(job, session, config, password, host, port, chan_configs,
+                            progress, confirm),
+            name=f"joinmarket {job.id}")
+        job.task.add_done_callback(lambda t: self._task_ended(job, session, t))
+        return job
+
+    @staticmethod
+    def _task_ended(job: jobmod.Job, session: "WalletSession", task: "asyncio.Task") -> None:
+        """A task cancelled before its first step never ran _run_taker's cleanup."""
+        if job.done:
+            return
+        session.role, session.taker, session.state = None, None, SessionState.IDLE
+        if task.cancelled():
+            job.finish({"status": "cancelled", "message": "cancelled before it started"},
+                       state="cancelled")
+        else:
+            job.finish(None, state="failed", message=f"internal error: {task.exception()!r}")
+
+    async def _run_taker(self, job: jobmod.Job, session: "WalletSession", config: TakerConfig,
+                         password: Optional[str], host: str, port: int, chan_configs: list[dict],
+                         progress: Optional[Callable[[dict], None]],
+                         confirm: Optional[Callable[[dict], Any]]) -> TakerOutcome:
+        wallet = session.wallet
 
         def on_progress(event: dict) -> None:
             session.state = event.get("stage", session.state)
             session.last_progress = event
+            job.on_progress(event)
             if progress is not None:
                 progress(event)
-        taker = Taker(wallet=wallet, network=wallet.network, commitments=session.commitments,
-                      config=config, password=password, daemon_host=host, daemon_port=port,
-                      chan_configs=chan_configs, net_name=jm_network_name(),
-                      progress=on_progress, confirm=confirm, frozen_store=session.storage)
-        session.taker = taker
         try:
-            outcome = await taker.run()
+            taker = Taker(wallet=wallet, network=wallet.network, commitments=session.commitments,
+                          config=config, password=password, daemon_host=host, daemon_port=port,
+                          chan_configs=chan_configs, net_name=jm_network_name(),
+                          progress=on_progress, confirm=confirm, frozen_store=session.storage)
+            session.taker = taker
+            outcome = await taker.run()        # never raises; a cancellation is an outcome
+        except BaseException as exc:
+            job.finish(None, state="failed", message=f"internal error: {exc!r}")
+            raise
         finally:
             session.role, session.taker = None, None
             session.state = SessionState.IDLE
-        self._record(session, config, outcome)
+        result = outcome.to_dict()
+        result.update(self._privacy_facts(wallet, outcome))
+        if job.reached_makers:
+            self._record(session, config, outcome, extra=result)
+        job.finish(result, message=None if outcome.status == "success" else
+                   f"{outcome.status}: {outcome.message}")
         return outcome
 
+    @staticmethod
+    def _privacy_facts(wallet: Any, outcome: TakerOutcome) -> dict:
+        """Anonymity set and fee rate of a broadcast coinjoin (from the wallet's copy of it)."""
+        from electrum_joinmarket.tx.privacy import anonymity_set
+        if outcome.status != "success" or not outcome.txid:
+            return {}
+        tx = wallet.adb.get_transaction(outcome.txid)
+        if tx is None:
+            return {}
+        vsize = tx.estimated_size()
+        return {"anonymity_set": anonymity_set(tx.outputs(), outcome.cj_amount),
+                "outputs": len(tx.outputs()), "vsize": vsize,
+                "fee_rate": round(outcome.miner_fee / vsize, 2) if vsize else None}
+
+    async def coinjoin(self, wallet: Any, config: TakerConfig, password: Optional[str], *,
+                       progress: Optional[Callable[[dict], None]] = None,
+                       confirm: Optional[Callable[[dict], Any]] = None) -> TakerOutcome:
+        """Run one coinjoin for ``wallet`` to its end; returns its outcome."""
+        job = await self.start_coinjoin_job(wallet, config, password, progress=progress,
+                                            confirm=confirm)
+        return await job.task
+
     def cancel(self, wallet: Any) -> bool:
-        """Cancel the wallet's running coinjoin task (see ``start_coinjoin_task``); safe to call
-        from any thread (the cancellation itself runs on the task's loop)."""
-        session = self.plugin.session_for(wallet)
-        task = getattr(session, "task", None)
-        if task is None or task.done():
-            return False
-        task.get_loop().call_soon_threadsafe(task.cancel)
+        """Cancel the wallet's running coinjoin unless it is past the point of no return; safe
+        to call from any thread. True if a cancellation was requested (see :meth:`cancel_now`)."""
+        from electrum.util import get_asyncio_loop
+        loop = get_asyncio_loop()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            return self.cancel_now(wallet) is None
+        loop.call_soon_threadsafe(self.cancel_now, wallet)
         return True
+
+    def cancel_now(self, wallet: Any) -> Optional[str]:
+        """On Electrum's loop: cancel the wallet's running coinjoin; None if done, else why not.
+        Decided here, on the taker's loop, so the taker cannot move on meanwhile (module
+        docstring of :mod:`jobs`)."""
+        job = self.jobs.of_wallet(wallet.storage.path)
+        if job is None or job.done or job.task is None:
+            return "no coinjoin is running in this wallet"
+        if asyncio.current_task() is job.task:
+            # called from the taker's own progress callback: the cancellation would only land
+            # at its *next* await, perhaps past the point of no return; decide there instead
+            asyncio.get_running_loop().call_soon(self.cancel_now, wallet)
+            return None
+        if job.stage in jobmod.NO_RETURN_STAGES:
+            return (f"too late to cancel coinjoin {job.id}: it is signed and being broadcast "
+                    f"({job.progress.get('message', '')}); follow it with '{job.hints['follow']}'")
+        job.cancel_requested = True
+        job.task.cancel()
+        return None
 
     def start_coinjoin_task(self, wallet: Any, config: TakerConfig, password: Optional[str],
                             **kw: Any) -> "concurrent.futures.Future[TakerOutcome]":
         """Start :meth:`coinjoin` as a task on Electrum's loop (thread-safe); cancellable with
         :meth:`cancel`. Returns a concurrent future."""
         from electrum.util import get_asyncio_loop
-        session = self.plugin.session_for(wallet)
+        return asyncio.run_coroutine_threadsafe(self.coinjoin(wallet, config, password, **kw),
+                                                get_asyncio_loop())
 
-        async def run() -> TakerOutcome:
-            session.task = asyncio.current_task()
-            try:
-                return await self.coinjoin(wallet, config, password, **kw)
-            finally:
-                session.task = None
-        return asyncio.run_coroutine_threadsafe(run(), get_asyncio_loop())
-
-    def _record(self, session: "WalletSession", config: TakerConfig, outcome: TakerOutcome) -> None:
-        entry = {"time": time.time(), "status": str(outcome.status), "message": outcome.message,
+    def _record(self, session: "WalletSession", config: TakerConfig, outcome: TakerOutcome,
+                extra: Optional[dict] = None) -> None:
+        extra = extra or {}
+        entry = {"role": "taker", "anonymity_set": extra.get("anonymity_set"),
+                 "fee_rate": extra.get("fee_rate"),
+                 "time": time.time(), "status": str(outcome.status), "message": outcome.message,
                  "failure": None if outcome.failure is None else str(outcome.failure),
                  "txid": outcome.txid, "cj_amount": outcome.cj_amount,
                  "destination": outcome.destination or config.destination, "makers": outcome.makers,
@@ -339,8 +473,9 @@ class Runner:
     async def start_maker(self, wallet: Any, password: Optional[str], **settings: Any) -> dict:
         from electrum_joinmarket.maker.maker import Maker, MakerSettings
         session = self.plugin.session_for(wallet)
-        if session.role is not None:
-            raise RunnerError(f"this wallet is busy ({session.role} running); stop it first")
+        busy = self.busy_reason(session)
+        if busy:
+            raise RunnerError(busy)
         host, port = await self.daemon_address()
         chan_configs = await self.channel_configs("MAKER", wallet.network)
         maker = Maker(wallet, MakerSettings(**settings), password=password,
@@ -368,8 +503,8 @@ class Runner:
         for session in self.plugin.sessions():
             if getattr(session, "maker", None) is not None:
                 session.maker.stop()
-            task = getattr(session, "task", None)
-            if task is not None:
-                task.cancel()
+        for job in self.jobs.running():
+            if job.task is not None and job.stage not in jobmod.NO_RETURN_STAGES:
+                job.task.cancel()
         if self.link is not None:
             await self.link.stop()

@@ -130,6 +130,41 @@ class TakerOutcome:
         return dict(self.__dict__)
 
 
+def spendable_coins(wallet: Any, cfg: TakerConfig) -> list:
+    """Confirmed, unfrozen coins, limited to the user's selection if there is one."""
+    coins = [c for c in wallet.get_spendable_coins(None) if (c.block_height or 0) > 0]
+    if cfg.coins:
+        wanted = set(cfg.coins)
+        coins = [c for c in coins if c.prevout.to_str() in wanted]
+    return coins
+
+
+def check_request(wallet: Any, cfg: TakerConfig, password: Optional[str]) -> None:
+    """The user's request against the wallet, before anything runs (TakerError says what to
+    change): a valid destination, a wallet that can sign, the password, coins, the amount."""
+    from electrum.bitcoin import is_address
+    cfg.check()
+    if not is_address(cfg.destination):
+        raise TakerError(f"{cfg.destination!r} is not a valid address for this network",
+                         failure=Failure.INPUT)
+    if wallet.is_watching_only():
+        raise TakerError("a watching-only wallet cannot take part in a coinjoin")
+    if wallet.has_keystore_encryption():
+        try:
+            wallet.check_password(password)
+        except Exception:
+            raise TakerError("wrong wallet password", failure=Failure.PASSWORD) from None
+    coins = spendable_coins(wallet, cfg)
+    total = sum(c.value_sats() for c in coins)
+    if not coins:
+        raise TakerError("no spendable confirmed coins (frozen and unconfirmed coins are not used)",
+                         failure=Failure.COINS)
+    if cfg.amount and cfg.amount >= total:
+        raise TakerError(f"amount {cfg.amount} sat is not below the spendable balance "
+                         f"{total} sat (fees must fit too); use sweep (amount 0) to spend all",
+                         failure=Failure.COINS)
+
+
 class _RoundFailed(JoinMarketError):
     """This round cannot complete; retry with other makers if rounds remain. Most rounds fail
     for want of makers; other causes say so with ``failure=``."""
@@ -289,35 +324,10 @@ class Taker:
 
     # ---------------------------------------------------------------- stages
     def _check_wallet(self) -> None:
-        from electrum.bitcoin import is_address
-        if not is_address(self.cfg.destination):
-            raise TakerError(f"{self.cfg.destination!r} is not a valid address for this network",
-                             failure=Failure.INPUT)
-        if self.wallet.is_watching_only():
-            raise TakerError("a watching-only wallet cannot take part in a coinjoin")
-        if self.wallet.has_keystore_encryption():
-            try:
-                self.wallet.check_password(self.password)
-            except Exception:
-                raise TakerError("wrong wallet password", failure=Failure.PASSWORD) from None
-        coins = self._my_coins()
-        total = sum(c.value_sats() for c in coins)
-        if not coins:
-            raise TakerError("no spendable confirmed coins (frozen and unconfirmed coins are not used)",
-                             failure=Failure.COINS)
-        if self.cfg.amount and self.cfg.amount >= total:
-            raise TakerError(f"amount {self.cfg.amount} sat is not below the spendable balance "
-                             f"{total} sat (fees must fit too); use sweep (amount 0) to spend all",
-                             failure=Failure.COINS)
+        check_request(self.wallet, self.cfg, self.password)
 
     def _my_coins(self) -> list:
-        """Confirmed, unfrozen coins, limited to the user's selection if there is one."""
-        coins = [c for c in self.wallet.get_spendable_coins(None)
-                 if (c.block_height or 0) > 0]
-        if self.cfg.coins:
-            wanted = set(self.cfg.coins)
-            coins = [c for c in coins if c.prevout.to_str() in wanted]
-        return coins
+        return spendable_coins(self.wallet, self.cfg)
 
     async def _connect(self) -> None:
         self.progress(TakerStage.CONNECT, f"connecting to jmdaemon at {self.daemon_host}:{self.daemon_port}")

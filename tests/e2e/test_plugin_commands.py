@@ -55,7 +55,8 @@ def test_commands_orderbook_coinjoin_history_and_f4_restart(electrum_node, bitco
         assert {p.maker.nick for p in irc_net.makers} <= makers
         before = confirmed_balance(taker_w)
         res = electrum_node.run(cmds.joinmarket_coinjoin(
-            dest.get_receiving_addresses()[0], "0.05", wallet=taker_w, password="pw"), timeout=300)
+            dest.get_receiving_addresses()[0], "0.05", wallet=taker_w, password="pw", wait=True),
+            timeout=300)["outcome"]
         assert res["status"] == "success", res
         assert res["cj_amount"] == 5_000_000
         bitcoind.mine(1)
@@ -78,7 +79,8 @@ def test_commands_orderbook_coinjoin_history_and_f4_restart(electrum_node, bitco
         cmds = _commands(electrum_node)
         assert len(electrum_node.run(cmds.joinmarket_history(wallet=taker_w))) == 1
         res2 = electrum_node.run(cmds.joinmarket_coinjoin(
-            dest.get_receiving_addresses()[1], "0.04", wallet=taker_w, password="pw"), timeout=300)
+            dest.get_receiving_addresses()[1], "0.04", wallet=taker_w, password="pw", wait=True),
+            timeout=300)["outcome"]
         assert res2["status"] == "success", res2
         hist = electrum_node.run(cmds.joinmarket_history(wallet=taker_w))
         assert [h["txid"] for h in hist] == [res["txid"], res2["txid"]]

@@ -1,0 +1,247 @@
+"""A user's Electrum, driven through the real ``electrum`` command line.
+
+:class:`UserElectrum` owns one Electrum data dir. It runs Electrum's own launcher script
+(``.venv/bin/electrum``, the unmodified script of the Debian package, as ``make install`` sets it
+up) through ``python -m electrum_joinmarket.loader`` — the documented launcher that registers
+the plugin from this checkout before Electrum parses its command line — in subprocesses:
+``electrum daemon`` in the foreground (its log in the data dir), and one client process per
+command, exactly as a user types them. Nothing of Electrum is imported into the test process
+for these calls: exit status, stdout and stderr are what the user sees.
+
+The daemon process turns off Electrum's traffic-padding hold like the rest of the lab stack
+(``devstack/padding.py``); clients need no such thing (one request each).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ELECTRUM_SCRIPT = ROOT / ".venv" / "bin" / "electrum"
+PY = sys.executable
+
+DAEMON_BOOT = (
+    "import sys\n"
+    "from devstack.padding import disable_electrum_hold\n"
+    "disable_electrum_hold()\n"
+    "from electrum_joinmarket.loader import launch\n"
+    "launch(sys.argv[1:])\n"
+)
+
+
+@dataclass
+class Result:
+    """What the user saw: exit status, stdout, stderr (text)."""
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def err_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    def __str__(self) -> str:
+        return (f"$ electrum {' '.join(self.argv)}\n[exit {self.returncode}]\n--- stdout\n"
+                f"{self.stdout[-3000:]}\n--- stderr\n{self.stderr[-3000:]}")
+
+
+class UserElectrum:
+    """One Electrum data dir on regtest and the commands a user runs on it."""
+
+    def __init__(self, datadir: pathlib.Path, server: str, *, env: Optional[dict] = None):
+        self.datadir = datadir
+        self.server = server
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.home = datadir / "home"            # the user's $HOME (no ~/.local/bin/jmdaemon)
+        self.home.mkdir(exist_ok=True)
+        self.env = {
+            "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin",
+            "HOME": str(self.home), "LANG": "C.UTF-8",
+            "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1",
+            "EJM_ELECTRUM_SCRIPT": str(ELECTRUM_SCRIPT),
+            "QT_QPA_PLATFORM": "offscreen",
+        }
+        self.env.update(env or {})
+        self.daemon: Optional[subprocess.Popen] = None
+        self.daemon_log = datadir / "electrum-daemon.out"
+
+    # ---------------------------------------------------------------- the command line
+    def argv(self, args: Sequence[str]) -> list[str]:
+        return [PY, "-m", "electrum_joinmarket.loader", "--regtest", "-D", str(self.datadir),
+                *map(str, args)]
+
+    def run(self, *args: Any, timeout: float = 180, env: Optional[dict] = None) -> Result:
+        """``electrum --regtest -D <dir> ARGS...``; waits for the client to exit."""
+        r = subprocess.run(self.argv(args), capture_output=True, text=True, timeout=timeout,
+                           env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL, cwd=self.datadir)
+        return Result([str(a) for a in args], r.returncode, r.stdout, r.stderr)
+
+    def ok(self, *args: Any, **kw: Any) -> Result:
+        """:meth:`run` that must exit 0."""
+        r = self.run(*args, **kw)
+        assert r.returncode == 0, str(r)
+        return r
+
+    def start(self, *args: Any) -> "Client":
+        """A client process left running (to interrupt it like a user would)."""
+        out = self.datadir / f"client-{time.monotonic_ns()}.out"
+        err = out.with_suffix(".err")
+        proc = subprocess.Popen(self.argv(args), stdout=open(out, "w"), stderr=open(err, "w"),
+                                stdin=subprocess.DEVNULL, env=self.env, cwd=self.datadir)
+        return Client([str(a) for a in args], proc, out, err)
+
+    def setconfig(self, key: str, value: Any) -> Result:
+        """``setconfig KEY VALUE`` (``--offline`` while no daemon runs); non-str values as JSON."""
+        value = value if isinstance(value, str) else json.dumps(value)
+        return self.ok(*([] if self.daemon else ["--offline"]), "setconfig", key, value)
+
+    # ---------------------------------------------------------------- the daemon
+    def start_daemon(self, timeout: float = 90) -> None:
+        assert self.daemon is None
+        log = open(self.daemon_log, "ab")
+        argv = [PY, "-c", DAEMON_BOOT, "--regtest", "-D", str(self.datadir), "daemon",
+                "--oneserver", "--server", self.server]
+        self.daemon = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, env=self.env, cwd=self.datadir)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.daemon.poll() is not None:
+                raise AssertionError(f"electrum daemon exited {self.daemon.returncode}:\n"
+                                     + self.daemon_log.read_text()[-3000:])
+            r = self.run("getinfo", timeout=60)
+            if r.returncode == 0 and r.json().get("connected"):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"electrum daemon not connected in {timeout}s: {r}")
+            time.sleep(0.5)
+
+    def stop_daemon(self, timeout: float = 60) -> int:
+        if self.daemon is None:
+            return 0
+        proc, self.daemon = self.daemon, None
+        if proc.poll() is None:
+            self.run("stop", timeout=60)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        return proc.returncode
+
+    def kill_daemon(self) -> None:
+        """SIGKILL (a crash): no plugin code runs."""
+        proc, self.daemon = self.daemon, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+    def daemon_log_text(self) -> str:
+        """The daemon's stdout/stderr and its newest log file (``log_to_file``)."""
+        text = self.daemon_log.read_text(errors="replace") if self.daemon_log.exists() else ""
+        logs = sorted((self.datadir / "regtest" / "logs").glob("*.log"))
+        if logs:
+            text += logs[-1].read_text(errors="replace")
+        return text
+
+    # ---------------------------------------------------------------- wallets
+    def create_wallet(self, name: str) -> pathlib.Path:
+        path = self.datadir / "regtest" / "wallets" / name
+        self.ok("create", "--seed_type", "segwit", "-w", path)
+        self.ok("load_wallet", "-w", path)
+        return path
+
+    def wait_balance(self, wallet: pathlib.Path, confirmed_sats: int, timeout: float = 60) -> dict:
+        """Wait until ``getbalance`` shows at least ``confirmed_sats`` confirmed and nothing
+        unconfirmed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            bal = self.ok("getbalance", "-w", wallet).json()
+            conf = int(round(float(bal.get("confirmed", "0")) * 1e8))
+            if conf >= confirmed_sats and "unconfirmed" not in bal:
+                return bal
+            assert time.monotonic() < deadline, f"balance of {wallet}: {bal}"
+            time.sleep(0.5)
+
+    def frozen_coins(self, wallet: pathlib.Path) -> list[str]:
+        return [c["prevout_hash"] + ":" + str(c["prevout_n"])
+                for c in self.ok("listunspent", "-w", wallet).json() if c.get("frozen")]
+
+
+@dataclass
+class Client:
+    """A running client process."""
+    argv: list[str]
+    proc: subprocess.Popen
+    out: pathlib.Path
+    err: pathlib.Path
+
+    def interrupt(self) -> None:
+        """What Ctrl-C in the terminal does: SIGINT to the client."""
+        self.proc.send_signal(signal.SIGINT)
+
+    def wait(self, timeout: float = 120) -> Result:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"electrum {' '.join(self.argv)} still running after {timeout}s "
+                                 f"(killed):\n{self.stderr()}")
+        return Result(self.argv, self.proc.returncode, self.out.read_text(), self.err.read_text())
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+
+def spendable_and_all(user: UserElectrum, wallet: pathlib.Path, address: str) -> tuple[set, set]:
+    """(outpoints a max-amount payment would spend, every unspent outpoint) of ``wallet``: they
+    are equal exactly when no coin is frozen (Electrum never spends frozen coins). Nothing is
+    signed or broadcast (``payto --unsigned``)."""
+    every = {f"{c['prevout_hash']}:{c['prevout_n']}" for c in user.ok("listunspent", "-w", wallet).json()}
+    r = user.run("payto", address, "!", "--unsigned", "--feerate", "2", "-w", wallet)
+    if r.returncode != 0:
+        assert "Insufficient funds" in r.stderr or "NotEnoughFunds" in r.stderr, str(r)
+        return set(), every
+    tx = user.ok("deserialize", r.stdout.strip()).json()
+    spent = {f"{i['prevout_hash']}:{i['prevout_n']}" for i in tx["inputs"]}
+    return spent, every
+
+
+def unspent_on_chain(bitcoind: Any, outpoints: set) -> set:
+    """The outpoints bitcoind still sees unspent, mempool included (a tx spending one in the
+    mempool makes it spent)."""
+    left = set()
+    for op in outpoints:
+        txid, n = op.split(":")
+        if bitcoind.rpc("gettxout", txid, int(n), True) is not None:
+            left.add(op)
+    return left
+
+
+def wait_line(client: Client, pattern: str, timeout: float = 90) -> str:
+    """Wait until the running client printed a stderr line containing ``pattern``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in client.stderr().splitlines():
+            if pattern in line:
+                return line
+        if client.proc.poll() is not None:
+            raise AssertionError(f"client exited {client.proc.returncode} before {pattern!r}:\n"
+                                 f"{client.stderr()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {pattern!r} within {timeout}s:\n{client.stderr()}")
+        time.sleep(0.2)
