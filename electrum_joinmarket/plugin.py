@@ -178,7 +178,8 @@ class JoinMarketPlugin(BasePlugin):
     # -- status -----------------------------------------------------------------------------
     def _link_status(self) -> dict:
         """The daemon link as ``joinmarket_status`` shows it: whether it is authenticated (the
-        setting; False says in words that it is not) and the link's last state, if checked."""
+        setting; False says in words that it is not) and the link's last state, if checked (with
+        the pid and log file of a daemon it started and the orphans it stopped)."""
         authenticated = bool(self.config.JM_DAEMON_AUTHENTICATION)
         out: dict = {"authenticated": authenticated}
         if not authenticated:
@@ -187,7 +188,7 @@ class JoinMarketPlugin(BasePlugin):
                               "answering at the daemon address sees your coinjoins")
         link = self._runner.link if self._runner is not None else None
         if link is not None:
-            out["state"] = link.state.as_dict()
+            out["state"] = link.status_dict()      # + where a started daemon logs, orphans stopped
         return out
 
     def status(self, wallet: Optional["Abstract_Wallet"] = None) -> dict:

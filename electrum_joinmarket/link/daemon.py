@@ -25,8 +25,15 @@ link starts gets ``--allow-unauthenticated``, and the state says the link is una
 Only a loopback ``host`` is ever *started* by the plugin; a non-loopback host is only used if a
 daemon already answers there.  A daemon the link started is stopped by :meth:`DaemonLink.stop`
 (SIGTERM, then SIGKILL after a grace period) and, as a safety net, at interpreter exit
-(``atexit``); one it found running is left alone.  If Electrum is killed (SIGKILL), a started
-binary keeps running and the next Electrum reuses it (step 1).
+(``atexit``); one it found running is left alone.
+
+**Ownership.** A started binary is recorded in ``<daemon datadir>/jmdaemon-started-by-electrum.<pid>.pid``
+(its pid and process start time, address, and the pid and start time of the Electrum that started
+it), removed when that Electrum stops it.  If Electrum dies without stopping it (SIGKILL, a crash), the record stays:
+the next :meth:`DaemonLink.ensure` on the same data dir finds a daemon whose recorded Electrum is
+gone, stops it (it is an orphan this plugin started) and starts its own.  A daemon whose
+Electrum still runs, or one started by anything else (no record, or a record that does not
+match the live process — pid reuse), is never touched.
 
 Binary lookup order (first executable file wins), documented for users:
 
@@ -51,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import enum
+import json
 import os
 import re
 import shutil
@@ -73,6 +81,8 @@ __all__ = ["DaemonStatus", "LinkState", "DaemonLink", "probe", "ProbeResult",
 
 log = get_logger(__name__)
 
+PIDFILE = "jmdaemon-started-by-electrum.{pid}.pid"
+"""Ownership record of a binary started by the link, in the daemon's data dir (one per daemon)."""
 PROBE_COMMAND = linkauth.HELLO
 """The probe is the first step of the link authentication."""
 LISTENING_RE = re.compile(r"listening on (\S+):(\d+)")
@@ -217,6 +227,17 @@ def binary_candidates(setting: Optional[str] = None, electrum_dir: Optional[str]
     return out
 
 
+def binary_lookup_text(setting: Optional[str] = None, electrum_dir: Optional[str] = None) -> str:
+    """Every place :func:`find_daemon_binary` looks, in order, for a message to the user."""
+    env = os.environ.get("JMDAEMON_BINARY")
+    places = [f"setting plugins.joinmarket.daemon_binary ({setting or 'unset'})",
+              f"$JMDAEMON_BINARY ({env or 'unset'})"]
+    if electrum_dir:
+        places.append(os.path.join(electrum_dir, "jmdaemon"))
+    places += [os.path.expanduser("~/.local/bin/jmdaemon"), "jmdaemon on PATH"]
+    return ", ".join(places)
+
+
 def find_daemon_binary(setting: Optional[str] = None, electrum_dir: Optional[str] = None) -> Optional[str]:
     for cand in binary_candidates(setting, electrum_dir):
         if os.path.isfile(cand) and os.access(cand, os.X_OK):
@@ -315,6 +336,65 @@ def _ensure_reactor_thread(reactor: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# ownership records
+
+def proc_start_ticks(pid: int) -> Optional[int]:
+    """The start time of process ``pid`` in clock ticks since boot (Linux ``/proc``), so a
+    recorded pid reused by another process is not mistaken for it; None if the process does not
+    exist or is a zombie. On systems without ``/proc``: 0 if ``pid`` exists (no reuse check)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        if fields[0] == b"Z":
+            return None
+        return int(fields[19])
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return 0
+    except OSError:
+        return None
+
+
+def _alive(pid: Any, start: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    now = proc_start_ticks(pid)
+    return now is not None and (now == start or now == 0)
+
+
+def read_pidfiles(directory: str) -> dict[str, dict]:
+    """Every ownership record in ``directory``: {path: record}."""
+    import glob
+    out = {}
+    for path in glob.glob(os.path.join(glob.escape(directory), PIDFILE.format(pid="*"))):
+        try:
+            with open(path, encoding="utf-8") as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict):
+            out[path] = rec
+    return out
+
+
+def orphan_of(record: Optional[dict]) -> Optional[int]:
+    """The pid of the daemon a record describes if it is an orphan: still running (same start
+    time) while the Electrum that started it is gone; else None."""
+    if not record:
+        return None
+    pid = record.get("pid")
+    if not _alive(pid, record.get("start")):
+        return None
+    if _alive(record.get("owner_pid"), record.get("owner_start")):
+        return None
+    return pid
+
+
+# ---------------------------------------------------------------------------------------------
 # the link
 
 class DaemonLink:
@@ -329,6 +409,8 @@ class DaemonLink:
                  authentication: bool = True):
         self.host, self.port = host, int(port)
         self.binary_setting, self.electrum_dir, self.datadir = binary, electrum_dir, datadir
+        self.settings = (host, int(port), binary, datadir, bool(autostart), bool(in_process))
+        """What the user configured (a change means another link): see :meth:`settings_diff`."""
         self.autostart, self.in_process = autostart, in_process
         self.extra_args = list(extra_args)
         self.start_timeout, self.probe_timeout = start_timeout, probe_timeout
@@ -340,6 +422,8 @@ class DaemonLink:
         self._inproc: Optional[_InProcessDaemon] = None
         self._lock: Optional[asyncio.Lock] = None
         self._atexit_registered = False
+        self.orphans_stopped: list[int] = []     # pids of orphans this link stopped
+        self._pidfile: Optional[str] = None
 
     @property
     def cookie_path(self) -> str:
@@ -381,6 +465,23 @@ class DaemonLink:
     def address(self) -> tuple[str, int]:
         return self.host, self.port
 
+    SETTING_NAMES = ("daemon_host", "daemon_port", "daemon_binary", "daemon_datadir",
+                     "daemon_autostart", "daemon_in_process")
+
+    def settings_diff(self, other: "DaemonLink") -> list[tuple[str, Any, Any]]:
+        """(setting name, ours, other's) for every setting that differs."""
+        return [(name, a, b) for name, a, b in zip(self.SETTING_NAMES, self.settings,
+                                                   other.settings) if a != b]
+
+    def status_dict(self) -> dict:
+        """The state for ``joinmarket_status``, with where a started daemon logs and the
+        orphans this link stopped."""
+        d = self.state.as_dict()
+        if self._proc is not None:
+            d["log"] = os.path.join(self._stdio_dir(), "jmdaemon-started-by-electrum.log")
+        d["orphans_stopped"] = list(self.orphans_stopped)
+        return d
+
     @property
     def started_by_us(self) -> bool:
         return self._proc is not None or self._inproc is not None
@@ -411,6 +512,8 @@ class DaemonLink:
                 return self.state
         if not prev.usable:
             self._set(DaemonStatus.CHECKING)
+        if not self.started_by_us:
+            await self._stop_orphan()
         found, detail = await self._probe()
         if found == ProbeResult.AMP:
             if self.started_by_us:
@@ -438,15 +541,20 @@ class DaemonLink:
                 return state
             tried.append(f"binary {binary}: {state.detail}")
         else:
-            tried.append("no jmdaemon binary (looked in: %s)"
-                         % ", ".join(binary_candidates(self.binary_setting, self.electrum_dir)))
+            home = os.path.join(self.electrum_dir, "jmdaemon") if self.electrum_dir else \
+                "~/.local/bin/jmdaemon"
+            tried.append(f"no jmdaemon binary found (looked at: "
+                         f"{binary_lookup_text(self.binary_setting, self.electrum_dir)}); get "
+                         f"one: 'make daemon-binary' in electrum-joinmarket builds dist/jmdaemon "
+                         f"(or take it from a release), put it at {home}; or run a jmdaemon "
+                         f"yourself and set plugins.joinmarket.daemon_port to its port")
         if self.in_process and in_process_available():
             state = await self._start_in_process()
             if state.usable:
                 return state
             tried.append(f"in-process: {state.detail}")
         elif self.in_process:
-            tried.append("Twisted/jmdaemon not importable for an in-process daemon")
+            tried.append("no in-process daemon either (Twisted/jmdaemon not installed here)")
         status = DaemonStatus.FAILED if binary is not None else DaemonStatus.UNAVAILABLE
         return self._set(status, "; ".join(tried))
 
@@ -474,6 +582,7 @@ class DaemonLink:
         except OSError as exc:
             return self._set(DaemonStatus.FAILED, f"cannot execute {binary}: {exc}", binary=binary)
         self._proc = proc
+        self._write_pidfile(proc, binary)
         self._register_atexit()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.start_timeout
@@ -501,11 +610,67 @@ class DaemonLink:
 
     def _forget_proc(self) -> None:
         self._proc = None
+        self._remove_pidfile()
+
+    # -- ownership ---------------------------------------------------------------------------
+    def _pid_dir(self) -> str:
+        return self.log_dir or self.datadir or os.path.expanduser("~/.jmdaemon")
+
+    def _write_pidfile(self, proc: subprocess.Popen, binary: str) -> None:
+        rec = {"pid": proc.pid, "start": proc_start_ticks(proc.pid), "binary": binary,
+               "host": self.host, "port": self.port, "owner_pid": os.getpid(),
+               "owner_start": proc_start_ticks(os.getpid()), "time": time.time()}
+        path = os.path.join(self._stdio_dir(), PIDFILE.format(pid=proc.pid))
+        try:
+            with open(path + ".new", "w", encoding="utf-8") as f:
+                json.dump(rec, f)
+            os.replace(path + ".new", path)
+        except OSError as exc:
+            log.warning("daemon link: cannot record the daemon we started in %s: %s", path, exc)
+        self._pidfile = path
+
+    def _remove_pidfile(self) -> None:
+        path, self._pidfile = self._pidfile, None
+        if path:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    async def _stop_orphan(self, grace: float = 10.0) -> list[int]:
+        """Stop every daemon this plugin started for an Electrum that is gone (module docstring);
+        returns their pids."""
+        stopped = []
+        for path, rec in read_pidfiles(self._pid_dir()).items():
+            pid = orphan_of(rec)
+            if pid is None:
+                if not _alive(rec.get("pid"), rec.get("start")):
+                    _unlink(path)                 # the daemon is gone too: a stale record
+                continue
+            log.warning("daemon link: stopping jmdaemon pid %d (%s:%s), left running by Electrum "
+                        "pid %s that is gone", pid, rec.get("host"), rec.get("port"),
+                        rec.get("owner_pid"))
+            try:
+                os.kill(pid, signal.SIGTERM)
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + grace
+                while _alive(pid, rec.get("start")) and loop.time() < deadline:
+                    await asyncio.sleep(0.05)
+                if _alive(pid, rec.get("start")):
+                    os.kill(pid, signal.SIGKILL)
+            except OSError as exc:
+                log.warning("daemon link: could not stop orphaned jmdaemon %d: %s", pid, exc)
+                continue
+            _unlink(path)
+            stopped.append(pid)
+        self.orphans_stopped += stopped
+        return stopped
 
     async def _stop_proc(self, grace: float = 10.0) -> Optional[int]:
         proc, self._proc = self._proc, None
         if proc is None:
             return None
+        self._remove_pidfile()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             loop = asyncio.get_running_loop()
@@ -556,6 +721,8 @@ class DaemonLink:
     def stop_sync(self, grace: float = 10.0) -> None:
         """Blocking stop for Electrum's shutdown path and ``atexit`` (no event loop needed)."""
         proc, self._proc = self._proc, None
+        if proc is not None:
+            self._remove_pidfile()
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -577,6 +744,13 @@ class DaemonLink:
         if not self._atexit_registered:
             atexit.register(self.stop_sync)
             self._atexit_registered = True
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _read(path: str, limit: int = 65536) -> str:
