@@ -36,8 +36,15 @@ def _install_cli_client() -> None:
         cli_client.install()
 
 
+def _install_setconfig() -> None:
+    """``setconfig plugins.joinmarket.* VALUE`` as users type numbers
+    (:mod:`electrum_joinmarket.setconfig`); in every process (client and daemon)."""
+    from electrum_joinmarket import setconfig
+    setconfig.install()
+
+
 if __name__ != "electrum_joinmarket":
-    for _step in (_register, _install_cli_client):
+    for _step in (_register, _install_setconfig, _install_cli_client):
         try:
             _step()
         except Exception as _exc:  # never stop Electrum from starting

@@ -45,6 +45,16 @@ class RunnerError(UserError):
     """A request the user can fix (busy wallet, bad setting, no daemon): message says how."""
 
 
+async def _wait_synced(wallet: Any, timeout: float) -> bool:
+    """Wait (at most ``timeout`` s) until the wallet is up to date with its server."""
+    deadline = time.monotonic() + timeout
+    while not wallet.is_up_to_date():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
 def jm_network_name() -> str:
     """JoinMarket's network name for the chain Electrum runs on."""
     from electrum import constants
@@ -189,6 +199,7 @@ class Runner:
         """Check the request, make sure a daemon answers, and start the coinjoin as a job (on
         this, Electrum's, loop); returns at once. RunnerError for anything the user must fix."""
         session = self.plugin.session_for(wallet)
+        await _wait_synced(wallet, 10.0)          # a wallet just loaded: its coins, not "none"
         self.check_coinjoin(wallet, config, password)
         host, port = await self.daemon_address()
         chan_configs = await self.channel_configs("TAKER", wallet.network)

@@ -107,7 +107,8 @@ STATUS_TEXT = {
     DaemonStatus.EXTERNAL: "Using the JoinMarket daemon running at {addr}",
     DaemonStatus.STARTED_BINARY: "Started the JoinMarket daemon ({binary}) at {addr}",
     DaemonStatus.IN_PROCESS: "Running the JoinMarket daemon inside Electrum at {addr}",
-    DaemonStatus.NOT_AMP: "Something else is listening at {addr} (not a JoinMarket daemon)",
+    DaemonStatus.NOT_AMP: ("Something else is listening at {addr} (not a JoinMarket daemon): "
+                           "set plugins.joinmarket.daemon_port to a free port"),
     DaemonStatus.NOT_AUTHENTIC: "Refusing the program at {addr}: {detail}",
     DaemonStatus.FAILED: "Could not start the JoinMarket daemon: {detail}",
     DaemonStatus.UNAVAILABLE: "No JoinMarket daemon: {detail}",

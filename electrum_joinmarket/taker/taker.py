@@ -154,15 +154,51 @@ def check_request(wallet: Any, cfg: TakerConfig, password: Optional[str]) -> Non
             wallet.check_password(password)
         except Exception:
             raise TakerError("wrong wallet password", failure=Failure.PASSWORD) from None
+    network = getattr(wallet, "network", None)
+    if network is not None and not network.is_connected():
+        raise TakerError("Electrum is not connected to a server yet; try again when it is "
+                         "(electrum getinfo shows 'connected')", failure=Failure.CHAIN)
     coins = spendable_coins(wallet, cfg)
     total = sum(c.value_sats() for c in coins)
     if not coins:
+        if not wallet.is_up_to_date():       # e.g. right after load_wallet: not "no coins" yet
+            raise TakerError("the wallet is still synchronising with its Electrum server; try "
+                             "again in a moment (electrum getinfo / the status bar says when it "
+                             "is done)", failure=Failure.COINS)
         raise TakerError("no spendable confirmed coins (frozen and unconfirmed coins are not used)",
                          failure=Failure.COINS)
     if cfg.amount and cfg.amount >= total:
         raise TakerError(f"amount {cfg.amount} sat is not below the spendable balance "
                          f"{total} sat (fees must fit too); use sweep (amount 0) to spend all",
                          failure=Failure.COINS)
+    _check_podle_coin(wallet, cfg, coins, total)
+
+
+def _check_podle_coin(wallet: Any, cfg: TakerConfig, coins: list, total: int) -> None:
+    """Makers accept a taker only with a PoDLE commitment made from one of its coins that is at
+    least ``taker_utxo_age`` blocks deep and worth ``taker_utxo_amtpercent`` % of the amount
+    (the reference's policy): say so before the orderbook wait when no coin can do it.
+    (Whether a coin's commitment indices are used up needs its key: checked later.)"""
+    policy = cfg.commitment_policy
+    amount = cfg.amount or total                 # a sweep's amount is at most the total
+    need_value = policy.min_value(amount)
+
+    def conf(c: Any) -> int:
+        return wallet.adb.get_tx_height(c.prevout.txid.hex()).conf
+    if any(conf(c) >= policy.taker_utxo_age and c.value_sats() >= need_value for c in coins):
+        return
+    big = [c for c in coins if c.value_sats() >= need_value]
+    if not big:
+        largest = max(c.value_sats() for c in coins)
+        raise TakerError(f"no coin can back the PoDLE commitment makers require: it must be worth "
+                         f"at least {policy.taker_utxo_amtpercent}% of the amount ({need_value} "
+                         f"sat) and your largest confirmed coin has {largest} sat; lower the "
+                         f"amount or add a larger coin", failure=Failure.COINS)
+    best = max(conf(c) for c in big)
+    raise TakerError(f"no coin can back the PoDLE commitment makers require yet: it needs "
+                     f"{policy.taker_utxo_age} confirmations and your coins of at least "
+                     f"{need_value} sat have {best}; wait about "
+                     f"{policy.taker_utxo_age - best} more block(s)", failure=Failure.COINS)
 
 
 class _RoundFailed(JoinMarketError):
@@ -477,8 +513,7 @@ class Taker:
         usable = [o for o in self._book if o.counterparty not in self.ignored]
         n = min(cfg.n_makers, len({o.counterparty for o in usable}))
         if n < cfg.minimum_makers:
-            raise _RoundFailed(f"only {n} usable makers in the orderbook, at least "
-                               f"{cfg.minimum_makers} needed")
+            self._shortfall(cfg.minimum_makers, script_type, sweep, all_coins, feerate)
         try:
             if sweep:
                 my_coins = all_coins
@@ -497,7 +532,8 @@ class Taker:
                 need = cj_amount + ordermod.total_cj_fee(chosen, cj_amount) + est
                 my_coins = self._select_coins(all_coins, need)
         except ordermod.NotEnoughMakers as exc:
-            raise _RoundFailed(str(exc)) from exc
+            self._shortfall(exc.needed, script_type, sweep, all_coins, feerate)
+            raise _RoundFailed(str(exc)) from exc        # (not reached: _shortfall raises)
         nicks = [c.counterparty for c in chosen]
         self.progress(TakerStage.CHOSEN, f"chose {len(nicks)} makers for {cj_amount} sat",
                       makers=nicks, cj_amount=cj_amount,
@@ -584,6 +620,25 @@ class Taker:
                                failure=Failure.INTERNAL)
         await self._broadcast(tx, plan, breakdown)
         self._record(plan, tx, breakdown)
+
+    def _shortfall(self, needed: int, script_type: str, sweep: bool, coins: list,
+                   feerate: int) -> None:
+        """Too few makers qualify: raise the honest reason — a TakerError (no further round)
+        unless another round can help (makers were dropped for misbehaving)."""
+        from electrum_joinmarket.market.shortfall import explain
+        cfg = self.cfg
+        if sweep:
+            amount = sum(c.value_sats() for c in coins)
+            est = feemodel.sweep_fee_estimate(len(coins), max(needed, 1), feerate,
+                                              my_type=script_type)
+        else:
+            amount, est = cfg.amount, 0
+        why = explain(self._book, amount, needed, script_type=script_type, limits=cfg.limits,
+                      ignored_makers=self.ignored, sweep=sweep, sweep_total_txfee=est,
+                      minimum_makers=cfg.minimum_makers)
+        if why.retry_can_help:
+            raise _RoundFailed(why.message)
+        raise TakerError(why.message, failure=why.failure)
 
     def _select_coins(self, coins: list, need: int) -> list:
         """Largest-first until ``need`` is covered (the user's Coins-tab selection, if any, was

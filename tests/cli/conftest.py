@@ -115,6 +115,36 @@ def wallet(user, bitcoind):
     user.run("close_wallet", "-w", path)
 
 
+def quiet_channels(ircd) -> str:
+    """The lab IRC server, but a channel no maker is on: a coinjoin waits the whole
+    orderbook_wait there, so a test can act on a running job without racing it."""
+    chans = irc_config(ircd)
+    chans[0]["channel"] = "joinmarket-quiet"
+    return json.dumps(chans)
+
+
+@pytest.fixture(scope="module")
+def quiet_user(tmp_path_factory, electrumx, ircd):
+    """A user's Electrum daemon whose coinjoins find no maker and wait 300 s for offers."""
+    u = UserElectrum(tmp_path_factory.mktemp("quiet") / "electrum", electrumx.server_string)
+    write_user_config(u, ircd, channels=quiet_channels(ircd), orderbook_wait=300)
+    u.start_daemon()
+    yield u
+    try:
+        u.stop_daemon()
+    except Exception:
+        u.kill_daemon()
+    kill_recorded_daemons(u)
+
+
+@pytest.fixture
+def quiet_wallet(quiet_user, bitcoind):
+    path = quiet_user.create_wallet(f"q{next(_wallets)}")
+    fund(quiet_user, path, bitcoind, (20_000_000, 6_000_000))
+    yield path
+    quiet_user.run("close_wallet", "-w", path)
+
+
 @pytest.fixture
 def settings(user):
     """``settings(key=value, ...)``: setconfig plugins.joinmarket.<key> on the running daemon

@@ -87,6 +87,17 @@ class UserElectrum:
                            env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL, cwd=self.datadir)
         return Result([str(a) for a in args], r.returncode, r.stdout, r.stderr)
 
+    def run_line(self, line: str, timeout: float = 180) -> Result:
+        """Run a command line exactly as a message suggested it (``electrum ...`` split like a
+        shell; its own chain flag and ``-D``, nothing added)."""
+        import shlex
+        words = shlex.split(line)
+        assert words and words[0] == "electrum", line
+        r = subprocess.run([PY, "-m", "electrum_joinmarket.loader", *words[1:]], capture_output=True,
+                           text=True, timeout=timeout, env=self.env, stdin=subprocess.DEVNULL,
+                           cwd=self.datadir)
+        return Result(words[1:], r.returncode, r.stdout, r.stderr)
+
     def ok(self, *args: Any, **kw: Any) -> Result:
         """:meth:`run` that must exit 0."""
         r = self.run(*args, **kw)

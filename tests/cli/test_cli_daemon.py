@@ -80,12 +80,13 @@ def test_orphan_daemon_of_a_crashed_electrum_is_stopped_by_the_next_one(make_use
                    for p in os.listdir(user.home / ".jmdaemon"))
 
 
-def test_daemon_port_change_applies_at_next_use_or_says_why_not(cli_net, funded_user):
+def test_daemon_port_change_applies_at_next_use_or_says_why_not(funded_user, ircd):
     """14.7: `setconfig plugins.joinmarket.daemon_port` takes effect at the next use without
     restarting Electrum (the daemon it started on the old port is stopped); while a coinjoin
     still uses the old daemon, the command says so instead of switching under it."""
+    from .conftest import quiet_channels
     a, b = free_port(), free_port()
-    user, wallet = funded_user(daemon_port=a, orderbook_wait=40)
+    user, wallet = funded_user(daemon_port=a, orderbook_wait=300, channels=quiet_channels(ircd))
     dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
     job = user.ok("joinmarket_coinjoin", dest, "0.05", "-w", wallet).json()["job"]
     (rec,) = _records(user.home).values()

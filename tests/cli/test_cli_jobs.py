@@ -76,15 +76,15 @@ def test_coinjoin_wait_follows_to_the_end_and_exits_0(user, wallet, bitcoind):
     assert bitcoind.rpc("getmempoolentry", res["outcome"]["txid"])
 
 
-def test_joinmarket_cancel_stops_it_before_anything_is_signed(user, wallet, bitcoind, settings):
+def test_joinmarket_cancel_stops_it_before_anything_is_signed(quiet_user, quiet_wallet, bitcoind):
     """14.1: joinmarket_cancel -w WALLET cancels the running coinjoin; nothing broadcast, no
     coin frozen; it never reached a maker, so it is not history; a second cancel says there is
     nothing to cancel."""
-    settings(orderbook_wait=40)                  # the job sits >= 20 s in the orderbook stage
+    user, wallet = quiet_user, quiet_wallet      # its coinjoins wait for offers that never come
     coins = {f"{c['prevout_hash']}:{c['prevout_n']}" for c in user.ok("listunspent", "-w", wallet).json()}
     dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
     job = user.ok("joinmarket_coinjoin", dest, "0.05", "-w", wallet).json()["job"]
-    # while it runs (>= 20 s in the orderbook stage: two commands fit even on a loaded machine), the wallet is busy and says how to follow or cancel
+    # while it runs, the wallet is busy and says how to follow or cancel
     r = user.run("joinmarket_coinjoin", dest, "0.01", "-w", wallet)
     assert r.returncode == 1 and r.err_lines == [
         f"this wallet is busy: coinjoin {job} is running; follow it with "
@@ -103,10 +103,10 @@ def test_joinmarket_cancel_stops_it_before_anything_is_signed(user, wallet, bitc
     assert r.returncode == 1 and r.err_lines[-1] == res["message"], r
 
 
-def test_f8_ctrl_c_on_a_waiting_client_cancels_the_coinjoin(user, wallet, bitcoind, settings):
+def test_f8_ctrl_c_on_a_waiting_client_cancels_the_coinjoin(quiet_user, quiet_wallet, bitcoind):
     """14.2/F8: Ctrl-C (SIGINT) on `joinmarket_coinjoin --wait` cancels the coinjoin and says
     so: exit 1, one line, no traceback, no hang; nothing broadcast, no coin frozen."""
-    settings(orderbook_wait=40)
+    user, wallet = quiet_user, quiet_wallet
     coins = {f"{c['prevout_hash']}:{c['prevout_n']}" for c in user.ok("listunspent", "-w", wallet).json()}
     dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
     client = user.start("joinmarket_coinjoin", dest, "0.05", "-w", wallet, "--wait")
@@ -124,8 +124,8 @@ def test_f8_ctrl_c_on_a_waiting_client_cancels_the_coinjoin(user, wallet, bitcoi
     _assert_clean(user, wallet, bitcoind, coins)
 
 
-def test_f8_ctrl_c_on_progress_wait_cancels_too(user, wallet, bitcoind, settings):
-    settings(orderbook_wait=40)
+def test_f8_ctrl_c_on_progress_wait_cancels_too(quiet_user, quiet_wallet, bitcoind):
+    user, wallet = quiet_user, quiet_wallet
     coins = {f"{c['prevout_hash']}:{c['prevout_n']}" for c in user.ok("listunspent", "-w", wallet).json()}
     dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
     job = user.ok("joinmarket_coinjoin", dest, "0.05", "-w", wallet).json()["job"]

@@ -73,7 +73,7 @@ def test_register_runtime_then_plugins_cmdline_loads_it(tmp_path, plugins_factor
 
 def test_commands_register_once_and_only_through_the_plugin_module():
     """Module-level @plugin_commands (commands.py): a library import of the package registers
-    nothing; executing the init module as a plugin module registers all six, and executing it
+    nothing; executing the init module as a plugin module registers all eight, and executing it
     again (Electrum does, per Plugins object) registers nothing twice and raises nothing."""
     code = """if True:
         import importlib.util, os
@@ -90,9 +90,10 @@ def test_commands_register_once_and_only_through_the_plugin_module():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    six = sorted(f"joinmarket_{c}" for c in ("status", "coinjoin", "orderbook", "start_maker",
-                                              "stop_maker", "history"))
-    assert r.stdout.splitlines() == ["[]", repr(six), repr(six)], r.stdout + r.stderr
+    every = sorted(f"joinmarket_{c}" for c in ("status", "coinjoin", "progress", "cancel",
+                                                "orderbook", "start_maker", "stop_maker",
+                                                "history"))
+    assert r.stdout.splitlines() == ["[]", repr(every), repr(every)], r.stdout + r.stderr
     assert "could not register" not in r.stderr
 
 
@@ -251,10 +252,12 @@ def test_launcher_electrum_daemon_serves_joinmarket_status(tmp_path, loop):
         dest = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
         r = _electrum(tmp_path, "joinmarket_coinjoin", dest, "0.001", "-w", wallet)
         assert r.returncode == 1 and r.stdout == ""
+        prefix = f"electrum --regtest -D {tmp_path}"       # the commands work as written
         assert r.stderr.splitlines() == [
-            "coinjoin fee limits are not set: set plugins.joinmarket.max_cj_fee_rel (e.g. 0.004) "
-            "and plugins.joinmarket.max_cj_fee_abs (e.g. 20000 sats), or give both to the "
-            "coinjoin"], r.stderr
+            f"coinjoin fee limits are not set: a maker is refused only if its fee is above both; "
+            f"set them with '{prefix} setconfig plugins.joinmarket.max_cj_fee_rel 0.004' and "
+            f"'{prefix} setconfig plugins.joinmarket.max_cj_fee_abs 20000' (your values), or "
+            f"give --max_cj_fee_rel and --max_cj_fee_abs to this command"], r.stderr
         r = _electrum(tmp_path, "joinmarket_coinjoin", dest, "0.001", "--max_cj_fee_abs", "2000",
                       "--max_cj_fee_rel", "two", "-w", wallet)
         assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr

@@ -1,0 +1,83 @@
+"""Issue 14.4/14.5 as a user meets them: settings typed as users type them (`setconfig
+plugins.joinmarket.max_cj_fee_rel 0.004`, offline and through the daemon), one-line errors for
+invalid values (exit 1, nothing stored), and messages whose suggested commands work as written."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import pytest
+
+pytestmark = [pytest.mark.stack, pytest.mark.e2e]
+
+
+def _stored(user) -> dict:
+    return json.loads((user.datadir / "regtest" / "config").read_text())["plugins"]["joinmarket"]
+
+
+@pytest.mark.parametrize("online", [False, True], ids=["offline", "through-the-daemon"])
+def test_setconfig_takes_numbers_as_typed(make_user, online):
+    user = make_user(max_cj_fee_abs=None, max_cj_fee_rel=None)
+    if online:
+        user.start_daemon()
+    pre = [] if online else ["--offline"]
+    for typed, stored in (("0.004", "0.004"), ("0.4%", "0.004"), ("0.00015", "0.00015"),
+                          ("1", "1")):
+        r = user.ok(*pre, "setconfig", "plugins.joinmarket.max_cj_fee_rel", typed)
+        assert r.stdout.strip() in ("", "true"), r
+        assert _stored(user)["max_cj_fee_rel"] == stored, typed
+    user.ok(*pre, "setconfig", "plugins.joinmarket.max_cj_fee_abs", "20000")
+    user.ok(*pre, "setconfig", "plugins.joinmarket.orderbook_wait", "30")
+    user.ok(*pre, "setconfig", "plugins.joinmarket.bondless_makers_allowance", "0.125")
+    s = _stored(user)
+    assert (s["max_cj_fee_abs"], s["orderbook_wait"], s["bondless_makers_allowance"]) == \
+        (20000, 30, "0.125")
+    # invalid values: one line, exit 1, nothing stored
+    for key, typed, line in (
+            ("max_cj_fee_rel", "1.5", "plugins.joinmarket.max_cj_fee_rel: The relative fee limit is "
+             "a fraction of the amount between 0 and 1, e.g. 0.004 (or 0.4%) (got '1.5')"),
+            ("max_cj_fee_rel", "abc", "plugins.joinmarket.max_cj_fee_rel: The relative fee limit is "
+             "a fraction of the amount between 0 and 1, e.g. 0.004 (or 0.4%) (got 'abc')"),
+            ("max_cj_fee_abs", "12.5", "plugins.joinmarket.max_cj_fee_abs: The absolute fee limit "
+             "is a whole number of sats per maker, e.g. 20000 (got '12.5')"),
+            ("orderbook_wait", "2.5", "plugins.joinmarket.orderbook_wait: must be a whole number, "
+             "e.g. 60 (got '2.5')"),
+            ("daemon_autostart", "maybe", "plugins.joinmarket.daemon_autostart: must be true or "
+             "false (got 'maybe')")):
+        before = _stored(user)
+        r = user.run(*pre, "setconfig", f"plugins.joinmarket.{key}", typed)
+        assert r.returncode == 1 and r.err_lines == [line], r
+        assert _stored(user) == before
+    if online:
+        st = user.ok("joinmarket_status").json()["settings"]
+        assert (st["max_cj_fee_rel"], st["max_cj_fee_abs"]) == ("1", 20000)
+
+
+def test_unset_fee_limits_say_how_to_set_them_and_the_commands_work(make_user, bitcoind):
+    """FeeLimitsUnset names the exact setconfig commands for this Electrum; run as written,
+    they set the limits (with the user's values in place of the examples)."""
+    from .conftest import fund
+    user = make_user(max_cj_fee_abs=None, max_cj_fee_rel=None)
+    user.start_daemon()
+    wallet = user.create_wallet("w1")
+    fund(user, wallet, bitcoind, (10_000_000,))
+    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    r = user.run("joinmarket_coinjoin", dest, "0.02", "-w", wallet)
+    prefix = f"electrum --regtest -D {user.datadir}"
+    assert r.returncode == 1 and r.err_lines == [
+        f"coinjoin fee limits are not set: a maker is refused only if its fee is above both; set "
+        f"them with '{prefix} setconfig plugins.joinmarket.max_cj_fee_rel 0.004' and '{prefix} "
+        f"setconfig plugins.joinmarket.max_cj_fee_abs 20000' (your values), or give "
+        f"--max_cj_fee_rel and --max_cj_fee_abs to this command"], r
+    for cmd in re.findall(r"'(electrum [^']+)'", r.err_lines[0]):
+        assert user.run_line(cmd).returncode == 0, cmd
+    assert (_stored(user)["max_cj_fee_rel"], _stored(user)["max_cj_fee_abs"]) == ("0.004", 20000)
+    r = user.ok("joinmarket_coinjoin", dest, "0.02", "-w", wallet)
+    job = r.json()
+    # the follow/cancel hints of the job work as written too
+    r = user.run_line(job["cancel"])
+    assert r.returncode == 0 and r.json()["state"] == "cancelled", r
+    r = user.run_line(job["follow"])
+    assert r.returncode == 1 and r.err_lines[-1].startswith(f"coinjoin {job['job']} cancelled"), r
+    assert shlex.split(job["follow"])[:4] == ["electrum", "--regtest", "-D", str(user.datadir)]
