@@ -31,6 +31,7 @@ def _install_cli_client() -> None:
     """In an ``electrum joinmarket_…`` client process only: follow/Ctrl-C/timeout handling
     (:mod:`electrum_joinmarket.cli_client`)."""
     import sys
+
     from electrum_joinmarket import cli_client
     if cli_client.is_client_of_ours(sys.argv):
         cli_client.install()

@@ -115,8 +115,9 @@ class _Client:
         """Do the command; print its answer (or raise the one-line JsonRPCError Electrum prints)."""
         answer = self._run()
         if answer is not None:
-            from electrum.util import MyEncoder
             import json
+
+            from electrum.util import MyEncoder
             sys.stdout.write(json.dumps(answer, sort_keys=True, indent=4, cls=MyEncoder,
                                         ensure_ascii=False) + "\n")
             sys.stdout.flush()

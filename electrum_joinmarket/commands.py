@@ -81,6 +81,7 @@ async def coinjoin(self: "Commands", destination: str, amount: Any,
     arg:bool:wait:Follow the coinjoin to its end; exit status 1 if it fails or is cancelled
     """
     from electrum.commands import satoshis
+
     from electrum_joinmarket.jobs import cmd_coinjoin
     return await cmd_coinjoin(
         plugin, wallet, password, satoshis(amount), destination,

@@ -58,6 +58,7 @@ def electrum_command(config: Any, command: str, *args: str) -> str:
     """The ``electrum`` command line that reaches *this* Electrum (its chain flag and ``-D`` when
     not the defaults), so a suggestion in a message works as written."""
     import shlex
+
     from electrum.util import user_dir
     parts = ["electrum"]
     try:

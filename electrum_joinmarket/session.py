@@ -51,7 +51,7 @@ class WalletSession:
         self.state: str = SessionState.IDLE      # a SessionState or the taker's TakerStage
         self.taker: Any = None                   # the running Taker, if any
         self.maker: Any = None                   # the running Maker, if any
-        self.task: Any = None                    # asyncio task of a running coinjoin
+        self.job: Any = None                     # the wallet's last coinjoin job (jobs.Job)
         self.last_progress: Optional[dict] = None
         self.closed = False
         from electrum_joinmarket.taker.signed import SignedTxWatch

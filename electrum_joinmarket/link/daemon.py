@@ -27,9 +27,10 @@ daemon already answers there.  A daemon the link started is stopped by :meth:`Da
 (SIGTERM, then SIGKILL after a grace period) and, as a safety net, at interpreter exit
 (``atexit``); one it found running is left alone.
 
-**Ownership.** A started binary is recorded in ``<daemon datadir>/jmdaemon-started-by-electrum.<pid>.pid``
-(its pid and process start time, address, and the pid and start time of the Electrum that started
-it), removed when that Electrum stops it.  If Electrum dies without stopping it (SIGKILL, a crash), the record stays:
+**Ownership.** A started binary is recorded in
+``<daemon datadir>/jmdaemon-started-by-electrum.<pid>.pid`` (its pid and process start time,
+address, and the pid and start time of the Electrum that started it), removed when that Electrum
+stops it.  If Electrum dies without stopping it (SIGKILL, a crash), the record stays:
 the next :meth:`DaemonLink.ensure` on the same data dir finds a daemon whose recorded Electrum is
 gone, stops it (it is an orphan this plugin started) and starts its own.  A daemon whose
 Electrum still runs, or one started by anything else (no record, or a record that does not
@@ -472,7 +473,7 @@ class DaemonLink:
     def settings_diff(self, other: "DaemonLink") -> list[tuple[str, Any, Any]]:
         """(setting name, ours, other's) for every setting that differs."""
         return [(name, a, b) for name, a, b in zip(self.SETTING_NAMES, self.settings,
-                                                   other.settings) if a != b]
+                                                   other.settings, strict=True) if a != b]
 
     def status_dict(self) -> dict:
         """The state for ``joinmarket_status``, with where a started daemon logs and the

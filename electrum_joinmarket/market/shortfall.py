@@ -16,11 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Collection, Iterable, Optional
 
-from jmcore.offers import Offer
-
 from electrum_joinmarket.errors import Failure
 from electrum_joinmarket.market.limits import FeeLimits, format_max_rel
 from electrum_joinmarket.market.orders import DEFAULT_MAX_OFFER_TXFEE, allowed_offer_types
+from jmcore.offers import Offer
 
 __all__ = ["Shortfall", "explain"]
 

@@ -3,15 +3,13 @@ process, over the session's IRC server) and, per test, a user's Electrum (``User
 own data dir, ``electrum daemon`` subprocess and CLI clients) configured to reach that network."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from devstack.jmnet import JMNet, irc_config
-from devstack.procs import free_port
-from tests.e2e.conftest import new_wallet
+from devstack.ircd import irc_config
+from devstack.jmnet import JMNet
+from devstack.wallets import new_wallet
 
-from .harness import UserElectrum
+from .harness import UserElectrum, fund, kill_recorded_daemons, quiet_channels, write_user_config
 
 MAKER_FEES = ("0.0002", "0.0003", "0.00025")
 
@@ -23,30 +21,11 @@ def cli_net(ircd, electrum_node, bitcoind, electrumx, tmp_path_factory):
     wallets = [new_wallet(electrum_node, bitcoind, [40_000_000, 25_000_000, 15_000_000,
                                                     12_000_000, 10_000_000]) for _ in MAKER_FEES]
     bitcoind.mine(5)
-    for w, fee in zip(wallets, MAKER_FEES):
+    for w, fee in zip(wallets, MAKER_FEES, strict=True):
         electrum_node.wait_synced(w)
         net.add_maker(w, cjfee_r=fee)
     yield net
     net.stop()
-
-
-def user_config(ircd, **over) -> dict:
-    """A user's ``plugins.joinmarket`` settings for the lab network (what they would set with
-    setconfig; written to the config file before the first start to save ~3 s per key)."""
-    cfg = {"enabled": True, "channels": json.dumps(irc_config(ircd)),
-           "max_cj_fee_abs": 50_000, "max_cj_fee_rel": "0.01",
-           "counterparties": 3, "minimum_makers": 2, "orderbook_wait": 5, "maker_timeout": 20,
-           "daemon_port": free_port(), "daemon_in_process": False}
-    cfg.update(over)
-    return {k: v for k, v in cfg.items() if v is not None}
-
-
-def write_user_config(user: UserElectrum, ircd, **settings) -> None:
-    conf_dir = user.datadir / "regtest"
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    (conf_dir / "config").write_text(json.dumps(
-        {"config_version": 3, "plugins": {"joinmarket": user_config(ircd, **settings)},
-         "fee_policy": {"default": "feerate:2000"}, "log_to_file": True}, indent=2))
 
 
 @pytest.fixture
@@ -69,18 +48,6 @@ def make_user(tmp_path, electrumx, ircd):
         kill_recorded_daemons(user)
 
 
-def kill_recorded_daemons(user: UserElectrum) -> None:
-    """A failed test must not leave a jmdaemon its Electrum recorded as started (orphans)."""
-    import os
-    import signal
-    for rec in (user.home / ".jmdaemon").glob("jmdaemon-started-by-electrum.*.pid"):
-        try:
-            pid = json.loads(rec.read_text())["pid"]
-            os.kill(pid, signal.SIGKILL)
-        except (OSError, ValueError, KeyError):
-            pass
-
-
 @pytest.fixture(scope="module")
 def user(cli_net, tmp_path_factory, electrumx, ircd):
     """One user's Electrum daemon for the module, connected to the makers' network."""
@@ -98,14 +65,6 @@ def user(cli_net, tmp_path_factory, electrumx, ircd):
 _wallets = iter(range(10_000))
 
 
-def fund(user: UserElectrum, wallet, bitcoind, amounts) -> None:
-    for sats in amounts:
-        bitcoind.fund(user.ok("getunusedaddress", "-w", wallet).stdout.strip(), sats, confirm=False)
-        bitcoind.mine(1)   # the next getunusedaddress is a new address
-    bitcoind.mine(5)       # PoDLE: coins need 5 confirmations
-    user.wait_balance(wallet, sum(amounts))
-
-
 @pytest.fixture
 def wallet(user, bitcoind):
     """A fresh segwit wallet in the module's user Electrum with 0.2 + 0.06 BTC, 5 confirmations."""
@@ -113,14 +72,6 @@ def wallet(user, bitcoind):
     fund(user, path, bitcoind, (20_000_000, 6_000_000))
     yield path
     user.run("close_wallet", "-w", path)
-
-
-def quiet_channels(ircd) -> str:
-    """The lab IRC server, but a channel no maker is on: a coinjoin waits the whole
-    orderbook_wait there, so a test can act on a running job without racing it."""
-    chans = irc_config(ircd)
-    chans[0]["channel"] = "joinmarket-quiet"
-    return json.dumps(chans)
 
 
 @pytest.fixture(scope="module")

@@ -84,7 +84,7 @@ def test_daemon_port_change_applies_at_next_use_or_says_why_not(funded_user, irc
     """14.7: `setconfig plugins.joinmarket.daemon_port` takes effect at the next use without
     restarting Electrum (the daemon it started on the old port is stopped); while a coinjoin
     still uses the old daemon, the command says so instead of switching under it."""
-    from .conftest import quiet_channels
+    from .harness import quiet_channels
     a, b = free_port(), free_port()
     user, wallet = funded_user(daemon_port=a, orderbook_wait=300, channels=quiet_channels(ircd))
     dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
@@ -100,7 +100,8 @@ def test_daemon_port_change_applies_at_next_use_or_says_why_not(funded_user, irc
     user.ok("joinmarket_orderbook", "--wait", "1")
     status = user.ok("joinmarket_status").json()
     assert status["daemon"] == f"127.0.0.1:{b}"
-    assert status["daemon_link"]["status"] == "started_binary" and status["daemon_link"]["port"] == b
+    link = status["daemon_link"]["state"]
+    assert link["status"] == "started_binary" and link["port"] == b
     assert _wait_gone(rec["pid"]), "the daemon on the old port was left running"
     (rec2,) = _records(user.home).values()
-    assert rec2["port"] == b and rec2["pid"] == status["daemon_link"]["pid"]
+    assert rec2["port"] == b and rec2["pid"] == link["pid"]

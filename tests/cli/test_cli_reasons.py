@@ -7,8 +7,7 @@ import re
 
 import pytest
 
-from .conftest import fund
-from .harness import spendable_and_all
+from .harness import fund, spendable_and_all
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -17,7 +16,8 @@ NICK = r"J5[0-9A-Za-z]{14}"
 
 def _no_history_no_frozen(user, wallet):
     assert user.ok("joinmarket_history", "-w", wallet).json() == []
-    spendable, every = spendable_and_all(user, wallet, user.ok("getunusedaddress", "-w", wallet).stdout.strip())
+    address = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    spendable, every = spendable_and_all(user, wallet, address)
     assert spendable == every
 
 

@@ -57,7 +57,7 @@ def test_setconfig_takes_numbers_as_typed(make_user, online):
 def test_unset_fee_limits_say_how_to_set_them_and_the_commands_work(make_user, bitcoind):
     """FeeLimitsUnset names the exact setconfig commands for this Electrum; run as written,
     they set the limits (with the user's values in place of the examples)."""
-    from .conftest import fund
+    from .harness import fund
     user = make_user(max_cj_fee_abs=None, max_cj_fee_rel=None)
     user.start_daemon()
     wallet = user.create_wallet("w1")

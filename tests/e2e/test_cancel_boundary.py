@@ -11,8 +11,8 @@ import json
 import pytest
 
 from devstack.daemons import start_daemon
-from devstack.jmnet import irc_config
-from tests.e2e.conftest import confirmed_balance, new_wallet
+from devstack.ircd import irc_config
+from devstack.wallets import confirmed_balance, new_wallet
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -55,7 +55,7 @@ def _run_cancelling_at(electrum_node, runner, wallet, dest, at_sigs: int):
 
 def test_f5_cancel_while_waiting_for_the_last_signature_signs_and_sends_nothing(
         electrum_node, bitcoind, irc_net, runner):
-    taker_w = new_wallet(electrum_node, bitcoind, [9_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [9_000_000], confirmations=5)
     dest = new_wallet(electrum_node, bitcoind)
     outcome, answers = _run_cancelling_at(electrum_node, runner, taker_w, dest, at_sigs=2)
     assert answers == [("sigs", None)]                     # accepted while still at "sigs"
@@ -74,7 +74,7 @@ def test_f5_cancel_while_waiting_for_the_last_signature_signs_and_sends_nothing(
 
 def test_f5_cancel_after_the_last_signature_is_refused_and_the_coinjoin_completes(
         electrum_node, bitcoind, irc_net, runner):
-    taker_w = new_wallet(electrum_node, bitcoind, [9_000_000], mine=5)
+    taker_w = new_wallet(electrum_node, bitcoind, [9_000_000], confirmations=5)
     dest = new_wallet(electrum_node, bitcoind)
     outcome, answers = _run_cancelling_at(electrum_node, runner, taker_w, dest, at_sigs=3)
     assert len(answers) == 1

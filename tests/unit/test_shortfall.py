@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from jmcore.offers import Offer
-
 from electrum_joinmarket.errors import Failure
 from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.market.shortfall import explain
+from jmcore.offers import Offer
 
 
 def rel(nick, cjfee, minsize=100_000, maxsize=1_000_000_000, txfee=0, oid=0):
