@@ -171,6 +171,26 @@ def test_refusing_maker_ends_the_fill_wait_at_once(bad_maker, irc_net, electrum_
     assert outcome.timings["fill_to_ioauth"] < timeout / 4, outcome.timings
 
 
+@pytest.mark.parametrize("bad_maker", ["no-coins"], indirect=True)
+def test_round_that_needs_the_refusing_maker_fails_at_once_saying_so(bad_maker, irc_net,
+                                                                    electrum_node, bitcoind):
+    """The same refusal when all four makers are needed and no round may follow: the run fails
+    at once (not after maker_timeout_sec) and its message names the maker and its reason."""
+    net = irc_net
+    timeout = 60
+    taker_w = new_wallet(electrum_node, bitcoind, [25_000_000, 5_000_000], confirmations=6)
+    cfg = quick_config(7_000_000, taker_w.get_unused_address(), n=4, minimum_makers=4,
+                       maker_timeout_sec=timeout, max_rounds=1)
+    outcome = net.run_taker(net.taker(taker_w, CommitmentStore({}, on_change=None), cfg))
+    bad_nick = bad_maker.maker.nick
+    assert outcome.status == "failed"
+    assert f"too few makers answered (refused: {bad_nick} (refused (no-coins)))" \
+        in outcome.message, outcome.message
+    assert outcome.ignored_makers == {bad_nick: "refused: refused (no-coins)"}
+    assert outcome.timings["total"] < timeout / 4, outcome.timings
+    assert not any(taker_w.is_frozen_coin(c) for c in taker_w.get_utxos())
+
+
 @pytest.mark.parametrize("bad_maker", ["M10"], indirect=True)
 def test_low_retry_round_uses_fresh_addresses(bad_maker, irc_net, electrum_node, bitcoind,
                                               monkeypatch):
