@@ -65,7 +65,8 @@ async def coinjoin(self: "Commands", destination: str, amount: Any,
                    plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
                    wallet: Optional["Abstract_Wallet"] = None, password: Optional[str] = None,
                    counterparties: Any = None, max_cj_fee_abs: Any = None,
-                   max_cj_fee_rel: Any = None, broadcast: str = "self", wait: bool = False) -> dict:
+                   max_cj_fee_rel: Any = None, broadcast: str = "self", wait: bool = False,
+                   allow_script_mismatch: bool = False) -> dict:
     """Start a JoinMarket coinjoin from this wallet; answers at once with its job id.
 
     The coinjoin runs inside Electrum (minutes): follow it with joinmarket_progress, cancel it
@@ -79,6 +80,7 @@ async def coinjoin(self: "Commands", destination: str, amount: Any,
     arg:str:max_cj_fee_rel:Relative fee limit, a fraction of the amount, e.g. 0.004 or 0.4% (default: the setting)
     arg:str:broadcast:Who broadcasts: self, random-peer or not-self
     arg:bool:wait:Follow the coinjoin to its end; exit status 1 if it fails or is cancelled
+    arg:bool:allow_script_mismatch:Go ahead although the destination's address type differs from the other coinjoin outputs (yours would stand out)
     """
     from electrum.commands import satoshis
 
@@ -87,7 +89,7 @@ async def coinjoin(self: "Commands", destination: str, amount: Any,
         plugin, wallet, password, satoshis(amount), destination,
         counterparties=None if counterparties is None else _int_arg("counterparties", counterparties),
         max_cj_fee_abs=max_cj_fee_abs, max_cj_fee_rel=max_cj_fee_rel, broadcast=broadcast,
-        wait=bool(wait))
+        wait=bool(wait), allow_script_mismatch=bool(allow_script_mismatch))
 
 
 @plugin_command("w", PLUGIN_NAME)

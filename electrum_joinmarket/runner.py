@@ -45,6 +45,15 @@ class RunnerError(UserError):
     """A request the user can fix (busy wallet, bad setting, no daemon): message says how."""
 
 
+class ScriptTypeMismatch(RunnerError):
+    """The destination would be the only coinjoin output of its script type (issue 14.12); the
+    GUI asks the user, the CLI needs --allow_script_mismatch. ``warning``: the plain sentence."""
+
+    def __init__(self, message: str, *, warning: str):
+        super().__init__(message, failure=Failure.INPUT)
+        self.warning = warning
+
+
 async def _wait_synced(wallet: Any, timeout: float) -> bool:
     """Wait (at most ``timeout`` s) until the wallet is up to date with its server."""
     deadline = time.monotonic() + timeout
@@ -184,23 +193,34 @@ class Runner:
             return f"this wallet is busy ({session.role} running)"
         return None
 
-    def check_coinjoin(self, wallet: Any, config: TakerConfig, password: Optional[str]) -> None:
+    def check_coinjoin(self, wallet: Any, config: TakerConfig, password: Optional[str], *,
+                       allow_script_mismatch: bool = False) -> Optional[str]:
         """Everything about the request that the user can get wrong, before anything runs;
-        RunnerError with what to change."""
+        RunnerError with what to change. Returns the script-type warning the user overrode."""
+        from electrum_joinmarket.tx.privacy import TYPE_NAMES, coinjoin_output_type, destination_type_warning
         session = self.plugin.session_for(wallet)
         busy = self.busy_reason(session)
         if busy:
             raise RunnerError(busy)
         check_request(wallet, config, password)        # TakerError: a UserError, one line
+        warning = destination_type_warning(config.destination, wallet.txin_type)
+        if warning and not allow_script_mismatch:
+            want = coinjoin_output_type(wallet.txin_type)
+            raise ScriptTypeMismatch(f"{warning}; use a {TYPE_NAMES.get(want, want)} address, or "
+                                     f"add --allow_script_mismatch to go ahead anyway",
+                                     warning=warning)
+        return warning
 
     async def start_coinjoin_job(self, wallet: Any, config: TakerConfig, password: Optional[str], *,
                                  progress: Optional[Callable[[dict], None]] = None,
-                                 confirm: Optional[Callable[[dict], Any]] = None) -> jobmod.Job:
+                                 confirm: Optional[Callable[[dict], Any]] = None,
+                                 allow_script_mismatch: bool = False) -> jobmod.Job:
         """Check the request, make sure a daemon answers, and start the coinjoin as a job (on
         this, Electrum's, loop); returns at once. RunnerError for anything the user must fix."""
         session = self.plugin.session_for(wallet)
         await _wait_synced(wallet, 10.0)          # a wallet just loaded: its coins, not "none"
-        self.check_coinjoin(wallet, config, password)
+        warning = self.check_coinjoin(wallet, config, password,
+                                      allow_script_mismatch=allow_script_mismatch)
         host, port = await self.daemon_address()
         chan_configs = await self.channel_configs("TAKER", wallet.network)
         busy = self.busy_reason(session)          # again: the await let others run
@@ -208,7 +228,8 @@ class Runner:
             raise RunnerError(busy)
         request = {"destination": config.destination, "amount": config.amount,
                    "sweep": config.amount == 0, "counterparties": config.n_makers,
-                   "minimum_makers": config.minimum_makers, "broadcast": config.broadcast}
+                   "minimum_makers": config.minimum_makers, "broadcast": config.broadcast,
+                   "script_type_warning": warning}
         job = self.jobs.new(wallet.storage.path, wallet.basename(), request)
         session.job = job
         session.role, session.state = Role.TAKER, SessionState.STARTING
@@ -257,7 +278,8 @@ class Runner:
             session.role, session.taker = None, None
             session.state = SessionState.IDLE
         result = outcome.to_dict()
-        result.update(self._privacy_facts(wallet, outcome))
+        if outcome.status == "success" and outcome.txid:
+            self._label(wallet, outcome, result)
         if job.reached_makers:
             self._record(session, config, outcome, extra=result)
         job.finish(result, message=None if outcome.status == "success" else
@@ -265,25 +287,33 @@ class Runner:
         return outcome
 
     @staticmethod
-    def _privacy_facts(wallet: Any, outcome: TakerOutcome) -> dict:
-        """Anonymity set and fee rate of a broadcast coinjoin (from the wallet's copy of it)."""
-        from electrum_joinmarket.tx.privacy import anonymity_set
-        if outcome.status != "success" or not outcome.txid:
-            return {}
-        tx = wallet.adb.get_transaction(outcome.txid)
-        if tx is None:
-            return {}
-        vsize = tx.estimated_size()
-        return {"anonymity_set": anonymity_set(tx.outputs(), outcome.cj_amount),
-                "outputs": len(tx.outputs()), "vsize": vsize,
-                "fee_rate": round(outcome.miner_fee / vsize, 2) if vsize else None}
+    def _label(wallet: Any, outcome: TakerOutcome, facts: dict) -> None:
+        """Label the coinjoin and our change in Electrum's own history (a user's own label on
+        the transaction is kept)."""
+        txid = outcome.txid
+        if not txid:
+            return
+        n = facts.get("anonymity_set")
+        try:
+            if not wallet.get_label_for_txid(txid):
+                wallet.set_label(txid, f"JoinMarket coinjoin, {n} equal outputs")
+            tx = wallet.adb.get_transaction(txid)
+            for o in tx.outputs() if tx is not None else []:
+                addr = o.address
+                if (addr and o.value != outcome.cj_amount and wallet.is_mine(addr)
+                        and wallet.is_change(addr) and not wallet.get_label_for_address(addr)):
+                    wallet.set_label(addr, f"JoinMarket change of {txid[:16]}…")
+        except Exception:          # a label is a courtesy: never fail a finished coinjoin
+            log.exception("could not label coinjoin %s", txid)
 
     async def coinjoin(self, wallet: Any, config: TakerConfig, password: Optional[str], *,
                        progress: Optional[Callable[[dict], None]] = None,
-                       confirm: Optional[Callable[[dict], Any]] = None) -> TakerOutcome:
+                       confirm: Optional[Callable[[dict], Any]] = None,
+                       allow_script_mismatch: bool = False) -> TakerOutcome:
         """Run one coinjoin for ``wallet`` to its end; returns its outcome."""
         job = await self.start_coinjoin_job(wallet, config, password, progress=progress,
-                                            confirm=confirm)
+                                            confirm=confirm,
+                                            allow_script_mismatch=allow_script_mismatch)
         return await job.task
 
     def cancel(self, wallet: Any) -> bool:

@@ -125,6 +125,9 @@ class TakerOutcome:
     rounds: int = 0
     ignored_makers: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    anonymity_set: Optional[int] = None     # outputs of exactly cj_amount in the broadcast tx
+    fee_rate: Optional[float] = None        # its miner fee rate, sat/vB
+    script_type_warning: Optional[str] = None   # the destination stood out (the user went ahead)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -199,6 +202,20 @@ def _check_podle_coin(wallet: Any, cfg: TakerConfig, coins: list, total: int) ->
                      f"{policy.taker_utxo_age} confirmations and your coins of at least "
                      f"{need_value} sat have {best}; wait about "
                      f"{policy.taker_utxo_age - best} more block(s)", failure=Failure.COINS)
+
+
+def privacy_facts(tx: Any, cj_amount: int, miner_fee: int, destination: str,
+                  wallet: Any) -> dict:
+    """What the coinjoin shows the world (for the confirmation and the result): its anonymity
+    set (outputs of exactly the coinjoin amount), its fee rate, and a warning when the
+    destination's script type differs from the other coinjoin outputs'."""
+    from electrum_joinmarket.tx.privacy import anonymity_set, destination_type_warning
+    vsize = tx.estimated_size()
+    return {"anonymity_set": anonymity_set(tx.outputs(), cj_amount),
+            "outputs": len(tx.outputs()), "vsize": vsize,
+            "fee_rate": round(miner_fee / vsize, 2) if vsize else None,
+            "script_type_warning": destination_type_warning(destination,
+                                                            getattr(wallet, "txin_type", "p2wpkh"))}
 
 
 class _RoundFailed(JoinMarketError):
@@ -601,6 +618,8 @@ class Taker:
         tx = txbuild.build_coinjoin(plan, my_coins, prev_txs, self.network.get_local_height(),
                                     wallet=self.wallet, rng=self.rng)
         breakdown = self._breakdown(plan)
+        breakdown.update(privacy_facts(tx, breakdown["cj_amount"], breakdown["miner_fee"],
+                                       self.cfg.destination, self.wallet))
         if self.confirm is not None:
             t_confirm = time.monotonic()
             ok = self.confirm(breakdown)
@@ -1021,8 +1040,12 @@ class Taker:
         o.miner_fee = tx.get_fee() if tx.get_fee() is not None else breakdown["miner_fee"]
         o.taker_miner_fee = breakdown["taker_miner_fee"]
         o.total_cost = breakdown["total_cost"]
+        facts = privacy_facts(tx, o.cj_amount, o.miner_fee, plan.my_cj_addr, self.wallet)
+        o.anonymity_set, o.fee_rate = facts["anonymity_set"], facts["fee_rate"]
+        o.script_type_warning = facts["script_type_warning"]
         o.message = (f"coinjoin {o.txid}: {o.cj_amount} sat to {plan.my_cj_addr} with "
-                     f"{len(o.makers)} makers; cost {o.total_cost} sat")
+                     f"{len(o.makers)} makers; cost {o.total_cost} sat; anonymity set "
+                     f"{o.anonymity_set}, {o.fee_rate} sat/vB")
 
     # ---------------------------------------------------------------- coins
     def _freeze(self, coins: list) -> None:
