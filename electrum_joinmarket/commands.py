@@ -122,9 +122,19 @@ async def orderbook(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type
                     wait: Any = None) -> dict:
     """Collect the JoinMarket orderbook through the daemon and show it.
 
-    arg:int:wait:Seconds to collect offers (default: the orderbook_wait setting)
+    arg:int:wait:Seconds to collect offers (default: the orderbook_wait setting, within the RPC timeout)
     """
-    return await plugin.runner.orderbook(None if wait is None else _seconds_arg("wait", wait))
+    from electrum_joinmarket.jobs import electrum_command, wait_budget
+    budget = max(1.0, wait_budget(plugin.config) - 10.0)   # connecting takes a few seconds too
+    if wait is None:
+        seconds = min(float(plugin.config.JM_ORDERBOOK_WAIT), budget)
+    else:
+        seconds = _seconds_arg("wait", wait)
+        if seconds > budget:
+            raise UserError(f"--wait {seconds:g} does not fit in Electrum's RPC timeout "
+                            f"({plugin.config.CLI_TIMEOUT:g} s): use at most {budget:g}, or raise "
+                            f"the timeout with '{electrum_command(plugin.config, 'setconfig', 'timeout', str(int(seconds) + 30))}'")
+    return await plugin.runner.orderbook(seconds)
 
 
 @plugin_command("wp", PLUGIN_NAME)

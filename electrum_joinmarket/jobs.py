@@ -240,7 +240,11 @@ def answer(job: Job, *, since: int = 0, raise_failure: bool) -> dict:
     if job.done and job.state != "success":
         view["error"] = failure_line(job)
         if raise_failure:
-            raise RunnerError(view["error"])
+            from electrum_joinmarket.errors import Failure
+            kind = (job.outcome or {}).get("failure")
+            raise RunnerError(view["error"], failure=Failure.CANCELLED if job.state == "cancelled"
+                              else Failure(kind) if kind in Failure._value2member_map_
+                              else Failure.INTERNAL)
     return view
 
 
