@@ -140,31 +140,49 @@ async def orderbook(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type
 @plugin_command("wp", PLUGIN_NAME)
 async def start_maker(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
                       wallet: Optional["Abstract_Wallet"] = None, password: Optional[str] = None,
-                      ordertype: str = "reloffer", cjfee_r: Any = "0.00002", cjfee_a: Any = 500,
-                      txfee: Any = 0, minsize: Any = 100000) -> dict:
+                      ordertype: Optional[str] = None, cjfee_r: Any = None, cjfee_a: Any = None,
+                      txfee: Any = None, minsize: Any = None, autostart: Any = None) -> dict:
     """Start a yield generator (maker) on this wallet; it runs until stop_maker.
 
-    arg:str:ordertype:reloffer (fee relative to the amount) or absoffer (fixed fee)
-    arg:str:cjfee_r:Relative fee of a reloffer, e.g. 0.00002
-    arg:int:cjfee_a:Fee in sats of an absoffer
-    arg:int:txfee:Miner-fee contribution in sats taken from our change
-    arg:int:minsize:Smallest coinjoin amount we accept, in sats
+    Options not given are the ones this wallet used last time (kept in the wallet file), else
+    the defaults shown. Earnings are kept in the wallet file (joinmarket_history).
+
+    arg:str:ordertype:reloffer (fee relative to the amount) or absoffer (fixed fee); default reloffer
+    arg:str:cjfee_r:Relative fee of a reloffer, e.g. 0.00002 (default)
+    arg:int:cjfee_a:Fee in sats of an absoffer (default 500)
+    arg:int:txfee:Miner-fee contribution in sats taken from our change (default 0)
+    arg:int:minsize:Smallest coinjoin amount we accept, in sats (default 100000)
+    arg:bool:autostart:true: start this maker whenever Electrum loads the wallet; false: not
     """
-    return await plugin.runner.start_maker(wallet, password, ordertype=ordertype,
-                                           cjfee_r=str(cjfee_r), cjfee_a=_int_arg("cjfee_a", cjfee_a),
-                                           txfee=_int_arg("txfee", txfee),
-                                           minsize=_int_arg("minsize", minsize))
+    from electrum.commands import eval_bool
+    given = {"ordertype": ordertype,
+             "cjfee_r": None if cjfee_r is None else str(cjfee_r),
+             "cjfee_a": None if cjfee_a is None else _int_arg("cjfee_a", cjfee_a),
+             "txfee": None if txfee is None else _int_arg("txfee", txfee),
+             "minsize": None if minsize is None else _int_arg("minsize", minsize)}
+    auto = None if autostart is None else (autostart if isinstance(autostart, bool)
+                                           else eval_bool(str(autostart)))
+    return await plugin.runner.start_maker(wallet, password, autostart=auto, **given)
 
 
 @plugin_command("w", PLUGIN_NAME)
 async def stop_maker(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
-                     wallet: Optional["Abstract_Wallet"] = None) -> bool:
-    """Stop this wallet's yield generator (reserved coins are released)."""
-    return bool(plugin.runner.stop_maker(wallet))
+                     wallet: Optional["Abstract_Wallet"] = None, autostart: Any = None) -> dict:
+    """Stop this wallet's yield generator (reserved coins are released); its settings and
+    earnings stay in the wallet file.
+
+    arg:bool:autostart:false: also stop it coming back when Electrum loads the wallet
+    """
+    from electrum.commands import eval_bool
+    auto = None if autostart is None else (autostart if isinstance(autostart, bool)
+                                           else eval_bool(str(autostart)))
+    stopped = plugin.runner.stop_maker(wallet, autostart=auto)
+    return dict(plugin.runner.maker_status(wallet), stopped=stopped)
 
 
 @plugin_command("w", PLUGIN_NAME)
 async def history(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
                   wallet: Optional["Abstract_Wallet"] = None) -> list:
-    """Past coinjoins of this wallet (taker side), oldest first."""
+    """Past coinjoins of this wallet that reached makers — taker side (success, failure,
+    cancellation) and maker side (earnings) — oldest first."""
     return list(plugin.runner.history(wallet))

@@ -152,10 +152,19 @@ class JoinMarketPlugin(BasePlugin):
     def daemon_wallet_loaded(self, daemon: Any, wallet: "Abstract_Wallet") -> None:
         self._daemon = daemon
         self.session_for(wallet)
+        self._autostart(wallet)
 
     @hook
     def load_wallet(self, wallet: "Abstract_Wallet", window: Any) -> None:
         self.session_for(wallet)
+        self._autostart(wallet)
+
+    def _autostart(self, wallet: "Abstract_Wallet") -> None:
+        """The wallet's maker, if the user asked for it to start with the wallet (issue 14.11)."""
+        try:
+            self.runner.maybe_autostart_maker(wallet)
+        except Exception:
+            self.logger.exception("maker auto-start")
 
     @hook
     def close_wallet(self, wallet: "Abstract_Wallet") -> None:

@@ -27,6 +27,7 @@ from electrum_joinmarket.link.client import DaemonClient, DaemonError
 from electrum_joinmarket.link.daemon import DaemonLink
 from electrum_joinmarket.link.tor import TorResolution, resolve_tor
 from electrum_joinmarket.logs import get_logger
+from electrum_joinmarket.maker.maker import HISTORY_KEY as MAKER_HISTORY_KEY
 from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.stages import Role, SessionState
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome, check_request
@@ -39,6 +40,10 @@ log = get_logger(__name__)
 
 HISTORY_KEY = "taker_history"
 HISTORY_LIMIT = 500
+MAKER_SETTINGS_KEY = "maker_settings"      # the offer settings used last (wallet file)
+MAKER_AUTOSTART_KEY = "maker_autostart"    # start the maker when the wallet is loaded
+MAKER_DEFAULTS = {"ordertype": "reloffer", "cjfee_r": "0.00002", "cjfee_a": 500, "txfee": 0,
+                  "minsize": 100_000}
 
 
 class RunnerError(UserError):
@@ -375,7 +380,10 @@ class Runner:
         session.wallet.save_db()
 
     def history(self, wallet: Any) -> list[dict]:
-        return list(self.plugin.session_for(wallet).storage.get(HISTORY_KEY, []))
+        """Coinjoins of this wallet, taker and maker side, oldest first."""
+        taker = [dict(h, role=h.get("role") or "taker")
+                 for h in self.plugin.session_for(wallet).storage.get(HISTORY_KEY, [])]
+        return sorted(taker + self.maker_history(wallet), key=lambda r: r.get("time", 0))
 
     # ---------------------------------------------------------------- channels, for people
     def _live_reports(self) -> list[ChannelReport]:
@@ -511,15 +519,37 @@ class Runner:
             raise DaemonError("the daemon sent a malformed orderbook") from None
 
     # ---------------------------------------------------------------- maker
-    async def start_maker(self, wallet: Any, password: Optional[str], **settings: Any) -> dict:
+    def maker_settings(self, wallet: Any, given: Optional[dict] = None) -> dict:
+        """The wallet's offer settings: what was given, else what was used last time (kept in
+        the wallet file), else the defaults."""
+        stored = self.plugin.session_for(wallet).storage.get(MAKER_SETTINGS_KEY) or {}
+        out = {k: v for k, v in MAKER_DEFAULTS.items()}
+        out.update({k: v for k, v in dict(stored).items() if k in MAKER_DEFAULTS})
+        out.update({k: v for k, v in (given or {}).items() if v is not None and k in MAKER_DEFAULTS})
+        return out
+
+    def maker_autostart(self, wallet: Any) -> bool:
+        return bool(self.plugin.session_for(wallet).storage.get(MAKER_AUTOSTART_KEY))
+
+    def set_maker_autostart(self, wallet: Any, on: bool) -> None:
+        session = self.plugin.session_for(wallet)
+        session.storage[MAKER_AUTOSTART_KEY] = bool(on)
+        wallet.save_db()
+
+    async def start_maker(self, wallet: Any, password: Optional[str], *,
+                          autostart: Optional[bool] = None, **settings: Any) -> dict:
+        """Start the wallet's maker with ``settings`` (None/absent: the wallet's remembered
+        ones); remembers them, and ``autostart`` if given, in the wallet file once it runs."""
         from electrum_joinmarket.maker.maker import Maker, MakerSettings
         session = self.plugin.session_for(wallet)
         busy = self.busy_reason(session)
         if busy:
             raise RunnerError(busy)
+        chosen = self.maker_settings(wallet, settings)
+        maker_settings = MakerSettings(**chosen)          # MakerError (one line) if invalid
         host, port = await self.daemon_address()
         chan_configs = await self.channel_configs("MAKER", wallet.network)
-        maker = Maker(wallet, MakerSettings(**settings), password=password,
+        maker = Maker(wallet, maker_settings, password=password,
                       storage=session.storage, electrum_network=wallet.network)
         session.role, session.state = Role.MAKER, SessionState.STARTING
         try:
@@ -528,16 +558,75 @@ class Runner:
             session.role, session.state = None, SessionState.IDLE
             raise
         session.maker, session.state = maker, SessionState.RUNNING
-        return maker.status()
+        session.storage[MAKER_SETTINGS_KEY] = chosen
+        if autostart is not None:
+            session.storage[MAKER_AUTOSTART_KEY] = bool(autostart)
+        session.autostart_note = None
+        wallet.save_db()
+        return self.maker_status(wallet)
 
-    def stop_maker(self, wallet: Any) -> bool:
+    def maker_status(self, wallet: Any) -> dict:
+        """The maker as ``joinmarket_start_maker``/``status`` show it, running or not: its
+        settings, auto-start, and the earnings kept in the wallet file."""
         session = self.plugin.session_for(wallet)
+        maker = getattr(session, "maker", None)
+        out = dict(maker.status()) if maker is not None else {"running": False}
+        earned = self.maker_history(wallet)
+        out.update(settings=self.maker_settings(wallet), autostart=self.maker_autostart(wallet),
+                   coinjoins=len(earned), earned_total=sum(int(r.get("earned", 0)) for r in earned))
+        note = getattr(session, "autostart_note", None)
+        if note:
+            out["autostart_note"] = note
+        return out
+
+    def stop_maker(self, wallet: Any, autostart: Optional[bool] = None) -> bool:
+        session = self.plugin.session_for(wallet)
+        if autostart is not None:
+            self.set_maker_autostart(wallet, autostart)
         maker = getattr(session, "maker", None)
         if maker is None:
             return False
         maker.stop()
         session.maker, session.role, session.state = None, None, SessionState.IDLE
         return True
+
+    def maybe_autostart_maker(self, wallet: Any) -> None:
+        """When a wallet is loaded: start its maker if the user asked for auto-start (from any
+        thread; runs on Electrum's loop). A wallet whose keys are encrypted needs its password:
+        only when Electrum has it unlocked; else the reason is kept for the status."""
+        if not self.maker_autostart(wallet):
+            return
+        from electrum.util import get_asyncio_loop
+
+        async def start() -> None:
+            session = self.plugin.session_for(wallet)
+            if session.role is not None:
+                return
+            password = None
+            if wallet.has_keystore_encryption():
+                password = wallet.get_unlocked_password()
+                if not password:
+                    session.autostart_note = (
+                        "maker auto-start is waiting for the wallet's password: unlock it ("
+                        + jobmod.electrum_command(self.plugin.config, "unlock", "-w",
+                                                  wallet.storage.path)
+                        + ") and start it with "
+                        + jobmod.electrum_command(self.plugin.config, "joinmarket_start_maker",
+                                                  "-w", wallet.storage.path))
+                    log.info("%s", session.autostart_note)
+                    return
+            try:
+                await self.start_maker(wallet, password)
+                log.info("maker of %s auto-started", wallet.basename())
+            except Exception as exc:          # said in the status; Electrum keeps running
+                session.autostart_note = f"maker auto-start failed: {exc}"
+                log.warning("%s", session.autostart_note)
+        asyncio.run_coroutine_threadsafe(start(), get_asyncio_loop())
+
+    def maker_history(self, wallet: Any) -> list[dict]:
+        hist = self.plugin.session_for(wallet).storage.get(MAKER_HISTORY_KEY) or {}
+        rows = [dict(r, role="maker") for r in (hist.values() if isinstance(hist, dict) else [])]
+        return sorted(rows, key=lambda r: r.get("time", 0))
 
     async def stop(self) -> None:
         """Plugin shutdown: stop makers, cancel takers, stop a daemon we started."""

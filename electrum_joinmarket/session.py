@@ -53,6 +53,7 @@ class WalletSession:
         self.maker: Any = None                   # the running Maker, if any
         self.job: Any = None                     # the wallet's last coinjoin job (jobs.Job)
         self.last_progress: Optional[dict] = None
+        self.autostart_note: Optional[str] = None   # why the maker's auto-start waits/failed
         self.closed = False
         from electrum_joinmarket.taker.signed import SignedTxWatch
         self.signed_watch = SignedTxWatch(wallet, self.storage, self._save, self._record_late)

@@ -486,8 +486,10 @@ class Maker:
             raise MakerError("the maker is already running")
         offers = self.offers()
         if not offers:
-            raise MakerError("no offer possible: the wallet's confirmed balance is below the "
-                             "minimum size plus dust", failure=Failure.COINS)
+            raise MakerError(f"no offer possible: the wallet's confirmed balance is below the "
+                             f"minimum size ({self.settings.minsize} sat) plus dust; fund the "
+                             f"wallet (coins need {self.settings.min_coin_confirmations} "
+                             f"confirmation) or lower --minsize", failure=Failure.COINS)
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.client = DaemonClient(network=network or _jm_network_name(),

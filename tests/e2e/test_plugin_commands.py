@@ -112,7 +112,8 @@ def test_status_reports_the_daemon_connection_of_a_running_maker(electrum_node, 
         assert st["running"] is True and st["nick"]
         s = session()
         assert s["daemon_connected"] is True and s["role"] == "maker" and s["state"] == "running"
-        assert electrum_node.run(cmds.joinmarket_stop_maker(wallet=w)) is True
+        stopped = electrum_node.run(cmds.joinmarket_stop_maker(wallet=w))
+        assert stopped["stopped"] is True and stopped["running"] is False
         s = session()
         assert s["daemon_connected"] is False and s["role"] is None and s["state"] == "idle"
     finally:
