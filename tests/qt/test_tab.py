@@ -3,6 +3,7 @@ with the plugin and goes away when the plugin is disabled; the settings dialog p
 values; with no daemon reachable the user gets a clear message quickly and nothing hangs."""
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -55,9 +56,12 @@ def test_settings_dialog_persists(electrum_gui, jm_qt, open_window, make_wallet,
         d.fee_rel.setText("0.3%")                       # the form's notation: stored as a fraction
         d.counterparties.setValue(5)
         d.ob_wait.setValue(30)
-        d.irc_tor.setChecked(False)
-        d.channels.setPlainText('[{"type": "irc", "host": "irc.example.org", "port": 6697, '
-                                '"channel": "joinmarket-pit", "usessl": "true"}]')
+        ed = d.channels                                 # the channel editor, no JSON typed
+        ed.irc_host.setText("irc.example.org")
+        ed.irc_port.setValue(6697)
+        ed.irc_ssl.setChecked(True)
+        ed.irc_tor.setChecked(False)
+        ed.irc_add.click()
         d.accept()
     m = modals(SettingsDialog=fill)
     assert jm_qt.settings_dialog(window) is True
@@ -65,7 +69,12 @@ def test_settings_dialog_persists(electrum_gui, jm_qt, open_window, make_wallet,
     c = electrum_node.config
     assert c.JM_DAEMON_PORT == 27999 and c.JM_MAX_CJ_FEE_ABS == 25000
     assert c.JM_MAX_CJ_FEE_REL == "0.003" and c.JM_COUNTERPARTIES == 5 and c.JM_ORDERBOOK_WAIT == 30
-    assert jm_qt.runner.chan_configs()[0]["socks5"] == "false"
+    assert json.loads(c.JM_CHANNELS) == {"irc": [{"host": "irc.example.org", "port": 6697,
+                                                  "channel": "joinmarket-pit", "usessl": True,
+                                                  "tor": False}]}
+    (irc,) = jm_qt.runner.chan_configs()
+    assert (irc["host"], irc["port"], irc["usessl"], irc["socks5"]) == \
+        ("irc.example.org", 6697, "true", "false")
     assert jm_qt.fee_limits().max_abs == 25000
     m.stop()
 

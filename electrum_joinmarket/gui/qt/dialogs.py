@@ -19,7 +19,6 @@ from PyQt6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QPlainTextEdit,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -162,25 +161,19 @@ class SettingsDialog(WindowModalDialog):
         # -- channels and Tor
         box = QGroupBox(_("Message channels and Tor"))
         form = QFormLayout(box)
-        raw = c.JM_CHANNELS
-        if raw and not isinstance(raw, str):
-            raw = json.dumps(raw)
-        self.channels = QPlainTextEdit()
-        self.channels.setPlaceholderText(_('empty = the daemon\'s defaults (the onion directory '
-                                           'network over Tor). Example: [{"type": "irc", "host": '
-                                           '"irc.example.org", "port": 6697, "channel": '
-                                           '"joinmarket-pit", "usessl": "true"}]'))
-        self.channels.setPlainText(self._pretty(raw))
-        self.channels.setMaximumHeight(110)
-        form.addRow(_("Channels (JSON)"), self.channels)
-        socks_h, socks_p, ctl_h, ctl_p = self._tor_defaults(raw)
-        self.socks = QLineEdit(f"{socks_h}:{socks_p}")
-        self.control = QLineEdit(f"{ctl_h}:{ctl_p}")
+        from electrum_joinmarket.gui.qt.channels_editor import ChannelsEditor
+        from electrum_joinmarket.runner import jm_network_name
+        self.channels = ChannelsEditor(c.JM_CHANNELS, jm_network_name())
+        form.addRow(self.channels)
+        chosen = self.channels.settings()
+        self.socks = QLineEdit(chosen.socks5 or "")
+        self.socks.setObjectName("jm_tor_socks")
+        self.socks.setPlaceholderText(_("automatic: Electrum's Tor proxy, else 127.0.0.1:9050, "
+                                        "else 9150 (Tor Browser)"))
+        self.control = QLineEdit(chosen.tor_control or "")
+        self.control.setPlaceholderText(_("automatic (next to the SOCKS port)"))
         form.addRow(_("Tor SOCKS5 proxy"), self.socks)
         form.addRow(_("Tor control port"), self.control)
-        self.irc_tor = QCheckBox(_("Reach IRC channels through Tor"))
-        self.irc_tor.setChecked(self._irc_uses_tor(raw))
-        form.addRow(self.irc_tor)
         vbox.addWidget(box)
 
         # -- coinjoin defaults
@@ -222,34 +215,6 @@ class SettingsDialog(WindowModalDialog):
 
     # -- helpers ---------------------------------------------------------------------------------
     @staticmethod
-    def _pretty(raw: Optional[str]) -> str:
-        if not raw:
-            return ""
-        try:
-            return json.dumps(json.loads(raw), indent=1)
-        except ValueError:
-            return str(raw)
-
-    @staticmethod
-    def _load(raw: Optional[str]) -> list:
-        try:
-            v = json.loads(raw) if raw else []
-            return v if isinstance(v, list) else []
-        except ValueError:
-            return []
-
-    def _tor_defaults(self, raw: Optional[str]) -> tuple:
-        for ch in self._load(raw):
-            if isinstance(ch, dict) and ("socks5_host" in ch or "tor_control_host" in ch):
-                return (ch.get("socks5_host", "localhost"), ch.get("socks5_port", 9050),
-                        ch.get("tor_control_host", "localhost"), ch.get("tor_control_port", 9051))
-        return ("localhost", 9050, "localhost", 9051)
-
-    def _irc_uses_tor(self, raw: Optional[str]) -> bool:
-        return any(isinstance(ch, dict) and ch.get("type") == "irc"
-                   and str(ch.get("socks5", "false")).lower() == "true" for ch in self._load(raw))
-
-    @staticmethod
     def _hostport(text: str, what: str) -> tuple[str, int]:
         host, sep, port = text.strip().rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -266,25 +231,27 @@ class SettingsDialog(WindowModalDialog):
         out["daemon_host"], out["daemon_port"] = host, int(self.port.value())
         out["daemon_autostart"] = bool(self.autostart.isChecked())
         out["daemon_binary"] = self.binary.text().strip() or None
-        text = self.channels.toPlainText().strip()
-        chans = None
-        if text:
-            try:
-                chans = json.loads(text)
-            except ValueError as exc:
-                raise ValueError(_("The channels are not valid JSON: {}").format(exc)) from None
-            if not isinstance(chans, list) or not all(isinstance(c, dict) for c in chans):
-                raise ValueError(_("The channels must be a JSON list of objects"))
-            sh, sp = self._hostport(self.socks.text(), _("The Tor SOCKS5 proxy"))
-            ch, cp = self._hostport(self.control.text(), _("The Tor control port"))
-            for c in chans:
-                if c.get("type") == "onion" and not c.get("test_mode"):
-                    c.update(socks5_host=sh, socks5_port=sp, tor_control_host=ch, tor_control_port=cp)
-                elif c.get("type") == "irc":
-                    c["socks5"] = "true" if self.irc_tor.isChecked() else "false"
-                    if self.irc_tor.isChecked():
-                        c.update(socks5_host=sh, socks5_port=sp)
-        out["channels"] = json.dumps(chans) if chans else None
+        if self.channels.error:
+            raise ValueError(_("The stored channel setting is invalid ({}): fix it, or reset it, "
+                               "in the channel editor").format(self.channels.error))
+        chosen = self.channels.settings()
+        pins: dict[str, Optional[str]] = {}
+        for key, field, what in (("socks5", self.socks, _("The Tor SOCKS5 proxy")),
+                                 ("tor_control", self.control, _("The Tor control port"))):
+            text = field.text().strip()
+            if text:
+                h, p = self._hostport(text, what)
+                pins[key] = f"{h}:{p}"
+            else:
+                pins[key] = None
+        if chosen.raw is None:
+            import dataclasses
+            chosen = dataclasses.replace(chosen, socks5=pins["socks5"],
+                                         tor_control=pins["tor_control"])
+            value = chosen.to_setting()
+            out["channels"] = None if value is None else json.dumps(value)
+        else:
+            out["channels"] = self.channels.setting_value()
         fa, fr = self.fee_abs.text().strip(), self.fee_rel.text().strip()
         # the one parser (FeeLimitError is a ValueError whose message says what to type)
         out["max_cj_fee_abs"] = parse_max_abs(fa) if fa else None
@@ -303,15 +270,9 @@ class SettingsDialog(WindowModalDialog):
         except ValueError as exc:
             self.show_error(str(exc))
             return False
-        config = self.plugin.config
-        old_addr = (config.JM_DAEMON_HOST, config.JM_DAEMON_PORT)
-        set_settings(config, vals)
-        runner = self.plugin.runner
-        busy = any(s.role is not None for s in self.plugin.sessions())
-        if runner.link is not None and not busy and (
-                old_addr != (vals["daemon_host"], vals["daemon_port"])
-                or runner.link.autostart != vals["daemon_autostart"]):
-            runner.link = None       # the next use builds a link from the new settings
+        # the runner compares the daemon settings at its next use: a change applies then (the
+        # daemon this Electrum started for the old ones is stopped), or says what still uses it
+        set_settings(self.plugin.config, vals)
         return True
 
     def run(self) -> bool:
