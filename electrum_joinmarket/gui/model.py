@@ -29,7 +29,8 @@ from jmcore.offers import Offer, OfferError
 log = get_logger(__name__)
 
 __all__ = ["OfferRow", "offer_rows", "bond_values", "FormInput", "FormError", "check_form",
-           "failure_hint", "fmt_sats", "fmt_percent", "channel_summary", "spendable_coins"]
+           "failure_hint", "fmt_sats", "fmt_percent", "fmt_percent_text", "channel_summary",
+           "spendable_coins"]
 
 
 def fmt_sats(v: Optional[int]) -> str:
@@ -40,6 +41,17 @@ def fmt_percent(part: Optional[float], whole: Optional[float], digits: int = 4) 
     if part is None or not whole:
         return "–"
     return f"{float(part) * 100 / float(whole):.{digits}f} %"
+
+
+def fmt_percent_text(fraction: Any) -> str:
+    """A stored relative limit ("0.004") as the form shows it ("0.4%"); what the user typed
+    goes back through market.limits' parser, which reads both notations."""
+    from decimal import Decimal, InvalidOperation
+    try:
+        d = Decimal(str(fraction)) * 100
+    except InvalidOperation:
+        return str(fraction)
+    return format(d.normalize(), "f") + "%"
 
 
 @dataclass

@@ -78,7 +78,7 @@ def test_orderbook_fills_and_form_refuses_bad_input(electrum_node, bitcoind, irc
         tab.form.sweep_cb.setChecked(form.get("sweep", False))
         tab.form.amount_e.setAmount(form.get("amount", 1_000_000))
         tab.form.dest_e.setText(form.get("dest", wallet.get_unused_address()))
-        tab.form.fee_abs_e.setText(str(form.get("fee_abs", 50_000)))
+        tab.form.fee_abs_e.setAmount(int(form.get("fee_abs", 50_000)))   # Electrum's unit
         tab.form.fee_rel_e.setText(str(form.get("fee_rel", "0.01")))
         n = len(m.messages)
         qtbot.mouseClick(tab.form.start_button, _left())
@@ -176,16 +176,25 @@ def test_coinjoin_from_the_form(electrum_node, bitcoind, irc_net, taker_daemon, 
 
 
 def test_maker_start_stop_from_the_tab(electrum_node, bitcoind, irc_net, taker_daemon, jm_qt,
-                                       open_window, modals, qtbot):
-    wallet = new_wallet(electrum_node, bitcoind, [4_000_000], confirmations=6)
+                                       open_window, modals, qtbot, electrum_gui):
+    """The maker panel (issue 14.11): start with an offer, earn a real coinjoin's fee (shown in
+    the earnings table, equal to what the maker's balance gained), stop — the earnings and the
+    offer settings stay with the wallet — and with auto-start on, opening the wallet again
+    starts the maker by itself with the same offer. EJM_SCREENSHOT_MAKER=path saves the panel."""
+    from devstack.jmnet import quick_config
+    from electrum_joinmarket.protocol.commitments import CommitmentStore
+
+    from .helpers import close_window
+    wallet = new_wallet(electrum_node, bitcoind, [4_000_000, 3_000_000], confirmations=5)
     window = open_window(wallet)
     tab = jm_tab(window)
     window.tabs.setCurrentWidget(tab)
     tab.inner_tabs.setCurrentIndex(2)
     assert "Not running" in tab.maker.m_status.text() and tab.maker.m_start.isEnabled()
+    assert tab.maker.m_type.currentData() == "reloffer" and tab.maker.m_cjfee_a.get_amount() == 500
     m = modals()
     tab.maker.m_type.setCurrentIndex(1)                    # absolute fee
-    tab.maker.m_cjfee_a.setValue(700)
+    tab.maker.m_cjfee_a.setAmount(700)                     # in Electrum's unit, like every amount
     qtbot.mouseClick(tab.maker.m_start, _left())
     qtbot.waitUntil(lambda: "Running as" in tab.maker.m_status.text(), timeout=120_000)
     assert not m.messages, m.messages
@@ -199,7 +208,130 @@ def test_maker_start_stop_from_the_tab(electrum_node, bitcoind, irc_net, taker_d
     tab.form.fill_next_unused()
     qtbot.mouseClick(tab.form.start_button, _left())
     qtbot.waitUntil(lambda: len(m.messages) >= 1, timeout=15_000)
-    assert "busy" in m.messages[0]
+    assert "busy" in m.messages[0] and "its maker is running" in m.messages[0]
+
+    # a taker elsewhere on the network coinjoins with all four makers: ours earns 700 sat
+    nick = session.maker.nick
+    before = confirmed_balance(wallet)
+    taker_w = new_wallet(electrum_node, bitcoind, [9_000_000], confirmations=5)
+    dest = new_wallet(electrum_node, bitcoind)
+    run = irc_net.taker(taker_w, CommitmentStore({}), quick_config(2_000_000,
+                                                                   dest.get_receiving_address(), n=4))
+    outcome = irc_net.run_taker(run)
+    assert outcome.status == "success" and nick in outcome.makers, outcome
+    assert outcome.maker_fees[nick] == 700
+    bitcoind.mine(1)
+    electrum_node.wait_tx(wallet, outcome.txid, confirmations=1)
+    assert confirmed_balance(wallet) - before == 700            # what the maker really gained
+    tab.maker.refresh()
+    qtbot.waitUntil(lambda: tab.maker.m_earnings.rowCount() == 1 and
+                    tab.maker.m_earnings.item(0, 4).text() == "yes", timeout=60_000)
+    fmt = window.format_amount_and_units
+    assert tab.maker.m_earnings.item(0, 3).text() == fmt(700)
+    assert tab.maker.m_earnings.item(0, 2).text() == fmt(2_000_000)
+    assert tab.maker.m_earnings.item(0, 1).data(256) == outcome.txid
+    assert f"Earned: {fmt(700)}" in tab.maker.m_status.text()
+    path = os.environ.get("EJM_SCREENSHOT_MAKER")
+    if path:
+        qtbot.wait(800)
+        assert window.grab().save(path, "PNG")
+
     qtbot.mouseClick(tab.maker.m_stop, _left())
     qtbot.waitUntil(lambda: "Not running" in tab.maker.m_status.text(), timeout=15_000)
     assert session.role is None and tab.maker.m_start.isEnabled()
+    assert f"Earned so far: {fmt(700)}" in tab.maker.m_status.text()      # kept after the stop
+    assert tab.maker.m_earnings.rowCount() == 1
+    hist = jm_qt.runner.history(wallet)
+    assert [(h["role"], h["txid"], h["earned"]) for h in hist] == [("maker", outcome.txid, 700)]
+
+    # auto-start: the next time the wallet is opened, the maker comes back with its offer
+    tab.maker.m_autostart.setChecked(True)
+    close_window(electrum_gui, window)
+    window = open_window(wallet)
+    tab = jm_tab(window)
+    qtbot.waitUntil(lambda: jm_qt.session_for(wallet).role == "maker", timeout=120_000)
+    tab.maker.refresh()
+    assert tab.maker.m_type.currentData() == "absoffer" and tab.maker.m_cjfee_a.get_amount() == 700
+    assert tab.maker.m_autostart.isChecked()
+    offers = jm_qt.session_for(wallet).maker.status()["offers"]
+    assert offers and offers[0]["ordertype"].endswith("absoffer") and int(offers[0]["cjfee"]) == 700
+    tab.maker.m_autostart.setChecked(False)
+    qtbot.mouseClick(tab.maker.m_stop, _left())
+    qtbot.waitUntil(lambda: jm_qt.session_for(wallet).role is None, timeout=15_000)
+    assert jm_qt.runner.maker_autostart(wallet) is False
+
+
+def test_legacy_destination_is_warned_then_anonymity_set_fee_rate_and_labels(
+        electrum_node, bitcoind, irc_net, taker_daemon, jm_qt, open_window, modals, qtbot):
+    """Issue 14.12: a destination of another script type than the coinjoin's (a legacy p2pkh
+    address among native-segwit outputs) is warned about before anything starts — declining
+    starts nothing; going ahead shows the warning again in the confirmation together with the
+    anonymity set and the fee rate, which the chain confirms; Electrum's own history labels the
+    coinjoin and its change."""
+    from PyQt6.QtWidgets import QMessageBox
+    wallet = new_wallet(electrum_node, bitcoind, [20_000_000], confirmations=5)
+    window = open_window(wallet)
+    tab = jm_tab(window)
+    window.tabs.setCurrentWidget(tab)
+    tab.form.amount_e.setAmount(4_000_000)
+    _load_orderbook(tab, qtbot, irc_net)
+    tab.form.n_spin.setValue(3)
+    legacy = bitcoind.rpc("getnewaddress", "", "legacy", wallet="miner")
+    tab.form.dest_e.setText(legacy)
+
+    answers = []
+
+    def answer(box):
+        button = (QMessageBox.StandardButton.Yes if answers.pop(0)
+                  else QMessageBox.StandardButton.No)
+        box.button(button).click()
+    shown: dict = {}
+
+    def confirm(d):
+        shown.update(d.figures())
+        path = os.environ.get("EJM_SCREENSHOT_CONFIRM")
+        if path:
+            qtbot.wait(300)
+            assert d.grab().save(path, "PNG")
+        d.accept()
+    m = modals(QMessageBox=answer, ConfirmDialog=confirm)
+    answers.append(False)                                   # "Go ahead anyway?" -> No
+    qtbot.mouseClick(tab.form.start_button, _left())
+    qtbot.waitUntil(lambda: m.seen == ["QMessageBox"], timeout=10_000)
+    assert m.messages[0].startswith(
+        "Warning: the destination is a legacy (p2pkh, 1…) address but every other coinjoin "
+        "output is native segwit (p2wpkh, bc1q…): yours would be the only one of its type, so "
+        "anyone can tell which output is yours.")
+    qtbot.wait(500)
+    assert tab._cj_future is None and jm_qt.session_for(wallet).role is None
+    assert jm_qt.runner.jobs.of_wallet(wallet.storage.path) is None       # nothing started
+
+    answers.append(True)                                    # -> Yes: go ahead knowingly
+    qtbot.mouseClick(tab.form.start_button, _left())
+    qtbot.waitUntil(lambda: tab.last_outcome is not None, timeout=300_000)
+    assert m.seen == ["QMessageBox", "QMessageBox", "ConfirmDialog"], (m.seen, m.messages)
+    outcome = tab.last_outcome
+    assert outcome["status"] == "success", outcome
+    txid = outcome["txid"]
+    assert shown["script_type_warning"].startswith("Warning: the destination is a legacy (p2pkh")
+    # the anonymity set and the fee rate are what the chain shows
+    tx = bitcoind.rpc("getrawtransaction", txid, True)
+    values = [round(Decimal(str(o["value"])) * 100_000_000) for o in tx["vout"]]
+    assert shown["anonymity_set"] == values.count(4_000_000) == 4
+    entry = bitcoind.rpc("getmempoolentry", txid)
+    fee = round(Decimal(str(entry["fees"]["base"])) * 100_000_000)
+    assert abs(shown["fee_rate"] - fee / entry["vsize"]) < 0.1, (shown, fee, entry["vsize"])
+    # ...and the legacy output is the only one of its type among the equal outputs
+    kinds = [o["scriptPubKey"]["type"] for o in tx["vout"]
+             if round(Decimal(str(o["value"])) * 100_000_000) == 4_000_000]
+    assert sorted(kinds) == ["pubkeyhash", "witness_v0_keyhash", "witness_v0_keyhash",
+                             "witness_v0_keyhash"]
+    assert outcome["anonymity_set"] == 4 and abs(outcome["fee_rate"] - shown["fee_rate"]) < 0.1
+    # Electrum's own history labels the coinjoin and the change
+    electrum_node.wait_tx(wallet, txid)
+    assert wallet.get_label_for_txid(txid) == "JoinMarket coinjoin, 4 equal outputs"
+    change = [o["scriptPubKey"]["address"] for o in tx["vout"]
+              if wallet.is_mine(o["scriptPubKey"].get("address", ""))]
+    assert len(change) == 1 and wallet.is_change(change[0])
+    assert wallet.get_label_for_address(change[0]) == f"JoinMarket change of {txid[:16]}…"
+    bitcoind.mine(1)

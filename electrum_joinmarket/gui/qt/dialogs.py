@@ -105,7 +105,24 @@ class ConfirmDialog(WindowModalDialog):
         form2.addRow(_("Total cost to you"), total_lab)
         if b.get("change") is not None:
             form2.addRow(_("Your change"), label("jm_change", int(b["change"])))
+        if b.get("anonymity_set") is not None:
+            anon = WWLabel(_("{} equal outputs of {}, yours among them").format(
+                int(b["anonymity_set"]), fmt_sats(amount)))
+            anon.setObjectName("jm_anonymity_set")
+            form2.addRow(_("Anonymity set"), anon)
+        if b.get("fee_rate") is not None:
+            rate = QLabel(_("{:.1f} sat/vB ({} vbytes)").format(float(b["fee_rate"]),
+                                                                 int(b.get("vsize") or 0)))
+            rate.setObjectName("jm_fee_rate")
+            form2.addRow(_("Miner fee rate"), rate)
         vbox.addLayout(form2)
+        self.warning_label: Optional[QLabel] = None
+        if b.get("script_type_warning"):
+            w = WWLabel(_("Warning: {}.").format(b["script_type_warning"]))
+            w.setObjectName("jm_script_warning")
+            w.setStyleSheet("color: #c0392b; font-weight: bold")
+            vbox.addWidget(w)
+            self.warning_label = w
         self.ok_button = OkButton(self, _("Sign and send"))
         self.cancel_button = CancelButton(self)
         vbox.addLayout(Buttons(self.cancel_button, self.ok_button))
@@ -117,9 +134,18 @@ class ConfirmDialog(WindowModalDialog):
             return sats_of(self.findChild(QLabel, name).text())
         fees = {self.fee_table.item(r, 0).text(): sats_of(self.fee_table.item(r, 1).text())
                 for r in range(self.fee_table.rowCount())}
-        return {"cj_amount": get("jm_cj_amount"), "maker_fees": fees,
-                "miner_fee": get("jm_miner_fee"), "taker_miner_fee": get("jm_taker_miner_fee"),
-                "total_cost": get("jm_total_cost")}
+        out = {"cj_amount": get("jm_cj_amount"), "maker_fees": fees,
+               "miner_fee": get("jm_miner_fee"), "taker_miner_fee": get("jm_taker_miner_fee"),
+               "total_cost": get("jm_total_cost")}
+        anon = self.findChild(QLabel, "jm_anonymity_set")
+        if anon is not None:
+            out["anonymity_set"] = int(anon.text().split()[0])
+        rate = self.findChild(QLabel, "jm_fee_rate")
+        if rate is not None:
+            out["fee_rate"] = float(rate.text().split()[0])
+        out["script_type_warning"] = (self.warning_label.text()
+                                      if self.warning_label is not None else None)
+        return out
 
 
 class SettingsDialog(WindowModalDialog):

@@ -59,15 +59,26 @@ class FormPanel(Panel):
         self.n_spin.setRange(1, 20)
         self.n_spin.setValue(int(c.JM_COUNTERPARTIES or 8))
         form.addRow(_("Counterparties"), self.n_spin)
-        self.fee_abs_e = QLineEdit("" if c.JM_MAX_CJ_FEE_ABS is None else str(c.JM_MAX_CJ_FEE_ABS))
-        self.fee_abs_e.setPlaceholderText(_("sats, e.g. 20000"))
-        self.fee_rel_e = QLineEdit("" if c.JM_MAX_CJ_FEE_REL is None else str(c.JM_MAX_CJ_FEE_REL))
-        self.fee_rel_e.setPlaceholderText(_("fraction, e.g. 0.004 or 0.4%"))
+        # one unit in the form: Electrum's (the absolute limit is an amount like any other)
+        self.fee_abs_e = BTCAmountEdit(self.main_window.get_decimal_point)
+        self.fee_abs_e.setObjectName("jm_fee_abs")
+        if c.JM_MAX_CJ_FEE_ABS is not None:
+            self.fee_abs_e.setAmount(int(c.JM_MAX_CJ_FEE_ABS))
+        self.fee_rel_e = QLineEdit("" if c.JM_MAX_CJ_FEE_REL is None else
+                                   model.fmt_percent_text(c.JM_MAX_CJ_FEE_REL))
+        self.fee_rel_e.setObjectName("jm_fee_rel")
+        self.fee_rel_e.setPlaceholderText(_("e.g. 0.4%"))
+        self.fee_rel_e.setMaximumWidth(110)
         row = QHBoxLayout()
         row.addWidget(self.fee_abs_e)
-        row.addWidget(QLabel(_("sat or")))
+        row.addWidget(QLabel(_("and")))
         row.addWidget(self.fee_rel_e)
-        form.addRow(_("Max fee per maker"), row)
+        row.addWidget(QLabel(_("of the amount")))
+        fee_label = QLabel(_("Refuse a maker whose fee is above both"))
+        fee_label.setObjectName("jm_fee_rule")
+        fee_label.setToolTip(_("A maker is refused only when its fee is above both limits: the "
+                               "larger of the two is what one maker may cost you."))
+        form.addRow(fee_label, row)
         self.feerate_spin = QDoubleSpinBox()
         self.feerate_spin.setRange(1, 1000)
         self.feerate_spin.setDecimals(1)
@@ -88,9 +99,9 @@ class FormPanel(Panel):
         """Take the (just saved) settings' fee limits, counterparties and fallback fee rate."""
         c = self.plugin.config
         if c.JM_MAX_CJ_FEE_ABS is not None:
-            self.fee_abs_e.setText(str(c.JM_MAX_CJ_FEE_ABS))
+            self.fee_abs_e.setAmount(int(c.JM_MAX_CJ_FEE_ABS))
         if c.JM_MAX_CJ_FEE_REL is not None:
-            self.fee_rel_e.setText(str(c.JM_MAX_CJ_FEE_REL))
+            self.fee_rel_e.setText(model.fmt_percent_text(c.JM_MAX_CJ_FEE_REL))
         if c.JM_COUNTERPARTIES:
             self.n_spin.setValue(int(c.JM_COUNTERPARTIES))
         self.feerate_spin.setValue(max(1.0, int(c.JM_FALLBACK_FEE_RATE) / 1000))
@@ -115,7 +126,9 @@ class FormPanel(Panel):
             amount=None if self.sweep_cb.isChecked() else self.amount_e.get_amount(),
             sweep=self.sweep_cb.isChecked(), destination=self.dest_e.text(),
             n_makers=int(self.n_spin.value()),
-            max_fee_abs=self.fee_abs_e.text(), max_fee_rel=self.fee_rel_e.text(),
+            max_fee_abs=("" if self.fee_abs_e.get_amount() is None
+                         else str(self.fee_abs_e.get_amount())),
+            max_fee_rel=self.fee_rel_e.text(),
             feerate_sat_vb=float(self.feerate_spin.value()),
             coins=self.main_window.get_manually_selected_coins(),
             offers=self.tab.orderbook.offers(),

@@ -78,6 +78,7 @@ class ProgressPanel(Panel):
     # -- a run --------------------------------------------------------------------------------
     def reset(self) -> None:
         self.log_view.clear()
+        self._last_log: Optional[str] = None
         self.outcome_label.setText("")
         self.makers_label.setText("")
         self.time_label.setText("")
@@ -101,6 +102,10 @@ class ProgressPanel(Panel):
         self.cancel_button.setEnabled(False)
 
     def append_log(self, text: str) -> None:
+        """One line per change: a message repeated while waiting is not written again."""
+        if text == getattr(self, "_last_log", None):
+            return
+        self._last_log = text
         self.log_view.appendPlainText(time.strftime("%H:%M:%S ") + text)
 
     def tick(self) -> None:
@@ -159,7 +164,9 @@ class ProgressPanel(Panel):
             pct = o["total_cost"] * 100 / o["cj_amount"] if o.get("cj_amount") else 0
             self.outcome_label.setText(_(
                 "Coinjoin sent: {txid}\n{amount} with {n} makers; maker fees {fees}, miner fee "
-                "{miner} (your share {share}); total cost {cost} = {pct:.4f} %").format(
+                "{miner} (your share {share}, {rate} sat/vB); total cost {cost} = {pct:.4f} %\n"
+                "Anonymity set: {anon} equal outputs").format(
+                rate=o.get("fee_rate"), anon=o.get("anonymity_set"),
                 txid=o.get("txid"), amount=model.fmt_sats(o["cj_amount"]), n=len(o.get("makers") or []),
                 fees=model.fmt_sats(sum((o.get("maker_fees") or {}).values())),
                 miner=model.fmt_sats(o.get("miner_fee")), share=model.fmt_sats(o.get("taker_miner_fee")),

@@ -1,11 +1,14 @@
-"""The tab's status line: the daemon (probed, never started unasked), the message channels and
-Tor, our nick; the *Start daemon* and *Settings…* buttons."""
+"""The tab's status line: the daemon (probed, never started unasked; when none runs, whether
+and which one will be started at the first use), the message channels and Tor, our nick; the
+*Start daemon*, *Daemon log* and *Settings…* buttons."""
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 from electrum.i18n import _
-from PyQt6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout
 
 from electrum_joinmarket.gui import model
 from electrum_joinmarket.gui.qt.common import Panel, friendly_error, guarded
@@ -43,6 +46,9 @@ class StatusPanel(Panel):
         self.start_daemon_button.setVisible(False)
         self.settings_button = QPushButton(_("Settings…"))
         self.settings_button.clicked.connect(self.show_settings)
+        self.log_button = QPushButton(_("Daemon log"))
+        self.log_button.setObjectName("jm_daemon_log_button")
+        self.log_button.clicked.connect(self.show_daemon_log)
         col = QVBoxLayout()
         col.addWidget(self.daemon_label)
         line = QHBoxLayout()
@@ -54,6 +60,7 @@ class StatusPanel(Panel):
         col.addWidget(self.tor_label)
         status.addLayout(col, 1)
         status.addWidget(self.start_daemon_button)
+        status.addWidget(self.log_button)
         status.addWidget(self.settings_button)
 
     # -- what the other panels tell us --------------------------------------------------------
@@ -139,7 +146,7 @@ class StatusPanel(Panel):
                                       "daemon): change the port in settings").format(addr)
                 self._daemon_usable = False
             else:
-                self._daemon_text = _("No JoinMarket daemon running at {}").format(addr)
+                self._daemon_text = self._no_daemon_text(addr)
                 self._daemon_usable = False
                 self._channels_up = None
             self.render()
@@ -150,7 +157,66 @@ class StatusPanel(Panel):
         authentication = bool(self.plugin.config.JM_DAEMON_AUTHENTICATION)
         self.run_async(probe(host, port, 3.0, authentication=authentication), done, failed)
 
+    def _no_daemon_text(self, addr: str) -> str:
+        """What the first view says when no daemon answers: whether (and which) one will be
+        started at the first use, or why not."""
+        from electrum_joinmarket.link.daemon import find_daemon_binary, in_process_available
+        from electrum_joinmarket.settings import DaemonSettings
+        d = DaemonSettings.from_config(self.plugin.config)
+        if not d.autostart:
+            return _("No JoinMarket daemon running at {}; starting one automatically is off in "
+                     "settings: use Start daemon, or run jmdaemon yourself").format(addr)
+        binary = find_daemon_binary(d.binary, d.electrum_dir)
+        if binary:
+            how = _("the jmdaemon binary {}").format(binary)
+        elif d.in_process and in_process_available():
+            how = _("a daemon inside Electrum")
+        else:
+            return _("No JoinMarket daemon running at {}, and none can be started: no jmdaemon "
+                     "binary found (see Settings)").format(addr)
+        return _("No JoinMarket daemon running at {} yet: Electrum will start {} when you "
+                 "refresh the orderbook or start a coinjoin").format(addr, how)
+
     # -- buttons ------------------------------------------------------------------------------
+    @guarded
+    def show_daemon_log(self) -> None:
+        """The daemon's log, when Electrum started it (else where to find it)."""
+        from electrum.gui.qt.util import Buttons, CloseButton, WindowModalDialog
+        link = self.plugin.runner.link
+        info = link.status_dict() if link is not None else {}
+        path = info.get("log")
+        if path and os.path.exists(path):
+            with open(path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 200_000))
+                text = f.read().decode("utf-8", "replace")
+            head = _("Log of the jmdaemon Electrum started (pid {}): {}").format(info.get("pid"),
+                                                                                path)
+        elif info.get("status") == "in_process":
+            text, head = "", _("The daemon runs inside Electrum: its lines are in Electrum's own "
+                               "log (Electrum's logs folder, or the console with -v).")
+        else:
+            text, head = "", _("Electrum did not start the daemon it uses, so it has no log of "
+                               "it: see the log in that daemon's own data folder (default "
+                               "~/.jmdaemon).")
+        d = WindowModalDialog(self.main_window, _("JoinMarket daemon log"))
+        d.setObjectName("jm_daemon_log_dialog")
+        d.setMinimumSize(820, 500)
+        v = QVBoxLayout(d)
+        lab = QLabel(head)
+        lab.setObjectName("jm_daemon_log_path")
+        lab.setWordWrap(True)
+        lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        v.addWidget(lab)
+        view = QPlainTextEdit()
+        view.setObjectName("jm_daemon_log")
+        view.setReadOnly(True)
+        view.setPlainText(text)
+        view.moveCursor(view.textCursor().MoveOperation.End)
+        v.addWidget(view, 1)
+        v.addLayout(Buttons(CloseButton(d)))
+        d.exec()
+
     @guarded
     def start_daemon(self) -> None:
         from electrum_joinmarket.link.daemon import DaemonLink

@@ -165,6 +165,17 @@ class JoinMarketTab(QWidget):
         except Exception as exc:
             self._show_exc(exc)
             return
+        allow_mismatch = False
+        from electrum_joinmarket.tx.privacy import destination_type_warning
+        warning = destination_type_warning(dest, getattr(self.wallet, "txin_type", "p2wpkh"))
+        if warning:
+            if not self.main_window.question(
+                    _("Warning: {}.").format(warning) + "\n\n"
+                    + _("Use an address of your wallet's type instead, unless you accept that "
+                        "your output stands out. Go ahead anyway?"),
+                    title=_("Your output would stand out")):
+                return
+            allow_mismatch = True
         ok, password = self.ask_password()
         if not ok:
             return
@@ -174,6 +185,7 @@ class JoinMarketTab(QWidget):
         self.progress.started(amount, dest)
         try:
             fut = runner.start_coinjoin_task(self.wallet, config, password,
+                                             allow_script_mismatch=allow_mismatch,
                                              progress=self._progress_from_loop,
                                              confirm=self._confirm_from_loop)
         except Exception as exc:
