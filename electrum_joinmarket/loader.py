@@ -133,7 +133,30 @@ def register_runtime() -> str:
             find_plugins._joinmarket_runtime = True  # type: ignore[attr-defined]
             _original_find_plugins = original
             Plugins.find_plugins = find_plugins
+            _wrap_read_file(Plugins)
     return PLUGIN_NAME
+
+
+def _wrap_read_file(Plugins: Any) -> None:
+    """``Plugins.read_file`` reads an internal plugin's files (its icon) from Electrum's own
+    ``electrum/plugins/<name>/``; ours registered at run time lives in PLUGIN_ROOT."""
+    original = Plugins.read_file
+    if getattr(original, "_joinmarket_runtime", False):
+        return
+
+    @functools.wraps(original)
+    def read_file(self: Any, name: str, filename: str) -> bytes:
+        meta = self.internal_plugin_metadata.get(name)
+        if name == PLUGIN_NAME and meta is not None and meta.path == PLUGIN_ROOT:
+            path = os.path.normpath(os.path.join(PLUGIN_ROOT, filename))
+            if os.path.dirname(path) != PLUGIN_ROOT:
+                raise FileNotFoundError(filename)      # only the plugin's own top-level files
+            with open(path, "rb") as f:
+                return f.read()
+        return original(self, name, filename)
+
+    read_file._joinmarket_runtime = True  # type: ignore[attr-defined]
+    Plugins.read_file = read_file
 
 
 def is_registered() -> bool:

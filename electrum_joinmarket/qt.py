@@ -40,11 +40,19 @@ class Plugin(JoinMarketPlugin):
         from electrum_joinmarket.gui.qt.tab import JoinMarketTab
         tab = JoinMarketTab(self, window)
         try:
-            from electrum.gui.qt.util import read_QIcon
-            window.tabs.addTab(tab, read_QIcon("tab_coins.png"), _(TAB_TITLE))
+            window.tabs.addTab(tab, self.icon(), _(TAB_TITLE))
         except Exception:
             window.tabs.addTab(tab, _(TAB_TITLE))
         self._tabs[id(window)] = (window, tab)
+
+    def icon(self) -> Any:
+        """The plugin's icon (manifest ``icon``), read as Electrum reads it: from the zip, or
+        from this folder when registered at run time; Electrum's coins icon if unreadable."""
+        from electrum.gui.qt.util import read_QIcon, read_QIcon_from_bytes
+        try:
+            return read_QIcon_from_bytes(self.parent.read_file(self.name, "joinmarket.png"))
+        except Exception:
+            return read_QIcon("tab_coins.png")
 
     @hook
     def on_close_window(self, window: Any) -> None:

@@ -42,6 +42,7 @@ def test_zip_layout_is_what_electrum_expects(plugin_zip):
     pkg = ROOT / "electrum_joinmarket"
     plugin_files = sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*.py")
                           if "__pycache__" not in p.parts and p != pkg / "loader.py") + ["manifest.json"]
+    plugin_files += ["joinmarket.png"]        # the manifest's icon (Electrum reads it from the zip)
     jmcore_files = sorted("jmcore/" + p.name for p in (ROOT / "jmcore").glob("*.py"))
     assert rel == sorted(plugin_files + jmcore_files + ["_zipimports.py"])   # nothing else
     assert not any(re.search(r"(^|/)(tests?|jmdaemon|__pycache__)(/|$)|\.pyc$", n) for n in rel)
