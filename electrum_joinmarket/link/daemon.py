@@ -24,7 +24,8 @@ link starts gets ``--allow-unauthenticated``, and the state says the link is una
 
 Only a loopback ``host`` is ever *started* by the plugin; a non-loopback host is only used if a
 daemon already answers there.  A daemon the link started is stopped by :meth:`DaemonLink.stop`
-(SIGTERM, then SIGKILL after a grace period) and, as a safety net, at interpreter exit
+(SIGTERM, then SIGKILL of its process group after a grace period: a one-file binary's
+Python child goes too) and, as a safety net, at interpreter exit
 (``atexit``); one it found running is left alone.
 
 **Ownership.** A started binary is recorded in
@@ -658,7 +659,9 @@ class DaemonLink:
                 deadline = loop.time() + grace
                 while _alive(pid, rec.get("start")) and loop.time() < deadline:
                     await asyncio.sleep(0.05)
-                if _alive(pid, rec.get("start")):
+                if _alive(pid, rec.get("start")) and os.getpgid(pid) == pid:
+                    _kill_group(pid)              # a group we made (start_new_session)
+                elif _alive(pid, rec.get("start")):
                     os.kill(pid, signal.SIGKILL)
             except OSError as exc:
                 log.warning("daemon link: could not stop orphaned jmdaemon %d: %s", pid, exc)
@@ -680,7 +683,7 @@ class DaemonLink:
             while proc.poll() is None and loop.time() < deadline:
                 await asyncio.sleep(0.05)
             if proc.poll() is None:
-                proc.kill()
+                _kill_group(proc.pid)             # not reaped yet: the pid is still ours
                 await asyncio.sleep(0)
         try:
             return proc.wait(5)
@@ -730,7 +733,7 @@ class DaemonLink:
             try:
                 proc.wait(grace)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _kill_group(proc.pid)
                 try:
                     proc.wait(5)
                 except subprocess.TimeoutExpired:   # pragma: no cover
@@ -747,6 +750,20 @@ class DaemonLink:
             atexit.register(self.stop_sync)
             self._atexit_registered = True
 
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the process group of a daemon we started. It was started as a session (and group)
+    leader, so its group is it and its children: a one-file PyInstaller binary is a bootloader
+    whose Python child would outlive a SIGKILL of the bootloader alone. Call it while ``pid``
+    cannot have been reused (its process not yet reaped, or checked alive by start time)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:                     # the group is gone already
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 def _unlink(path: str) -> None:
     try:

@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -207,3 +208,42 @@ def test_in_process_fallback(tmp_path):
         asyncio.run(main())
     """, tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "OK", r.stdout + r.stderr
+
+
+BOOTLOADER = """#!{python}
+# Like a one-file PyInstaller binary: a bootloader that runs the program as a child and, here,
+# ignores SIGTERM (a hung daemon); the child ignores it too and never answers AMP.
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+datadir = sys.argv[sys.argv.index("--datadir") + 1]
+pid = os.fork()
+if pid == 0:
+    with open(os.path.join(datadir, "child.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(600)
+    os._exit(0)
+time.sleep(600)
+"""
+
+
+def test_sigkill_fallback_stops_a_one_file_binarys_child_too(tmp_path, isolated_env):
+    """A started daemon that ignores SIGTERM is killed with its process group: the Python child
+    of a one-file binary's bootloader is not left orphaned (it was, with a SIGKILL of the
+    bootloader alone)."""
+    fake = tmp_path / "jmdaemon"
+    fake.write_text(BOOTLOADER.format(python=sys.executable))
+    fake.chmod(0o755)
+    datadir = tmp_path / "d"
+    datadir.mkdir()
+
+    async def main():
+        link = DaemonLink("127.0.0.1", free_port(), binary=str(fake), datadir=str(datadir),
+                          in_process=False, start_timeout=3)
+        return await link.ensure()
+    st = arun(main())
+    assert st.status == DaemonStatus.FAILED and "no AMP answer" in st.detail, st.as_dict()
+    child = int((datadir / "child.pid").read_text())
+    deadline = time.monotonic() + 10
+    while not _is_zombie_or_gone(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _is_zombie_or_gone(child), f"the bootloader's child {child} outlived the stop"
