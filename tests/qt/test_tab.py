@@ -130,6 +130,49 @@ def test_no_daemon_reachable_clear_message_no_hang(jm_qt, open_window, make_wall
     assert not any(wallet.is_frozen_coin(c) for c in wallet.get_utxos())
 
 
+def test_first_view_says_what_will_start_one_log_line_per_change_and_daemon_log(
+        jm_qt, open_window, make_wallet, modals, configure, qtbot, tmp_path):
+    """Issue 14.13: with no daemon running the first view says which daemon Electrum will start
+    at the first use (or that it will not: autostart off); the progress log writes a repeated
+    message once; the Daemon log button says where the log is when Electrum started none."""
+    port = _free_port()
+    fake = tmp_path / "jmdaemon"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    configure(daemon_host="127.0.0.1", daemon_port=port, daemon_autostart=True,
+              daemon_binary=str(fake), daemon_in_process=False)
+    wallet = make_wallet()
+    window = open_window(wallet)
+    tab = jm_tab(window)
+    window.tabs.setCurrentWidget(tab)
+    qtbot.waitUntil(lambda: "No JoinMarket daemon" in tab.status.daemon_label.text(), timeout=10_000)
+    assert tab.status.daemon_label.text() == (
+        f"No JoinMarket daemon running at 127.0.0.1:{port} yet: Electrum will start the jmdaemon "
+        f"binary {fake} when you refresh the orderbook or start a coinjoin")
+    configure(daemon_autostart=False)
+    tab.status.refresh()
+    qtbot.waitUntil(lambda: "automatically is off" in tab.status.daemon_label.text(), timeout=10_000)
+
+    tab.progress.reset()
+    for text in ["3 offers from 3 makers"] * 5 + ["4 offers from 4 makers", "3 offers from 3 makers"]:
+        tab.progress.append_log(text)
+    lines = [line[9:] for line in tab.progress.log_view.toPlainText().splitlines()]
+    assert lines == ["3 offers from 3 makers", "4 offers from 4 makers", "3 offers from 3 makers"]
+
+    from PyQt6.QtWidgets import QLabel
+    heads: list = []
+
+    def seen(d):
+        heads.append(d.findChild(QLabel, "jm_daemon_log_path").text())
+        d.accept()
+    m = modals(WindowModalDialog=seen)
+    qtbot.mouseClick(tab.status.log_button, qtbot_left())
+    qtbot.waitUntil(lambda: bool(heads), timeout=10_000)
+    assert heads == ["Electrum did not start the daemon it uses, so it has no log of it: see the "
+                     "log in that daemon's own data folder (default ~/.jmdaemon)."]
+    m.stop()
+
+
 def qtbot_left():
     from PyQt6.QtCore import Qt
     return Qt.MouseButton.LeftButton
