@@ -100,7 +100,7 @@ def test_no_daemon_reachable_clear_message_no_hang(jm_qt, open_window, make_wall
     port = _free_port()
     configure(daemon_host="127.0.0.1", daemon_port=port, daemon_autostart=False,
               max_cj_fee_abs=20000, max_cj_fee_rel="0.002", counterparties=3, orderbook_wait=2)
-    wallet = make_wallet(fund=[2_000_000])
+    wallet = make_wallet(fund=[2_000_000], confirmations=5)   # PoDLE-able: the daemon is next
     window = open_window(wallet)
     tab = jm_tab(window)
     window.tabs.setCurrentWidget(tab)
