@@ -149,3 +149,33 @@ def test_makers_ignored_after_a_failed_round_still_complete_the_book():
     taker, took = asyncio.run(_collect(daemon, [(0.1, THREE)], ignored=["J5c"], **POLICY))
     assert len({o.counterparty for o in taker._book}) == 3
     assert took < 4.0, took
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["our-daemon", "reference-daemon"])
+def test_fill_refusals_asked_of_our_daemon_and_empty_from_a_reference_one(ours):
+    """EJMFillRefusals (docs/amp-extensions.md): our daemon's answer comes back one printable
+    line per maker, cut to 120 characters; a reference daemon does not know the command (an
+    AMP error), and the taker gets an empty answer, calling the missing makers silent as
+    before."""
+    async def main():
+        def responders(proto):
+            if not ours:
+                return {}
+            return {"EJMFillRefusals": lambda: {
+                "accepted": True,
+                "refusals": {"J5a": "refused (T7)", "J5b": "x\x1b[31m" + "y" * 200}}}
+        server = await jamp.serve("127.0.0.1", 0, responders,
+                                  commands=ALL_COMMANDS if ours else COMMANDS)
+        client = DaemonClient(network="regtest", chan_configs=[], handler=None)
+        client.proto = await jamp.connect("127.0.0.1", server.sockets[0].getsockname()[1],
+                                          client._responders(), commands=ALL_COMMANDS)
+        try:
+            return await client.fill_refusals()
+        finally:
+            client.close()
+            server.close()
+    got = asyncio.run(main())
+    if ours:
+        assert got == {"J5a": "refused (T7)", "J5b": "x[31m" + "y" * 114}   # ESC dropped
+    else:
+        assert got == {}
