@@ -61,7 +61,7 @@ def test_failures_carry_their_kind_and_the_hint_follows_it(electrum_node, make_w
     from electrum_joinmarket.errors import Failure
     from electrum_joinmarket.gui.model import FAILURE_HINTS, failure_hint
     from electrum_joinmarket.stages import OutcomeStatus, TakerStage
-    w = make_wallet(fund=[1_500_000])
+    w = make_wallet(fund=[1_500_000], confirmations=5)    # old enough for PoDLE: past the early check
     limits = FeeLimits(20_000, "0.004")
     cases = [
         (TakerConfig(amount=100_000, destination="bcrt1qnotanaddress", limits=limits), Failure.INPUT),
@@ -89,7 +89,7 @@ def test_low_fee_rate_above_the_users_cap_stops_the_run(electrum_node, make_wall
     from electrum_joinmarket.errors import Failure
     from electrum_joinmarket.settings import JM_MAX_FEE_RATE
     from electrum_joinmarket.stages import OutcomeStatus
-    w = make_wallet(fund=[1_500_000])
+    w = make_wallet(fund=[1_500_000], confirmations=5)    # old enough for PoDLE: past the early check
     config = TakerConfig(amount=100_000, destination=w.get_unused_address(),
                          limits=FeeLimits(20_000, "0.004"), fallback_feerate=150_000,
                          max_feerate=100_000)
