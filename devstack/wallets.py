@@ -34,7 +34,9 @@ def fund_wallets(node: ElectrumNode, bitcoind: Bitcoind,
         ops = []
         for address, sats in zip(addresses, amounts, strict=False):
             txid = bitcoind.fund(address, sats, confirm=False)
-            raw = bitcoind.rpc("getrawtransaction", txid, True)
+            # the miner wallet's own record: getrawtransaction would depend on the txindex,
+            # which lags when another test mines the payment at once (RPC error -5)
+            raw = bitcoind.rpc("gettransaction", txid, True, True, wallet="miner")["decoded"]
             vout = next(o["n"] for o in raw["vout"] if o["scriptPubKey"].get("address") == address)
             ops.append(f"{txid}:{vout}")
             payments.append((wallet, txid))
