@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from electrum_joinmarket.plugin import JoinMarketPlugin
 
 __all__ = ["status", "coinjoin", "progress", "cancel", "orderbook", "start_maker", "stop_maker",
-           "history"]
+           "history", "depths", "set_depth", "schedule_create", "schedule_start",
+           "schedule_status", "schedule_stop", "schedule_address"]
 
 
 def _int_arg(name: str, value: Any) -> int:
@@ -66,15 +67,17 @@ async def coinjoin(self: "Commands", destination: str, amount: Any,
                    wallet: Optional["Abstract_Wallet"] = None, password: Optional[str] = None,
                    counterparties: Any = None, max_cj_fee_abs: Any = None,
                    max_cj_fee_rel: Any = None, broadcast: str = "self", wait: bool = False,
-                   allow_script_mismatch: bool = False) -> dict:
-    """Start a JoinMarket coinjoin from this wallet; answers at once with its job id.
+                   allow_script_mismatch: bool = False, depth: Any = None) -> dict:
+    """Start a JoinMarket coinjoin from one depth of this wallet; answers at once with its job
+    id.
 
     The coinjoin runs inside Electrum (minutes): follow it with joinmarket_progress, cancel it
     with joinmarket_cancel. With --wait this command follows it to the end (progress on stderr,
     Ctrl-C cancels it) and exits with status 1 if it fails or is cancelled.
 
     arg:str:destination:Address that receives the coinjoin output
-    arg:decimal:amount:Amount in BTC; 0 sweeps every confirmed unfrozen coin
+    arg:decimal:amount:Amount in BTC; 0 sweeps every confirmed unfrozen coin of the depth
+    arg:int:depth:JoinMarket depth to spend from (default: the lowest that can pay)
     arg:int:counterparties:Number of makers (default: the setting, else 8)
     arg:str:max_cj_fee_abs:Refuse makers whose fee is above this many sats AND above the relative limit (default: the setting)
     arg:str:max_cj_fee_rel:Relative fee limit, a fraction of the amount, e.g. 0.004 or 0.4% (default: the setting)
@@ -89,7 +92,8 @@ async def coinjoin(self: "Commands", destination: str, amount: Any,
         plugin, wallet, password, satoshis(amount), destination,
         counterparties=None if counterparties is None else _int_arg("counterparties", counterparties),
         max_cj_fee_abs=max_cj_fee_abs, max_cj_fee_rel=max_cj_fee_rel, broadcast=broadcast,
-        wait=bool(wait), allow_script_mismatch=bool(allow_script_mismatch))
+        wait=bool(wait), allow_script_mismatch=bool(allow_script_mismatch),
+        depth=None if depth is None else _int_arg("depth", depth))
 
 
 @plugin_command("w", PLUGIN_NAME)
@@ -186,3 +190,106 @@ async def history(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: 
     """Past coinjoins of this wallet that reached makers — taker side (success, failure,
     cancellation) and maker side (earnings) — oldest first."""
     return list(plugin.runner.history(wallet))
+
+
+# -- depths and schedules (issue 15; docs/depths-and-schedules.md) --------------------------------
+
+@plugin_command("w", PLUGIN_NAME)
+async def depths(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                 wallet: Optional["Abstract_Wallet"] = None) -> dict:
+    """This wallet's coins by JoinMarket depth: balance, coins, how many coinjoins each went
+    through, merges, and what a rebuild could not recover."""
+    return plugin.session_for(wallet).depths.summary()
+
+
+@plugin_command("w", PLUGIN_NAME)
+async def set_depth(self: "Commands", outpoint: str, depth: Any,
+                    plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                    wallet: Optional["Abstract_Wallet"] = None) -> dict:
+    """Put one coin of this wallet in a JoinMarket depth (e.g. a deposit you want mixed from
+    another depth).
+
+    arg:str:outpoint:The coin, txid:n
+    arg:int:depth:Depth number
+    """
+    rec = plugin.session_for(wallet).depths
+    rec.set_coin_depth(outpoint, _int_arg("depth", depth))
+    return {"outpoint": outpoint, "depth": rec.depth_of(outpoint).depth, "balances": rec.balances()}
+
+
+@plugin_command("w", PLUGIN_NAME)
+async def schedule_create(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                          wallet: Optional["Abstract_Wallet"] = None, steps: Any = None,
+                          tumbler: Any = None, destinations: Optional[str] = None,
+                          name: str = "", max_attempts: Any = 3) -> dict:
+    """Create a schedule (several coinjoins, one after another) in this wallet: from steps, or a
+    tumble from the tumbler's parameters. Start it with schedule_start.
+
+    arg:json:steps:List of steps {depth, amount, counterparties, destination, wait_blocks}
+    arg:json:tumbler:Tumbler parameters, {} for the defaults (see docs/depths-and-schedules.md)
+    arg:str:destinations:Destination addresses of a tumble, separated by commas
+    arg:str:name:A name for the schedule
+    arg:int:max_attempts:Attempts per step before the schedule stops (default 3)
+    """
+    service = plugin.runner.schedules(wallet)
+    dests = [d.strip() for d in (destinations or "").replace(" ", ",").split(",") if d.strip()]
+    sched = service.create(steps=steps, tumbler=tumbler, destinations=dests, name=name,
+                           max_attempts=_int_arg("max_attempts", max_attempts))
+    return sched.summary()
+
+
+@plugin_command("wp", PLUGIN_NAME)
+async def schedule_start(self: "Commands", schedule_id: str,
+                         plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                         wallet: Optional["Abstract_Wallet"] = None,
+                         password: Optional[str] = None) -> dict:
+    """Start or resume a schedule; it runs in the background (see schedule_status).
+
+    arg:str:schedule_id:The schedule's id (schedule_status lists them)
+    """
+    return plugin.runner.schedules(wallet).start(schedule_id, password)
+
+
+@plugin_command("w", PLUGIN_NAME)
+async def schedule_status(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                          wallet: Optional["Abstract_Wallet"] = None,
+                          schedule_id: Optional[str] = None) -> Any:
+    """The schedules of this wallet, or one of them, with every step's state.
+
+    arg:str:schedule_id:Only this schedule
+    """
+    return plugin.runner.schedules(wallet).status(schedule_id)
+
+
+@plugin_command("w", PLUGIN_NAME)
+async def schedule_stop(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                        wallet: Optional["Abstract_Wallet"] = None,
+                        schedule_id: Optional[str] = None) -> dict:
+    """Stop the running schedule (the coinjoin in progress is cancelled); resume it later with
+    schedule_start.
+
+    arg:str:schedule_id:Only if this one is running
+    """
+    service = plugin.runner.schedules(wallet)
+    running = service.running_id
+    stopped = service.stop(schedule_id)
+    if stopped:
+        await service.wait(60)
+    return {"stopped": stopped, "schedule": running,
+            "status": service.status(running) if running else None}
+
+
+@plugin_command("w", PLUGIN_NAME)
+async def schedule_address(self: "Commands", schedule_id: str, step: Any, address: str,
+                           plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                           wallet: Optional["Abstract_Wallet"] = None) -> dict:
+    """Give a schedule step that asks for one (ADDRASK) its destination address.
+
+    arg:str:schedule_id:The schedule's id
+    arg:int:step:Step number (1 = first)
+    arg:str:address:Destination address (of another wallet)
+    """
+    sched = plugin.runner.schedules(wallet).set_destination(schedule_id, _int_arg("step", step),
+                                                             address)
+    return sched.summary()
+

@@ -262,7 +262,8 @@ def fee_limits_unset_text(config: Any) -> str:
 async def cmd_coinjoin(plugin: Any, wallet: Any, password: Optional[str], amount: int,
                        destination: str, *, counterparties: Any = None, max_cj_fee_abs: Any = None,
                        max_cj_fee_rel: Any = None, broadcast: str = "self",
-                       wait: bool = False, allow_script_mismatch: bool = False) -> dict:
+                       wait: bool = False, allow_script_mismatch: bool = False,
+                       depth: Optional[int] = None) -> dict:
     from electrum_joinmarket.errors import UserError
     from electrum_joinmarket.market.limits import FeeLimitsUnset
     runner = plugin.runner
@@ -275,7 +276,8 @@ async def cmd_coinjoin(plugin: Any, wallet: Any, password: Optional[str], amount
         overrides["n_makers"] = int(counterparties)
     config = runner.taker_config(amount, destination, limits=limits, **overrides)
     job = await runner.start_coinjoin_job(wallet, config, password,
-                                          allow_script_mismatch=allow_script_mismatch)
+                                          allow_script_mismatch=allow_script_mismatch,
+                                          depth=depth)
     if wait:
         await job.wait(wait_budget(runner.plugin.config))
     return answer(job, raise_failure=wait)

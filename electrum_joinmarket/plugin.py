@@ -119,7 +119,17 @@ class JoinMarketPlugin(BasePlugin):
             s = WalletSession(self, wallet)
             self._sessions[id(wallet)] = s
             self.logger.info(f"JoinMarket session opened for wallet {s.wallet_name}")
-            return s
+        self._after_open(s)
+        return s
+
+    def _after_open(self, session: WalletSession) -> None:
+        """A schedule Electrum was running when it stopped resumes (or is marked interrupted)."""
+        if getattr(session.wallet, "network", None) is None:
+            return
+        try:
+            self.runner.resume_schedules(session)
+        except Exception:
+            self.logger.exception("could not look at the wallet's schedules")
 
     def sessions(self) -> list[WalletSession]:
         with self._lock:
@@ -169,6 +179,23 @@ class JoinMarketPlugin(BasePlugin):
     @hook
     def close_wallet(self, wallet: "Abstract_Wallet") -> None:
         self.drop_session(wallet)
+
+    @hook
+    def make_unsigned_transaction(self, wallet: "Abstract_Wallet", tx: Any) -> None:
+        """Electrum built a transaction (Send tab, ``payto``…): log when it would merge
+        JoinMarket depths. Electrum ignores what this hook returns; the Qt plugin asks the user
+        before signing (``tc_sign_wrapper``)."""
+        session = self.session_for(wallet, create=False)
+        if session is None:
+            return
+        from electrum_joinmarket.depths.record import MixedDepthsError
+        try:
+            session.depths.check_tx_inputs(tx)
+        except MixedDepthsError as exc:
+            self.logger.warning(f"a transaction built by Electrum merges JoinMarket depths "
+                                f"{exc.depths} of wallet {session.wallet_name}")
+        except Exception:
+            self.logger.exception("depth check of an Electrum transaction failed")
 
     def on_close(self) -> None:
         if self._runner is not None:

@@ -183,11 +183,53 @@ class Runner:
         base.update(overrides)
         return TakerConfig(**base)
 
-    def busy_reason(self, session: "WalletSession") -> Optional[str]:
+    def depth_coins(self, session: "WalletSession", config: TakerConfig,
+                    depth: Optional[int]) -> int:
+        """Restrict ``config.coins`` to one depth (the plugin never spends two depths in one
+        transaction): the user's selection must lie in one depth; without one, the coins of
+        ``depth``, or of the lowest depth whose balance covers the amount. Returns the depth."""
+        from electrum_joinmarket.depths.record import DepthError
+        rec = session.depths
+        try:
+            if config.coins:
+                chosen = rec.check_one_depth(config.coins)
+                if depth is not None and depth != chosen:
+                    raise RunnerError(f"the selected coins are in depth {chosen}, not {depth}")
+                return chosen
+            if depth is None:
+                balances = rec.balances()
+                fits = [d for d, b in sorted(balances.items())
+                        if b > 0 and (config.amount == 0 or b > config.amount)]
+                if not fits:
+                    raise RunnerError(
+                        "no depth holds enough confirmed coins for this amount (the plugin "
+                        "spends one depth at a time: " + ", ".join(
+                            f"depth {d}: {b} sat" for d, b in balances.items() if b) + ")"
+                        if any(balances.values()) else "no confirmed coins to spend")
+                if config.amount == 0 and len(fits) > 1:
+                    raise RunnerError("a sweep empties one depth: say which (" + ", ".join(
+                        f"depth {d}: {balances[d]} sat" for d in fits) + ")")
+                depth = fits[0]
+            config.coins = rec.spendable_outpoints(depth)
+            if not config.coins:
+                raise RunnerError(f"depth {depth} has no confirmed, unfrozen coins")
+            return depth
+        except DepthError as exc:
+            raise RunnerError(str(exc)) from None
+
+    def busy_reason(self, session: "WalletSession", *,
+                    for_schedule: bool = False) -> Optional[str]:
         """Why ``session``'s wallet cannot start a coinjoin or a maker now (None if it can); the
-        reason names the command that ends what is running."""
+        reason names the command that ends what is running. ``for_schedule``: a step of the
+        wallet's running schedule asks (the schedule itself is not in the way)."""
         job = getattr(session, "job", None)
         path = session.wallet.storage.path
+        schedules = session.schedules
+        if not for_schedule and schedules is not None and schedules.busy:
+            cmd = jobmod.electrum_command(self.plugin.config, "joinmarket_schedule_stop", "-w",
+                                          path)
+            return (f"this wallet is busy: schedule {schedules.running_id} is running; stop it "
+                    f"with '{cmd}'")
         if job is not None and not job.done:
             return (f"this wallet is busy: coinjoin {job.id} is running; follow it with "
                     f"'{job.hints['follow']}' or cancel it with '{job.hints['cancel']}'")
@@ -199,14 +241,17 @@ class Runner:
         return None
 
     def check_coinjoin(self, wallet: Any, config: TakerConfig, password: Optional[str], *,
-                       allow_script_mismatch: bool = False) -> Optional[str]:
+                       allow_script_mismatch: bool = False, depth: Optional[int] = None,
+                       for_schedule: bool = False) -> Optional[str]:
         """Everything about the request that the user can get wrong, before anything runs;
-        RunnerError with what to change. Returns the script-type warning the user overrode."""
+        RunnerError with what to change. Restricts ``config.coins`` to one depth
+        (:meth:`depth_coins`). Returns the script-type warning the user overrode."""
         from electrum_joinmarket.tx.privacy import TYPE_NAMES, coinjoin_output_type, destination_type_warning
         session = self.plugin.session_for(wallet)
-        busy = self.busy_reason(session)
+        busy = self.busy_reason(session, for_schedule=for_schedule)
         if busy:
             raise RunnerError(busy)
+        self.depth_coins(session, config, depth)
         check_request(wallet, config, password)        # TakerError: a UserError, one line
         warning = destination_type_warning(config.destination, wallet.txin_type)
         if warning and not allow_script_mismatch:
@@ -219,16 +264,20 @@ class Runner:
     async def start_coinjoin_job(self, wallet: Any, config: TakerConfig, password: Optional[str], *,
                                  progress: Optional[Callable[[dict], None]] = None,
                                  confirm: Optional[Callable[[dict], Any]] = None,
-                                 allow_script_mismatch: bool = False) -> jobmod.Job:
-        """Check the request, make sure a daemon answers, and start the coinjoin as a job (on
-        this, Electrum's, loop); returns at once. RunnerError for anything the user must fix."""
+                                 allow_script_mismatch: bool = False,
+                                 depth: Optional[int] = None, ignored: Optional[dict] = None,
+                                 for_schedule: bool = False) -> jobmod.Job:
+        """Check the request, make sure a daemon answers, and start the coinjoin of coins of one
+        depth as a job (on this, Electrum's, loop); returns at once. RunnerError for anything
+        the user must fix. ``ignored``: makers a schedule's earlier attempts blamed."""
         session = self.plugin.session_for(wallet)
         await _wait_synced(wallet, 10.0)          # a wallet just loaded: its coins, not "none"
         warning = self.check_coinjoin(wallet, config, password,
-                                      allow_script_mismatch=allow_script_mismatch)
+                                      allow_script_mismatch=allow_script_mismatch, depth=depth,
+                                      for_schedule=for_schedule)
         host, port = await self.daemon_address()
         chan_configs = await self.channel_configs("TAKER", wallet.network)
-        busy = self.busy_reason(session)          # again: the await let others run
+        busy = self.busy_reason(session, for_schedule=for_schedule)   # again: others ran
         if busy:
             raise RunnerError(busy)
         request = {"destination": config.destination, "amount": config.amount,
@@ -240,7 +289,7 @@ class Runner:
         session.role, session.state = Role.TAKER, SessionState.STARTING
         job.task = asyncio.get_running_loop().create_task(
             self._run_taker(job, session, config, password, host, port, chan_configs,
-                            progress, confirm),
+                            progress, confirm, ignored),
             name=f"joinmarket {job.id}")
         job.task.add_done_callback(lambda t: self._task_ended(job, session, t))
         return job
@@ -260,7 +309,8 @@ class Runner:
     async def _run_taker(self, job: jobmod.Job, session: "WalletSession", config: TakerConfig,
                          password: Optional[str], host: str, port: int, chan_configs: list[dict],
                          progress: Optional[Callable[[dict], None]],
-                         confirm: Optional[Callable[[dict], Any]]) -> TakerOutcome:
+                         confirm: Optional[Callable[[dict], Any]],
+                         ignored: Optional[dict] = None) -> TakerOutcome:
         wallet = session.wallet
 
         def on_progress(event: dict) -> None:
@@ -273,7 +323,9 @@ class Runner:
             taker = Taker(wallet=wallet, network=wallet.network, commitments=session.commitments,
                           config=config, password=password, daemon_host=host, daemon_port=port,
                           chan_configs=chan_configs, net_name=jm_network_name(),
-                          progress=on_progress, confirm=confirm, frozen_store=session.storage)
+                          progress=on_progress, confirm=confirm, frozen_store=session.storage,
+                          depths=session.depths)
+            taker.ignored.update(ignored or {})
             session.taker = taker
             outcome = await taker.run()        # never raises; a cancellation is an outcome
         except BaseException as exc:
@@ -287,6 +339,8 @@ class Runner:
             self._label(wallet, outcome, result)
         if job.reached_makers:
             self._record(session, config, outcome, extra=result)
+        if outcome.status == "success" and outcome.txid:
+            session.depths.note_coinjoin(outcome.txid, outcome.cj_amount)
         job.finish(result, message=None if outcome.status == "success" else
                    f"{outcome.status}: {outcome.message}")
         return outcome
@@ -314,11 +368,16 @@ class Runner:
     async def coinjoin(self, wallet: Any, config: TakerConfig, password: Optional[str], *,
                        progress: Optional[Callable[[dict], None]] = None,
                        confirm: Optional[Callable[[dict], Any]] = None,
-                       allow_script_mismatch: bool = False) -> TakerOutcome:
-        """Run one coinjoin for ``wallet`` to its end; returns its outcome."""
+                       allow_script_mismatch: bool = False,
+                       depth: Optional[int] = None, ignored: Optional[dict] = None,
+                       for_schedule: bool = False) -> TakerOutcome:
+        """Run one coinjoin of coins of one depth for ``wallet`` to its end; returns its
+        outcome."""
         job = await self.start_coinjoin_job(wallet, config, password, progress=progress,
                                             confirm=confirm,
-                                            allow_script_mismatch=allow_script_mismatch)
+                                            allow_script_mismatch=allow_script_mismatch,
+                                            depth=depth, ignored=ignored,
+                                            for_schedule=for_schedule)
         return await job.task
 
     def cancel(self, wallet: Any) -> bool:
@@ -550,7 +609,8 @@ class Runner:
         host, port = await self.daemon_address()
         chan_configs = await self.channel_configs("MAKER", wallet.network)
         maker = Maker(wallet, maker_settings, password=password,
-                      storage=session.storage, electrum_network=wallet.network)
+                      storage=session.storage, electrum_network=wallet.network,
+                      depths=session.depths)
         session.role, session.state = Role.MAKER, SessionState.STARTING
         try:
             await maker.start(host, port, chan_configs, network=jm_network_name())
@@ -628,9 +688,51 @@ class Runner:
         rows = [dict(r, role="maker") for r in (hist.values() if isinstance(hist, dict) else [])]
         return sorted(rows, key=lambda r: r.get("time", 0))
 
+    # ---------------------------------------------------------------- schedules
+    def schedules(self, wallet: Any) -> Any:
+        """The wallet's :class:`~electrum_joinmarket.schedule.service.ScheduleService`."""
+        return self.schedules_of(self.plugin.session_for(wallet))
+
+    def schedules_of(self, session: "WalletSession") -> Any:
+        if session.schedules is None:
+            from electrum_joinmarket.schedule.service import ScheduleService
+            wallet = session.wallet
+
+            async def execute(req: Any, progress: Callable[[dict], None],
+                              password: Optional[str]) -> TakerOutcome:
+                config = self.taker_config(req.amount, req.destination,
+                                           n_makers=req.counterparties)
+                config.coins = list(req.coins)
+                return await self.coinjoin(wallet, config, password, progress=progress,
+                                           depth=req.depth, ignored=req.ignored_makers,
+                                           for_schedule=True)
+            c = self.plugin.config
+            session.schedules = ScheduleService(
+                wallet, session.storage, session.depths, session.commitments, execute,
+                min_counterparties=int(c.JM_MINIMUM_MAKERS))
+            session.schedules.precheck = self.plugin.fee_limits    # FeeLimitsUnset before a run
+        return session.schedules
+
+    def resume_schedules(self, session: "WalletSession") -> None:
+        """After a wallet was loaded: resume (or mark interrupted) a schedule Electrum was
+        running when it stopped. Thread-safe; runs on Electrum's loop."""
+        from electrum.util import get_asyncio_loop
+        service = self.schedules_of(session)
+        if not service.interrupted():
+            return
+
+        async def go() -> None:
+            service.on_wallet_loaded()
+        try:
+            asyncio.run_coroutine_threadsafe(go(), get_asyncio_loop())
+        except Exception:
+            log.exception("could not resume the schedules of %s", session.wallet_name)
+
     async def stop(self) -> None:
         """Plugin shutdown: stop makers, cancel takers, stop a daemon we started."""
         for session in self.plugin.sessions():
+            if session.schedules is not None:
+                session.schedules.stop()
             if getattr(session, "maker", None) is not None:
                 session.maker.stop()
         for job in self.jobs.running():

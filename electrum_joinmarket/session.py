@@ -45,6 +45,9 @@ class WalletSession:
         self.wallet = wallet
         self.storage = plugin.get_storage(wallet)
         self.commitments = CommitmentStore(self.storage, on_change=self._save)
+        from electrum_joinmarket.depths.record import DepthRecord
+        self.depths = DepthRecord(wallet, self.storage, save=self._save)   # JoinMarket depths
+        self.schedules: Any = None               # ScheduleService, made by the runner
         from electrum_joinmarket.taker.taker import release_stale_freezes
         release_stale_freezes(wallet, self.storage)   # invariant 2 across a crash
         self.role: Optional[Role] = None
@@ -100,6 +103,9 @@ class WalletSession:
             "daemon_authenticated": (self.daemon_client.authenticated
                                      if self.daemon_connected else None),
             "used_commitments": len(self.commitments.used()),
+            "depth_balances": self.depths.balances(),
+            "schedule_running": (self.schedules.running_id
+                                 if self.schedules is not None and self.schedules.busy else None),
             "progress": self.last_progress,
             "maker": self.maker.status() if self.maker is not None else None,
         }
@@ -108,3 +114,5 @@ class WalletSession:
         """Forget the session (the wallet's stored data stays in the wallet file)."""
         self.closed = True
         self.signed_watch.stop()
+        if self.schedules is not None:
+            self.schedules.stop()

@@ -6,8 +6,11 @@ offers) → JMSetupDone``; per taker ``JMAuthReceived → JMIOAuth``, ``JMTXRece
 ``JMTXBroadcast``; after our coins moved ``JMAnnounceOffers``.
 
 Offers (§9, Ref ``YieldGeneratorBasic``): one offer, oid 0, of the wallet's script type (``sw0*``
-for p2wpkh, ``sw*`` for p2sh-p2wpkh wallets); ``maxsize = confirmed spendable balance −
-max(27 300, txfee)``; relative offers lift ``minsize`` so the fee is ≥ 1.5 × txfee; absolute
+for p2wpkh, ``sw*`` for p2sh-p2wpkh wallets); ``maxsize = confirmed spendable balance of the
+richest depth − max(27 300, txfee)``: a coinjoin spends coins of one JoinMarket depth only
+(:mod:`electrum_joinmarket.depths`), the lowest-numbered depth that can pay, its coinjoin output
+goes to an address reserved for the next depth and its change to one reserved for the same
+depth; relative offers lift ``minsize`` so the fee is ≥ 1.5 × txfee; absolute
 offers announce ``cjfee = txfee + cjfee_a``.  Coins counted: confirmed, not frozen in Electrum
 (coin or address), of the wallet's script type, not excluded (fidelity-bond coins).
 
@@ -38,7 +41,7 @@ Money-safety invariants (docs/architecture.md, docs/testing.md T1–T9):
   another session nor Electrum's own change selection picks them again.  Exception (issue 12
   M2): the two addresses of a session that ended *without our signature* go to a pool
   (``maker_spare_addresses`` in plugin storage, still reserved in Electrum) and are handed out
-  again, lowest index first, before any new address — otherwise every failed session (cheap for
+  again for the same JoinMarket depth, lowest index first, before any new address — otherwise every failed session (cheap for
   a taker to cause) would push the next coinjoin output further past Electrum's change gap limit
   (10), where a wallet restored from its seed no longer finds it.  The cost: the taker of the
   failed session saw them, and can recognise our output if they appear in a later coinjoin.
@@ -219,6 +222,7 @@ class _Session:
     state: MakerSessionState = MakerSessionState.IOAUTH     # -> SIGNED
     txid: Optional[str] = None      # of the coinjoin we signed, when the !tx fixes it
     skeleton: Optional[tuple] = None
+    depth: int = 0                  # the JoinMarket depth the coins come from
 
     @property
     def outpoints(self) -> list[str]:
@@ -243,6 +247,7 @@ class _Signed:
     real_cjfee: int
     txfee: int
     signed_at: float
+    depth: int = 0
 
 
 class _Refused(JoinMarketError):
@@ -290,7 +295,7 @@ class Maker:
                  storage: Optional[MutableMapping[str, Any]] = None,
                  save: Optional[Callable[[], None]] = None,
                  electrum_network: Any = None, chain: Optional[ChainBackend] = None,
-                 nick_key: Any = None):
+                 nick_key: Any = None, depths: Any = None):
         self.wallet = wallet
         self.settings = settings or MakerSettings()
         txin_type = str(getattr(wallet, "txin_type", None))
@@ -310,6 +315,10 @@ class Maker:
         self._chain = chain
         self._tells: set[asyncio.Future] = set()      # refusals being told to takers
         self._nick_key = nick_key
+        if depths is None:
+            from electrum_joinmarket.depths.record import DepthRecord
+            depths = DepthRecord(wallet, self.storage, save=self._save)
+        self.depths = depths
         self.client: Optional[DaemonClient] = None
         self.running = False
         self.sessions: dict[str, _Session] = {}
@@ -365,11 +374,28 @@ class Maker:
             out.append(c)
         return out
 
+    def _by_depth(self, coins: Iterable[Any]) -> dict[int, list]:
+        """``coins`` grouped by JoinMarket depth (every depth present, maybe empty)."""
+        current = self.depths.refresh()
+        out: dict[int, list] = {d: [] for d in range(self.depths.count)}
+        for c in coins:
+            cd = current.get(coin_outpoint(c))
+            if cd is not None:
+                out[cd.depth].append(c)
+        return out
+
+    def depth_balances(self) -> dict[int, int]:
+        """Offerable balance of each depth (confirmed, eligible coins)."""
+        return {d: sum(coin_value(c) for c in cs)
+                for d, cs in self._by_depth(self._eligible_coins()).items()}
+
     def offers(self) -> list[dict]:
-        """The offer list for the current wallet state (empty if the balance cannot carry an
-        offer).  Reserved coins still count: reservations are short-lived."""
+        """The offer list for the current wallet state (empty if no depth can carry an offer).
+        Like Ref's yield generator, the offer is sized by the richest depth: one coinjoin
+        never spends coins of two depths.  Reserved coins still count: reservations are
+        short-lived."""
         s = self.settings
-        balance = sum(coin_value(c) for c in self._eligible_coins())
+        balance = max(self.depth_balances().values(), default=0)
         maxsize = balance - max(DUST_THRESHOLD, s.txfee)
         if s.maxsize is not None:
             maxsize = min(maxsize, s.maxsize)
@@ -398,46 +424,51 @@ class Maker:
                 return Offer.from_dict(o, lift_dusty_minsize=False)
         return None
 
-    def _select_coins(self, need: int, exclude: set[str]) -> Optional[list]:
-        """Few inputs: the smallest single coin covering ``need``, else the largest coins until
-        covered (at most ``max_inputs``); None if impossible."""
-        coins = sorted(self._eligible_coins(exclude), key=lambda c: (coin_value(c),
-                                                                      coin_outpoint(c)))
-        single = [c for c in coins if coin_value(c) >= need]
-        if single:
-            return [single[0]]
-        chosen, total = [], 0
-        for c in reversed(coins):
-            chosen.append(c)
-            total += coin_value(c)
-            if total >= need:
-                return chosen if len(chosen) <= self.settings.max_inputs else None
+    def _select_coins(self, need: int, exclude: set[str]) -> Optional[tuple[int, list]]:
+        """(depth, coins): the lowest-numbered depth whose unreserved coins cover ``need`` (Ref
+        ``select_input_mixdepth``), and from it few inputs: the smallest single coin covering
+        ``need``, else the largest coins until covered (at most ``max_inputs``); None if no
+        depth can."""
+        for depth, in_depth in sorted(self._by_depth(self._eligible_coins(exclude)).items()):
+            coins = sorted(in_depth, key=lambda c: (coin_value(c), coin_outpoint(c)))
+            single = [c for c in coins if coin_value(c) >= need]
+            if single:
+                return depth, [single[0]]
+            chosen, total = [], 0
+            for c in reversed(coins):
+                chosen.append(c)
+                total += coin_value(c)
+                if total >= need:
+                    if len(chosen) <= self.settings.max_inputs:
+                        return depth, chosen
+                    break
         return None
 
-    def _fresh_addresses(self, n: int) -> list[str]:
-        """``n`` change-branch addresses with no history: first those of sessions that ended
-        unsigned (:meth:`_spare_addresses`, M2), then ones not reserved (by Electrum or by a
-        previous session) — marked reserved in Electrum so nothing else hands them out."""
+    def _session_addresses(self, depth: int) -> tuple[str, str]:
+        """(coinjoin address, change address) of a session paid from ``depth``: the coinjoin
+        output goes to the next depth, the change stays in ``depth``. Each is first a spare of
+        that depth (an address of a session that ended unsigned, M2: :meth:`_spare_addresses`),
+        else a fresh one reserved for it (:meth:`DepthRecord.reserve_address`: reserved in
+        Electrum and recorded, never handed out twice)."""
+        from electrum_joinmarket.depths.rules import next_depth
+        cj_depth = next_depth(depth, self.depths.count)
+        cj_addr = self._spare_for(cj_depth) or self.depths.reserve_address(cj_depth)
+        change_addr = self._spare_for(depth) or self.depths.reserve_address(depth)
+        return cj_addr, change_addr
+
+    def _spare_for(self, depth: int) -> Optional[str]:
+        """The lowest spare address (nearest the used ones) recorded for ``depth``, taken out
+        of the pool; spares no longer usable are dropped from it."""
         w = self.wallet
         held = {a for x in self.sessions.values() for a in (x.cj_addr, x.change_addr)}
         pool = sorted((a for a in self.storage.get(SPARE_ADDRESSES_KEY) or ()
                        if a not in held and w.is_mine(a) and not w.adb.is_used(a)),
-                      key=self._address_order)            # lowest first: nearest the used ones
-        out: list[str] = pool[:n]
+                      key=self._address_order)
+        out = next((a for a in pool if self.depths.address_depth(a) == depth), None)
+        if out is not None:
+            pool.remove(out)
         if SPARE_ADDRESSES_KEY in self.storage or pool:
-            self.storage[SPARE_ADDRESSES_KEY] = pool[n:]
-        for addr in w.get_change_addresses():
-            if len(out) == n:
-                break
-            if w.adb.is_used(addr) or w.is_address_reserved(addr) or addr in out:
-                continue
-            out.append(addr)
-        while len(out) < n:
-            addr = w.create_new_address(for_change=True)
-            if addr not in out and not w.adb.is_used(addr) and not w.is_address_reserved(addr):
-                out.append(addr)
-        for addr in out:
-            w.set_reserved_state_of_address(addr, reserved=True)
+            self.storage[SPARE_ADDRESSES_KEY] = pool
         return out
 
     def _address_order(self, addr: str) -> tuple:
@@ -446,7 +477,8 @@ class Maker:
 
     def _spare_addresses(self, addrs: Iterable[str]) -> None:
         """M2: addresses handed out in a session that ended without our signature go back to
-        the pool :meth:`_fresh_addresses` draws from first (they stay reserved in Electrum)."""
+        the pool :meth:`_session_addresses` draws from first, each for the depth it was
+        recorded for (they stay reserved in Electrum)."""
         pool = list(self.storage.get(SPARE_ADDRESSES_KEY) or ())
         for addr in addrs:
             if addr not in pool and not self.wallet.adb.is_used(addr):
@@ -470,6 +502,14 @@ class Maker:
     def history(self) -> list[dict]:
         return sorted((dict(v) for v in self.storage[HISTORY_KEY].values()),
                       key=lambda r: r.get("time", 0))
+
+    def earned_by_depth(self) -> dict[int, int]:
+        """Earnings per depth the coinjoin's inputs came from (its change stays there)."""
+        out: dict[int, int] = {}
+        for r in self.storage[HISTORY_KEY].values():
+            d = int(r.get("depth", 0))
+            out[d] = out.get(d, 0) + int(r.get("earned", 0))
+        return out
 
     def earned_total(self) -> int:
         return sum(int(r.get("earned", 0)) for r in self.storage[HISTORY_KEY].values())
@@ -547,6 +587,8 @@ class Maker:
                          for s in self.sessions.values()],
             "reserved_coins": sorted(self._reserved()),
             "coinjoins": len(self.storage[HISTORY_KEY]),
+            "depth_balances": self.depth_balances(),
+            "earned_by_depth": self.earned_by_depth(),
             "earned_total": self.earned_total(),
             "refusals": len(self.refusals),
             "channels": (self.client.last_report.summary()
@@ -687,10 +729,11 @@ class Maker:
         # --- from here to the JMIOAuth call: no await (selection + reservation are atomic)
         real_cjfee = offer.real_cjfee(amount)
         need = amount + offer.txfee - real_cjfee + DUST_THRESHOLD + 1
-        coins = self._select_coins(need, self._reserved())
-        if coins is None:
-            raise _Refused("no-coins", f"no unreserved coins for {need} sats")
-        cj_addr, change_addr = self._fresh_addresses(2)
+        picked = self._select_coins(need, self._reserved())
+        if picked is None:
+            raise _Refused("no-coins", f"no depth has unreserved coins for {need} sats")
+        depth, coins = picked
+        cj_addr, change_addr = self._session_addresses(depth)
         auth_addr = coins[0].address
         from electrum.bitcoin import deserialize_privkey
         try:
@@ -709,7 +752,7 @@ class Maker:
         _, auth_pub, _, _, btc_sig = body.split(" ")
         self._mark_commitment(c)             # durable before anything is revealed
         session = _Session(nick, offer, amount, c, list(coins), cj_addr, change_addr,
-                           self._now() + s.session_timeout)
+                           self._now() + s.session_timeout, depth=depth)
         self.sessions[nick] = session
         utxolist = {coin_outpoint(x): {"value": coin_value(x), "address": x.address}
                     for x in coins}
@@ -771,7 +814,8 @@ class Maker:
         session.skeleton = tx_skeleton(tx)
         self._signed[session.skeleton] = _Signed(session.skeleton, tuple(session.outpoints),
                                                  session.amount, session.real_cjfee,
-                                                 session.offer.txfee, time.time())
+                                                 session.offer.txfee, time.time(),
+                                                 session.depth)
         while len(self._signed) > 100:
             self._signed.popitem(last=False)
         log.info("maker: signed %d input(s) of %s's coinjoin (txid %s)", len(sigs), nick,
@@ -885,7 +929,8 @@ class Maker:
             hist[txid] = {"txid": txid, "cj_amount": sg.amount, "cjfee": sg.real_cjfee,
                           "txfee": sg.txfee, "earned": sg.real_cjfee - sg.txfee,
                           "time": int(time.time()), "inputs": len(sg.outpoints),
-                          "confirmed": False}
+                          "confirmed": False, "depth": sg.depth}
+            self.depths.note_coinjoin(txid, sg.amount)
             self._save()
             log.info("maker: coinjoin %s seen; earned %d sats (fee %d - txfee %d)", txid,
                      sg.real_cjfee - sg.txfee, sg.real_cjfee, sg.txfee)

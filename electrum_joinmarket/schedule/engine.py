@@ -143,6 +143,7 @@ class Engine:
         sched.status = ScheduleStatus.RUNNING
         self._save(sched, "resuming" if resumed else "starting")
         try:
+            await self._wait_synced()        # after a restart: the wallet's coins first
             while sched.current < len(sched.steps):
                 step = sched.steps[sched.current]
                 if step.status == StepStatus.RUNNING:

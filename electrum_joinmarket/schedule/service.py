@@ -56,6 +56,7 @@ class ScheduleService:
         self.running_id: Optional[str] = None
         self.engine: Optional[Engine] = None
         self.last_progress: Optional[dict] = None
+        self.precheck: Optional[Callable[[], Any]] = None   # e.g. the fee limits must be set
         self._listeners: list[Callable[[dict], None]] = []
 
     # ------------------------------------------------------------------ listeners (GUI)
@@ -157,6 +158,8 @@ class ScheduleService:
         if sched.status == ScheduleStatus.DONE:
             raise ScheduleError(f"schedule {schedule_id} is done")
         password = self.check_password(password)
+        if self.precheck is not None:
+            self.precheck()
 
         async def execute(req: StepRequest, progress: Callable[[dict], None]) -> Any:
             return await self._execute(req, progress, password)

@@ -234,7 +234,8 @@ class Taker:
                  progress: Optional[Callable[[dict], None]] = None,
                  rng: Optional[random.Random] = None,
                  confirm: Optional[Callable[[dict], Any]] = None,
-                 frozen_store: Optional[MutableMapping[str, Any]] = None):
+                 frozen_store: Optional[MutableMapping[str, Any]] = None,
+                 depths: Any = None):
         self.wallet = wallet
         self.network = network
         self.commitments = commitments
@@ -254,6 +255,7 @@ class Taker:
         # what we froze, kept in the wallet's plugin storage: Electrum saves frozen coins with
         # the wallet, so after a crash mid-run release_stale_freezes() can undo exactly ours
         self._frozen_store = frozen_store if frozen_store is not None else {}
+        self.depths = depths            # the wallet's DepthRecord: no tx of ours mixes depths
         self._offers_event = asyncio.Event()
         self._book: list[Offer] = []
         self._bonds_raw: list[dict] = []
@@ -378,6 +380,13 @@ class Taker:
     # ---------------------------------------------------------------- stages
     def _check_wallet(self) -> None:
         check_request(self.wallet, self.cfg, self.password)
+        coins = self._my_coins()
+        if self.depths is not None and coins:
+            from electrum_joinmarket.depths.record import DepthError
+            try:
+                self.depths.check_one_depth([c.prevout.to_str() for c in coins])
+            except DepthError as exc:
+                raise TakerError(str(exc)) from None
 
     def _my_coins(self) -> list:
         return spendable_coins(self.wallet, self.cfg)
@@ -617,6 +626,12 @@ class Taker:
                           script_type, sweep, sweep_est, my_change)
         tx = txbuild.build_coinjoin(plan, my_coins, prev_txs, self.network.get_local_height(),
                                     wallet=self.wallet, rng=self.rng)
+        if self.depths is not None:      # never one transaction of coins of two depths
+            from electrum_joinmarket.depths.record import DepthError
+            try:
+                self.depths.check_tx_inputs(tx)
+            except DepthError as exc:
+                raise TakerError(str(exc)) from None
         breakdown = self._breakdown(plan)
         breakdown.update(privacy_facts(tx, breakdown["cj_amount"], breakdown["miner_fee"],
                                        self.cfg.destination, self.wallet))
@@ -631,6 +646,10 @@ class Taker:
             self._user_wait = time.monotonic() - t_confirm
             t_ioauth += self._user_wait                   # the user's time is not ours
         self.outcome.timings.setdefault("ioauth_to_tx", time.monotonic() - t_ioauth)
+        # the schedule engine saves this txid before the !tx leaves (resume after a crash)
+        self.progress("built", f"coinjoin {tx.txid()} built; sending it to the makers",
+                      txid=tx.txid(), cj_amount=plan.cj_amount,
+                      inputs=[c.prevout.to_str() for c in my_coins])
         await self._collect_sigs(tx, plan)
         # invariant 1: check_before_signing runs inside sign_our_inputs
         txbuild.sign_our_inputs(self.wallet, tx, self.password, plan)

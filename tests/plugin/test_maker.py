@@ -183,7 +183,10 @@ def test_honest_taker_coinjoin_to_the_satoshi_and_reannounce(world, sign_spy, ca
     assert after == (sum(MAKER_FUND) + REAL_CJFEE - 100, 0, 0)
     assert after[0] - before[0] == REAL_CJFEE - 100 == 900
 
-    new_max = sum(MAKER_FUND) + 900 - 27_300
+    # the coinjoin output went to depth 1; the offer is sized by the richer depth 0 (the untouched
+    # 30M coin + the change), as Ref's yield generator offers one mixdepth
+    new_max = sum(MAKER_FUND) + 900 - AMOUNT - 27_300
+    assert m.depth_balances() == {0: sum(MAKER_FUND) + 900 - AMOUNT, 1: AMOUNT, 2: 0, 3: 0, 4: 0}
     w.run(wait_until(lambda: m.announced and m.announced[0]["maxsize"] == new_max, 30,
                      "re-announced offer"))
     assert m.announcements >= n_ann + 1 and w.spy.count("JMAnnounceOffers") == m.announcements
@@ -507,14 +510,25 @@ def test_hostile_fields_dropped_never_raised(world):
 
 
 def test_offer_derivation_from_wallet(world):
-    """offers(): one offer of the wallet's script type; maxsize = confirmed balance −
-    max(27 300, txfee) (capped by maxsize), frozen and excluded (bond) coins left out; relative
+    """offers(): one offer of the wallet's script type; maxsize = confirmed balance of the
+    richest depth − max(27 300, txfee) (capped by maxsize), frozen and excluded (bond) coins left
+    out; relative
     minsize lifted so the fee is ≥ 1.5 × txfee; absolute cjfee = txfee + cjfee_a; nothing when
     the balance cannot carry minsize."""
     from electrum_joinmarket.maker.maker import Maker, MakerError
+    from electrum_joinmarket.depths.record import DepthRecord
+    from electrum_joinmarket.maker.maker import plugin_storage
     w = world
     wallet = w.maker_wallet
-    bal = sum(c.value_sats() for c in wallet.get_spendable_coins(confirmed_only=True))
+    rec = DepthRecord(wallet, plugin_storage(wallet))
+
+    def richest(exclude=()) -> int:
+        by_depth: dict = {}
+        for c in rec.coins():
+            if c.confirmed and c.outpoint not in exclude:
+                by_depth[c.depth] = by_depth.get(c.depth, 0) + c.value
+        return max(by_depth.values())
+    bal = richest()
     mk = Maker(wallet, replace(SETTINGS, ordertype="absoffer", txfee=40_000, cjfee_a=700),
                password=MAKER_PW)
     [o] = mk.offers()
@@ -527,10 +541,11 @@ def test_offer_derivation_from_wallet(world):
     biggest = max(wallet.get_spendable_coins(confirmed_only=True), key=lambda c: c.value_sats())
     ex = Maker(wallet, replace(SETTINGS, excluded_outpoints=frozenset(
         {biggest.prevout.to_str()})), password=MAKER_PW)
-    assert ex.offers()[0]["maxsize"] == bal - biggest.value_sats() - 27_300
+    without = richest(exclude={biggest.prevout.to_str()})
+    assert ex.offers()[0]["maxsize"] == without - 27_300
     wallet.set_frozen_state_of_coins([biggest.prevout.to_str()], True)
     try:
-        assert rel.offers()[0]["maxsize"] == bal - biggest.value_sats() - 27_300
+        assert rel.offers()[0]["maxsize"] == without - 27_300
     finally:
         wallet.set_frozen_state_of_coins([biggest.prevout.to_str()], False)
     assert Maker(wallet, replace(SETTINGS, minsize=bal), password=MAKER_PW).offers() == []
