@@ -363,7 +363,7 @@ class Engine:
                 # durable before the transaction leaves the process (module invariant)
                 step.pending_txids = list(step.pending_txids) + [
                     {"txid": event["txid"], "cj_amount": event.get("cj_amount"),
-                     "attempt": step.attempts}]
+                     "attempt": step.attempts, "inputs": list(event.get("inputs") or [])}]
                 step.inputs = list(event.get("inputs") or [])
                 record_commitments()
                 self._save(sched)

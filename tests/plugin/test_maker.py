@@ -515,9 +515,8 @@ def test_offer_derivation_from_wallet(world):
     out; relative
     minsize lifted so the fee is ≥ 1.5 × txfee; absolute cjfee = txfee + cjfee_a; nothing when
     the balance cannot carry minsize."""
-    from electrum_joinmarket.maker.maker import Maker, MakerError
     from electrum_joinmarket.depths.record import DepthRecord
-    from electrum_joinmarket.maker.maker import plugin_storage
+    from electrum_joinmarket.maker.maker import Maker, MakerError, plugin_storage
     w = world
     wallet = w.maker_wallet
     rec = DepthRecord(wallet, plugin_storage(wallet))

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.daemons import start_daemon
 from electrum_joinmarket.depths import rules
 from electrum_joinmarket.maker.maker import MakerSettings
 from electrum_joinmarket.tx import taker_tx as tb
-from devstack.daemons import start_daemon
 
 from .maker_harness import TestTaker, fund_wallet, irc_config, start_maker, wait_until
 
