@@ -386,7 +386,9 @@ class DepthRecord:
             changed = True
         if self._fresh_record:
             self._fresh_record = False
-            if current or self.wallet.db.list_transactions():
+            # only a history with spends of ours has depths to work out (coinjoins, change);
+            # a wallet that only received coins has nothing a rebuild could get wrong
+            if any(self.wallet.db.get_txi_addresses(t) for t in self.wallet.db.list_transactions()):
                 by_depth: dict[str, int] = {}
                 for cd in current.values():
                     by_depth[str(cd.depth)] = by_depth.get(str(cd.depth), 0) + 1

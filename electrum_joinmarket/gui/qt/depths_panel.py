@@ -14,11 +14,11 @@ from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -117,15 +117,19 @@ class DepthsPanel(QWidget):
         self.merge_label.setStyleSheet("QLabel { color: #a94442; }")
         v.addWidget(self.merge_label)
 
+        split = QSplitter(Qt.Orientation.Vertical)
         self.depth_table = _table(DEPTH_COLUMNS, "jm_depths_table")
         self.depth_table.itemSelectionChanged.connect(self._depth_selected)
-        self.depth_table.setMaximumHeight(190)
-        v.addWidget(self.depth_table)
-
+        vh = self.depth_table.verticalHeader()
+        assert vh is not None
+        vh.setDefaultSectionSize(22)
+        split.addWidget(self.depth_table)
         self.coin_table = _table(COIN_COLUMNS, "jm_depth_coins")
         self.coin_table.setSortingEnabled(True)
         self.coin_table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        v.addWidget(self.coin_table, 1)
+        split.addWidget(self.coin_table)
+        split.setSizes([165, 260])
+        v.addWidget(split, 1)
 
         row = QHBoxLayout()
         self.filter_label = QLabel()
@@ -145,15 +149,15 @@ class DepthsPanel(QWidget):
         row.addWidget(self.move_combo)
         v.addLayout(row)
 
-        box = QGroupBox(_("Spending from Electrum"))
-        bl = QVBoxLayout(box)
         self.advisory = QLabel(ADVISORY)
         self.advisory.setObjectName("jm_depth_advisory")
         self.advisory.setWordWrap(True)
-        bl.addWidget(self.advisory)
-        v.addWidget(box)
+        self.advisory.setStyleSheet("QLabel { color: #555; }")
+        v.addWidget(self.advisory)
 
     def _fmt(self, sats: int) -> str:
+        if sats == 0:
+            return "–"
         try:
             return self.main_window.format_amount_and_units(sats)
         except Exception:
