@@ -208,3 +208,44 @@ def test_user_moves_a_deposit_and_mixed_spends_are_refused(bitcoind, electrum_no
     new = fund_wallet(electrum_node, bitcoind, w, [1_000_000])[0]
     assert rec.depth_of(new).depth == 2
     assert rec.balances() == {0: 6_000_000, 1: 0, 2: 1_000_000, 3: 3_000_000, 4: 0}
+
+
+def test_taker_and_runner_refuse_coins_of_two_depths(electrum_node, make_wallet, jm_plugin):
+    """The runner refuses a Coins-tab selection spanning two depths, picks one depth otherwise;
+    the taker itself refuses coins of two depths before it contacts anyone."""
+    from decimal import Decimal
+
+    from electrum_joinmarket.market.limits import FeeLimits
+    from electrum_joinmarket.protocol.commitments import CommitmentStore
+    from electrum_joinmarket.runner import RunnerError
+    from electrum_joinmarket.taker.taker import Taker, TakerConfig
+    w = make_wallet(fund=[3_000_000, 2_000_000, 1_500_000])
+    session = jm_plugin.session_for(w)
+    rec = session.depths
+    ops = [c.outpoint for c in rec.coins()]        # largest first: 3M, 2M, 1.5M
+    rec.set_coin_depth(ops[0], 1)                   # depth 1: 3M; depth 0: 3.5M
+    limits = FeeLimits(50_000, Decimal("0.01"))
+    dest = w.get_receiving_addresses()[9]
+    runner = jm_plugin.runner
+    cfg = TakerConfig(amount=1_000_000, destination=dest, limits=limits, coins=ops)
+    with pytest.raises(RunnerError, match="different JoinMarket depths"):
+        runner.depth_coins(session, cfg, None)
+    cfg = TakerConfig(amount=1_000_000, destination=dest, limits=limits)
+    assert runner.depth_coins(session, cfg, None) == 0        # the lowest depth that can pay
+    assert set(cfg.coins) == set(ops[1:])
+    cfg = TakerConfig(amount=4_000_000, destination=dest, limits=limits)
+    with pytest.raises(RunnerError, match="no depth holds enough"):
+        runner.depth_coins(session, cfg, None)                 # 6.5M in all: 3.5M + 3M by depth
+    cfg = TakerConfig(amount=0, destination=dest, limits=limits)
+    with pytest.raises(RunnerError, match="say which"):
+        runner.depth_coins(session, cfg, None)                 # a sweep of which depth?
+    assert runner.depth_coins(session, cfg, 1) == 1 and cfg.coins == [ops[0]]
+    # the taker, given coins of two depths directly, refuses before any network contact
+    taker = Taker(wallet=w, network=electrum_node.network,
+                  commitments=CommitmentStore(session.storage),
+                  config=TakerConfig(amount=1_000_000, destination=dest, limits=limits,
+                                     coins=ops),
+                  password=None, daemon_host="127.0.0.1", daemon_port=1, chan_configs=[],
+                  net_name="regtest", depths=rec)
+    outcome = electrum_node.run(taker.run())
+    assert outcome.status == "failed" and "different JoinMarket depths" in outcome.message
