@@ -51,6 +51,7 @@ from electrum_joinmarket.depths.rules import (
     TxFacts,
     classify_outputs,
 )
+from electrum_joinmarket.errors import Failure, UserError
 from electrum_joinmarket.logs import get_logger
 
 __all__ = ["DEPTHS_KEY", "DepthError", "MixedDepthsError", "DepthRecord", "DepthCoin",
@@ -66,12 +67,14 @@ _TAKER_HISTORY_KEY = "taker_history"
 _MAKER_HISTORY_KEY = "maker_history"
 
 
-class DepthError(Exception):
+class DepthError(UserError):
     """A depth request the user can fix (bad depth number, unknown coin…): says how."""
 
 
 class MixedDepthsError(DepthError):
     """Coins of more than one depth were about to be spent together."""
+
+    failure = Failure.COINS
 
     def __init__(self, depths: Iterable[int]):
         self.depths = tuple(sorted(set(depths)))

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any, Optional, Union
 
+from electrum_joinmarket.errors import UserError
+
 __all__ = ["INTERNAL", "ADDRASK", "NO_ROUNDING", "StepStatus", "ScheduleStatus", "ScheduleError",
            "Step", "Schedule", "parse_amount"]
 
@@ -53,8 +55,9 @@ class ScheduleStatus:
     ALL = (NEW, RUNNING, STOPPED, INTERRUPTED, NEEDS_ADDRESS, FAILED, DONE)
 
 
-class ScheduleError(ValueError):
-    """A schedule or step the user wrote is not valid; the message says what to fix."""
+class ScheduleError(UserError):
+    """A schedule or step the user wrote is not valid, or cannot run as it is; the message says
+    what to fix."""
 
 
 def parse_amount(value: Any) -> Union[int, str]:

@@ -49,6 +49,15 @@ class TumblerParams:
     wait_blocks: int = 0                     # optional extra wait in blocks after every step
 
     def check(self, depth_count: int) -> None:
+        try:
+            self._check(depth_count)
+        except (TypeError, ValueError, IndexError) as exc:
+            if isinstance(exc, ScheduleError):
+                raise
+            raise ScheduleError(f"tumbler parameters must be numbers (pairs for the ranges): "
+                                f"{exc}") from None
+
+    def _check(self, depth_count: int) -> None:
         if not 1 <= self.mixdepthcount <= depth_count - 1:
             raise ScheduleError(f"the tumbler mixes through 1..{depth_count - 1} depths "
                                 f"(this wallet has {depth_count})")

@@ -158,3 +158,11 @@ def test_tumble_parameters_checked():
     with pytest.raises(ScheduleError, match="unknown tumbler"):
         TumblerParams.from_dict({"bogus": 1})
     assert Decimal("0.000001") <= Decimal("0.000001")
+
+
+def test_tumble_parameter_types_are_user_errors():
+    from electrum.util import UserFacingException
+    with pytest.raises(ScheduleError, match="must be numbers"):
+        generate_tumble(TumblerParams.from_dict({"addrcount": "three"}), ADDR, {0: 5},
+                        depth_count=5)
+    assert issubclass(ScheduleError, UserFacingException)   # Electrum prints it as one line
