@@ -58,6 +58,7 @@ class Plugin(JoinMarketPlugin):
         from electrum_joinmarket.gui.qt.depths_panel import DepthsPanel
         from electrum_joinmarket.gui.qt.schedule_panel import SchedulePanel
         session = self.session_for(wallet)
+        assert session is not None
         tab.depths_panel = DepthsPanel(session.depths, window)
         tab.schedule_panel = SchedulePanel(self.runner.schedules_of(session), session.depths,
                                            window)
@@ -73,6 +74,7 @@ class Plugin(JoinMarketPlugin):
         if ul is None or getattr(ul, "_jm_refresh_row", None) is not None:
             return
         session = self.session_for(wallet)
+        assert session is not None
         original = ul.refresh_row
 
         def refresh_row(key: str, row: int) -> None:
@@ -112,6 +114,7 @@ class Plugin(JoinMarketPlugin):
 
     def _move_coins(self, wallet: Any, outpoints: list[str], depth: int) -> None:
         session = self.session_for(wallet)
+        assert session is not None
         for op in outpoints:
             session.depths.set_coin_depth(op, depth)
         for window, _tab in list(self._tabs.values()):

@@ -153,6 +153,7 @@ class DepthRecord:
             if key not in self._rec:
                 self._rec[key] = default
         self._cache_key: Any = None
+        self._current_cache: dict[str, CoinDepth] = {}
         self._computed: dict[str, CoinDepth] = {}
         self._merges: list[dict] = []
         self._gen = 0
@@ -318,7 +319,7 @@ class DepthRecord:
             txids = list(self.wallet.db.list_transactions())
             cache_key = (self._gen, len(txids), hash(frozenset(txids)))
             if cache_key == self._cache_key:
-                return self._current()
+                return self._current_cache
             count, deposit = self.count, self.deposit_depth
             known = self._known_coinjoins()
             overrides = {k: int(v) % count for k, v in self._rec["overrides"].items()}
@@ -357,8 +358,9 @@ class DepthRecord:
             self._computed = depth_of
             self._merges = merges
             self._cache_key = cache_key
+            self._current_cache = self._current()
             self._store(recognised, force_save=bool(new_pins))
-            return self._current()
+            return self._current_cache
 
     def _output_address_depth(self, facts: TxFacts, n: int,
                               addresses: Mapping[str, int]) -> Optional[int]:
@@ -377,7 +379,7 @@ class DepthRecord:
         return out
 
     def _store(self, recognised: int, force_save: bool = False) -> None:
-        current = self._current()
+        current = self._current_cache
         snapshot = {op: [cd.depth, cd.coinjoins, cd.kind] for op, cd in sorted(current.items())}
         changed = force_save
         if dict(self._rec["coins"]) != snapshot:
