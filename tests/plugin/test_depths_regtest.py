@@ -119,6 +119,7 @@ def test_depths_follow_a_coinjoin_a_payment_and_a_merge_then_rebuild_from_seed(
                            == set(before_restore), 30, "the restored wallet's coins")
         from electrum_joinmarket.maker.maker import plugin_storage
         assert DEPTHS_KEY not in plugin_storage(restored)
+        record_of(restored)      # a session opened and closed before any replay ran
         rrec = record_of(restored)
         assert depth_map(rrec) == before_restore
         report = rrec.report()
