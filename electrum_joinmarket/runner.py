@@ -29,7 +29,7 @@ from electrum_joinmarket.link.tor import TorResolution, resolve_tor
 from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.maker.maker import HISTORY_KEY as MAKER_HISTORY_KEY
 from electrum_joinmarket.market.limits import FeeLimits
-from electrum_joinmarket.stages import Role, SessionState
+from electrum_joinmarket.stages import OutcomeStatus, Role, SessionState
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome, check_request
 from jmcore.channels import ChannelConfigError, ChannelSettings, build_chan_configs, no_directories_message
 
@@ -215,7 +215,7 @@ class Runner:
                 raise RunnerError(f"depth {depth} has no confirmed, unfrozen coins")
             return depth
         except DepthError as exc:
-            raise RunnerError(str(exc)) from None
+            raise RunnerError(str(exc), failure=exc.failure) from None
 
     def busy_reason(self, session: "WalletSession", *,
                     for_schedule: bool = False) -> Optional[str]:
@@ -339,7 +339,7 @@ class Runner:
             self._label(wallet, outcome, result)
         if job.reached_makers:
             self._record(session, config, outcome, extra=result)
-        if outcome.status == "success" and outcome.txid:
+        if outcome.status == OutcomeStatus.SUCCESS and outcome.txid:
             session.depths.note_coinjoin(outcome.txid, outcome.cj_amount)
         job.finish(result, message=None if outcome.status == "success" else
                    f"{outcome.status}: {outcome.message}")

@@ -48,12 +48,13 @@ from electrum_joinmarket.schedule.model import (
     StepStatus,
 )
 from electrum_joinmarket.schedule.store import ScheduleStore
+from electrum_joinmarket.stages import OutcomeStatus, TakerStage
 
 __all__ = ["BUILT_STAGE", "StepRequest", "Engine", "round_sigfig"]
 
 log = get_logger(__name__)
 
-BUILT_STAGE = "built"     # taker progress: the transaction exists, !tx not sent yet
+BUILT_STAGE = TakerStage.BUILT   # taker progress: the transaction exists, !tx not sent yet
 
 
 def round_sigfig(value: int, sigfig: int) -> int:
@@ -384,12 +385,12 @@ class Engine:
             log.info("schedule %s step %d attempt failed: %r", sched.id, sched.current, exc)
             outcome = _Failed(str(exc) or type(exc).__name__)
         record_commitments()
-        status = getattr(outcome, "status", "failed")
-        if status == "cancelled":
+        status = getattr(outcome, "status", OutcomeStatus.FAILED)
+        if status == OutcomeStatus.CANCELLED:
             # stopped by the user: the step stays "running", _recover checks it on resume
             self._save(sched)
             raise asyncio.CancelledError()
-        if status == "success" and getattr(outcome, "txid", None):
+        if status == OutcomeStatus.SUCCESS and getattr(outcome, "txid", None):
             self._mark_broadcast(sched, step, outcome.txid, getattr(outcome, "cj_amount", None),
                                  getattr(outcome, "total_cost", None))
             return outcome
@@ -423,6 +424,6 @@ class Engine:
 @dataclass
 class _Failed:
     message: str
-    status: str = "failed"
+    status: str = OutcomeStatus.FAILED
     txid: Optional[str] = None
     ignored_makers: dict = field(default_factory=dict)

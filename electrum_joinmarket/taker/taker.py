@@ -381,12 +381,8 @@ class Taker:
     def _check_wallet(self) -> None:
         check_request(self.wallet, self.cfg, self.password)
         coins = self._my_coins()
-        if self.depths is not None and coins:
-            from electrum_joinmarket.depths.record import DepthError
-            try:
-                self.depths.check_one_depth([c.prevout.to_str() for c in coins])
-            except DepthError as exc:
-                raise TakerError(str(exc)) from None
+        if self.depths is not None and coins:      # DepthError: the user's to fix
+            self.depths.check_one_depth([c.prevout.to_str() for c in coins])
 
     def _my_coins(self) -> list:
         return spendable_coins(self.wallet, self.cfg)
@@ -627,11 +623,7 @@ class Taker:
         tx = txbuild.build_coinjoin(plan, my_coins, prev_txs, self.network.get_local_height(),
                                     wallet=self.wallet, rng=self.rng)
         if self.depths is not None:      # never one transaction of coins of two depths
-            from electrum_joinmarket.depths.record import DepthError
-            try:
-                self.depths.check_tx_inputs(tx)
-            except DepthError as exc:
-                raise TakerError(str(exc)) from None
+            self.depths.check_tx_inputs(tx)
         breakdown = self._breakdown(plan)
         breakdown.update(privacy_facts(tx, breakdown["cj_amount"], breakdown["miner_fee"],
                                        self.cfg.destination, self.wallet))
@@ -647,7 +639,7 @@ class Taker:
             t_ioauth += self._user_wait                   # the user's time is not ours
         self.outcome.timings.setdefault("ioauth_to_tx", time.monotonic() - t_ioauth)
         # the schedule engine saves this txid before the !tx leaves (resume after a crash)
-        self.progress("built", f"coinjoin {tx.txid()} built; sending it to the makers",
+        self.progress(TakerStage.BUILT, f"coinjoin {tx.txid()} built; sending it to the makers",
                       txid=tx.txid(), cj_amount=plan.cj_amount,
                       inputs=[c.prevout.to_str() for c in my_coins])
         await self._collect_sigs(tx, plan)
