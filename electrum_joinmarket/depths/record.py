@@ -142,12 +142,13 @@ class DepthRecord:
         self._storage = storage
         self._save_cb = save if save is not None else getattr(wallet, "save_db", None)
         self._lock = threading.RLock()
-        self._fresh_record = DEPTHS_KEY not in storage
-        if self._fresh_record:
+        if DEPTHS_KEY not in storage:
             storage[DEPTHS_KEY] = {"version": RECORD_VERSION, "count": DEFAULT_DEPTH_COUNT,
                                    "deposit_depth": 0, "addresses": {}, "overrides": {},
                                    "coinjoins": {}, "deposits": {}, "coins": {}, "merges": []}
         self._rec = storage[DEPTHS_KEY]
+        # a record is "fresh" until its first replay has run (and said what it rebuilt)
+        self._fresh_record = not self._rec.get("initialised")
         for key, default in (("addresses", {}), ("overrides", {}), ("coinjoins", {}),
                              ("deposits", {}), ("coins", {}), ("merges", [])):
             if key not in self._rec:
@@ -391,6 +392,7 @@ class DepthRecord:
             changed = True
         if self._fresh_record:
             self._fresh_record = False
+            self._rec["initialised"] = True
             # only a history with spends of ours has depths to work out (coinjoins, change);
             # a wallet that only received coins has nothing a rebuild could get wrong
             if any(self.wallet.db.get_txi_addresses(t) for t in self.wallet.db.list_transactions()):
