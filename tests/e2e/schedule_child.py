@@ -4,7 +4,8 @@ wallet file, the schedule engine running — and nothing that lets it shut down 
 kills it with SIGKILL.
 
     python -m tests.e2e.schedule_child --datadir D --server H:P:t --wallet PATH \\
-        --daemon-port N --channels JSON [--create STEPS_JSON] [--hold-before-broadcast K]
+        --daemon-port N --daemon-datadir DIR --channels JSON [--create STEPS_JSON]
+        [--hold-before-broadcast K]
 
 Loading the wallet fires the plugin's ``daemon_wallet_loaded`` hook: a schedule the previous
 process was running resumes by itself (the wallet has no password).  ``--create`` creates and
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--server", required=True)
     ap.add_argument("--wallet", required=True)
     ap.add_argument("--daemon-port", type=int, required=True)
+    ap.add_argument("--daemon-datadir", required=True)     # where its link cookie is
     ap.add_argument("--channels", required=True)
     ap.add_argument("--create")
     ap.add_argument("--hold-before-broadcast", type=int)
@@ -39,7 +41,8 @@ def main() -> None:
     node = ElectrumNode(pathlib.Path(args.datadir), args.server)
     c = node.config
     for k, v in {"enabled": True, "daemon_host": "127.0.0.1", "daemon_port": args.daemon_port,
-                 "daemon_autostart": False, "channels": args.channels,
+                 "daemon_autostart": False, "daemon_datadir": args.daemon_datadir,
+                 "channels": args.channels,
                  "max_cj_fee_abs": 50_000, "max_cj_fee_rel": "0.01", "counterparties": 2,
                  "minimum_makers": 2, "orderbook_wait": 4, "maker_timeout": 20}.items():
         c.set_key(f"plugins.joinmarket.{k}", v)

@@ -110,6 +110,7 @@ def test_f7_killed_between_steps_and_before_broadcast(electrum_node, bitcoind, e
     daemon = start_daemon(tmp_path, "f7-taker-daemon")
     base = ["--datadir", str(tmp_path / "electrum-child"), "--server", electrumx.server_string,
             "--wallet", str(wallet_path), "--daemon-port", str(daemon.port),
+            "--daemon-datadir", daemon.extra["datadir"],
             "--channels", json.dumps(irc_config(ircd))]
     idle = mine_when_waiting(bitcoind)
     children = []
