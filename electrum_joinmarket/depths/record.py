@@ -156,6 +156,9 @@ class DepthRecord:
         self._cache_key: Any = None
         self._current_cache: dict[str, CoinDepth] = {}
         self._computed: dict[str, CoinDepth] = {}
+        self._seen: set[str] = set()          # txids replayed into _computed
+        self._replayed_gen = -1               # _gen of the last full replay
+        self._pins_added = False
         self._merges: list[dict] = []
         self._gen = 0
 
@@ -315,53 +318,83 @@ class DepthRecord:
 
     def refresh(self) -> dict[str, CoinDepth]:
         """Recompute the depth of every coin from the wallet's history and the record; store
-        what changed. Returns {outpoint: CoinDepth} for the wallet's current coins."""
+        what changed. Returns {outpoint: CoinDepth} for the wallet's current coins.
+
+        Transactions that arrived since the last replay are replayed on top of it (each costs
+        one transaction's work); the whole history is replayed again when the record changed,
+        a transaction left the wallet, or a new one is the parent of one already replayed
+        (Electrum may learn a child before its parent)."""
         with self._lock:
             txids = list(self.wallet.db.list_transactions())
             cache_key = (self._gen, len(txids), hash(frozenset(txids)))
             if cache_key == self._cache_key:
                 return self._current_cache
-            count, deposit = self.count, self.deposit_depth
-            known = self._known_coinjoins()
-            overrides = {k: int(v) % count for k, v in self._rec["overrides"].items()}
-            addresses = {k: int(v) % count for k, v in self._rec["addresses"].items()}
-            pinned = self._rec["deposits"]
-            new_pins: dict[str, int] = {}
-            depth_of: dict[str, CoinDepth] = {}
-            merges: list[dict] = []
-            recognised = 0
-            for txid in self._order(txids):
-                facts = self._facts(txid)
-                if facts is None or not facts.our_outputs:
-                    continue
-                res = classify_outputs(facts, depth_of, count=count, deposit_depth=deposit,
-                                       known_cj_amount=known.get(txid))
-                if res.cj_amount is not None and txid not in known:
-                    recognised += 1
-                if res.merged_depths:
-                    merges.append({"txid": txid, "depths": list(res.merged_depths)})
-                for n, cd in res.outputs.items():
-                    op = f"{txid}:{n}"
-                    if cd.kind == rules.DEPOSIT and not facts.our_inputs:
-                        if op in pinned:
-                            cd = CoinDepth(int(pinned[op]) % count, 0, rules.DEPOSIT)
-                        else:
-                            new_pins[op] = cd.depth
-                    if op in overrides:
-                        cd = CoinDepth(overrides[op], cd.coinjoins, rules.USER)
-                    elif cd.kind in (rules.DEPOSIT, rules.CHANGE, rules.CJ_CHANGE, rules.CJ_OUT):
-                        addr_depth = self._output_address_depth(facts, n, addresses)
-                        if addr_depth is not None and addr_depth != cd.depth:
-                            cd = CoinDepth(addr_depth, cd.coinjoins, rules.ADDRESS)
-                    depth_of[op] = cd
-            for op, d in new_pins.items():
-                pinned[op] = d
-            self._computed = depth_of
-            self._merges = merges
+            present = set(txids)
+            new = [t for t in txids if t not in self._seen]
+            incremental = (self._seen and self._replayed_gen == self._gen
+                           and self._seen <= present and not self._parents_seen_children(new))
+            if incremental:
+                recognised = self._replay(self._order(new), self._computed, self._merges)
+            else:
+                self._computed, self._merges, self._seen = {}, [], set()
+                recognised = self._replay(self._order(txids), self._computed, self._merges)
+                self._replayed_gen = self._gen
+            self._seen.update(txids)
             self._cache_key = cache_key
             self._current_cache = self._current()
-            self._store(recognised, force_save=bool(new_pins))
+            self._store(recognised, force_save=self._pins_added)
             return self._current_cache
+
+    def _parents_seen_children(self, new: Sequence[str]) -> bool:
+        """Does a replayed transaction spend an output of one of ``new``?"""
+        db = self.wallet.db
+        for t in new:
+            for addr in db.get_txo_addresses(t):
+                for n in db.get_txo_addr(t, addr):
+                    spender = db.get_spent_outpoint(t, n)
+                    if spender is not None and spender in self._seen:
+                        return True
+        return False
+
+    def _replay(self, ordered: Sequence[str], depth_of: dict[str, CoinDepth],
+                merges: list[dict]) -> int:
+        """Classify the outputs of ``ordered`` (parents first) into ``depth_of``; append merges;
+        pin new deposits. Returns how many coinjoins were recognised by their shape only."""
+        count, deposit = self.count, self.deposit_depth
+        known = self._known_coinjoins()
+        overrides = {k: int(v) % count for k, v in self._rec["overrides"].items()}
+        addresses = {k: int(v) % count for k, v in self._rec["addresses"].items()}
+        pinned = self._rec["deposits"]
+        new_pins: dict[str, int] = {}
+        recognised = 0
+        for txid in ordered:
+            facts = self._facts(txid)
+            if facts is None or not facts.our_outputs:
+                continue
+            res = classify_outputs(facts, depth_of, count=count, deposit_depth=deposit,
+                                   known_cj_amount=known.get(txid))
+            if res.cj_amount is not None and txid not in known:
+                recognised += 1
+            if res.merged_depths:
+                merges.append({"txid": txid, "depths": list(res.merged_depths)})
+            for n, cd in res.outputs.items():
+                op = f"{txid}:{n}"
+                if cd.kind == rules.DEPOSIT and not facts.our_inputs:
+                    if op in pinned:
+                        cd = CoinDepth(int(pinned[op]) % count, 0, rules.DEPOSIT)
+                    else:
+                        new_pins[op] = cd.depth
+                if op in overrides:
+                    cd = CoinDepth(overrides[op], cd.coinjoins, rules.USER)
+                elif cd.kind in (rules.DEPOSIT, rules.CHANGE, rules.CJ_CHANGE, rules.CJ_OUT):
+                    addr_depth = self._output_address_depth(facts, n, addresses)
+                    if addr_depth is not None and addr_depth != cd.depth:
+                        cd = CoinDepth(addr_depth, cd.coinjoins, rules.ADDRESS)
+                depth_of[op] = cd
+        for op, d in new_pins.items():
+            pinned[op] = d
+        self._pins_added = bool(new_pins)
+        return recognised
 
     def _output_address_depth(self, facts: TxFacts, n: int,
                               addresses: Mapping[str, int]) -> Optional[int]:

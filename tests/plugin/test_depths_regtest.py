@@ -107,6 +107,9 @@ def test_depths_follow_a_coinjoin_a_payment_and_a_merge_then_rebuild_from_seed(
     assert depth_map(rec)[late] == (0, 0, rules.DEPOSIT)
     assert depth_map(rec)[outpoint_of(tx, change)] == (0, 0, rules.CJ_CHANGE)
     before_restore = depth_map(rec)
+    # what the record worked out transaction by transaction = a full replay of the history
+    full = DepthRecord(taker, {})
+    assert depth_map(full) == before_restore and full.merges() == rec.merges()
     # the record was made when the wallet held deposits only: nothing to rebuild, no report
     assert rec.report() is None
 
