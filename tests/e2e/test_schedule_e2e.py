@@ -12,8 +12,8 @@ import time
 import pytest
 
 from devstack.daemons import start_daemon
-from devstack.jmnet import irc_config
-from tests.e2e.conftest import new_wallet
+from devstack.ircd import irc_config
+from devstack.wallets import new_wallet
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -70,7 +70,7 @@ def test_three_step_schedule_through_the_commands(electrum_node, bitcoind, irc_n
     old_plugins = electrum_node.daemon._plugins
     electrum_node.daemon._plugins = plugins_factory(config, "cmdline")
     try:
-        taker = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], mine=5)
+        taker = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], confirmations=6)
         dest = new_wallet(electrum_node, bitcoind)
         dest_addr = dest.get_receiving_addresses()[0]
         cmds = _commands(electrum_node)

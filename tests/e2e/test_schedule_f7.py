@@ -24,7 +24,7 @@ import pytest
 
 from devstack.bitcoind import RPCError
 from devstack.daemons import start_daemon
-from devstack.jmnet import irc_config
+from devstack.ircd import irc_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 

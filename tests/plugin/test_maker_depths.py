@@ -12,11 +12,14 @@ from __future__ import annotations
 import pytest
 
 from devstack.daemons import start_daemon
+from devstack.ircd import irc_config
+from devstack.procs import wait_until
+from devstack.wallets import fund_wallet
 from electrum_joinmarket.depths import rules
 from electrum_joinmarket.maker.maker import MakerSettings
 from electrum_joinmarket.tx import taker_tx as tb
 
-from .maker_harness import TestTaker, fund_wallet, irc_config, start_maker, wait_until
+from .maker_harness import TestTaker, start_maker
 
 pytestmark = pytest.mark.stack
 

@@ -73,7 +73,7 @@ def test_register_runtime_then_plugins_cmdline_loads_it(tmp_path, plugins_factor
 
 def test_commands_register_once_and_only_through_the_plugin_module():
     """Module-level @plugin_commands (commands.py): a library import of the package registers
-    nothing; executing the init module as a plugin module registers all eight, and executing it
+    nothing; executing the init module as a plugin module registers all of them, and executing it
     again (Electrum does, per Plugins object) registers nothing twice and raises nothing."""
     code = """if True:
         import importlib.util, os
@@ -90,9 +90,11 @@ def test_commands_register_once_and_only_through_the_plugin_module():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    every = sorted(f"joinmarket_{c}" for c in ("status", "coinjoin", "progress", "cancel",
-                                                "orderbook", "start_maker", "stop_maker",
-                                                "history"))
+    from electrum_joinmarket.commands import __all__ as names
+    assert {"status", "coinjoin", "progress", "cancel", "orderbook", "start_maker", "stop_maker",
+            "history", "depths", "set_depth", "schedule_create", "schedule_start",
+            "schedule_status", "schedule_stop", "schedule_address"} <= set(names)
+    every = sorted(f"joinmarket_{c}" for c in names)
     assert r.stdout.splitlines() == ["[]", repr(every), repr(every)], r.stdout + r.stderr
     assert "could not register" not in r.stderr
 

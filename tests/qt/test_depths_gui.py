@@ -14,9 +14,10 @@ import os
 import pytest
 
 from devstack.daemons import start_daemon
-from devstack.jmnet import irc_config
-from tests.e2e.conftest import new_wallet
-from tests.qt.conftest import jm_tab
+from devstack.ircd import irc_config
+from devstack.wallets import new_wallet
+
+from .helpers import jm_tab
 
 pytestmark = [pytest.mark.qt, pytest.mark.stack]
 
@@ -155,7 +156,7 @@ def taker_daemon(tmp_path, irc_net, ircd, configure):
 
 def test_multiple_join_panel_runs_a_schedule(electrum_node, bitcoind, irc_net, taker_daemon,
                                              jm_qt, open_window, modals, qtbot):
-    wallet = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], mine=5)
+    wallet = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], confirmations=6)
     dest = new_wallet(electrum_node, bitcoind)
     window = open_window(wallet)
     tab = jm_tab(window)
