@@ -73,6 +73,23 @@ def test_depth_view_coins_tab_and_moving_a_coin(electrum_node, bitcoind, jm_qt, 
                     for r in range(ul.std_model.rowCount()))
     assert labels == ["[depth 0]", "[depth 0]", "[depth 3]"]
 
+    # the coinjoin form spends one depth: its selector, the coins it shows, what the runner gets
+    form = tab.form
+    assert [form.depth_combo.itemData(i) for i in range(form.depth_combo.count())] == \
+        [None, 0, 1, 2, 3, 4]
+    form.depth_combo.setCurrentIndex(4)                      # depth 3
+    assert form.coins_label.text() == "confirmed coins of depth 3 ({})".format(
+        window.format_amount_and_units(1_000_000))
+    form.depth_combo.setCurrentIndex(2)                      # depth 1: empty
+    form.amount_e.setAmount(500_000)
+    form.dest_e.setText(wallet.get_receiving_addresses()[10])
+    form.fee_abs_e.setText("50000")
+    form.fee_rel_e.setText("0.01")
+    n = len(m.messages)
+    qtbot.mouseClick(form.start_button, _left())
+    qtbot.waitUntil(lambda: len(m.messages) > n, timeout=10_000)
+    assert "depth 1 has no confirmed, unfrozen coins" in m.messages[-1]
+
     # the Coins tab's context menu (Electrum's qt_utxo_menu hook) offers the depths
     from electrum.plugin import run_hook
     from PyQt6.QtWidgets import QMenu

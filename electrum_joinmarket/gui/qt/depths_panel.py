@@ -15,7 +15,6 @@ from PyQt6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QSplitter,
@@ -27,6 +26,7 @@ from PyQt6.QtWidgets import (
 
 from electrum_joinmarket.depths import rules
 from electrum_joinmarket.depths.record import DepthError, DepthRecord
+from electrum_joinmarket.gui.qt.common import NumItem, make_table
 from electrum_joinmarket.logs import get_logger
 
 log = get_logger(__name__)
@@ -57,28 +57,9 @@ ADVISORY = _(
     "the label and tooltip) and use 'Spend' from there.")
 
 
-class _Num(QTableWidgetItem):
-    def __init__(self, text: str, key: int):
-        super().__init__(text)
-        self.key = key
-        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        return self.key < getattr(other, "key", 0)
-
-
 def _table(columns: list[str], name: str) -> QTableWidget:
-    t = QTableWidget(0, len(columns))
+    t = make_table(columns)
     t.setObjectName(name)
-    t.setHorizontalHeaderLabels(columns)
-    vh, hh = t.verticalHeader(), t.horizontalHeader()
-    assert vh is not None and hh is not None
-    vh.setVisible(False)
-    t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    t.setAlternatingRowColors(True)
-    hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    hh.setStretchLastSection(True)
     return t
 
 
@@ -198,9 +179,9 @@ class DepthsPanel(QWidget):
             unconf = sum(c.value for c in mine if not c.confirmed)
             frozen = sum(c.value for c in mine if c.frozen)
             most = max((c.coinjoins for c in mine), default=0)
-            cells = [_Num(str(d), d), _Num(self._fmt(conf), conf), _Num(self._fmt(unconf), unconf),
-                     _Num(self._fmt(frozen), frozen), _Num(str(len(mine)), len(mine)),
-                     _Num(str(most), most)]
+            cells = [NumItem(str(d), d), NumItem(self._fmt(conf), conf), NumItem(self._fmt(unconf), unconf),
+                     NumItem(self._fmt(frozen), frozen), NumItem(str(len(mine)), len(mine)),
+                     NumItem(str(most), most)]
             for col, item in enumerate(cells):
                 t.setItem(d, col, item)
         if selected is not None and selected < count:
@@ -216,8 +197,8 @@ class DepthsPanel(QWidget):
             op.setData(Qt.ItemDataRole.UserRole, c.outpoint)
             op.setToolTip(c.outpoint)
             row: list[QTableWidgetItem] = [
-                op, QTableWidgetItem(c.address), _Num(self._fmt(c.value), c.value),
-                _Num(str(c.depth), c.depth), _Num(str(c.coinjoins), c.coinjoins),
+                op, QTableWidgetItem(c.address), NumItem(self._fmt(c.value), c.value),
+                NumItem(str(c.depth), c.depth), NumItem(str(c.coinjoins), c.coinjoins),
                 QTableWidgetItem(KIND_TEXT.get(c.kind, c.kind)),
                 QTableWidgetItem(_("yes") if c.frozen else "")]
             for col, cell in enumerate(row):

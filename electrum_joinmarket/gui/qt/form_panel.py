@@ -10,6 +10,7 @@ from electrum.gui.qt.amountedit import BTCAmountEdit
 from electrum.i18n import _
 from PyQt6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -87,6 +88,15 @@ class FormPanel(Panel):
         self.feerate_spin.setToolTip(_("Used when the Electrum server gives no fee estimate; the "
                                        "rate is randomised upward by up to 20% like JoinMarket"))
         form.addRow(_("Miner fee (no estimate)"), self.feerate_spin)
+        self.depth_combo = QComboBox()              # JoinMarket depth (docs/depths-and-schedules.md)
+        self.depth_combo.setObjectName("jm_form_depth")
+        self.depth_combo.addItem(_("the lowest that can pay"), None)
+        for d in range(self.plugin.session_for(self.wallet).depths.count):
+            self.depth_combo.addItem(str(d), d)
+        self.depth_combo.setToolTip(_("The coinjoin spends coins of one depth only; its output "
+                                      "to this wallet goes to the next depth"))
+        self.depth_combo.currentIndexChanged.connect(lambda _i: self.update_coins_label())
+        form.addRow(_("From depth"), self.depth_combo)
         self.coins_label = QLabel()
         form.addRow(_("Coins"), self.coins_label)
         self.start_button = QPushButton(_("Start coinjoin"))
@@ -94,6 +104,10 @@ class FormPanel(Panel):
         self.start_button.clicked.connect(self.tab.start_coinjoin)
         form.addRow(self.start_button)
         self.update_coins_label()
+
+    def depth(self) -> Optional[int]:
+        """The depth chosen in the form (None: the runner picks the lowest that can pay)."""
+        return self.depth_combo.currentData()
 
     def load_settings(self) -> None:
         """Take the (just saved) settings' fee limits, counterparties and fallback fee rate."""
@@ -148,8 +162,12 @@ class FormPanel(Panel):
         coins = model.spendable_coins(self.wallet, sel)
         total = sum(c.value_sats() for c in coins)
         fmt = self.main_window.format_amount_and_units
-        if sel is None:
-            self.coins_label.setText(_("all confirmed coins ({})").format(fmt(total)))
+        depth = self.depth() if hasattr(self, "depth_combo") else None
+        if sel is None and depth is not None:
+            bal = self.plugin.session_for(self.wallet).depths.balances()[depth]
+            self.coins_label.setText(_("confirmed coins of depth {} ({})").format(depth, fmt(bal)))
+        elif sel is None:
+            self.coins_label.setText(_("all confirmed coins ({}), one depth spent").format(fmt(total)))
         else:
             self.coins_label.setText(_("{} coins selected in the Coins tab ({})").format(
                 len(coins), fmt(total)))

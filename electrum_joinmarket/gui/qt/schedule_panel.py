@@ -8,11 +8,11 @@ signal; errors are shown with Electrum's message boxes."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from electrum.i18n import _
 from electrum.util import get_asyncio_loop
-from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
+from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -33,6 +33,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from electrum_joinmarket.gui.qt.common import Bridge, make_table
 from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.schedule.model import ADDRASK, INTERNAL, ScheduleError, StepStatus
 
@@ -46,34 +47,10 @@ STEP_COLUMNS = [_("#"), _("Depth"), _("Amount"), _("Makers"), _("Destination"), 
 
 
 def _table(columns: list[str], name: str) -> QTableWidget:
-    t = QTableWidget(0, len(columns))
+    t = make_table(columns)
     t.setObjectName(name)
-    t.setHorizontalHeaderLabels(columns)
-    vh, hh = t.verticalHeader(), t.horizontalHeader()
-    assert vh is not None and hh is not None
-    vh.setVisible(False)
-    t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    t.setAlternatingRowColors(True)
-    hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    hh.setStretchLastSection(True)
     return t
-
-
-class _Bridge(QObject):
-    call = pyqtSignal(object)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.call.connect(self._run, Qt.ConnectionType.QueuedConnection)  # type: ignore[call-arg]
-
-    @staticmethod
-    def _run(fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except Exception:
-            log.exception("multiple join view: callback failed")
 
 
 def amount_text(step: dict) -> str:
@@ -235,7 +212,7 @@ class SchedulePanel(QWidget):
         self.depths = depths
         self.main_window = window
         self.setObjectName("jm_schedule_panel")
-        self.bridge = _Bridge()
+        self.bridge = Bridge()
         self._closed = False
         self._selected: Optional[str] = None
         self._build()

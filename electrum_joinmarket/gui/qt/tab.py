@@ -187,7 +187,8 @@ class JoinMarketTab(QWidget):
             fut = runner.start_coinjoin_task(self.wallet, config, password,
                                              allow_script_mismatch=allow_mismatch,
                                              progress=self._progress_from_loop,
-                                             confirm=self._confirm_from_loop)
+                                             confirm=self._confirm_from_loop,
+                                             depth=self.form.depth())
         except Exception as exc:
             self._finish_ui()
             self._show_exc(exc)
