@@ -13,18 +13,24 @@ size of the record in the wallet file. The last line is the key=value summary.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import shutil
 import sys
 import tempfile
 import time
+from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from devstack.bitcoind import start_bitcoind
 from devstack.electrum_env import ElectrumNode, stop_electrum_loop
 from devstack.electrumx import start_electrumx
+
+
+def _has_tx(wallet: Any, txid: str) -> bool:
+    return wallet.adb.get_transaction(txid) is not None
 
 
 def main() -> None:
@@ -55,8 +61,7 @@ def main() -> None:
         own = wallet.get_receiving_addresses()
         for i in range(args.spends):
             tx = node.pay(wallet, own[i % len(own)], 500_000)
-            node.wait(lambda tx=tx: wallet.adb.get_transaction(tx.txid()) is not None, 60,
-                      "a payment")
+            node.wait(functools.partial(_has_tx, wallet, tx.txid()), 60, "a payment")
             if i % 20 == 19:
                 bitcoind.mine(1)
         bitcoind.mine(1)

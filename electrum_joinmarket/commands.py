@@ -214,7 +214,9 @@ async def set_depth(self: "Commands", outpoint: str, depth: Any,
     """
     rec = plugin.session_for(wallet).depths
     rec.set_coin_depth(outpoint, _int_arg("depth", depth))
-    return {"outpoint": outpoint, "depth": rec.depth_of(outpoint).depth, "balances": rec.balances()}
+    now = rec.depth_of(outpoint)
+    return {"outpoint": outpoint, "depth": None if now is None else now.depth,
+            "balances": rec.balances()}
 
 
 @plugin_command("w", PLUGIN_NAME)

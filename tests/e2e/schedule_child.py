@@ -72,7 +72,7 @@ def main() -> None:
                 say({"event": "HOLD", "txid": tx.txid()})
                 await asyncio.Event().wait()
             return await real(self, tx, plan)
-        takermod.Taker._broadcast = held
+        takermod.Taker._broadcast = held  # type: ignore[method-assign]
 
     wallet_box: list = []
     # the hook opens the session and resumes an interrupted schedule by itself

@@ -105,8 +105,9 @@ class FormPanel(Panel):
         form.addRow(self.start_button)
         self.update_coins_label()
 
-    def depth(self) -> Optional[int]:
-        """The depth chosen in the form (None: the runner picks the lowest that can pay)."""
+    def chosen_depth(self) -> Optional[int]:
+        """The depth chosen in the form (None: the runner picks the lowest that can pay). Not
+        named ``depth``: that is QPaintDevice.depth() of every QWidget."""
         return self.depth_combo.currentData()
 
     def load_settings(self) -> None:
@@ -162,7 +163,7 @@ class FormPanel(Panel):
         coins = model.spendable_coins(self.wallet, sel)
         total = sum(c.value_sats() for c in coins)
         fmt = self.main_window.format_amount_and_units
-        depth = self.depth() if hasattr(self, "depth_combo") else None
+        depth = self.chosen_depth() if hasattr(self, "depth_combo") else None
         if sel is None and depth is not None:
             bal = self.plugin.session_for(self.wallet).depths.balances()[depth]
             self.coins_label.setText(_("confirmed coins of depth {} ({})").format(depth, fmt(bal)))

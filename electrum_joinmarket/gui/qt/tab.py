@@ -188,7 +188,7 @@ class JoinMarketTab(QWidget):
                                              allow_script_mismatch=allow_mismatch,
                                              progress=self._progress_from_loop,
                                              confirm=self._confirm_from_loop,
-                                             depth=self.form.depth())
+                                             depth=self.form.chosen_depth())
         except Exception as exc:
             self._finish_ui()
             self._show_exc(exc)
