@@ -108,8 +108,9 @@ def _answer_questions_yes(m):
 
     def poll():
         for w in QApplication.topLevelWidgets():
-            if isinstance(w, QMessageBox) and w.isVisible() and id(w) not in m._handled:
-                m._handled.add(id(w))
+            if (isinstance(w, QMessageBox) and w.isVisible()
+                    and not any(w is h for h in m._handled)):
+                m._handled.append(w)          # the box itself, not id(): ids are reused
                 m.messages.append(w.text())
                 w.done(QMessageBox.StandardButton.Yes.value)
     m.timer.timeout.disconnect()
