@@ -65,14 +65,14 @@ def main() -> None:
         real = takermod.Taker._broadcast
         hold_step = args.hold_before_broadcast
 
-        async def held(self, tx, plan):       # a kill -9 lands here: signed, never broadcast
+        async def held(self, tx, plan, *rest):       # a kill -9 lands here: signed, never broadcast
             service = plugin.runner.schedules(wallet_box[0])
             sched = service.store.load(service.running_id)
             if sched.current == hold_step:
                 say({"event": "HOLD", "txid": tx.txid()})
                 await asyncio.Event().wait()
-            return await real(self, tx, plan)
-        takermod.Taker._broadcast = held  # type: ignore[method-assign]
+            return await real(self, tx, plan, *rest)
+        takermod.Taker._broadcast = held  # type: ignore[method-assign,assignment]
 
     wallet_box: list = []
     # the hook opens the session and resumes an interrupted schedule by itself
