@@ -722,7 +722,10 @@ class Runner:
             return
 
         async def go() -> None:
-            service.on_wallet_loaded()
+            try:
+                service.on_wallet_loaded()
+            except Exception:       # nobody awaits this future: say it here
+                log.exception("could not resume the schedules of %s", session.wallet_name)
         try:
             asyncio.run_coroutine_threadsafe(go(), get_asyncio_loop())
         except Exception:

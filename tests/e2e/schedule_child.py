@@ -23,6 +23,7 @@ import json
 import os
 import pathlib
 import sys
+import time
 
 
 def main() -> None:
@@ -36,6 +37,9 @@ def main() -> None:
     ap.add_argument("--create")
     ap.add_argument("--hold-before-broadcast", type=int)
     args = ap.parse_args()
+    import logging
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from devstack.electrum_env import ElectrumNode
     node = ElectrumNode(pathlib.Path(args.datadir), args.server)
@@ -88,7 +92,16 @@ def main() -> None:
         service.start(s.id, None)
     if args.create:
         node.run(create())
+    # the hook's resume runs on Electrum's loop, a moment after load_wallet returned: READY
+    # reports what it decided (resumed: running_id; not resumed: no schedule left "running")
+    deadline = time.monotonic() + 30
+    while service.running_id is None and service.interrupted() and time.monotonic() < deadline:
+        time.sleep(0.1)
     say({"event": "READY", "running": service.running_id})
+    if service.running_id is not None:      # what it said before the listener was there
+        st = service.status(service.running_id)
+        say({"event": "updated", "schedule": st["id"], "status": st["status"],
+             "message": st["message"]})
 
     async def wait_end() -> str:
         while True:

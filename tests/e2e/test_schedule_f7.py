@@ -60,8 +60,8 @@ class Child:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"Electrum exited ({self.proc.returncode}) waiting for "
                                          f"{what}; last events {self.seen[-5:]}") from None
-                if on_idle is not None:
-                    on_idle(self.seen[-1] if self.seen else {})
+                if on_idle is not None:     # where the schedule is: its last message
+                    on_idle(next((e for e in reversed(self.seen) if e.get("message")), {}))
                 continue
             self.seen.append(ev)
             if pred(ev):
