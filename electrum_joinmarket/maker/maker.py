@@ -41,10 +41,11 @@ Money-safety invariants (docs/architecture.md, docs/testing.md T1–T9):
   another session nor Electrum's own change selection picks them again.  Exception (issue 12
   M2): the two addresses of a session that ended *without our signature* go to a pool
   (``maker_spare_addresses`` in plugin storage, still reserved in Electrum) and are handed out
-  again for the same JoinMarket depth, lowest index first, before any new address — otherwise every failed session (cheap for
-  a taker to cause) would push the next coinjoin output further past Electrum's change gap limit
-  (10), where a wallet restored from its seed no longer finds it.  The cost: the taker of the
-  failed session saw them, and can recognise our output if they appear in a later coinjoin.
+  again, for the JoinMarket depth they were recorded for, lowest index first, before any new
+  address — otherwise every failed session (cheap for a taker to cause) would push the next
+  coinjoin output further past Electrum's change gap limit (10), where a wallet restored from
+  its seed no longer finds it.  The cost: the taker of the failed session saw them, and can
+  recognise our output if they appear in a later coinjoin.
   Addresses of a session we signed are never reused (that transaction may still confirm), nor is
   an address with history or one a live session holds.
 * **Broadcast** (``!push``) only a transaction we signed in a session (inputs, outputs, version,
