@@ -200,12 +200,17 @@ class Runner:
                 balances = rec.balances()
                 fits = [d for d, b in sorted(balances.items())
                         if b > 0 and (config.amount == 0 or b > config.amount)]
-                if not fits:
+                if not fits and any(balances.values()):
                     raise RunnerError(
                         "no depth holds enough confirmed coins for this amount (the plugin "
                         "spends one depth at a time: " + ", ".join(
-                            f"depth {d}: {b} sat" for d, b in balances.items() if b) + ")"
-                        if any(balances.values()) else "no confirmed coins to spend")
+                            f"depth {d}: {b} sat" for d, b in balances.items() if b) + ")")
+                if not fits and not session.wallet.is_up_to_date():
+                    raise RunnerError(
+                        "the wallet is still synchronising with its Electrum server; try again "
+                        "in a moment (electrum getinfo / the status bar says when it is done)")
+                if not fits:
+                    raise RunnerError("no confirmed coins to spend")
                 if config.amount == 0 and len(fits) > 1:
                     raise RunnerError("a sweep empties one depth: say which (" + ", ".join(
                         f"depth {d}: {balances[d]} sat" for d in fits) + ")")

@@ -379,10 +379,10 @@ class Taker:
 
     # ---------------------------------------------------------------- stages
     def _check_wallet(self) -> None:
-        check_request(self.wallet, self.cfg, self.password)
         coins = self._my_coins()
         if self.depths is not None and coins:      # DepthError: the user's to fix
             self.depths.check_one_depth([c.prevout.to_str() for c in coins])
+        check_request(self.wallet, self.cfg, self.password)
 
     def _my_coins(self) -> list:
         return spendable_coins(self.wallet, self.cfg)
