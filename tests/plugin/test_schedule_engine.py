@@ -285,3 +285,150 @@ def test_engine_three_steps_exact_with_retry_and_kills(bitcoind, electrum_node, 
               f" held={held_txid} rerun={s2.txid} balances={bal}")
     finally:
         node.close_wallet(taker)
+
+
+def test_engine_step_that_keeps_failing_stops_the_schedule_nothing_lost_then_resumes(
+        bitcoind, electrum_node, make_wallet, tmp_path):
+    """Issue 15: a failed step is retried with new makers (the ones each attempt blamed are
+    ignored by the next, a sweep retries with one maker fewer down to the minimum); a step that
+    keeps failing stops the schedule as ``failed`` with a message that says what to do, nothing
+    of the step spent, the state on disk; resumed (here after a restart from that disk state),
+    the same step runs again and the schedule completes, amounts exact."""
+    node = electrum_node
+    if node.config.get("plugins.joinmarket.enabled") is None:
+        node.config.set_key("plugins.joinmarket.enabled", False)   # keep plugin data on close
+    taker = make_wallet(fund=[8_000_000, 3_000_000])
+    wa = make_wallet(fund=[40_000_000])
+    wb = make_wallet(fund=[40_000_000])
+    dest = make_wallet()
+    bitcoind.mine(2)
+    mrecs = [DepthRecord(wa, plugin_storage(wa)), DepthRecord(wb, plugin_storage(wb))]
+    joins = RealJoins(node, bitcoind, taker, [(wa, mrecs[0], OFFER_A), (wb, mrecs[1], OFFER_B)])
+    seen: list = []
+
+    async def execute(req, progress):
+        seen.append((req.attempt, dict(req.ignored_makers), req.counterparties, sorted(req.coins)))
+        if req.attempt <= 3:              # three attempts in a row: makers vanish after !fill
+            progress({"stage": "failed", "message": "makers silent"})
+            return _Outcome("failed", f"maker J5bad{req.attempt} did not answer",
+                            ignored_makers={f"J5bad{req.attempt}": "M10"})
+        return await joins(req, progress)
+
+    engine, depths = make_engine(node, taker, execute)
+    coins_before = sorted(c.prevout.to_str() for c in taker.get_utxos())
+    assert depths.balances()[0] == 11_000_000
+    dest_addr = dest.get_receiving_addresses()[0]
+    sched = Schedule(steps=[Step(0, 0, 3, dest_addr)], max_attempts=3, retry_wait=0.2)
+    sched.validate(5)
+    engine.store.save(sched)
+    fut, s = drive(node, bitcoind, engine, sched.id, lambda s: s.status == ScheduleStatus.FAILED)
+    fut.result(30)
+    step = s.steps[0]
+    assert step.attempts == 3 and step.status == StepStatus.PENDING and step.txid is None
+    assert "step 1 failed 3 time(s)" in s.message and "maker J5bad3 did not answer" in s.message
+    assert "still in depth 0" in s.message and "Resume" in s.message
+    # every attempt was told the makers the earlier ones blamed; the sweep lost one maker
+    # after the first failure, never below the minimum (2)
+    assert [(a, sorted(ig), cp) for (a, ig, cp, _c) in seen] == [
+        (1, [], 3), (2, ["J5bad1"], 2), (3, ["J5bad1", "J5bad2"], 2)]
+    assert all(c == coins_before for (_a, _i, _cp, c) in seen)
+    assert step.ignored_makers == {"J5bad1": "M10", "J5bad2": "M10", "J5bad3": "M10"}
+    # nothing lost: no transaction built, every coin where it was, none left frozen
+    assert joins.txs == [] and step.pending_txids == [] and step.commitments == []
+    assert sorted(c.prevout.to_str() for c in taker.get_utxos()) == coins_before
+    assert not any(taker.is_frozen_coin(c) for c in taker.get_utxos())
+    assert depths.balances() == {0: 11_000_000, 1: 0, 2: 0, 3: 0, 4: 0}
+
+    # Electrum restarts from what is on disk: the failed schedule is there as it was
+    snap = kill_and_restart(node, taker, tmp_path, "failed", joins)
+    taker, engine, depths = restart(node, snap, "schedule-failed-restart", joins, fut, taker)
+    engine.execute = execute
+    try:
+        on_disk = engine.store.load(sched.id)
+        assert on_disk.status == ScheduleStatus.FAILED and on_disk.message == s.message
+        assert on_disk.steps[0].attempts == 3
+        assert on_disk.steps[0].ignored_makers == step.ignored_makers
+        # resumed: the same step runs again (attempt 4, the blamed makers still ignored) and
+        # the schedule completes
+        fut, s = drive(node, bitcoind, engine, sched.id, lambda s: s.status == ScheduleStatus.DONE)
+        fut.result(30)
+        step = s.steps[0]
+        assert step.status == StepStatus.DONE and step.attempts == 4
+        assert seen[-1][:3] == (4, {"J5bad1": "M10", "J5bad2": "M10", "J5bad3": "M10"}, 2)
+        [(_i, _a, tx)] = joins.txs
+        assert step.txid == tx.txid()
+        assert {i.prevout.to_str() for i in tx.inputs()} >= set(coins_before)
+        node.wait_tx(dest, step.txid, confirmations=1)
+        assert dest.get_balance()[0] == step.cj_amount > 11_000_000 - 60_000
+        assert depths.balances() == {0: 0, 1: 0, 2: 0, 3: 0, 4: 0}
+        assert_one_depth_per_wallet([depths] + mrecs, [tx])
+        print(f"\nENGINE FAILED-THEN-RESUMED attempts={[a for (a, *_r) in seen]} "
+              f"cj_amount={step.cj_amount} txid={step.txid}")
+    finally:
+        node.close_wallet(taker)
+
+
+def test_engine_address_added_later_and_wait_in_minutes(bitcoind, electrum_node, make_wallet):
+    """Issue 15 schedules: a step whose destination is ``ADDRASK`` (an address the user adds
+    later) stops the schedule as ``needs-address`` before anything of it runs; the service
+    refuses an address of this wallet, a malformed one, and an address for a step that has
+    one; with the address given, resume runs the step to that address — and not before the
+    previous step's ``wait_minutes`` are over."""
+    from electrum_joinmarket.schedule.model import ADDRASK, ScheduleError
+    from electrum_joinmarket.schedule.service import ScheduleService
+    node = electrum_node
+    taker = make_wallet(fund=[10_000_000, 4_000_000])
+    wa = make_wallet(fund=[40_000_000])
+    wb = make_wallet(fund=[40_000_000])
+    dest = make_wallet()
+    bitcoind.mine(2)
+    mrecs = [DepthRecord(wa, plugin_storage(wa)), DepthRecord(wb, plugin_storage(wb))]
+    joins = RealJoins(node, bitcoind, taker, [(wa, mrecs[0], OFFER_A), (wb, mrecs[1], OFFER_B)])
+    started: list = []
+
+    async def execute(req, progress):
+        started.append((req.index, time.time(), req.destination))
+        return await joins(req, progress)
+
+    engine, depths = make_engine(node, taker, execute)
+    service = ScheduleService(taker, plugin_storage(taker), depths, engine.commitments,
+                              execute=None)          # here only for set_destination
+    sched = Schedule(steps=[Step(0, 7_000_000, 2, INTERNAL, wait_minutes=0.25),
+                            Step(1, 0, 2, ADDRASK)], retry_wait=0.2)
+    sched.validate(5)
+    engine.store.save(sched)
+    fut, s = drive(node, bitcoind, engine, sched.id,
+                   lambda s: s.status == ScheduleStatus.NEEDS_ADDRESS)
+    fut.result(30)
+    assert s.current == 1 and s.steps[0].status == StepStatus.DONE
+    assert s.steps[1].status == StepStatus.PENDING and s.steps[1].attempts == 0
+    assert "step 2 needs a destination address" in s.message
+    assert [i for (i, _t, _d) in started] == [0]              # step 2 never started
+    not_before = s.not_before_time         # step 1's 15 s, saved with the schedule
+    assert not_before is not None and not_before >= s.steps[0].done_at + 0.25 * 60
+    # what the user may not give
+    for bad, why in ((taker.get_receiving_addresses()[3], "belongs to this wallet"),
+                     ("not-an-address", "not an address")):
+        with pytest.raises(ScheduleError, match=why):
+            service.set_destination(sched.id, 2, bad)
+    with pytest.raises(ScheduleError, match="already has a destination"):
+        service.set_destination(sched.id, 1, dest.get_receiving_addresses()[0])
+    addr = dest.get_receiving_addresses()[0]
+    given = service.set_destination(sched.id, 2, addr)
+    assert time.time() < not_before           # resumed inside the wait: the wait is tested
+    assert given.steps[1].destination_used == addr and "resume" in given.message
+    # resumed: the step waits for the previous step's minutes, then pays the given address
+    fut, s = drive(node, bitcoind, engine, sched.id, lambda s: s.status == ScheduleStatus.DONE)
+    fut.result(30)
+    assert [(i, d) for (i, _t, d) in started] == [(0, started[0][2]), (1, addr)]
+    step1, step2 = s.steps
+    assert started[1][1] >= not_before                        # the wait survived the stop
+    assert step2.status == StepStatus.DONE and step2.attempts == 1
+    node.wait_tx(dest, step2.txid, confirmations=1)
+    assert dest.get_balance()[0] == step2.cj_amount > 7_000_000 - 60_000
+    tx1 = [tx for (i, _a, tx) in joins.txs if i == 0][0]
+    change1 = sum(o.value for o in tx1.outputs() if taker.is_mine(o.address)) - 7_000_000
+    assert depths.balances() == {0: change1, 1: 0, 2: 0, 3: 0, 4: 0}
+    assert_one_depth_per_wallet([depths] + mrecs, [tx for (_i, _a, tx) in joins.txs])
+    print(f"\nENGINE ADDRASK waited={started[1][1] - step1.done_at:.1f}s "
+          f"cj_amount={step2.cj_amount} txid={step2.txid}")
