@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from electrum_joinmarket.plugin import JoinMarketPlugin
 
 __all__ = ["status", "coinjoin", "progress", "cancel", "orderbook", "start_maker", "stop_maker",
-           "history", "depths", "set_depth", "schedule_create", "schedule_start",
+           "history", "depths", "set_depth", "depth_settings", "schedule_create", "schedule_start",
            "schedule_status", "schedule_stop", "schedule_address"]
 
 
@@ -217,6 +217,24 @@ async def set_depth(self: "Commands", outpoint: str, depth: Any,
     now = rec.depth_of(outpoint)
     return {"outpoint": outpoint, "depth": None if now is None else now.depth,
             "balances": rec.balances()}
+
+
+@plugin_command("w", PLUGIN_NAME)
+async def depth_settings(self: "Commands", plugin: "JoinMarketPlugin" = None,  # type: ignore[assignment]
+                         wallet: Optional["Abstract_Wallet"] = None, count: Any = None,
+                         deposit_depth: Any = None) -> dict:
+    """Show or change this wallet's JoinMarket depth settings: how many depths (mixdepths) it
+    has, and the depth coins arriving from outside are put in (coins already there stay).
+
+    arg:int:count:Number of depths, 1 to 16 (default 5, as JoinMarket's mixdepths)
+    arg:int:deposit_depth:Depth for coins arriving from outside from now on
+    """
+    rec = plugin.session_for(wallet).depths
+    if count is not None:
+        rec.set_count(_int_arg("count", count))
+    if deposit_depth is not None:
+        rec.set_deposit_depth(_int_arg("deposit_depth", deposit_depth))
+    return {"count": rec.count, "deposit_depth": rec.deposit_depth, "balances": rec.balances()}
 
 
 @plugin_command("w", PLUGIN_NAME)

@@ -177,7 +177,7 @@ class DepthRecord:
             raise DepthError(f"the number of depths must be between 1 and {MAX_DEPTH_COUNT}")
         with self._lock:
             self._rec["count"] = count
-            self._changed()
+            self._changed(save=True)
 
     def set_deposit_depth(self, depth: int) -> None:
         """The depth coins arriving from outside are put in from now on (coins already in the
@@ -186,7 +186,7 @@ class DepthRecord:
         self._check_depth(depth)
         with self._lock:
             self._rec["deposit_depth"] = depth
-            self._changed()
+            self._changed(save=True)
 
     def _check_depth(self, depth: Any) -> int:
         if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth < self.count:

@@ -253,3 +253,44 @@ def test_taker_and_runner_refuse_coins_of_two_depths(electrum_node, make_wallet,
                   net_name="regtest", depths=rec)
     outcome = electrum_node.run(taker.run())
     assert outcome.status == "failed" and "different JoinMarket depths" in outcome.message
+
+
+def test_depth_count_and_deposit_depth_through_the_command_are_on_disk_at_once(
+        bitcoind, electrum_node, make_wallet, jm_plugin):
+    """Issue 15 (a configurable count of depths, deposits to a depth the user picks), headless:
+    ``joinmarket_depth_settings`` changes both, refuses what cannot be (one line, what to do),
+    and the change is in the wallet file at once — what a killed Electrum leaves on disk — not
+    only at the next save."""
+    import json
+
+    from electrum.commands import Commands
+
+    from devstack.wallets import fund_wallet
+    from electrum_joinmarket.errors import UserError
+    w = make_wallet(fund=[2_000_000, 1_000_000])
+    cmds = Commands(config=electrum_node.config, network=electrum_node.network,
+                    daemon=electrum_node.daemon)
+
+    def on_disk():
+        with open(w.storage.path) as f:
+            return json.load(f)["plugin_data"]["joinmarket"][DEPTHS_KEY]
+    shown = electrum_node.run(cmds.joinmarket_depth_settings(wallet=w))
+    assert shown == {"count": 5, "deposit_depth": 0,
+                     "balances": {0: 3_000_000, 1: 0, 2: 0, 3: 0, 4: 0}}
+    got = electrum_node.run(cmds.joinmarket_depth_settings(wallet=w, count=3))
+    assert got == {"count": 3, "deposit_depth": 0, "balances": {0: 3_000_000, 1: 0, 2: 0}}
+    assert on_disk()["count"] == 3                      # each change saved by itself
+    got = electrum_node.run(cmds.joinmarket_depth_settings(wallet=w, deposit_depth=2))
+    assert got["count"] == 3 and got["deposit_depth"] == 2
+    assert on_disk()["deposit_depth"] == 2
+    for kw, why in (({"count": 0}, "between 1 and"), ({"count": "many"}, "whole number"),
+                    ({"deposit_depth": 3}, "from 0 to 2")):
+        with pytest.raises(UserError, match=why):
+            electrum_node.run(cmds.joinmarket_depth_settings(wallet=w, **kw))
+    assert (on_disk()["count"], on_disk()["deposit_depth"]) == (3, 2)
+    # a deposit now lands in depth 2; the earlier coins stay in depth 0
+    new = fund_wallet(electrum_node, bitcoind, w, [500_000])[0]
+    rec = jm_plugin.session_for(w).depths
+    assert rec.depth_of(new).depth == 2
+    assert rec.balances() == {0: 3_000_000, 1: 0, 2: 500_000}
+    assert rules.next_depth(2, rec.count) == 0           # a coinjoin of depth 2 wraps to 0

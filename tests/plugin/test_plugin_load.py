@@ -92,7 +92,7 @@ def test_commands_register_once_and_only_through_the_plugin_module():
     assert r.returncode == 0, r.stderr
     from electrum_joinmarket.commands import __all__ as names
     assert {"status", "coinjoin", "progress", "cancel", "orderbook", "start_maker", "stop_maker",
-            "history", "depths", "set_depth", "schedule_create", "schedule_start",
+            "history", "depths", "set_depth", "depth_settings", "schedule_create", "schedule_start",
             "schedule_status", "schedule_stop", "schedule_address"} <= set(names)
     every = sorted(f"joinmarket_{c}" for c in names)
     assert r.stdout.splitlines() == ["[]", repr(every), repr(every)], r.stdout + r.stderr
