@@ -432,3 +432,47 @@ def test_engine_address_added_later_and_wait_in_minutes(bitcoind, electrum_node,
     assert_one_depth_per_wallet([depths] + mrecs, [tx for (_i, _a, tx) in joins.txs])
     print(f"\nENGINE ADDRASK waited={started[1][1] - step1.done_at:.1f}s "
           f"cj_amount={step2.cj_amount} txid={step2.txid}")
+
+
+def test_engine_runs_a_generated_tumble_to_its_end(bitcoind, electrum_node, make_wallet):
+    """Issue 15: a schedule made by the tumbler generator (the reference tumbler's algorithm;
+    here its smallest shape: one funded depth, two depths mixed through, one destination) runs
+    to its end with real transactions: stage 1 sweeps depth 0 to depth 1, stage 2 sweeps depth 1
+    to depth 2, and the last depth sweeps everything to the user's address; each coinjoin spends
+    one depth, and nothing is left in the wallet."""
+    from electrum_joinmarket.schedule.tumbler import TumblerParams, generate_tumble
+    node = electrum_node
+    taker = make_wallet(fund=[7_000_000, 3_000_000])
+    wa = make_wallet(fund=[40_000_000] * 3)
+    wb = make_wallet(fund=[40_000_000] * 3)
+    dest = make_wallet()
+    bitcoind.mine(2)
+    mrecs = [DepthRecord(wa, plugin_storage(wa)), DepthRecord(wb, plugin_storage(wb))]
+    joins = RealJoins(node, bitcoind, taker, [(wa, mrecs[0], OFFER_A), (wb, mrecs[1], OFFER_B)])
+    engine, depths = make_engine(node, taker, joins)
+    dest_addr = dest.get_receiving_addresses()[0]
+    params = TumblerParams(addrcount=1, makercountrange=(2.0, 0.0), minmakercount=2,
+                           mixdepthcount=2, txcountparams=(1.0, 0.0), mintxcount=1,
+                           timelambda=0.0, rounding_chance=0.0)
+    sched = generate_tumble(params, [dest_addr], depths.balances(), depth_count=depths.count,
+                            rng=random.Random(7))
+    assert [(s.depth, s.amount, s.destination) for s in sched.steps] == [
+        (0, 0, INTERNAL), (1, 0, INTERNAL), (2, 0, dest_addr)]
+    sched.retry_wait = 0.2
+    engine.store.save(sched)
+    fut, s = drive(node, bitcoind, engine, sched.id, lambda s: s.status == ScheduleStatus.DONE,
+                   timeout=400)
+    fut.result(30)
+    assert all(st.status == StepStatus.DONE and st.attempts == 1 for st in s.steps)
+    txs = [tx for (_i, _a, tx) in joins.txs]
+    assert [tx.txid() for tx in txs] == [st.txid for st in s.steps]
+    for st, tx in zip(s.steps, txs, strict=True):
+        assert depths.check_tx_inputs(tx) == st.depth
+    # each sweep's coinjoin output is the next step's only coin: amounts chain down by fees
+    assert s.steps[0].cj_amount < 10_000_000 and \
+        s.steps[2].cj_amount < s.steps[1].cj_amount < s.steps[0].cj_amount
+    node.wait_tx(dest, s.steps[2].txid, confirmations=1)
+    assert dest.get_balance()[0] == s.steps[2].cj_amount > 10_000_000 - 150_000
+    assert depths.balances() == {0: 0, 1: 0, 2: 0, 3: 0, 4: 0}
+    assert_one_depth_per_wallet([depths] + mrecs, txs)
+    print(f"\nENGINE TUMBLE cj_amounts={[st.cj_amount for st in s.steps]}")
