@@ -20,6 +20,7 @@ from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.schedule.engine import Engine, StepRequest
 from electrum_joinmarket.schedule.model import (
     ADDRASK,
+    INTERNAL,
     Schedule,
     ScheduleError,
     ScheduleStatus,
@@ -96,6 +97,9 @@ class ScheduleService:
         if self.retry_wait is not None:
             sched.retry_wait = self.retry_wait
         sched.validate(self.depths.count)
+        for i, st in enumerate(sched.steps):
+            if st.destination not in (INTERNAL, ADDRASK):
+                self._check_destination_type(i + 1, st.destination)
         self.store.save(sched)
         self._notify({"schedule": sched.id, "event": "created"})
         return sched
@@ -113,6 +117,7 @@ class ScheduleService:
             raise ScheduleError(f"step {step} has started; its destination cannot change")
         if not is_address(address):
             raise ScheduleError(f"{address!r} is not an address of this network")
+        self._check_destination_type(step, address)
         if self.wallet.is_mine(address):
             raise ScheduleError("that address belongs to this wallet: use INTERNAL for a "
                                 "coinjoin to the next depth, or an address of another wallet")
@@ -122,6 +127,21 @@ class ScheduleService:
         self.store.save(sched)
         self._notify({"schedule": sched.id, "event": "updated"})
         return sched
+
+    def _check_destination_type(self, step: int, address: str) -> None:
+        """A step's coinjoin would refuse an address whose script type differs from the other
+        coinjoin outputs (it would single out the output; the runner's script-type check):
+        refused here, when the schedule is made, not after its steps failed."""
+        from electrum_joinmarket.tx.privacy import (
+            TYPE_NAMES,
+            coinjoin_output_type,
+            destination_type_warning,
+        )
+        warning = destination_type_warning(address, str(self.wallet.txin_type))
+        if warning:
+            want = coinjoin_output_type(str(self.wallet.txin_type))
+            raise ScheduleError(f"step {step}: {warning}; give a {TYPE_NAMES.get(want, want)} "
+                                f"address")
 
     def delete(self, schedule_id: str) -> None:
         if self.running_id == schedule_id:

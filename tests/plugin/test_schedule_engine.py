@@ -476,3 +476,36 @@ def test_engine_runs_a_generated_tumble_to_its_end(bitcoind, electrum_node, make
     assert depths.balances() == {0: 0, 1: 0, 2: 0, 3: 0, 4: 0}
     assert_one_depth_per_wallet([depths] + mrecs, txs)
     print(f"\nENGINE TUMBLE cj_amounts={[st.cj_amount for st in s.steps]}")
+
+
+def test_schedule_refuses_a_destination_of_another_script_type_when_made(
+        bitcoind, electrum_node, make_wallet):
+    """A coinjoin refuses a destination whose script type differs from the other outputs (it
+    would single out the user's output; --allow_script_mismatch for one coinjoin). A schedule
+    runs unattended: such an address is refused when the schedule is made or the address added
+    (not after every attempt of the step failed), with what to give instead; this wallet's type
+    is accepted."""
+    from electrum_joinmarket.schedule.model import ADDRASK, ScheduleError
+    from electrum_joinmarket.schedule.service import ScheduleService
+    w = make_wallet()
+    engine, depths = make_engine(electrum_node, w, None)
+    service = ScheduleService(w, plugin_storage(w), depths, engine.commitments, execute=None)
+    legacy = bitcoind.rpc("getnewaddress", "", "legacy", wallet="miner")
+    taproot = bitcoind.rpc("getnewaddress", "", "bech32m", wallet="miner")
+    same = bitcoind.rpc("getnewaddress", "", "bech32", wallet="miner")
+    for addr, kind in ((legacy, "legacy"), (taproot, "taproot")):
+        steps = [{"depth": 0, "amount": 1_000_000, "counterparties": 2, "destination": INTERNAL},
+                 {"depth": 1, "amount": 0, "counterparties": 2, "destination": addr}]
+        with pytest.raises(ScheduleError, match=rf"step 2: the destination is a {kind} .*"
+                                                r"give a native segwit"):
+            service.create(steps=steps)
+    assert service.store.all() == []                        # nothing saved
+    ok = service.create(steps=[{"depth": 0, "amount": 0, "counterparties": 2,
+                                "destination": same}])
+    asked = service.create(steps=[{"depth": 0, "amount": 0, "counterparties": 2,
+                                   "destination": ADDRASK}])
+    with pytest.raises(ScheduleError, match="step 1: the destination is a legacy"):
+        service.set_destination(asked.id, 1, legacy)
+    assert service.store.load(asked.id).steps[0].destination_used in (None, "")
+    assert service.set_destination(asked.id, 1, same).steps[0].destination_used == same
+    assert {s.id for s in service.store.all()} == {ok.id, asked.id}
