@@ -142,9 +142,12 @@ def spendable_coins(wallet: Any, cfg: TakerConfig) -> list:
     return coins
 
 
-def check_request(wallet: Any, cfg: TakerConfig, password: Optional[str]) -> None:
+def check_request(wallet: Any, cfg: TakerConfig, password: Optional[str], *,
+                  require_connected: bool = True) -> None:
     """The user's request against the wallet, before anything runs (TakerError says what to
-    change): a valid destination, a wallet that can sign, the password, coins, the amount."""
+    change): a valid destination, a wallet that can sign, the password, coins, the amount.
+    ``require_connected``: refuse while Electrum has no server (a request being made: say so
+    at once); a run already started passes False and its round waits for the server (F2)."""
     from electrum.bitcoin import is_address
     cfg.check()
     if not is_address(cfg.destination):
@@ -158,7 +161,7 @@ def check_request(wallet: Any, cfg: TakerConfig, password: Optional[str]) -> Non
         except Exception:
             raise TakerError("wrong wallet password", failure=Failure.PASSWORD) from None
     network = getattr(wallet, "network", None)
-    if network is not None and not network.is_connected():
+    if require_connected and network is not None and not network.is_connected():
         raise TakerError("Electrum is not connected to a server yet; try again when it is "
                          "(electrum getinfo shows 'connected')", failure=Failure.CHAIN)
     coins = spendable_coins(wallet, cfg)
@@ -382,7 +385,7 @@ class Taker:
         coins = self._my_coins()
         if self.depths is not None and coins:      # DepthError: the user's to fix
             self.depths.check_one_depth([c.prevout.to_str() for c in coins])
-        check_request(self.wallet, self.cfg, self.password)
+        check_request(self.wallet, self.cfg, self.password, require_connected=False)
 
     def _my_coins(self) -> list:
         return spendable_coins(self.wallet, self.cfg)
