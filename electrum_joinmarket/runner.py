@@ -200,7 +200,12 @@ class Runner:
                 balances = rec.balances()
                 fits = [d for d, b in sorted(balances.items())
                         if b > 0 and (config.amount == 0 or b > config.amount)]
-                if not fits and any(balances.values()):
+                total = sum(balances.values())
+                if not fits and total and config.amount >= total:
+                    raise RunnerError(   # the same words as the taker's own check
+                        f"amount {config.amount} sat is not below the spendable balance {total} "
+                        f"sat (fees must fit too); use sweep (amount 0) to spend all")
+                if not fits and total:
                     raise RunnerError(
                         "no depth holds enough confirmed coins for this amount (the plugin "
                         "spends one depth at a time: " + ", ".join(
