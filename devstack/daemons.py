@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import json
 import os
 import pathlib
 import re
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any, Iterator
 
 from jmcore import amp as jamp
 from jmcore import linkauth
@@ -338,3 +341,25 @@ def run(coro, timeout=240):
     async def main():
         return await asyncio.wait_for(coro, timeout)
     return asyncio.run(main())
+
+
+@contextlib.contextmanager
+def plugin_on_daemon(config: Any, workdir: pathlib.Path, name: str, channels: list,
+                     **settings: Any) -> Iterator[Proc]:
+    """A jmdaemon started for the plugin of an in-process Electrum (``config``): the plugin's
+    settings point at it (no autostart) with ``channels``, fee limits and quick round settings
+    (``settings`` overrides, by short name); all are unset and the daemon stopped afterwards."""
+    daemon = start_daemon(workdir, name)
+    values = {"daemon_host": "127.0.0.1", "daemon_port": daemon.port, "daemon_autostart": False,
+              "channels": json.dumps(channels), "max_cj_fee_abs": 50_000,
+              "max_cj_fee_rel": "0.01", "counterparties": 3, "minimum_makers": 2,
+              "orderbook_wait": 4, "maker_timeout": 20, **settings}
+    keys = [f"plugins.joinmarket.{k}" for k in values]
+    for key, value in zip(keys, values.values(), strict=True):
+        config.set_key(key, value)
+    try:
+        yield daemon
+    finally:
+        for key in keys:
+            config.set_key(key, None)
+        daemon.stop()

@@ -6,11 +6,10 @@ await in between) a cancellation is refused with its reason and the coinjoin com
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
-from devstack.daemons import start_daemon
+from devstack.daemons import plugin_on_daemon
 from devstack.ircd import irc_config
 from devstack.wallets import confirmed_balance, new_wallet
 
@@ -19,21 +18,9 @@ pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
 @pytest.fixture
 def runner(electrum_node, irc_net, ircd, tmp_path, jm_plugin):
-    daemon = start_daemon(tmp_path, "boundary-taker")
-    c = electrum_node.config
-    keys = {"plugins.joinmarket.daemon_host": "127.0.0.1",
-            "plugins.joinmarket.daemon_port": daemon.port,
-            "plugins.joinmarket.daemon_autostart": False,
-            "plugins.joinmarket.channels": json.dumps(irc_config(ircd)),
-            "plugins.joinmarket.max_cj_fee_abs": 50_000, "plugins.joinmarket.max_cj_fee_rel": "0.01",
-            "plugins.joinmarket.counterparties": 3, "plugins.joinmarket.minimum_makers": 3,
-            "plugins.joinmarket.orderbook_wait": 4, "plugins.joinmarket.maker_timeout": 20}
-    for k, v in keys.items():
-        c.set_key(k, v)
-    yield jm_plugin.runner
-    for k in keys:
-        c.set_key(k, None)
-    daemon.stop()
+    with plugin_on_daemon(electrum_node.config, tmp_path, "boundary-taker",
+                          irc_config(ircd), minimum_makers=3):
+        yield jm_plugin.runner
 
 
 def _run_cancelling_at(electrum_node, runner, wallet, dest, at_sigs: int):

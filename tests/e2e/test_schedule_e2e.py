@@ -6,12 +6,11 @@ between steps.  Amounts and depths exact; every transaction of the run checked: 
 coins of two depths in one transaction (taker and every maker)."""
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
-from devstack.daemons import start_daemon
+from devstack.daemons import plugin_on_daemon
 from devstack.ircd import irc_config
 from devstack.wallets import new_wallet
 
@@ -20,21 +19,9 @@ pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
 @pytest.fixture
 def configured(electrum_node, irc_net, ircd, tmp_path):
-    daemon = start_daemon(tmp_path, "sched-taker")
-    c = electrum_node.config
-    keys = {"plugins.joinmarket.daemon_host": "127.0.0.1",
-            "plugins.joinmarket.daemon_port": daemon.port,
-            "plugins.joinmarket.daemon_autostart": False,
-            "plugins.joinmarket.channels": json.dumps(irc_config(ircd)),
-            "plugins.joinmarket.max_cj_fee_abs": 50_000, "plugins.joinmarket.max_cj_fee_rel": "0.01",
-            "plugins.joinmarket.counterparties": 3, "plugins.joinmarket.minimum_makers": 2,
-            "plugins.joinmarket.orderbook_wait": 4, "plugins.joinmarket.maker_timeout": 20}
-    for k, v in keys.items():
-        c.set_key(k, v)
-    yield daemon
-    for k in keys:
-        c.set_key(k, None)
-    daemon.stop()
+    with plugin_on_daemon(electrum_node.config, tmp_path, "sched-taker",
+                          irc_config(ircd)) as daemon:
+        yield daemon
 
 
 def _commands(electrum_node):
