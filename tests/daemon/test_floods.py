@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from devstack import flood
 from devstack.daemons import TestClient, nick_key, peak_rss_kb, run, start_daemon, start_ref_directory
 from devstack.rawpeer import RawOnionPeer
 
 from .conversation import COMMITMENT_HEX, OFFERS, REVELATION, SIGNED_TX, UNSIGNED_TX, wait_offers
+
+pytestmark = pytest.mark.stack          # starts jmdaemon processes and a directory on 127.0.0.1
 
 
 def relay_config(relay, serving=False):
