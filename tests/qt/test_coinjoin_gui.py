@@ -249,7 +249,8 @@ def test_maker_start_stop_from_the_tab(electrum_node, bitcoind, irc_net, taker_d
     close_window(electrum_gui, window)
     window = open_window(wallet)
     tab = jm_tab(window)
-    qtbot.waitUntil(lambda: jm_qt.session_for(wallet).role == "maker", timeout=120_000)
+    # running, not just starting (role is set while it starts)
+    qtbot.waitUntil(lambda: jm_qt.session_for(wallet).maker is not None, timeout=120_000)
     tab.maker.refresh()
     assert tab.maker.m_type.currentData() == "absoffer" and tab.maker.m_cjfee_a.get_amount() == 700
     assert tab.maker.m_autostart.isChecked()
