@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
-"""Idle RSS of jmdaemon (``python -m jmdaemon`` and the frozen ``dist/jmdaemon``), and what each MiB
-of it is.
+"""Idle RSS of jmdaemon (the frozen ``dist/jmdaemon`` that ships, ``python -m jmdaemon`` as a pip or
+source install runs it, and ``python -OO -m jmdaemon``, which is what the binary runs), and what
+each MiB of it is.
 
     .venv/bin/python benchmarks/bench_daemon_rss.py [--runs 3] [--no-binary] [--top 6]
 
 * idle RSS: each daemon started with ``--port 0``, its first AMP answer awaited, then 3 s of idle
-  (no client, no channel); the median of ``--runs`` fresh processes. The binary is a bootloader
-  process with the Python process as its child: both are counted.
+  (no client, no channel; the daemon hands freed heap back to the OS 1 s after it listens,
+  jmdaemon/memory.py); the median of ``--runs`` fresh processes. The binary is a bootloader
+  process with the Python process as its child: both are counted. The binary's bytecode has no
+  docstrings or asserts and its interpreter runs with -OO (packaging/jmdaemon.spec).
 * by mapping: /proc/<pid>/smaps of one idle daemon, resident KiB per mapping, grouped (anonymous
   memory = Python objects and malloc; libpython; OpenSSL's libcrypto/libssl that the standard
   library's ssl and hashlib load; other libraries and extension modules; the rest).
-* by import step: a fresh interpreter imports what the daemon imports, in the daemon's order
+* by import step: a fresh ``python -OO`` (as the binary) imports what the daemon imports, in the
+  daemon's order
   (jmdaemon.cli, Twisted's core, the reactor, AMP, endpoints — these three with pyOpenSSL hidden,
   as jmdaemon.tls does —, jmdaemon.server), RSS read after each step; a second run traces Python's
   allocations (tracemalloc) per imported module and names the biggest modules of each step. The
-  "running" step is the daemon's idle RSS minus the last import step (the reactor running, the
-  listening port, logging, the server factory).
+  "running" step is the idle RSS of ``python -OO -m jmdaemon`` minus the last import step (the
+  reactor running, the listening port, logging, the server factory, minus what the release of
+  freed heap gives back).
 
 Ends with one line of key=value figures (MiB).
 """
@@ -197,7 +202,7 @@ def grouped(smaps: dict[str, int]) -> dict[str, int]:
 
 def import_steps(python: str, trace: bool) -> list[dict]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    r = subprocess.run([python, "-c", STEP_SCRIPT, json.dumps([(k, m) for k, _, m in STEPS]),
+    r = subprocess.run([python, "-OO", "-c", STEP_SCRIPT, json.dumps([(k, m) for k, _, m in STEPS]),
                         HIDDEN_FROM, HIDDEN_UNTIL, "1" if trace else "0"],
                        capture_output=True, text=True, env=env, check=True)
     return json.loads(r.stdout)
@@ -213,7 +218,10 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     py_runs = [idle_daemon([sys.executable, "-m", "jmdaemon"], env=env) for _ in range(args.runs)]
     py_rss = statistics.median(r["total_kib"] for r in py_runs) / MIB
-    py_one = py_runs[0]["procs"][0]
+    oo_runs = [idle_daemon([sys.executable, "-OO", "-m", "jmdaemon"], env=env)
+               for _ in range(args.runs)]
+    oo_rss = statistics.median(r["total_kib"] for r in oo_runs) / MIB
+    py_one = oo_runs[0]["procs"][0]
 
     binary = ROOT / "dist" / "jmdaemon"
     bin_runs = []
@@ -226,7 +234,8 @@ def main() -> None:
     steps = import_steps(sys.executable, trace=False)
     traced = {s["key"]: s["self_kib"] for s in import_steps(sys.executable, trace=True)}
 
-    print(f"idle RSS  python -m jmdaemon   {py_rss:5.1f} MiB (median of {args.runs}; "
+    print(f"idle RSS  python -m jmdaemon   {py_rss:5.1f} MiB (median of {args.runs})")
+    print(f"          python -OO -m        {oo_rss:5.1f} MiB (median of {args.runs}; "
           f"anon {py_one.get('RssAnon', 0) / MIB:.1f}, file {py_one.get('RssFile', 0) / MIB:.1f})")
     bin_total = bin_parent = bin_child = 0.0
     if bin_runs:
@@ -238,7 +247,7 @@ def main() -> None:
               f"python {bin_child:.1f}; {binary.stat().st_size} bytes)")
 
     print("\nby mapping (smaps, one idle daemon; MiB)")
-    cols = [("python -m", grouped(py_one["smaps"]))]
+    cols = [("python -OO -m", grouped(py_one["smaps"]))]
     if bin_runs:
         for i, p in enumerate(bin_runs[0]["procs"]):
             cols.append(("binary " + ("bootloader" if i == 0 else "python"), grouped(p["smaps"])))
@@ -248,7 +257,7 @@ def main() -> None:
         print("  %-50s" % n + "".join("%18.1f" % (g.get(n, 0) / MIB) for _, g in cols))
     print("  %-50s" % "total" + "".join("%18.1f" % (sum(g.values()) / MIB) for _, g in cols))
 
-    print("\nby import step (python -m jmdaemon's imports in a fresh interpreter; MiB)")
+    print("\nby import step (python -m jmdaemon's imports in a fresh python -OO; MiB)")
     prev = 0
     figures = {}
     for (key, what, _), s in zip(STEPS, steps, strict=True):
@@ -261,12 +270,13 @@ def main() -> None:
         if top:
             print("                 biggest (KiB of Python objects, self): " +
                   ", ".join(f"{m} {k}" for m, k in top))
-    running = py_rss - prev / MIB
+    running = oo_rss - prev / MIB
     figures["running"] = running
-    print(f"  {'running':<13} {running:5.1f}  (= idle daemon {py_rss:.1f} - imports {prev / MIB:.1f}): "
-          "reactor running, listening port, logging, server factory")
+    print(f"  {'running':<13} {running:5.1f}  (= idle python -OO -m {oo_rss:.1f} - imports "
+          f"{prev / MIB:.1f}): reactor running, listening port, logging, server factory, "
+          "freed heap released")
 
-    kv = {"rss_python_mib": round(py_rss, 1)}
+    kv = {"rss_python_mib": round(py_rss, 1), "rss_python_oo_mib": round(oo_rss, 1)}
     if bin_runs:
         kv.update(rss_binary_mib=round(bin_total, 1), rss_binary_bootloader_mib=round(bin_parent, 1),
                   rss_binary_python_mib=round(bin_child, 1))

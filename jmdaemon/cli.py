@@ -17,6 +17,7 @@ from jmcore.netaddr import is_loopback
 
 from . import __version__
 from .config import NETWORKS, ConfigError, DaemonConfig, load_config_file, validate
+from .memory import release_after_start
 
 log = logging.getLogger("jmdaemon")
 
@@ -246,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "their network's default directories")
         print("jmdaemon listening on %s:%d" % (cfg.host, port.getHost().port), flush=True)
     reactor.callWhenRunning(announce)
+    release_after_start(reactor)
     reactor.addSystemEventTrigger("before", "shutdown", _shutdown, factory, port)
     _stop_on_signals(reactor)
     reactor.run()
@@ -290,6 +292,7 @@ def _run_directory(cfg: DaemonConfig, reactor: Any, terror: Any) -> int:
     def started(location: str) -> None:
         log.info("directory node %s up at %s (network %s)", node.nick, location, node.network)
         print("jmdaemon directory %s at %s" % (node.nick, location), flush=True)
+        release_after_start(reactor)
 
     def failed(failure: Any) -> None:
         if failure.check(terror.CannotListenError):

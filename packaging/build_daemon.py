@@ -270,13 +270,15 @@ base = []
 if "base_library.zip" in arch.toc:
     with zipfile.ZipFile(io.BytesIO(arch.extract("base_library.zip"))) as zf:
         base = sorted(zf.namelist())
-json.dump({"entries": entries, "pyz": pyz, "base_library": base}, sys.stdout)
+json.dump({"entries": entries, "pyz": pyz, "base_library": base, "options": arch.options},
+          sys.stdout)
 """
 
 
 def table_of_contents(binary: pathlib.Path, python: str | None = None) -> dict:
     """PyInstaller's own reading of ``binary``: CArchive entries ([name, typecode]), the module
-    names in its PYZ, and the members of base_library.zip (run in the build venv)."""
+    names in its PYZ, the members of base_library.zip and the bootloader's run-time options
+    (``O`` = one ``-O`` of the interpreter; run in the build venv)."""
     py, py_version = base_python(python)
     venv = ensure_venv(cache_dir(), py, py_version)
     r = subprocess.run([str(venv / "bin" / "python"), "-c", TOC_SCRIPT, str(binary)],

@@ -11,6 +11,7 @@ and IRC through its SOCKS port with TLS inside."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import pathlib
 import re
@@ -173,6 +174,41 @@ def test_binary_contains_no_key_code(daemon_binary):
     assert bad_files == []
 
 
+# the frozen code's string constants, read with PyInstaller's reader in the build venv
+FROZEN_STRINGS = r"""
+import json, sys
+from PyInstaller.archive.readers import CArchiveReader
+arch = CArchiveReader(sys.argv[1])
+pyz = arch.open_embedded_archive([n for n, v in arch.toc.items() if v[-1] == "z"][0])
+out, todo = [], [pyz.extract(sys.argv[2])]
+while todo:
+    code = todo.pop()
+    for c in code.co_consts:
+        if isinstance(c, str):
+            out.append(c)
+        elif hasattr(c, "co_consts"):
+            todo.append(c)
+json.dump(out, sys.stdout)
+"""
+
+
+def test_binary_runs_with_OO_no_docstrings(daemon_binary):
+    """packaging/jmdaemon.spec: bytecode compiled with optimize=2 (no docstrings: about 2 MiB
+    less idle RSS) and the interpreter told -OO (two ``O`` options), so that code compiled at run
+    time matches. jmdaemon and jmcore have no asserts (tests/daemon/test_lean.py)."""
+    build = load_packaging_module("build_daemon")
+    assert build.table_of_contents(daemon_binary)["options"].count("O") == 2
+    venv = build.ensure_venv(build.cache_dir(), *build.base_python(None))
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", FROZEN_STRINGS, str(daemon_binary),
+                        "jmdaemon.memory"], capture_output=True, text=True, check=True)
+    strings = json.loads(r.stdout)
+    assert "released freed memory to the OS: RSS %s -> %s KiB" in strings    # the right module
+    from jmdaemon import memory
+    docstrings = [memory.__doc__, memory.release_freed_memory.__doc__]
+    assert all(d for d in docstrings), "run this test without -OO"
+    assert [d for d in docstrings if d in strings] == []
+
+
 # ---------------------------------------------------------------------------------------------
 # every daemon path on the binary (see the module docstring)
 
@@ -318,9 +354,11 @@ def test_binary_tor_control_and_socks(daemon_binary, offline_tor, tmp_path):
 
 def test_binary_idle_maps_no_tls_nacl_or_tor(daemon_binary, tmp_path):
     """The binary carries pyOpenSSL, cryptography, pynacl and txtorcon, and an idle one loads
-    none of them (jmdaemon/tls.py, crypto.py)."""
+    none of them (jmdaemon/tls.py, crypto.py); it releases freed heap once (jmdaemon/memory.py)."""
     from tests.daemon.test_lean import NACL_LIBS, TLS_LIBS, mapped
     p = start_binary(daemon_binary, tmp_path, "idle")      # returns once it listens: idle
     wait_for(lambda: mapped(p.proc.pid, ("libpython",)), 10, "the Python child's maps")
     assert mapped(p.proc.pid, TLS_LIBS + NACL_LIBS) == []
+    # and, once up, it gave the heap that start-up freed back to the OS (jmdaemon/memory.py)
+    p.wait_log_sync("released freed memory to the OS", timeout=20)
     stopped_cleanly(p)
