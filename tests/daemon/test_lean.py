@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from devstack.daemons import PY, ROOT, TestClient, run, start_daemon
+from devstack.daemons import PY, ROOT, TestClient, run, start_daemon, start_directory
 from devstack.ircd import irc_config
 from devstack.procmem import mapped_files, tree
 
@@ -169,4 +169,11 @@ def test_daemon_releases_freed_memory_once_after_start(tmp_path):
     p = start_daemon(tmp_path, "trim")
     lines = p.wait_log_sync("released freed memory to the OS", timeout=20)
     assert len(lines) == 1 and "RSS" in lines[0]
+    assert p.stop() == 0 and p.log().count("released freed memory") == 1
+
+
+@pytest.mark.stack
+def test_directory_node_releases_freed_memory_once_it_is_up(tmp_path):
+    p = start_directory(tmp_path, "trim-directory")
+    p.wait_log_sync("released freed memory to the OS", timeout=20)
     assert p.stop() == 0 and p.log().count("released freed memory") == 1
