@@ -9,18 +9,23 @@ export EJM_CACHE ?= $(HOME)/.cache/electrum-joinmarket
 install:
 	@bash scripts/install.sh
 
+# Parallel test workers for `make test` and `make test-fast` (pytest-xdist; tests/conftest.py groups
+# the tests so that a module, the Tor tests and the packaging tests each run in one worker; every
+# worker starts its own regtest stack on its own ports). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
+
 # Static checks, then the whole suite, end-to-end tests included. Exit code 5 (no tests
 # collected) is a failure.
 test: install
 	@bash scripts/lint.sh
-	@bash scripts/run_tests.sh $(PYTEST_ARGS)
+	@EJM_TEST_WORKERS=$(TEST_WORKERS) bash scripts/run_tests.sh $(PYTEST_ARGS)
 
 # Static checks, then the tests that need no service (no regtest stack, no IRC server, no daemon).
 # EJM_NO_SERVICES=1 makes devstack refuse to start any service: a test that needs one and lacks the
 # `stack` marker fails here instead of slowing the fast tier down.
 test-fast: install
 	@bash scripts/lint.sh
-	@EJM_NO_SERVICES=1 bash scripts/run_tests.sh -m "not e2e and not stack" $(PYTEST_ARGS)
+	@EJM_NO_SERVICES=1 EJM_TEST_WORKERS=$(TEST_WORKERS) bash scripts/run_tests.sh -m "not e2e and not stack" $(PYTEST_ARGS)
 
 # The static checks alone.
 lint:

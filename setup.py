@@ -20,6 +20,7 @@ setup(
         "daemon": ["twisted>=24.7", "pynacl>=1.5", "txtorcon>=23.0"],
         # the linters are pinned: a new release must not turn `make test` red by itself
         "test": ["pytest>=8", "pytest-qt>=4.4", "pytest-twisted>=1.14", "pytest-timeout>=2.3",
+                 "pytest-xdist>=3.6",
                  "hypothesis>=6.100", "ruff==0.17.6", "mypy==2.4.1", "mypy-zope==1.0.17"],
     },
     entry_points={"console_scripts": ["jmdaemon = jmdaemon.cli:main"]},

@@ -44,8 +44,30 @@ def installed_env() -> dict[str, str]:
     return out
 
 
+# Parallel test workers (pytest-xdist sets PYTEST_XDIST_WORKER=gwN) each get their own block of
+# ports below Linux's ephemeral range (32768+): a port one worker picked and handed to a service it
+# is starting cannot be picked by another worker in the meantime, nor handed out by a bind(0).
+_WORKER_PORT_BASE, _WORKER_PORT_BLOCK = 16_000, 2_000
+_next_port: dict[int, int] = {}
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    """A TCP port on 127.0.0.1 that nobody listens on right now (in a parallel test worker:
+    one of that worker's own block, see above)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and int(worker[2:]) < 8:
+        n = int(worker[2:])
+        lo = _WORKER_PORT_BASE + n * _WORKER_PORT_BLOCK
+        for _ in range(_WORKER_PORT_BLOCK):
+            port = _next_port.get(n, lo)
+            _next_port[n] = lo + (port + 1 - lo) % _WORKER_PORT_BLOCK
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise StackError(f"no free port left in test worker {worker}'s block")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -2,6 +2,7 @@
 bind 127.0.0.1 on free ports, keep their data under pytest's temp dir, and stop at session end."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -49,11 +50,65 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.stack)
+    if parallel_workers(config):
+        group_for_workers(items)
+
+
+# --- parallel workers (``make test``: pytest-xdist, ``--dist loadgroup``) ---------------------
+# A worker runs whole groups. A test module is a group (its module fixtures, e.g. a maker network,
+# start once); everything over the private Tor network is one group (one Tor network, and Tor
+# Browser's fixed ports 9150/9151); the packaging tests are one (they write dist/). Every worker
+# starts its own regtest stack on its own ports (devstack.procs.free_port). Groups are handed out
+# longest first so that the last one to finish is a short one.
+GROUP_WEIGHT = {"tor": 0, "e2e": 1, "cli": 2, "qt": 3, "packaging": 4, "plugin": 5, "stack_smoke": 6,
+                "daemon": 7}
+
+
+def parallel_workers(config) -> int:
+    n = getattr(config.option, "numprocesses", None)
+    return int(n or 0) if getattr(config.option, "dist", "no") == "loadgroup" else 0
+
+
+def _group(item) -> str:
+    path = item.nodeid.split("::", 1)[0]
+    if item.get_closest_marker("tor") or "tornet" in getattr(item, "fixturenames", ()):
+        return "tor"
+    if path.startswith("tests/packaging/"):
+        return "packaging"
+    return path
+
+
+def group_for_workers(items) -> None:
+    def weight(item):
+        group = _group(item)
+        top = group if group in GROUP_WEIGHT else group.split("/")[1] if "/" in group else group
+        return (GROUP_WEIGHT.get(top, len(GROUP_WEIGHT)), group)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    items.sort(key=weight)          # stable: a group's tests keep their order
 
 
 def pytest_sessionfinish(session, exitstatus):
+    """A parallel worker hands the figures its tests measured to the controller (which prints
+    them); see pytest_testnodedown."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        from tests.daemon.counting import BULK, EXAMPLES
+        figures = {"tor": dict(TOR_FIGURES), "examples": dict(EXAMPLES), "bulk": dict(BULK)}
+        # plain types only (execnet refuses str subclasses such as OutcomeStatus)
+        workeroutput["ejm_figures"] = json.loads(json.dumps(figures, default=str))
     from devstack.electrum_env import stop_electrum_loop
     stop_electrum_loop()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    from tests.daemon.counting import BULK, EXAMPLES
+    got = getattr(node, "workeroutput", {}).get("ejm_figures") or {}
+    TOR_FIGURES.update(got.get("tor", {}))
+    for mine, theirs in ((EXAMPLES, got.get("examples", {})), (BULK, got.get("bulk", {}))):
+        for name, n in theirs.items():
+            mine[name] = mine.get(name, 0) + n
 
 
 @pytest.fixture(scope="session")
@@ -133,6 +188,16 @@ def tornet(stack_dir):
 
 
 def pytest_terminal_summary(terminalreporter):
+    from tests.daemon.counting import BULK, EXAMPLES
+    if EXAMPLES:
+        terminalreporter.section("hypothesis examples run (jmdaemon parsers)")
+        for name, n in sorted(EXAMPLES.items()):
+            terminalreporter.write_line("%-48s %6d" % (name, n))
+        terminalreporter.write_line("%-48s %6d" % ("TOTAL", sum(EXAMPLES.values())))
+    if BULK:
+        terminalreporter.section("bulk hostile inputs (non-hypothesis loops)")
+        for name, n in sorted(BULK.items()):
+            terminalreporter.write_line("%-48s %8d" % (name, n))
     if TOR_FIGURES:
         terminalreporter.write_sep("=", "figures over the private Tor network")
         terminalreporter.write_line(" ".join(f"{k}={v}" for k, v in TOR_FIGURES.items()))

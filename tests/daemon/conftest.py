@@ -1,20 +1,6 @@
-"""Daemon tests: report how many hypothesis examples each fuzz test ran (and, separately, the
-size of the bulk hostile-input loops)."""
+"""Daemon tests: processes a failed test started are stopped (the hypothesis example counts
+are printed by tests/conftest.py)."""
 import pytest
-
-from .counting import BULK, EXAMPLES
-
-
-def pytest_terminal_summary(terminalreporter):
-    if EXAMPLES:
-        terminalreporter.section("hypothesis examples run (jmdaemon parsers)")
-        for name, n in sorted(EXAMPLES.items()):
-            terminalreporter.write_line("%-48s %6d" % (name, n))
-        terminalreporter.write_line("%-48s %6d" % ("TOTAL", sum(EXAMPLES.values())))
-    if BULK:
-        terminalreporter.section("bulk hostile inputs (non-hypothesis loops)")
-        for name, n in sorted(BULK.items()):
-            terminalreporter.write_line("%-48s %8d" % (name, n))
 
 
 @pytest.fixture(autouse=True)

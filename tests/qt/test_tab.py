@@ -4,20 +4,15 @@ values; with no daemon reachable the user gets a clear message quickly and nothi
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
 
+from devstack.procs import free_port
+
 from .helpers import jm_tab
 
 pytestmark = [pytest.mark.qt, pytest.mark.stack]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_tab_appears_with_plugin_and_goes_away_when_disabled(electrum_gui, jm_qt, open_window,
@@ -97,7 +92,7 @@ def _visible(name):
 
 def test_no_daemon_reachable_clear_message_no_hang(jm_qt, open_window, make_wallet, modals,
                                                    configure, qtbot):
-    port = _free_port()
+    port = free_port()
     configure(daemon_host="127.0.0.1", daemon_port=port, daemon_autostart=False,
               max_cj_fee_abs=20000, max_cj_fee_rel="0.002", counterparties=3, orderbook_wait=2)
     wallet = make_wallet(fund=[2_000_000], confirmations=5)   # PoDLE-able: the daemon is next
@@ -135,7 +130,7 @@ def test_first_view_says_what_will_start_one_log_line_per_change_and_daemon_log(
     """Issue 14.13: with no daemon running the first view says which daemon Electrum will start
     at the first use (or that it will not: autostart off); the progress log writes a repeated
     message once; the Daemon log button says where the log is when Electrum started none."""
-    port = _free_port()
+    port = free_port()
     fake = tmp_path / "jmdaemon"
     fake.write_text("#!/bin/sh\nexit 1\n")
     fake.chmod(0o755)
