@@ -37,6 +37,7 @@ from .crypto import NaclError, as_init_encryption, hex_pk, init_keypair, init_pu
 from .limits import PerSource, TokenBucket
 from .messaging import MessageChannelCollection
 from .orderbook import Orderbook
+from .tcp import send_at_once
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ class JMDaemonProtocol(amp.AMP):
     # ------------------------------------------------------------------ connection
     def connectionMade(self):
         super().connectionMade()
+        send_at_once(self.transport)
         self.connected = True
         peer = self.transport.getPeer()
         log.info("client connected from %s:%s", getattr(peer, "host", "?"), getattr(peer, "port", "?"))

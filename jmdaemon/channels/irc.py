@@ -15,6 +15,7 @@ from twisted.words.protocols import irc
 from jmcore.channels import ChannelConfigError, IRCChannelConfig, irc_channel_name
 
 from .. import limits, wire
+from ..tcp import send_at_once
 from .base import MessageChannel
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class JMIRCClient(irc.IRCClient):
 
     # -- registration / channel
     def connectionMade(self):
+        send_at_once(self.transport)
         irc.IRCClient.connectionMade(self)
         self.wrapper.client = self
 

@@ -9,6 +9,7 @@ from twisted.protocols.basic import LineReceiver
 from jmcore import constants as C
 
 from .. import limits, wire
+from ..tcp import send_at_once
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class OnionLineProtocol(LineReceiver):
         self.peer_nick = None
 
     def connectionMade(self):
+        send_at_once(self.transport)
         self.owner.on_connection_made(self)
 
     def connectionLost(self, reason=protocol.connectionDone):

@@ -23,6 +23,8 @@ from zope.interface import implementer
 
 from jmcore import socks5
 
+from ..tcp import send_at_once
+
 log = logging.getLogger(__name__)
 
 __all__ = ["TorSocksEndpoint", "SocksFailure", "TorUnavailableError", "SocksReplyError",
@@ -63,6 +65,7 @@ class _SocksProtocol(protocol.Protocol):
         self.timer = None
 
     def connectionMade(self):
+        send_at_once(self.transport)
         ep = self.endpoint
         self.timer = ep.reactor.callLater(ep.timeout, self._timeout)
         self.transport.write(socks5.greeting(ep.credentials is not None))
