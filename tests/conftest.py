@@ -50,8 +50,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.stack)
+    select_phase(config, items)
     if parallel_workers(config):
         group_for_workers(items)
+
+
+def select_phase(config, items) -> None:
+    """``EJM_TEST_PHASE=parallel``: every test but the ``serial`` ones; ``serial``: only those
+    (scripts/run_tests.sh runs the two one after the other when it runs parallel workers)."""
+    phase = os.environ.get("EJM_TEST_PHASE", "")
+    if phase not in ("parallel", "serial"):
+        return
+    keep, drop = [], []
+    for item in items:
+        (keep if (item.get_closest_marker("serial") is not None) == (phase == "serial")
+         else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 # --- parallel workers (``make test``: pytest-xdist, ``--dist loadgroup``) ---------------------
