@@ -61,7 +61,8 @@ def select_phase(config, items) -> None:
     phase = os.environ.get("EJM_TEST_PHASE", "")
     if phase not in ("parallel", "serial"):
         return
-    keep, drop = [], []
+    keep: list = []
+    drop: list = []
     for item in items:
         (keep if (item.get_closest_marker("serial") is not None) == (phase == "serial")
          else drop).append(item)

@@ -11,7 +11,7 @@ from jmdaemon.tls import import_twisted
 import_twisted()
 
 from twisted.internet import reactor, tcp  # noqa: E402
-from twisted.internet.protocol import Factory  # noqa: E402
+from twisted.internet.protocol import ServerFactory  # noqa: E402
 
 from jmdaemon.channels.irc import IRCMessageChannel  # noqa: E402
 from jmdaemon.channels.onion_proto import OnionLineProtocol  # noqa: E402
@@ -21,7 +21,7 @@ peer = socket.socket()
 peer.bind(("127.0.0.1", 0))
 peer.listen(8)
 peer_port = peer.getsockname()[1]
-accepted = []
+accepted: list[socket.socket] = []
 
 
 class Owner:
@@ -33,9 +33,11 @@ class Owner:
 
 
 amp = reactor.listenTCP(0, JMDaemonServerFactory(datadir=sys.argv[1]), interface="127.0.0.1")
-onion = reactor.listenTCP(0, Factory.forProtocol(lambda: OnionLineProtocol(Owner())),
-                          interface="127.0.0.1")
-clients = [socket.create_connection(("127.0.0.1", p.getHost().port)) for p in (amp, onion)]
+onion_factory = ServerFactory()
+onion_factory.buildProtocol = lambda addr: OnionLineProtocol(Owner())  # type: ignore[method-assign]
+onion = reactor.listenTCP(0, onion_factory, interface="127.0.0.1")
+clients = [socket.create_connection(("127.0.0.1", p.getHost().port))  # type: ignore[attr-defined]
+           for p in (amp, onion)]
 base = {"type": "irc", "channel": "joinmarket-pit", "usessl": "false", "line_rate": 0}
 channels = [IRCMessageChannel(dict(base, host="127.0.0.1", port=peer_port, socks5="false"),
                               network="regtest"),
