@@ -124,6 +124,12 @@ class ElectrumNode:
         """Run a coroutine on Electrum's loop from this (non-loop) thread and return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    def commands(self):
+        """Electrum's ``Commands`` on this daemon, as its JSON-RPC server would run them
+        (plugin commands included, once the plugin is loaded)."""
+        from electrum.commands import Commands
+        return Commands(config=self.config, network=self.network, daemon=self.daemon)
+
     @staticmethod
     def wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
         """:func:`devstack.procs.wait_for` (kept as a method: callers hold a node anyway)."""

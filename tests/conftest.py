@@ -96,13 +96,13 @@ def _group(item) -> str:
 
 
 def group_for_workers(items) -> None:
-    def weight(item):
-        group = _group(item)
-        top = group if group in GROUP_WEIGHT else group.split("/")[1] if "/" in group else group
-        return (GROUP_WEIGHT.get(top, len(GROUP_WEIGHT)), group)
+    order = {}
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
-    items.sort(key=weight)          # stable: a group's tests keep their order
+        group = _group(item)                      # "tor", "packaging" or tests/<kind>/<file>
+        kind = group.split("/")[1] if "/" in group else group
+        item.add_marker(pytest.mark.xdist_group(group))
+        order[item.nodeid] = (GROUP_WEIGHT.get(kind, len(GROUP_WEIGHT)), group)
+    items.sort(key=lambda item: order[item.nodeid])   # stable: a group's tests keep their order
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -19,12 +19,6 @@ def configured(electrum_node, irc_net, ircd, tmp_path):
         yield daemon
 
 
-def _commands(electrum_node):
-    from electrum.commands import Commands
-    return Commands(config=electrum_node.config, network=electrum_node.network,
-                    daemon=electrum_node.daemon)
-
-
 def test_commands_orderbook_coinjoin_history_and_f4_restart(electrum_node, bitcoind, irc_net,
                                                             configured, plugins_factory):
     config = electrum_node.config
@@ -35,7 +29,7 @@ def test_commands_orderbook_coinjoin_history_and_f4_restart(electrum_node, bitco
         taker_w = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], confirmations=6,
                              password="pw")
         dest = new_wallet(electrum_node, bitcoind)
-        cmds = _commands(electrum_node)
+        cmds = electrum_node.commands()
         book = electrum_node.run(cmds.joinmarket_orderbook(wait=3), timeout=120)
         makers = {o["counterparty"] for o in book["offers"]}
         assert {p.maker.nick for p in irc_net.makers} <= makers
@@ -62,7 +56,7 @@ def test_commands_orderbook_coinjoin_history_and_f4_restart(electrum_node, bitco
         electrum_node.close_wallet(taker_w)
         electrum_node.daemon._plugins = plugins_factory(config, "cmdline")
         taker_w = electrum_node.load_wallet(path, "pw")
-        cmds = _commands(electrum_node)
+        cmds = electrum_node.commands()
         assert len(electrum_node.run(cmds.joinmarket_history(wallet=taker_w))) == 1
         res2 = electrum_node.run(cmds.joinmarket_coinjoin(
             dest.get_receiving_addresses()[1], "0.04", wallet=taker_w, password="pw", wait=True),
@@ -88,7 +82,7 @@ def test_status_reports_the_daemon_connection_of_a_running_maker(electrum_node, 
     electrum_node.daemon._plugins = plugins_factory(config, "cmdline")
     try:
         w = new_wallet(electrum_node, bitcoind, [3_000_000], confirmations=6)
-        cmds = _commands(electrum_node)
+        cmds = electrum_node.commands()
 
         def session():
             status = electrum_node.run(cmds.joinmarket_status())

@@ -24,12 +24,6 @@ def configured(electrum_node, irc_net, ircd, tmp_path):
         yield daemon
 
 
-def _commands(electrum_node):
-    from electrum.commands import Commands
-    return Commands(config=electrum_node.config, network=electrum_node.network,
-                    daemon=electrum_node.daemon)
-
-
 def run_until(electrum_node, bitcoind, cmds, wallet, sid, pred, timeout=600):
     """Poll joinmarket_schedule_status; mine a block whenever the schedule waits for blocks or
     confirmations; return the status once ``pred(status)``."""
@@ -60,7 +54,7 @@ def test_three_step_schedule_through_the_commands(electrum_node, bitcoind, irc_n
         taker = new_wallet(electrum_node, bitcoind, [20_000_000, 6_000_000], confirmations=6)
         dest = new_wallet(electrum_node, bitcoind)
         dest_addr = dest.get_receiving_addresses()[0]
-        cmds = _commands(electrum_node)
+        cmds = electrum_node.commands()
         steps = [{"depth": 0, "amount": 12_000_000, "counterparties": 3,
                   "destination": "INTERNAL", "wait_blocks": 1},
                  {"depth": 1, "amount": "0.5", "counterparties": 2, "destination": "INTERNAL"},

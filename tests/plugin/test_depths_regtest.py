@@ -263,13 +263,10 @@ def test_depth_count_and_deposit_depth_through_the_command_are_on_disk_at_once(
     only at the next save."""
     import json
 
-    from electrum.commands import Commands
-
     from devstack.wallets import fund_wallet
     from electrum_joinmarket.errors import UserError
     w = make_wallet(fund=[2_000_000, 1_000_000])
-    cmds = Commands(config=electrum_node.config, network=electrum_node.network,
-                    daemon=electrum_node.daemon)
+    cmds = electrum_node.commands()
 
     def on_disk():
         with open(w.storage.path) as f:

@@ -183,10 +183,8 @@ def test_fee_limits_from_settings_and_command_arguments(tmp_path, plugins_factor
 
 @pytest.mark.stack
 def test_joinmarket_status_command_answers_through_commands(electrum_node, jm_plugin, make_wallet):
-    from electrum.commands import Commands
     w = make_wallet()
-    cmds = Commands(config=electrum_node.config, network=electrum_node.network,
-                    daemon=electrum_node.daemon)
+    cmds = electrum_node.commands()
     res = electrum_node.run(cmds.joinmarket_status())
     assert res["plugin"] == "joinmarket" and res["enabled"] is True
     assert w.basename() in [s["wallet"] for s in res["sessions"]]

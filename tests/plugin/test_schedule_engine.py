@@ -113,6 +113,21 @@ class _Outcome:
         self.ignored_makers = ignored_makers or {}
 
 
+def two_maker_world(node, bitcoind, make_wallet, taker_fund, maker_coins, script=None):
+    """A funded taker, a destination wallet and two maker wallets (``maker_coins`` each, their
+    depth records, offers A and B) behind a :class:`RealJoins` executor: (taker, dest, the
+    makers' depth records, joins)."""
+    taker = make_wallet(fund=taker_fund)
+    wa = make_wallet(fund=maker_coins)
+    wb = make_wallet(fund=maker_coins)
+    dest = make_wallet()
+    bitcoind.mine(2)
+    mrecs = [DepthRecord(wa, plugin_storage(wa)), DepthRecord(wb, plugin_storage(wb))]
+    joins = RealJoins(node, bitcoind, taker, [(wa, mrecs[0], OFFER_A), (wb, mrecs[1], OFFER_B)],
+                      script=script)
+    return taker, dest, mrecs, joins
+
+
 def make_engine(node, wallet, execute, **kw):
     storage = plugin_storage(wallet)
     depths = DepthRecord(wallet, storage)
@@ -190,14 +205,9 @@ def test_engine_three_steps_exact_with_retry_and_kills(bitcoind, electrum_node, 
     node = electrum_node
     if node.config.get("plugins.joinmarket.enabled") is None:
         node.config.set_key("plugins.joinmarket.enabled", False)   # keep plugin data on close
-    taker = make_wallet(fund=[20_000_000, 6_000_000])
-    wa = make_wallet(fund=[40_000_000, 40_000_000, 40_000_000])
-    wb = make_wallet(fund=[40_000_000, 40_000_000, 40_000_000])
-    dest = make_wallet()
-    bitcoind.mine(2)
-    mrecs = [DepthRecord(wa, plugin_storage(wa)), DepthRecord(wb, plugin_storage(wb))]
-    joins = RealJoins(node, bitcoind, taker, [(wa, mrecs[0], OFFER_A), (wb, mrecs[1], OFFER_B)],
-                      script={(0, 1): "hang-after-broadcast", (1, 1): "fail", (2, 1): "hang"})
+    taker, dest, mrecs, joins = two_maker_world(
+        node, bitcoind, make_wallet, [20_000_000, 6_000_000], [40_000_000, 40_000_000, 40_000_000],
+        script={(0, 1): "hang-after-broadcast", (1, 1): "fail", (2, 1): "hang"})
     engine, depths = make_engine(node, taker, joins)
     dest_addr = dest.get_receiving_addresses()[0]
     sched = Schedule(steps=[Step(0, 12_000_000, 2, INTERNAL, wait_blocks=2),
@@ -297,13 +307,8 @@ def test_engine_step_that_keeps_failing_stops_the_schedule_nothing_lost_then_res
     node = electrum_node
     if node.config.get("plugins.joinmarket.enabled") is None:
         node.config.set_key("plugins.joinmarket.enabled", False)   # keep plugin data on close
-    taker = make_wallet(fund=[8_000_000, 3_000_000])
-    wa = make_wallet(fund=[40_000_000])
-    wb = make_wallet(fund=[40_000_000])
-    dest = make_wallet()
-    bitcoind.mine(2)
-    mrecs = [DepthRecord(wa, plugin_storage(wa)), DepthRecord(wb, plugin_storage(wb))]
-    joins = RealJoins(node, bitcoind, taker, [(wa, mrecs[0], OFFER_A), (wb, mrecs[1], OFFER_B)])
+    taker, dest, mrecs, joins = two_maker_world(
+        node, bitcoind, make_wallet, [8_000_000, 3_000_000], [40_000_000])
     seen: list = []
 
     async def execute(req, progress):
@@ -377,13 +382,8 @@ def test_engine_address_added_later_and_wait_in_minutes(bitcoind, electrum_node,
     from electrum_joinmarket.schedule.model import ADDRASK, ScheduleError
     from electrum_joinmarket.schedule.service import ScheduleService
     node = electrum_node
-    taker = make_wallet(fund=[10_000_000, 4_000_000])
-    wa = make_wallet(fund=[40_000_000])
-    wb = make_wallet(fund=[40_000_000])
-    dest = make_wallet()
-    bitcoind.mine(2)
-    mrecs = [DepthRecord(wa, plugin_storage(wa)), DepthRecord(wb, plugin_storage(wb))]
-    joins = RealJoins(node, bitcoind, taker, [(wa, mrecs[0], OFFER_A), (wb, mrecs[1], OFFER_B)])
+    taker, dest, mrecs, joins = two_maker_world(
+        node, bitcoind, make_wallet, [10_000_000, 4_000_000], [40_000_000])
     started: list = []
 
     async def execute(req, progress):
@@ -442,13 +442,8 @@ def test_engine_runs_a_generated_tumble_to_its_end(bitcoind, electrum_node, make
     one depth, and nothing is left in the wallet."""
     from electrum_joinmarket.schedule.tumbler import TumblerParams, generate_tumble
     node = electrum_node
-    taker = make_wallet(fund=[7_000_000, 3_000_000])
-    wa = make_wallet(fund=[40_000_000] * 3)
-    wb = make_wallet(fund=[40_000_000] * 3)
-    dest = make_wallet()
-    bitcoind.mine(2)
-    mrecs = [DepthRecord(wa, plugin_storage(wa)), DepthRecord(wb, plugin_storage(wb))]
-    joins = RealJoins(node, bitcoind, taker, [(wa, mrecs[0], OFFER_A), (wb, mrecs[1], OFFER_B)])
+    taker, dest, mrecs, joins = two_maker_world(
+        node, bitcoind, make_wallet, [7_000_000, 3_000_000], [40_000_000] * 3)
     engine, depths = make_engine(node, taker, joins)
     dest_addr = dest.get_receiving_addresses()[0]
     params = TumblerParams(addrcount=1, makercountrange=(2.0, 0.0), minmakercount=2,

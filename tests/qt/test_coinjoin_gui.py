@@ -11,11 +11,9 @@ from decimal import Decimal
 
 import pytest
 
-from devstack.daemons import start_daemon
-from devstack.ircd import irc_config
 from devstack.wallets import confirmed_balance, new_wallet
 
-from .helpers import jm_tab
+from .helpers import jm_tab, start_taker_daemon
 
 pytestmark = [pytest.mark.qt, pytest.mark.stack, pytest.mark.e2e]
 
@@ -29,10 +27,7 @@ def _left():
 
 @pytest.fixture
 def taker_daemon(tmp_path, irc_net, ircd, configure):
-    daemon = start_daemon(tmp_path, "qt-taker")
-    configure(daemon_host="127.0.0.1", daemon_port=daemon.port, daemon_autostart=False,
-              channels=irc_config(ircd), max_cj_fee_abs=50_000, max_cj_fee_rel="0.01",
-              counterparties=3, minimum_makers=2, orderbook_wait=4, maker_timeout=20)
+    daemon = start_taker_daemon(tmp_path, ircd, configure, "qt-taker", counterparties=3)
     yield daemon
     daemon.stop()
 

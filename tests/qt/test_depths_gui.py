@@ -13,11 +13,9 @@ import os
 
 import pytest
 
-from devstack.daemons import start_daemon
-from devstack.ircd import irc_config
 from devstack.wallets import new_wallet
 
-from .helpers import jm_tab
+from .helpers import jm_tab, start_taker_daemon
 
 pytestmark = [pytest.mark.qt, pytest.mark.stack]
 
@@ -164,10 +162,7 @@ def test_electrum_asks_before_signing_a_send_that_merges_depths(electrum_node, b
 
 @pytest.fixture
 def taker_daemon(tmp_path, irc_net, ircd, configure):
-    daemon = start_daemon(tmp_path, "qt-sched-taker")
-    configure(daemon_host="127.0.0.1", daemon_port=daemon.port, daemon_autostart=False,
-              channels=irc_config(ircd), max_cj_fee_abs=50_000, max_cj_fee_rel="0.01",
-              counterparties=2, minimum_makers=2, orderbook_wait=4, maker_timeout=20)
+    daemon = start_taker_daemon(tmp_path, ircd, configure, "qt-sched-taker", counterparties=2)
     yield daemon
     daemon.stop()
 
