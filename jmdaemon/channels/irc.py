@@ -209,7 +209,7 @@ class IRCMessageChannel(MessageChannel):
         return failure
 
     def _endpoint(self):
-        # TLS (pyOpenSSL) is imported only here, when a server uses it (see jmdaemon.tls)
+        # TLS (the standard library's ssl, see jmdaemon.tls) only when a server uses it
         if self.socks5:
             from ..tor.socks import TorSocksEndpoint
             ep = TorSocksEndpoint(reactor, self.socks5_host, self.socks5_port, self.host,

@@ -135,6 +135,8 @@ def test_amp_over_tls(tmp_path):
         with pytest.raises((linkauth.LinkAuthError, asyncio.TimeoutError)):
             await asyncio.wait_for(TestClient("plain").connect(p.port), 15)
     run(main())
+    from .test_lean import TLS_LIBS, mapped
+    assert mapped(p.proc.pid, TLS_LIBS) == []               # TLS without cryptography
     assert p.alive() and p.stop() == 0
     r = jmd("--datadir", str(tmp_path), "--ssl-cert", str(cert))
     assert r.returncode == 2 and "both a certificate and a key" in r.stderr

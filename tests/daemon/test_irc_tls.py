@@ -1,12 +1,14 @@
 """IRC over TLS: our own ngircd with an [SSL] port and a self-signed certificate; two daemons hold
-the full conversation over it (the Ref client does not verify IRC certificates either). The
-``tls_ircd`` fixture is in tests/conftest.py (the binary's tests use it too)."""
+the full conversation over it (the Ref client does not verify IRC certificates either), on the
+standard library's ssl: neither maps cryptography's library. The ``tls_ircd`` fixture is in
+tests/conftest.py (the binary's tests use it too)."""
 import pytest
 
 from devstack.daemons import TestClient, run, start_daemon
 from devstack.ircd import irc_config
 
 from .conversation import full_conversation
+from .test_lean import TLS_LIBS, mapped
 
 pytestmark = pytest.mark.stack          # starts jmdaemon processes on 127.0.0.1
 
@@ -24,5 +26,6 @@ def test_irc_over_tls_full_conversation(tls_ircd, tmp_path):
         maker.close()
     run(main())
     assert "(TLS)" in tproc.log()
+    assert mapped(tproc.proc.pid, TLS_LIBS) == [] and mapped(mproc.proc.pid, TLS_LIBS) == []
     for p in (tproc, mproc):
         assert p.stop() == 0 and "Traceback" not in p.log()

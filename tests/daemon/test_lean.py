@@ -1,7 +1,9 @@
-"""A lean daemon (issue 13.4): pyOpenSSL/cryptography, pynacl and txtorcon are loaded only by a
-daemon that uses them — an idle one, and one on plain IRC, maps none of their libraries — and TLS
-still works where it is asked for (IRC over TLS and --ssl-cert: test_irc_tls.py,
-test_cli.py::test_amp_over_tls, which run ``python -m jmdaemon`` as here)."""
+"""A lean daemon (issue 13.4): pynacl is loaded only by a daemon that uses it — an idle one maps
+none of its libraries — and pyOpenSSL, cryptography and txtorcon never: TLS is the standard
+library's ``ssl`` (jmdaemon/tls.py) and the Tor control port our own client (jmdaemon/tor/control.py).
+A daemon that uses TLS maps no cryptography either (test_irc_tls.py, test_cli.py::test_amp_over_tls,
+which run ``python -m jmdaemon`` as here). The development venv may have pyOpenSSL installed
+(Twisted's TCP module imports it when it can): :func:`jmdaemon.tls.import_twisted` keeps it out."""
 import subprocess
 import textwrap
 
@@ -75,10 +77,10 @@ def test_import_twisted_hides_openssl_only_while_importing():
         from twisted.internet.endpoints import TCP4ClientEndpoint
         from jmdaemon.tls import client_endpoint
         ep = client_endpoint(TCP4ClientEndpoint(reactor, "127.0.0.1", 1))
-        print("openssl_after_use", "OpenSSL" in sys.modules)     # ... ours loads TLS on use
+        print("openssl_after_use", "OpenSSL" in sys.modules or "cryptography" in sys.modules)
         print("again", import_twisted())
     """)
-    assert out.split() == ["reactor_ssl", "False", "openssl_after_use", "True", "again", "False"]
+    assert out.split() == ["reactor_ssl", "False", "openssl_after_use", "False", "again", "False"]
 
 
 def test_import_twisted_hides_nothing_after_openssl_was_loaded():
@@ -90,6 +92,7 @@ def test_import_twisted_hides_nothing_after_openssl_was_loaded():
         from twisted.internet import reactor
         from twisted.internet.interfaces import IReactorSSL
         print(IReactorSSL.providedBy(reactor))
+        # (only a process that imported pyOpenSSL itself: the daemon never does)
     """)
     assert out.split() == ["False", "True"]
 
@@ -111,6 +114,28 @@ def test_tls_only_through_jmdaemon_tls():
                           for name in TWISTED_TLS_SHORTCUTS if name in code]
     assert offenders == [], "use jmdaemon.tls (client_endpoint, server_factory) instead:\n" + \
         "\n".join(offenders)
+
+
+# what the daemon never imports: pyOpenSSL and cryptography (TLS is the standard library's ssl),
+# txtorcon (jmdaemon/tor/control.py is our own control-port client), and Twisted's pyOpenSSL layer
+NEVER_IMPORTED = ("OpenSSL", "cryptography", "service_identity", "twisted.internet.ssl",
+                  "twisted.internet._sslverify", "twisted.internet._newtls", "twisted.protocols.tls")
+
+
+def test_daemon_imports_no_pyopenssl_cryptography_or_txtorcon():
+    import ast
+    offenders = []
+    for pkg in ("jmdaemon", "jmcore"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names = [node.module] + ["%s.%s" % (node.module, a.name) for a in node.names]
+                offenders += ["%s:%d %s" % (path.relative_to(ROOT), node.lineno, n) for n in names
+                              if any(n == m or n.startswith(m + ".") for m in NEVER_IMPORTED)]
+    assert offenders == [], "\n".join(offenders)
 
 
 def test_no_assert_statements_in_daemon_code():
