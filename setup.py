@@ -17,7 +17,9 @@ setup(
     package_data={"electrum_joinmarket": ["manifest.json", "*.png"]},
     install_requires=[],
     extras_require={
-        "daemon": ["twisted>=24.7", "pynacl>=1.5", "txtorcon>=23.0"],
+        # TLS is the standard library's ssl and the Tor control port our own client
+        # (jmdaemon/tls.py, jmdaemon/tor/control.py): no pyOpenSSL, cryptography or txtorcon
+        "daemon": ["twisted>=24.7", "pynacl>=1.5"],
         # the linters are pinned: a new release must not turn `make test` red by itself
         "test": ["pytest>=8", "pytest-qt>=4.4", "pytest-twisted>=1.14", "pytest-timeout>=2.3",
                  "pytest-xdist>=3.6",

@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     from .tls import import_twisted
-    import_twisted()                         # before any other Twisted import: no pyOpenSSL unless used
+    import_twisted()                         # before any other Twisted import: never pyOpenSSL
     from twisted.internet import error as terror
     from twisted.internet import reactor
 

@@ -3,8 +3,8 @@
 
     jmcore               imports the standard library only (and itself);
     jmdaemon             imports the standard library, jmcore, itself and its messaging stack
-                         (Twisted, PyNaCl, txtorcon) -- so never Electrum, electrum_ecc, the plugin
-                         or any key / bitcoin library: the daemon stays keyless;
+                         (Twisted, PyNaCl) -- so never Electrum, electrum_ecc, the plugin, any key /
+                         bitcoin library (the daemon stays keyless), pyOpenSSL or txtorcon;
     electrum_joinmarket  never imports Twisted, NaCl, txtorcon or jmdaemon (official Electrum
                          binaries do not ship them), except, lazily inside a function, the optional
                          in-process launcher; and no bitcoin library but Electrum's own.
@@ -37,7 +37,7 @@ KEY_LIBS = frozenset({
     "ecdsa", "pycoin", "bitcoinlib", "bip32", "bip32utils", "bip_utils", "hdwallet", "mnemonic",
     "btclib", "bitcoinutils", "Crypto", "Cryptodome", "cryptography",
 })
-DAEMON_STACK = frozenset({"twisted", "zope", "nacl", "txtorcon"})
+DAEMON_STACK = frozenset({"twisted", "zope", "nacl"})
 PLUGIN_LAUNCHER = "electrum_joinmarket/link/daemon.py"
 
 
@@ -65,11 +65,11 @@ RULES = (
          why="jmcore is standard library only"),
     Rule("jmdaemon", allowed=STDLIB | {"jmcore"} | DAEMON_STACK,
          forbidden=KEY_LIBS | {"electrum", "electrum_joinmarket", "PyQt5", "PyQt6", "tests", "devstack"},
-         why="the daemon holds no key or wallet code: stdlib, jmcore, twisted, zope, nacl, txtorcon"),
+         why="the daemon holds no key or wallet code: stdlib, jmcore, twisted, zope, nacl"),
     Rule("electrum_joinmarket", allowed=None,
-         forbidden=(DAEMON_STACK | {"libnacl", "jmdaemon", "tests", "devstack"}
+         forbidden=(DAEMON_STACK | {"libnacl", "txtorcon", "jmdaemon", "tests", "devstack"}
                     | (KEY_LIBS - {"electrum_ecc"})),
-         lazy_ok={PLUGIN_LAUNCHER: frozenset({"twisted", "nacl", "txtorcon", "jmdaemon"})},
+         lazy_ok={PLUGIN_LAUNCHER: frozenset({"twisted", "nacl", "jmdaemon"})},
          why=("Electrum's binaries ship no Twisted/NaCl; only the in-process launcher "
               f"({PLUGIN_LAUNCHER}) may import them, inside a function; no bitcoin library but Electrum's")),
 )

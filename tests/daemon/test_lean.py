@@ -118,7 +118,7 @@ def test_tls_only_through_jmdaemon_tls():
 
 # what the daemon never imports: pyOpenSSL and cryptography (TLS is the standard library's ssl),
 # txtorcon (jmdaemon/tor/control.py is our own control-port client), and Twisted's pyOpenSSL layer
-NEVER_IMPORTED = ("OpenSSL", "cryptography", "service_identity", "twisted.internet.ssl",
+NEVER_IMPORTED = ("OpenSSL", "cryptography", "txtorcon", "service_identity", "twisted.internet.ssl",
                   "twisted.internet._sslverify", "twisted.internet._newtls", "twisted.protocols.tls")
 
 

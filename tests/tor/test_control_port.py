@@ -57,3 +57,56 @@ def test_c6_password_authentication_and_clear_failures(tornet, tmp_path):
     rc, err = _directory_fails(tmp_path, dead)
     assert rc == 2 and f"none answers at 127.0.0.1:{dead}" in err and "ControlPort 9051" in err
     pw.stop()
+
+
+MAKER_SERVICE = r"""
+import json, logging, sys
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+from jmdaemon.tls import import_twisted
+import_twisted()
+from twisted.internet import defer, protocol, reactor
+from jmdaemon.tor.control import publish_onion
+
+async def main():
+    listener = reactor.listenTCP(0, protocol.Factory.forProtocol(protocol.Protocol),
+                                 interface="127.0.0.1")
+    service = await publish_onion(reactor, "127.0.0.1", int(sys.argv[1]), "127.0.0.1",
+                                  listener.getHost().port)
+    onions = await service.control.command("GETINFO onions/current")
+    await service.remove()
+    gone = service.control.closed is not None or bool(service.control.transport.disconnecting)
+    return {"hostname": service.hostname, "private_key": service.private_key,
+            "listed": [line for line in onions.lines if service.service_id in line] != [],
+            "closed": gone, "txtorcon": "txtorcon" in sys.modules,
+            "cryptography": "cryptography" in sys.modules}
+
+out = {}
+def go():
+    d = defer.ensureDeferred(main())
+    d.addCallbacks(out.update, lambda f: out.update(failure=f.getTraceback()))
+    d.addBoth(lambda _: reactor.stop())
+reactor.callWhenRunning(go)
+reactor.run()
+print(json.dumps(out))
+"""
+
+
+def test_c7_maker_service_with_safecookie_on_a_real_tor(tornet, tmp_path):
+    """Our control client on a real tor with cookie authentication (tor offers SAFECOOKIE): a
+    maker's ephemeral service (DiscardPK: tor hands back no key) is published once its first
+    descriptor is uploaded, listed by tor on our connection, and removed with DEL_ONION."""
+    import json
+    client = tornet.add_client("c7tor")
+    try:
+        r = subprocess.run([sys.executable, "-c", MAKER_SERVICE, str(client.control_port)],
+                           capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+        assert r.returncode == 0, r.stderr[-3000:]
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        assert "failure" not in out, out["failure"]
+        assert out["hostname"].endswith(".onion") and len(out["hostname"]) == 62
+        assert out["private_key"] is None and out["listed"] is True and out["closed"] is True
+        assert out["txtorcon"] is False and out["cryptography"] is False
+        assert "authenticated (SAFECOOKIE)" in r.stderr
+        assert "onion service %s removed" % out["hostname"] in r.stderr
+    finally:
+        client.stop()
