@@ -91,7 +91,7 @@ print(json.dumps(out))
 """
 
 
-def test_c7_maker_service_with_safecookie_on_a_real_tor(tornet, tmp_path):
+def test_c6_maker_service_with_safecookie_on_a_real_tor(tornet, tmp_path):
     """Our control client on a real tor with cookie authentication (tor offers SAFECOOKIE): a
     maker's ephemeral service (DiscardPK: tor hands back no key) is published once its first
     descriptor is uploaded, listed by tor on our connection, and removed with DEL_ONION."""
