@@ -104,6 +104,8 @@ class TLSProtocol(ProtocolWrapper):
         self._timeout: Any = None
 
     def _peer(self) -> str:
+        if self.factory.peer_label:
+            return self.factory.peer_label
         try:
             peer = self.transport.getPeer()
             return "%s:%s" % (peer.host, peer.port)
@@ -289,13 +291,15 @@ class TLSFactory(WrappingFactory["TLSProtocol"]):
 
     def __init__(self, wrappedFactory: Any, context: ssl.SSLContext, server_side: bool,
                  server_hostname: str | None = None,
-                 handshake_timeout: float = HANDSHAKE_TIMEOUT, reactor: Any = None):
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, reactor: Any = None,
+                 peer_label: str | None = None):
         super().__init__(wrappedFactory)
         self.context = context
         self.server_side = server_side
         self.server_hostname = server_hostname
         self.handshake_timeout = handshake_timeout
         self._reactor = reactor
+        self.peer_label = peer_label          # in log lines (the proxy's address under SOCKS)
 
     def clock(self) -> Any:
         if self._reactor is None:

@@ -216,12 +216,12 @@ class IRCMessageChannel(MessageChannel):
                                   self.port, isolate=True, label="ejm-irc")
             if self.usessl:
                 from ..tls import client_endpoint as tls_over
-                return tls_over(ep)
+                return tls_over(ep, peer_label="%s:%d" % (self.host, self.port))
             return ep
         tcp = TCP4ClientEndpoint(reactor, self.host, self.port, timeout=30)
         if self.usessl:
             from ..tls import client_endpoint
-            return client_endpoint(tcp)
+            return client_endpoint(tcp, peer_label="%s:%d" % (self.host, self.port))
         return tcp
 
     def run(self):
