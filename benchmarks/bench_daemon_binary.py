@@ -3,7 +3,7 @@
 from the same commit are byte-identical.
 
     .venv/bin/python benchmarks/bench_daemon_binary.py [--runs 5] [--no-repro] [--drop-caches]
-                                                       [--onedir]
+                                                       [--onedir] [--compare OTHER_BINARY]
 
 * size: ``dist/jmdaemon`` (built or refreshed first, as ``make daemon-binary`` does);
 * start-to-ready: from ``exec`` to the first AMP answer on the port it prints (a one-file
@@ -18,6 +18,8 @@ from the same commit are byte-identical.
   (benchmarks/bench_daemon_rss.py says what it is made of);
 * ``--onedir``: the same for the one-folder build (``build_daemon.py --onedir``): size on disk,
   start-to-ready, RSS;
+* ``--compare OTHER``: another one-file binary (e.g. the previous build, from the binary cache)
+  measured in the same session, its starts alternating with ours so that both see the same load;
 * reproducibility: two fresh builds (no binary cache, separate output dirs) -> sha256 of each.
 
 Ends with one line of key=value figures.
@@ -128,15 +130,28 @@ def sha256(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def series(argv: list[str], runs: int, env=None) -> dict:
-    """``runs`` fresh starts of ``argv``: start-to-ready and CPU medians, RSS and unpacked size
-    of the first."""
-    rs = [start_and_measure(argv, measure_rss=(i == 0), env=env) for i in range(runs)]
+def summary(rs: list[dict]) -> dict:
     ready = [r["ready_s"] for r in rs]
     return {"ready_median_s": statistics.median(ready), "ready_min_s": min(ready),
             "ready_max_s": max(ready), "cpu_median_s": statistics.median(r["cpu_s"] for r in rs),
+            "cpu_min_s": min(r["cpu_s"] for r in rs), "cpu_max_s": max(r["cpu_s"] for r in rs),
             "rss_parent_kib": rs[0]["rss_parent_kib"], "rss_child_kib": rs[0]["rss_children_kib"],
             "rss_total_kib": rs[0]["rss_total_kib"], "unpacked_bytes": rs[0]["unpacked_bytes"]}
+
+
+def alternating(argvs: list[list[str]], runs: int) -> list[dict]:
+    """``runs`` fresh starts of each of ``argvs``, taking turns (the same load for each)."""
+    results: list[list[dict]] = [[] for _ in argvs]
+    for i in range(runs):
+        for argv, rs in zip(argvs, results, strict=True):
+            rs.append(start_and_measure(argv, measure_rss=(i == 0)))
+    return [summary(rs) for rs in results]
+
+
+def series(argv: list[str], runs: int, env=None) -> dict:
+    """``runs`` fresh starts of ``argv``: start-to-ready and CPU medians, RSS and unpacked size
+    of the first."""
+    return summary([start_and_measure(argv, measure_rss=(i == 0), env=env) for i in range(runs)])
 
 
 def main() -> None:
@@ -145,6 +160,8 @@ def main() -> None:
     ap.add_argument("--no-repro", action="store_true", help="skip the two fresh builds")
     ap.add_argument("--drop-caches", action="store_true", help="drop the page cache before run 1 (root)")
     ap.add_argument("--onedir", action="store_true", help="also build and measure the one-folder build")
+    ap.add_argument("--compare", metavar="BINARY",
+                    help="also measure this one-file binary, alternating with ours")
     args = ap.parse_args()
     build = load_build()
     binary = build.build(ROOT / "dist")
@@ -163,7 +180,12 @@ def main() -> None:
         except OSError as exc:
             print(f"(could not drop caches: {exc})", file=sys.stderr)
     result["ready_first_cold_cache_s"] = first
-    result["onefile"] = series([str(binary)], args.runs)
+    if args.compare:
+        result["onefile"], result["compare"] = alternating([[str(binary)], [args.compare]],
+                                                           args.runs)
+        result["compare"]["size_bytes"] = pathlib.Path(args.compare).stat().st_size
+    else:
+        result["onefile"] = series([str(binary)], args.runs)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result["python_m"] = series([sys.executable, "-m", "jmdaemon"], max(1, args.runs // 2), env=env)
     if args.onedir:
@@ -194,12 +216,18 @@ def main() -> None:
 
     def line(name, r):
         print(f"{name:<22}median {r['ready_median_s']:.3f} s (min {r['ready_min_s']:.3f}, max "
-              f"{r['ready_max_s']:.3f}); CPU {r['cpu_median_s']:.2f} s; idle RSS "
+              f"{r['ready_max_s']:.3f}); CPU {r['cpu_median_s']:.2f} s "
+              f"({r['cpu_min_s']:.2f}-{r['cpu_max_s']:.2f}); idle RSS "
               f"{r['rss_total_kib'] / 1024:.1f} MiB" +
               (f" (bootloader {r['rss_parent_kib'] / 1024:.1f} + python {r['rss_child_kib'] / 1024:.1f})"
                if r["rss_child_kib"] else ""))
     print(f"start-to-ready ({args.runs} runs each)")
     line("  one-file binary", one)
+    if "compare" in result:
+        c = result["compare"]
+        line("  --compare binary", c)
+        print(f"  --compare binary    {c['size_bytes']} bytes, unpacked "
+              f"{c['unpacked_bytes'] / 2**20:.1f} MiB ({args.compare})")
     line("  python -m jmdaemon", pym)
     if "onedir" in result:
         line("  one-folder build", result["onedir"])
@@ -222,6 +250,12 @@ def main() -> None:
         kv.update(onedir_disk_mib=round(od["disk_bytes"] / 2**20, 1),
                   onedir_ready_median_s=round(od["ready_median_s"], 3),
                   onedir_rss_mib=round(od["rss_total_kib"] / 1024, 1))
+    if "compare" in result:
+        c = result["compare"]
+        kv.update(compare_size_bytes=c["size_bytes"], compare_ready_median_s=round(c["ready_median_s"], 3),
+                  compare_ready_cpu_s=round(c["cpu_median_s"], 2),
+                  compare_unpacked_mib=round(c["unpacked_bytes"] / 2**20, 1),
+                  compare_rss_mib=round(c["rss_total_kib"] / 1024, 1))
     if "repro_builds" in result:
         kv["reproducible"] = "yes" if result["repro_identical"] else "no"
     print(" ".join(f"{k}={v}" for k, v in kv.items()))

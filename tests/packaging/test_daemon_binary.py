@@ -5,9 +5,10 @@ shutdown, and a table of contents free of bitcoin-key code.
 Every daemon path runs on the binary too, because the spec leaves out modules no path loads
 (``NEVER_LOADED`` in packaging/jmdaemon.spec): a module a path needs and the binary lacks shows up
 as a traceback in the daemon's log. Paths: idle, IRC, IRC over TLS, AMP over TLS (--ssl-cert),
-directory mode and the onion channel (test mode), and Tor — txtorcon on the control port of an
-offline tor (``DisableNetwork 1``: it creates the onion service's keys, never reaches any network)
-and IRC through its SOCKS port with TLS inside."""
+directory mode and the onion channel (test mode), and Tor — our control-port client on an offline
+tor (``DisableNetwork 1``: it creates the onion service's keys, never reaches any network) and IRC
+through its SOCKS port with TLS inside. TLS is the standard library's ssl: the binary carries no
+pyOpenSSL, cryptography or txtorcon."""
 from __future__ import annotations
 
 import base64
@@ -174,6 +175,29 @@ def test_binary_contains_no_key_code(daemon_binary):
     assert bad_files == []
 
 
+# what TLS and Tor no longer need (jmdaemon/tls.py: the standard library's ssl;
+# jmdaemon/tor/control.py: our own control-port client), and Twisted's pyOpenSSL layer
+NO_OPENSSL_PACKAGES = {"OpenSSL", "cryptography", "service_identity", "txtorcon"}
+TWISTED_OPENSSL_MODULES = {"twisted.internet.ssl", "twisted.internet._sslverify",
+                           "twisted.internet._newtls", "twisted.protocols.tls"}
+
+
+def test_binary_carries_no_pyopenssl_cryptography_or_txtorcon(daemon_binary):
+    build = load_packaging_module("build_daemon")
+    toc = build.table_of_contents(daemon_binary)
+    modules = set(toc["pyz"]) | {n for n, code in toc["entries"] if code in ("m", "s", "M")}
+    files = [n for n, code in toc["entries"] if code not in ("m", "s", "M", "z")]
+    present = modules | {re.split(r"[.]", f.rsplit("/", 1)[-1])[0] for f in files} | \
+        {n[:-4].replace("/", ".") for n in toc["base_library"] if n.endswith(".pyc")}
+    assert {"jmdaemon.tls", "jmdaemon.tor.control", "ssl", "_ssl"} <= present, "TLS is missing"
+    bad = sorted(m for m in modules if m.split(".")[0] in NO_OPENSSL_PACKAGES
+                 or m in TWISTED_OPENSSL_MODULES)
+    assert bad == []
+    bad_files = sorted(f for f in files if re.split(r"[/.-]", f)[0] in NO_OPENSSL_PACKAGES
+                       or re.search(r"_rust|_openssl|txtorcon|pyOpenSSL|cryptography", f, re.I))
+    assert bad_files == []
+
+
 # the frozen code's string constants, read with PyInstaller's reader in the build venv
 FROZEN_STRINGS = r"""
 import json, sys
@@ -320,8 +344,8 @@ def offline_tor(tmp_path):
 
 
 def test_binary_tor_control_and_socks(daemon_binary, offline_tor, tmp_path):
-    """txtorcon in the binary: the directory node adds its onion service through the control
-    port (ADD_ONION; the descriptor upload that would follow needs a network, which this tor has
+    """Our control-port client in the binary: the directory node adds its onion service through
+    the control port (ADD_ONION; the descriptor upload that would follow needs a network, which this tor has
     not); an IRC channel over Tor's SOCKS port with TLS inside tries and fails cleanly."""
     hs = tmp_path / "hs"
     d = start_binary(daemon_binary, tmp_path, "directory", ready=None, args=[
@@ -353,8 +377,8 @@ def test_binary_tor_control_and_socks(daemon_binary, offline_tor, tmp_path):
 
 
 def test_binary_idle_maps_no_tls_nacl_or_tor(daemon_binary, tmp_path):
-    """The binary carries pyOpenSSL, cryptography, pynacl and txtorcon, and an idle one loads
-    none of them (jmdaemon/tls.py, crypto.py); it releases freed heap once (jmdaemon/memory.py)."""
+    """The binary carries pynacl and an idle one does not load it (jmdaemon/crypto.py); it
+    releases freed heap once (jmdaemon/memory.py)."""
     from tests.daemon.test_lean import NACL_LIBS, TLS_LIBS, mapped
     p = start_binary(daemon_binary, tmp_path, "idle")      # returns once it listens: idle
     wait_for(lambda: mapped(p.proc.pid, ("libpython",)), 10, "the Python child's maps")
