@@ -295,6 +295,9 @@ def _run_directory(cfg: DaemonConfig, reactor: Any, terror: Any) -> int:
         release_after_start(reactor)
 
     def failed(failure: Any) -> None:
+        if stopping:                     # a stop while publishing closes the control connection
+            log.info("stopped before the directory was up: %s", failure.getErrorMessage())
+            return
         if failure.check(terror.CannotListenError):
             msg = "cannot listen on %s:%d (%s)" % (node.host, port, _reason(failure.value))
         else:
@@ -307,7 +310,12 @@ def _run_directory(cfg: DaemonConfig, reactor: Any, terror: Any) -> int:
     def go() -> None:
         node.start().addCallbacks(started, failed)
     reactor.callWhenRunning(go)
-    reactor.addSystemEventTrigger("before", "shutdown", node.stop)
+    stopping: list[bool] = []
+
+    def stop() -> Any:
+        stopping.append(True)
+        return node.stop()
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
     _stop_on_signals(reactor)
     reactor.run()
     return result.get("rc", 0)

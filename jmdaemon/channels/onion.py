@@ -245,6 +245,10 @@ class OnionMessageChannel(MessageChannel):
 
     def _serving_failed(self, failure):
         from ..tor.control import TorControlError
+        if not self.running:             # stopped while publishing (its control connection closed)
+            log.info("onion channel stopped before its onion service was up: %s",
+                     failure.getErrorMessage())
+            return
         msg = failure.getErrorMessage() if failure.check(TorControlError) else (
             "could not start serving on the onion channel: %s" % failure.getErrorMessage())
         self.serving_state, self.serving_message = "failed", msg
