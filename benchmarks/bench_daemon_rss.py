@@ -3,7 +3,8 @@
 source install runs it, and ``python -OO -m jmdaemon``, which is what the binary runs), and what
 each MiB of it is.
 
-    .venv/bin/python benchmarks/bench_daemon_rss.py [--runs 3] [--no-binary] [--top 6]
+    .venv/bin/python benchmarks/bench_daemon_rss.py [--runs 3] [--no-binary] [--top 6] [--tls]
+                                                    [--compare OTHER_BINARY]
 
 * idle RSS: each daemon started with ``--port 0``, its first AMP answer awaited, then 3 s of idle
   (no client, no channel; the daemon hands freed heap back to the OS 1 s after it listens,
@@ -21,6 +22,12 @@ each MiB of it is.
   "running" step is the idle RSS of ``python -OO -m jmdaemon`` minus the last import step (the
   reactor running, the listening port, logging, the server factory, minus what the release of
   freed heap gives back).
+
+* ``--tls``: also the binary serving AMP over TLS (``--ssl-cert``/``--ssl-key``, a throw-away
+  self-signed certificate from the openssl CLI), 3 s after it listens: what a daemon that uses TLS
+  holds (the standard library's ssl; before issue 13.5 pyOpenSSL and cryptography).
+* ``--compare OTHER``: the same binary figures for another one-file binary (e.g. the previous
+  build, from the binary cache), measured in the same session.
 
 Ends with one line of key=value figures (MiB).
 """
@@ -128,7 +135,7 @@ print(json.dumps(out))
 """
 
 
-def wait_ready(proc: subprocess.Popen, datadir: str) -> int:
+def wait_ready(proc: subprocess.Popen, datadir: str, amp: bool = True) -> int:
     assert proc.stdout is not None
     while True:
         line = proc.stdout.readline()
@@ -138,8 +145,10 @@ def wait_ready(proc: subprocess.Popen, datadir: str) -> int:
         if m:
             port = int(m.group(1))
             break
+    if not amp:                  # (over TLS: the probe speaks plain AMP)
+        return port
 
-    async def amp():
+    async def amp_answers():
         # the daemon proves it knows the cookie in its data dir (jmcore.linkauth)
         cookie = linkauth.cookie_file(datadir)
         deadline = time.monotonic() + 60
@@ -147,17 +156,17 @@ def wait_ready(proc: subprocess.Popen, datadir: str) -> int:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the daemon does not answer AMP: {r}")
             await asyncio.sleep(0.01)
-    asyncio.run(amp())
+    asyncio.run(amp_answers())
     return port
 
 
-def idle_daemon(argv: list[str], env=None, idle_s: float = 3.0) -> dict:
+def idle_daemon(argv: list[str], env=None, idle_s: float = 3.0, amp: bool = True) -> dict:
     """RSS (per process of the tree) and grouped smaps of an idle daemon."""
     d = tempfile.mkdtemp(prefix="ejm-bench-rss-")
     proc = subprocess.Popen(argv + ["--port", "0", "--datadir", d], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=env)
     try:
-        wait_ready(proc, d)
+        wait_ready(proc, d, amp)
         time.sleep(idle_s)
         pids = tree(proc.pid)
         procs = [{"pid": p, **status(p), "smaps": smaps_rss(p)} for p in pids]
@@ -213,6 +222,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-binary", action="store_true", help="only python -m jmdaemon")
     ap.add_argument("--top", type=int, default=6, help="modules named per import step")
+    ap.add_argument("--tls", action="store_true", help="also the binary serving AMP over TLS")
+    ap.add_argument("--compare", metavar="BINARY", help="the binary figures of another binary too")
     args = ap.parse_args()
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -230,6 +241,22 @@ def main() -> None:
             subprocess.run([sys.executable, str(ROOT / "packaging" / "build_daemon.py")], check=True)
         benv = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         bin_runs = [idle_daemon([str(binary)], env=benv) for _ in range(args.runs)]
+    binaries = [("dist/jmdaemon", str(binary))] + ([("--compare", args.compare)] if args.compare else [])
+    extra: dict[str, float] = {}
+    if args.compare and not args.no_binary:
+        extra["compare_rss_binary_mib"] = statistics.median(
+            idle_daemon([args.compare], env=benv)["total_kib"] for _ in range(args.runs)) / MIB
+    if args.tls and not args.no_binary:
+        with tempfile.TemporaryDirectory(prefix="ejm-bench-tls-") as tmp:
+            cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                            "/CN=localhost", "-days", "1", "-keyout", key, "-out", cert],
+                           capture_output=True, check=True)
+            for label, path in binaries:
+                name = "rss_binary_tls_mib" if label == "dist/jmdaemon" else "compare_rss_binary_tls_mib"
+                extra[name] = statistics.median(idle_daemon(
+                    [path, "--ssl-cert", cert, "--ssl-key", key], env=benv, amp=False)["total_kib"]
+                    for _ in range(args.runs)) / MIB
 
     steps = import_steps(sys.executable, trace=False)
     traced = {s["key"]: s["self_kib"] for s in import_steps(sys.executable, trace=True)}
@@ -281,6 +308,14 @@ def main() -> None:
         kv.update(rss_binary_mib=round(bin_total, 1), rss_binary_bootloader_mib=round(bin_parent, 1),
                   rss_binary_python_mib=round(bin_child, 1))
     kv.update({f"{k}_mib": round(v, 1) for k, v in figures.items()})
+    if extra:
+        print("\nthe binary, 3 s after it listens (median of %d)" % args.runs)
+        labels = {"compare_rss_binary_mib": "--compare binary, idle",
+                  "rss_binary_tls_mib": "dist/jmdaemon serving AMP over TLS",
+                  "compare_rss_binary_tls_mib": "--compare binary serving AMP over TLS"}
+        for k, v in extra.items():
+            print(f"  {labels[k]:<40} {v:5.1f} MiB")
+    kv.update({k: round(v, 1) for k, v in extra.items()})
     print(" ".join(f"{k}={v}" for k, v in kv.items()))
 
 
