@@ -81,9 +81,13 @@ GROUP_WEIGHT = {"tor": 0, "e2e": 1, "cli": 2, "qt": 3, "packaging": 4, "plugin":
                 "daemon": 7}
 
 
-def parallel_workers(config) -> int:
-    n = getattr(config.option, "numprocesses", None)
-    return int(n or 0) if getattr(config.option, "dist", "no") == "loadgroup" else 0
+def parallel_workers(config) -> bool:
+    """True in the controller of ``--dist loadgroup`` and in each of its workers. The groups must
+    be marked in the workers: they collect, and their node ids (``...@group``) are what the
+    controller schedules by. pytest-xdist sets ``option.loadgroup`` there and resets ``dist`` to
+    "no" and ``numprocesses`` to None (xdist/remote.py ``setup_config``)."""
+    return (getattr(config.option, "dist", "no") == "loadgroup"
+            or bool(getattr(config.option, "loadgroup", False)))
 
 
 def _group(item) -> str:
@@ -93,6 +97,22 @@ def _group(item) -> str:
     if path.startswith("tests/packaging/"):
         return "packaging"
     return path
+
+
+def pytest_xdist_node_collection_finished(node, ids):
+    """The controller's check that the workers applied the groups: every id a worker collected
+    ends in ``@<group>``. Without the groups pytest-xdist hands out single tests, and a module's
+    fixtures (a maker network, the private Tor network) start on every worker that gets one of its
+    tests — the suite still passes, only much slower, so this stops the run instead. (pytest 9.2
+    keeps node ids where pytest-xdist 3.8 cannot add the suffix; setup.py pins pytest below it.)"""
+    if getattr(node.config.option, "dist", "no") != "loadgroup":
+        return
+    ungrouped = [i for i in ids if "@" not in i]
+    if ungrouped:
+        pytest.exit(f"pytest-xdist did not group the tests ({len(ungrouped)} of {len(ids)} without "
+                    f"a group, e.g. {ungrouped[0]}): this pytest ({pytest.__version__}) and "
+                    f"pytest-xdist do not work together; see setup.py's test requirements",
+                    returncode=3)
 
 
 def group_for_workers(items) -> None:

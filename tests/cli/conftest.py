@@ -3,6 +3,8 @@ process, over the session's IRC server) and, per test, a user's Electrum (``User
 own data dir, ``electrum daemon`` subprocess and CLI clients) configured to reach that network."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from devstack.ircd import irc_config
@@ -71,7 +73,7 @@ def wallet(user, bitcoind):
     path = user.create_wallet(f"w{next(_wallets)}")
     fund(user, path, bitcoind, (20_000_000, 6_000_000))
     yield path
-    user.run("close_wallet", "-w", path)
+    user.close_wallet(path)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +95,7 @@ def quiet_wallet(quiet_user, bitcoind):
     path = quiet_user.create_wallet(f"q{next(_wallets)}")
     fund(quiet_user, path, bitcoind, (20_000_000, 6_000_000))
     yield path
-    quiet_user.run("close_wallet", "-w", path)
+    quiet_user.close_wallet(path)
 
 
 @pytest.fixture
@@ -106,14 +108,14 @@ def settings(user):
         for k, v in kv.items():
             key = f"plugins.joinmarket.{k}"
             if key not in changed:
-                changed[key] = user.ok("getconfig", key).stdout.strip()
-            user.setconfig(key, v)
+                changed[key] = user.rpc("getconfig", key=key)
+            user.rpc("setconfig", key=key, value=v if isinstance(v, str) else json.dumps(v))
     yield set_
     for key, old in changed.items():
-        if old in ("", "null"):
-            user.run("unsetconfig", key)
+        if old is None:
+            user.rpc("unsetconfig", key=key)
         else:
-            user.setconfig(key, old)
+            user.rpc("setconfig", key=key, value=json.dumps(old))
 
 
 @pytest.fixture

@@ -8,15 +8,26 @@ the plugin from this checkout before Electrum parses its command line — in sub
 command, exactly as a user types them. Nothing of Electrum is imported into the test process
 for these calls: exit status, stdout and stderr are what the user sees.
 
+Set-up and polling that a test does not assert on as the user's view (a daemon coming up, a
+wallet being created, loaded, funded, a balance awaited) go through :meth:`UserElectrum.rpc`
+instead: the request the ``electrum`` client sends after parsing its command line (``run_cmdline``
+with the parsed options, to the daemon's JSON-RPC socket named in its lockfile), without starting
+a Python process that imports all of Electrum for it (about 1 s of CPU each).
+
 The daemon process turns off Electrum's traffic-padding hold like the rest of the lab stack
 (``devstack/padding.py``); clients need no such thing (one request each).
 """
 from __future__ import annotations
 
+import ast
+import base64
+import http.client
+import itertools
 import json
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,6 +68,22 @@ class Result:
     def __str__(self) -> str:
         return (f"$ electrum {' '.join(self.argv)}\n[exit {self.returncode}]\n--- stdout\n"
                 f"{self.stdout[-3000:]}\n--- stderr\n{self.stderr[-3000:]}")
+
+
+class DaemonRPCError(Exception):
+    """The daemon answered a JSON-RPC request with an error."""
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("127.0.0.1", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
 
 
 class UserElectrum:
@@ -100,6 +127,46 @@ class UserElectrum:
                            text=True, timeout=timeout, env=self.env, stdin=subprocess.DEVNULL,
                            cwd=self.datadir)
         return Result(words[1:], r.returncode, r.stdout, r.stderr)
+
+    _rpc_ids = itertools.count(1)
+
+    def rpc(self, cmd: str, *, wallet: Any = None, timeout: float = 60, **options: Any) -> Any:
+        """``cmd`` on the running daemon as the ``electrum`` client would send it (Electrum's
+        ``daemon.request(config, "run_cmdline", ...)``): the command's arguments and options by
+        name, as the strings a command line gives. Returns the result; raises
+        :class:`DaemonRPCError` on an error answer and ``ConnectionError`` when no daemon
+        listens."""
+        conf = json.loads((self.datadir / "regtest" / "config").read_text())
+        try:
+            socktype, address, _created = ast.literal_eval(
+                (self.datadir / "regtest" / "daemon").read_text())
+        except (OSError, ValueError, SyntaxError):
+            raise ConnectionError("no daemon lockfile") from None
+        conn: http.client.HTTPConnection
+        if socktype == "unix":
+            conn = _UnixHTTPConnection(address, timeout)
+        else:
+            conn = http.client.HTTPConnection(address[0], address[1], timeout=timeout)
+        options = {"cmd": cmd, **({"wallet_path": str(wallet)} if wallet is not None else {}),
+                   **options}
+        body = json.dumps({"id": next(self._rpc_ids), "jsonrpc": "2.0", "method": "run_cmdline",
+                           "params": [options]})
+        auth = base64.b64encode(f"{conf['rpcuser']}:{conf['rpcpassword']}".encode()).decode()
+        try:
+            conn.request("POST", "/", body, {"Content-Type": "application/json",
+                                             "Authorization": "Basic " + auth})
+            resp = conn.getresponse()
+            text = resp.read().decode()
+        except OSError as exc:
+            raise ConnectionError(f"daemon RPC: {exc}") from exc
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise DaemonRPCError(f"HTTP {resp.status}: {text[:200]}")
+        answer = json.loads(text)
+        if answer.get("error"):
+            raise DaemonRPCError(f"{cmd}: {answer['error'].get('message')}")
+        return answer.get("result")
 
     def ok(self, *args: Any, **kw: Any) -> Result:
         """:meth:`run` that must exit 0."""
@@ -148,12 +215,15 @@ class UserElectrum:
             if self.daemon.poll() is not None:
                 raise AssertionError(f"electrum daemon exited {self.daemon.returncode}:\n"
                                      + self.daemon_log.read_text()[-3000:])
-            r = self.run("getinfo", timeout=60)
-            if r.returncode == 0 and r.json().get("connected"):
+            try:
+                info = self.rpc("getinfo", timeout=30)
+            except (ConnectionError, DaemonRPCError) as exc:
+                info = {"not yet": str(exc)}
+            if info.get("connected"):
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"electrum daemon not connected in {timeout}s: {r}")
-            time.sleep(0.5)
+                raise AssertionError(f"electrum daemon not connected in {timeout}s: {info}")
+            time.sleep(0.2)
 
     def stop_daemon(self, timeout: float = 60) -> int:
         if self.daemon is None:
@@ -186,21 +256,29 @@ class UserElectrum:
     # ---------------------------------------------------------------- wallets
     def create_wallet(self, name: str) -> pathlib.Path:
         path = self.datadir / "regtest" / "wallets" / name
-        self.ok("create", "--seed_type", "segwit", "-w", path)
-        self.ok("load_wallet", "-w", path)
+        path.parent.mkdir(parents=True, exist_ok=True)   # the electrum client makes it
+        self.rpc("create", wallet=path, seed_type="segwit")
+        self.rpc("load_wallet", wallet=path)
         return path
+
+    def close_wallet(self, path: pathlib.Path) -> None:
+        """Unload a wallet at a test's end; a daemon already gone is not an error here."""
+        try:
+            self.rpc("close_wallet", wallet=path)
+        except (ConnectionError, DaemonRPCError):
+            pass
 
     def wait_balance(self, wallet: pathlib.Path, confirmed_sats: int, timeout: float = 60) -> dict:
         """Wait until ``getbalance`` shows at least ``confirmed_sats`` confirmed and nothing
         unconfirmed."""
         deadline = time.monotonic() + timeout
         while True:
-            bal = self.ok("getbalance", "-w", wallet).json()
+            bal = self.rpc("getbalance", wallet=wallet)
             conf = int(round(float(bal.get("confirmed", "0")) * 1e8))
             if conf >= confirmed_sats and "unconfirmed" not in bal:
                 return bal
             assert time.monotonic() < deadline, f"balance of {wallet}: {bal}"
-            time.sleep(0.5)
+            time.sleep(0.2)
 
     def frozen_coins(self, wallet: pathlib.Path) -> list[str]:
         return [c["prevout_hash"] + ":" + str(c["prevout_n"])
@@ -308,7 +386,7 @@ def kill_recorded_daemons(user: UserElectrum) -> None:
 
 def fund(user: UserElectrum, wallet, bitcoind, amounts) -> None:
     for sats in amounts:
-        bitcoind.fund(user.ok("getunusedaddress", "-w", wallet).stdout.strip(), sats, confirm=False)
+        bitcoind.fund(user.rpc("getunusedaddress", wallet=wallet), sats, confirm=False)
         bitcoind.mine(1)   # the next getunusedaddress is a new address
     bitcoind.mine(5)       # PoDLE: coins need 5 confirmations
     user.wait_balance(wallet, sum(amounts))
