@@ -70,6 +70,13 @@ class Result:
                 f"{self.stdout[-3000:]}\n--- stderr\n{self.stderr[-3000:]}")
 
 
+def _default_sigint() -> None:
+    """In the client process before it starts: SIGINT as in a user's terminal. A suite started in
+    the background by a shell without job control (``... &``) ignores SIGINT, every process it
+    starts inherits that, and Python keeps an ignored SIGINT ignored: Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class DaemonRPCError(Exception):
     """The daemon answered a JSON-RPC request with an error."""
 
@@ -179,7 +186,8 @@ class UserElectrum:
         out = self.datadir / f"client-{time.monotonic_ns()}.out"
         err = out.with_suffix(".err")
         proc = subprocess.Popen(self.argv(args), stdout=open(out, "w"), stderr=open(err, "w"),
-                                stdin=subprocess.DEVNULL, env=self.env, cwd=self.datadir)
+                                stdin=subprocess.DEVNULL, env=self.env, cwd=self.datadir,
+                                preexec_fn=_default_sigint)
         return Client([str(a) for a in args], proc, out, err)
 
     def setconfig(self, key: str, value: Any) -> Result:

@@ -42,7 +42,8 @@ class Child:
                                      env=env, text=True)
         self.lines: queue.Queue = queue.Queue()
         self.seen: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self):
         for line in self.proc.stdout:
@@ -58,6 +59,10 @@ class Child:
                 ev = self.lines.get(timeout=1.0)
             except queue.Empty:
                 if self.proc.poll() is not None:
+                    # its last lines may still be on their way through the reader thread
+                    self.reader.join(10)
+                    if not self.lines.empty():
+                        continue
                     raise AssertionError(f"Electrum exited ({self.proc.returncode}) waiting for "
                                          f"{what}; last events {self.seen[-5:]}") from None
                 if on_idle is not None:     # where the schedule is: its last message
