@@ -343,6 +343,18 @@ def run(coro, timeout=240):
     return asyncio.run(main())
 
 
+def join_once(port: int, chan_configs: list, timeout: float = 90) -> None:
+    """A test client connects to the daemon on ``port``, sends JMInit with ``chan_configs`` and
+    waits for JMUp (the daemon joined its channels), then disconnects."""
+    async def main() -> None:
+        c = await TestClient("c").connect(port)
+        try:
+            await c.init(chan_configs)
+        finally:
+            c.close()
+    run(main(), timeout=timeout)
+
+
 @contextlib.contextmanager
 def plugin_on_daemon(config: Any, workdir: pathlib.Path, name: str, channels: list,
                      **settings: Any) -> Iterator[Proc]:

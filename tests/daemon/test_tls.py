@@ -5,13 +5,14 @@ no TLS. Every failure ends as a clean connection loss with a TLS error, never an
 exception, and no scenario loads pyOpenSSL or cryptography."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
-from devstack.daemons import PY, ROOT
+from devstack.daemons import ROOT
+
+from .scenarios import run_scenario
 
 CLOSED = "ConnectionDone: Connection was closed cleanly."
 
@@ -30,14 +31,8 @@ def certdir(tmp_path_factory):
 
 
 def scenario(name, certdir):
-    r = subprocess.run([PY, "-m", "tests.daemon.tls_scenarios", name, str(certdir)],
-                       capture_output=True, text=True, timeout=90, cwd=str(ROOT))
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert "failure" not in out, out.get("failure")
-    assert out.pop("errors") == [], "Twisted logged an unhandled error"
-    assert out.pop("openssl_loaded") is False
-    return out, r.stderr
+    return run_scenario("tls_scenarios", name, str(certdir), not_loaded="openssl_loaded",
+                        timeout=90)
 
 
 def test_both_sides_ours_writes_before_handshake_and_3_mib_each_way(certdir):

@@ -6,26 +6,16 @@ oversized, garbled and unsolicited replies, silence. Every failure is a TorContr
 message for the user, never an unhandled exception. The real tor: tests/tor/test_control_port.py."""
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
-from devstack.daemons import PY, ROOT
+from .scenarios import run_scenario
 
 SERVICE = "a" * 52 + "bcdd"
 MAKER_ADD = "ADD_ONION NEW:ED25519-V3 Flags=DiscardPK Port=5222,127.0.0.1:4321"
 
 
 def scenario(name, tmp_path):
-    r = subprocess.run([PY, "-m", "tests.daemon.torcontrol_scenarios", name, str(tmp_path)],
-                       capture_output=True, text=True, timeout=60, cwd=str(ROOT))
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert "failure" not in out, out.get("failure")
-    assert out.pop("errors") == [], "Twisted logged an unhandled error"
-    assert out.pop("txtorcon_loaded") is False
-    return out, r.stderr
+    return run_scenario("torcontrol_scenarios", name, str(tmp_path), not_loaded="txtorcon_loaded")
 
 
 def test_null_auth_maker_service_then_del_onion(tmp_path):

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from devstack.daemons import _STARTED, Proc, TestClient, run
+from devstack.daemons import _STARTED, Proc, TestClient, join_once, run
 from devstack.ircd import irc_config
 from devstack.procs import wait_for
 from tests.daemon.conversation import COMMITMENT_HEX, REVELATION, SIGNED_TX, UNSIGNED_TX, full_conversation
@@ -243,14 +243,7 @@ def test_binary_irc_over_tls(daemon_binary, tls_ircd, tmp_path):
     p = start_binary(daemon_binary, tmp_path, "tls-irc")
     cfg = irc_config(tls_ircd)
     cfg[0]["usessl"] = "true"
-
-    async def main():
-        c = await TestClient("c").connect(p.port)
-        try:
-            await c.init(cfg)                           # JMUp: joined the channel over TLS
-        finally:
-            c.close()
-    run(main(), timeout=90)
+    join_once(p.port, cfg)                              # JMUp: joined the channel over TLS
     assert "(TLS)" in p.log()
     stopped_cleanly(p)
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from devstack.daemons import ROOT, TestClient, run, start_daemon
+from devstack.daemons import ROOT, join_once, start_daemon
 from devstack.ircd import irc_config
 from tests.daemon.test_lean import TLS_LIBS, mapped
 
@@ -52,14 +52,7 @@ def test_c10_irc_over_tls_inside_a_tor_stream(tornet, tls_ircd, tmp_path):
         p = start_daemon(tmp_path, "tor-tls")
         cfg = irc_config(tls_ircd, host=m.group(1), port=6697, usessl="true", socks5="true",
                          socks5_host="127.0.0.1", socks5_port=client_tor.socks_port)
-
-        async def main():
-            c = await TestClient("c").connect(p.port)
-            try:
-                await c.init(cfg)                   # JMUp: joined over TLS inside Tor
-            finally:
-                c.close()
-        run(main(), timeout=120)
+        join_once(p.port, cfg, timeout=120)          # JMUp: joined over TLS inside Tor
         log = p.log()
         assert "(TLS) via SOCKS5" in log
         assert mapped(p.proc.pid, TLS_LIBS) == []
