@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from jmcore.aio import wait_for
+
 __all__ = ["Job", "JobRegistry", "wait_budget", "electrum_command", "LOG_LIMIT",
            "NO_RETURN_STAGES"]
 
@@ -175,7 +177,7 @@ class Job:
                 self._changed = asyncio.Event()
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), left)
+                await wait_for(self._changed.wait(), left)
             except asyncio.TimeoutError:
                 return
 

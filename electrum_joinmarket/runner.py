@@ -31,6 +31,7 @@ from electrum_joinmarket.maker.maker import HISTORY_KEY as MAKER_HISTORY_KEY
 from electrum_joinmarket.market.limits import FeeLimits
 from electrum_joinmarket.stages import OutcomeStatus, Role, SessionState
 from electrum_joinmarket.taker.taker import Taker, TakerConfig, TakerOutcome, check_request
+from jmcore.aio import wait_for
 from jmcore.channels import ChannelConfigError, ChannelSettings, build_chan_configs, no_directories_message
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -576,7 +577,7 @@ class Runner:
             await client.setup("TAKER")
             await asyncio.sleep(wait)
             await client.call("JMRequestOffers")
-            await asyncio.wait_for(event.wait(), 30)
+            await wait_for(event.wait(), 30)
         except asyncio.TimeoutError:
             raise DaemonError("the daemon sent no orderbook") from None
         finally:

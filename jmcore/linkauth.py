@@ -36,6 +36,7 @@ import os
 import secrets
 from typing import Any, Optional
 
+from .aio import wait_for
 from .commands import ALL_COMMANDS, EXTENSION_COMMANDS, CommandSpec
 from .errors import AMPConnectionLost, AMPRemoteError, JMCoreError
 
@@ -232,7 +233,7 @@ async def verify_daemon(proto: Any, cookie: bytes, timeout: float = 10.0) -> tup
     server = _server_of(proto)
     client_nonce = new_nonce()
     try:
-        answer = await asyncio.wait_for(
+        answer = await wait_for(
             proto.call_remote(HELLO, version=AUTH_VERSION, client_nonce=client_nonce), timeout)
     except AMPRemoteError as exc:
         if exc.code == "UNHANDLED":
@@ -265,7 +266,7 @@ async def authenticate(proto: Any, cookie: bytes, timeout: float = 10.0) -> None
     client_nonce, daemon_nonce, server = await verify_daemon(proto, cookie, timeout)
     mine = proof(cookie, "client", client_nonce, daemon_nonce, server)
     try:
-        answer = await asyncio.wait_for(proto.call_remote(PROOF, client_proof=mine), timeout)
+        answer = await wait_for(proto.call_remote(PROOF, client_proof=mine), timeout)
     except (asyncio.TimeoutError, JMCoreError) as exc:
         raise LinkAuthError("refused", f"the daemon did not accept our proof: {exc!r}") from exc
     if not answer.get("accepted"):

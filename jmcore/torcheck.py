@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
+from .aio import wait_for
 from .socks5 import TOR_PROBE_REPLY, TOR_PROBE_REQUEST
 
 __all__ = ["TorProbe", "ProbeResult", "probe_tor_socks", "find_tor_socks", "tor_missing_message",
@@ -47,14 +48,14 @@ async def probe_tor_socks(host: str, port: int, timeout: float = 5.0) -> TorProb
     """Probe one address; never raises."""
     writer = None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await wait_for(asyncio.open_connection(host, port), timeout)
         writer.write(TOR_PROBE_REQUEST)
         await writer.drain()
         data = b""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while len(data) < len(TOR_PROBE_REPLY):
-            chunk = await asyncio.wait_for(reader.read(64), max(0.01, deadline - loop.time()))
+            chunk = await wait_for(reader.read(64), max(0.01, deadline - loop.time()))
             if not chunk:
                 break
             data += chunk

@@ -68,6 +68,7 @@ from electrum_joinmarket.chain.utxo import UtxoInfo
 from electrum_joinmarket.errors import Failure, JoinMarketError
 from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.protocol.podle import PoDLEParseError, parse_utxo_str
+from jmcore.aio import wait_for
 
 __all__ = [
     "ChainError", "BadOutpoint", "TxNotFound", "ChainProofError", "ChainUnavailable",
@@ -232,7 +233,7 @@ class ElectrumChain:
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
         try:
-            return await asyncio.wait_for(fut, self.request_timeout)
+            return await wait_for(fut, self.request_timeout)
         except asyncio.TimeoutError:
             raise ChainUnavailable(f"{kind}: no answer from the Electrum server in "
                                    f"{self.request_timeout:.0f}s") from None
@@ -294,7 +295,7 @@ class ElectrumChain:
                 return iface
             event = getattr(self.network, "default_server_changed_event", None)
             try:
-                await asyncio.wait_for(event.wait() if event is not None else asyncio.sleep(1), 1)
+                await wait_for(event.wait() if event is not None else asyncio.sleep(1), 1)
             except asyncio.TimeoutError:
                 pass
         raise ChainUnavailable("no connection to an Electrum server")
@@ -350,7 +351,7 @@ class ElectrumChain:
                 if header is not None or left <= 0:
                     return header
                 try:
-                    await asyncio.wait_for(updated.wait(), left)
+                    await wait_for(updated.wait(), left)
                 except asyncio.TimeoutError:
                     pass
         finally:

@@ -26,6 +26,7 @@ from electrum_joinmarket.logs import get_logger
 from electrum_joinmarket.protocol.nick import NickKey, nick_matches_pubkey, verify_message_signature
 from jmcore import amp as jamp
 from jmcore import linkauth
+from jmcore.aio import wait_for
 from jmcore.channels import ChannelConfigError, complete_configs, no_directories_message
 from jmcore.commands import COMMANDS
 from jmcore.constants import DUST_THRESHOLD
@@ -103,7 +104,7 @@ class DaemonClient:
         is off for this daemon (a warning is logged), and run JMInit → JMInitProto → JMStartMC;
         returns when the daemon has accepted JMInit (use ``wait_up`` for the channels)."""
         try:
-            self.proto = await asyncio.wait_for(
+            self.proto = await wait_for(
                 jamp.connect(host, port, self._responders(), commands=linkauth.LINK_COMMANDS),
                 timeout)
         except (OSError, asyncio.TimeoutError) as exc:
@@ -263,7 +264,7 @@ class DaemonClient:
                 if fatal:
                     raise DaemonError(fatal)
             try:
-                await asyncio.wait_for(self.up.wait(), min(poll, max(0.01, left)))
+                await wait_for(self.up.wait(), min(poll, max(0.01, left)))
             except asyncio.TimeoutError:
                 pass
         if self.up.is_set():
@@ -286,7 +287,7 @@ class DaemonClient:
         self.setup_done.clear()
         await self.call("JMSetup", role=role, initdata=offers, use_fidelity_bond=use_fidelity_bond)
         try:
-            await asyncio.wait_for(self.setup_done.wait(), timeout)
+            await wait_for(self.setup_done.wait(), timeout)
         except asyncio.TimeoutError:
             raise DaemonError(f"the daemon did not finish JMSetup({role}) in {timeout:.0f}s") from None
 

@@ -74,6 +74,7 @@ from typing import Any, Callable, Optional, Sequence, cast
 from electrum_joinmarket.logs import get_logger
 from jmcore import amp as jamp
 from jmcore import linkauth
+from jmcore.aio import wait_for
 from jmcore.constants import DEFAULT_DAEMON_PORT
 from jmcore.errors import AMPError
 from jmcore.netaddr import is_loopback
@@ -172,8 +173,7 @@ async def probe_detail(host: str, port: int, timeout: float = 3.0,
     ``UNHANDLED`` error included) is AMP, whatever the proof."""
     path = cookie_path or linkauth.cookie_path_for(host, port)
     try:
-        proto = await asyncio.wait_for(jamp.connect(host, port, commands=linkauth.LINK_COMMANDS),
-                                       timeout)
+        proto = await wait_for(jamp.connect(host, port, commands=linkauth.LINK_COMMANDS), timeout)
     except (OSError, asyncio.TimeoutError):
         return ProbeResult.CLOSED, ""
     try:

@@ -89,6 +89,7 @@ from electrum_joinmarket.tx.coins import coin_outpoint, coin_value
 from electrum_joinmarket.tx.errors import TakerTxRejected, TxBuildError
 from electrum_joinmarket.tx.maker_tx import coinjoin_txid, maker_sign, verify_taker_tx
 from electrum_joinmarket.tx.taker_tx import wire_to_tx_bytes
+from jmcore.aio import wait_for
 from jmcore.constants import (
     DUST_THRESHOLD,
     MAX_MAKER_INPUTS,
@@ -876,7 +877,7 @@ class Maker:
         assert wake is not None                  # set by start() before this loop runs
         while self.running:
             try:
-                await asyncio.wait_for(wake.wait(), self.settings.poll_interval)
+                await wait_for(wake.wait(), self.settings.poll_interval)
             except asyncio.TimeoutError:
                 pass
             wake.clear()

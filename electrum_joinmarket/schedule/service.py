@@ -211,14 +211,18 @@ class ScheduleService:
             self._notify({"schedule": schedule_id, "event": "finished"})
 
     async def wait(self, timeout: Optional[float] = None) -> Optional[Schedule]:
-        """Wait for the running schedule's task to end (tests, commands with --wait)."""
+        """Wait for the running schedule's task to end (tests, commands with --wait): its
+        schedule, None if the task ended cancelled (stopped); ``asyncio.TimeoutError`` after
+        ``timeout`` seconds, the task running on. ``asyncio.wait`` neither cancels the task nor
+        swallows a cancellation of the caller (a ``CancelledError`` of ours is never mistaken
+        for the task's)."""
         task = self.task
         if task is None:
             return None
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout)
-        except asyncio.CancelledError:
-            return None
+        done, _ = await asyncio.wait((task,), timeout=timeout)
+        if not done:
+            raise asyncio.TimeoutError(f"the schedule did not stop within {timeout:g} s")
+        return None if task.cancelled() else task.result()
 
     def stop(self, schedule_id: Optional[str] = None) -> bool:
         """Stop the running schedule (the attempt in flight is cancelled: its coins are

@@ -46,6 +46,7 @@ from electrum_joinmarket.protocol.podle import (
 from electrum_joinmarket.stages import OutcomeStatus, TakerStage
 from electrum_joinmarket.taker import signed
 from electrum_joinmarket.tx import taker_tx as txbuild
+from jmcore.aio import wait_for
 from jmcore.constants import MAKER_TIMEOUT_SEC, TX_FEES_FACTOR
 from jmcore.offers import Offer, calc_cj_fee
 
@@ -432,7 +433,7 @@ class Taker:
                 await self._link.call("JMRequestOffers")
                 next_poll = now + cfg.orderbook_poll
                 try:   # the answer: the book as it is now
-                    await asyncio.wait_for(self._offers_event.wait(), 10)
+                    await wait_for(self._offers_event.wait(), 10)
                 except asyncio.TimeoutError:
                     pass
                 now = time.monotonic()
@@ -458,7 +459,7 @@ class Taker:
             if not following:
                 wake = min(wake, next_poll)
             try:
-                await asyncio.wait_for(self._offers_event.wait(), max(0.0, wake - now))
+                await wait_for(self._offers_event.wait(), max(0.0, wake - now))
             except asyncio.TimeoutError:
                 pass
         self.outcome.timings.setdefault("orderbook", time.monotonic() - t0)
@@ -518,7 +519,7 @@ class Taker:
                                        f"cannot be checked", failure=Failure.CHAIN)
                 changed.clear()
                 try:
-                    await asyncio.wait_for(changed.wait(), min(left, 1.0))
+                    await wait_for(changed.wait(), min(left, 1.0))
                 except asyncio.TimeoutError:
                     pass
         finally:
@@ -580,8 +581,7 @@ class Taker:
                       makers_asked=len(nicks), seconds_left=cfg.maker_timeout_sec)
         my_change = self._change_address(sweep)   # wallet work while the makers answer
         try:
-            success, data = await asyncio.wait_for(self._fill_response,
-                                                   cfg.maker_timeout_sec + 30)
+            success, data = await wait_for(self._fill_response, cfg.maker_timeout_sec + 30)
         except asyncio.TimeoutError:
             raise _RoundFailed("the daemon reported no answer from the makers") from None
         answered = set(data) if success and isinstance(data, dict) else set()
@@ -1017,7 +1017,7 @@ class Taker:
             if adb.get_transaction(txid) is not None:
                 return True
             try:
-                await asyncio.wait_for(seen.wait(), timeout)
+                await wait_for(seen.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
             return adb.get_transaction(txid) is not None

@@ -10,7 +10,9 @@ break ``asyncio.wait_for`` where it is broken (so the test is known to catch the
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,8 @@ IMPLS = [pytest.param(aio.wait_for, id="wait_for")]
 IMPLS.append(pytest.param(aio._wait_for_wait, id="via-asyncio.wait"))
 if sys.version_info >= (3, 11):
     IMPLS.append(pytest.param(aio._wait_for_timeout, id="via-asyncio.timeout"))
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _race(wf) -> str:
@@ -94,3 +98,17 @@ def test_result_timeout_and_cancel_semantics(wf):
         assert inner.cancelled()
     asyncio.run(main())
 
+
+def test_no_asyncio_wait_for_left_in_the_plugin_or_jmcore():
+    """Every wait with a timeout in the asyncio packages goes through jmcore.aio.wait_for."""
+    pattern = re.compile(r"\basyncio\s*\.\s*wait_for\s*\(|from\s+asyncio\s+import[^\n]*\bwait_for\b")
+    found = []
+    for pkg in ("electrum_joinmarket", "jmcore"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            if path == ROOT / "jmcore" / "aio.py":
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                code = line.split("#", 1)[0]
+                if pattern.search(code):
+                    found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert found == []
