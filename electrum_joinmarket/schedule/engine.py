@@ -268,6 +268,9 @@ class Engine:
             await asyncio.sleep(self.poll)
 
     async def _wait_confirmed(self, sched: Schedule, step: Step) -> None:
+        """Wait for the broadcast step's transaction to confirm, then advance. A stop request
+        ends the wait (within ``poll``) even if the task's cancellation was lost: the step
+        stays ``broadcast`` (saved) and a resumed run waits for it again."""
         msg = f"step {sched.current + 1}: waiting for {step.txid} to confirm"
         self._save(sched, msg)
         while True:
@@ -278,6 +281,8 @@ class Engine:
                 step.done_at = self.clock()
                 self._advance(sched, step)
                 return
+            if self._stop_requested:
+                raise asyncio.CancelledError()
             await asyncio.sleep(self.poll)
 
     def _advance(self, sched: Schedule, step: Step) -> None:

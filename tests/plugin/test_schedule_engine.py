@@ -504,3 +504,44 @@ def test_schedule_refuses_a_destination_of_another_script_type_when_made(
     assert service.store.load(asked.id).steps[0].destination_used in (None, "")
     assert service.set_destination(asked.id, 1, same).steps[0].destination_used == same
     assert {s.id for s in service.store.all()} == {ok.id, asked.id}
+
+
+def test_f5_stop_while_waiting_for_a_confirmation_needs_no_cancel(bitcoind, electrum_node,
+                                                                  make_wallet):
+    """F5 at the schedule level: a stop request (``request_stop``, what ScheduleService.stop
+    sets before it cancels the task) ends the wait for a broadcast step's confirmation by
+    itself — the task's cancellation may have been lost on the way (a failed run sat in this
+    wait for ever). The schedule is stopped, the step stays ``broadcast`` with its txid;
+    resumed, the engine waits for that same transaction (never builds another) and completes."""
+    import concurrent.futures
+    node = electrum_node
+    taker, dest, mrecs, joins = two_maker_world(
+        node, bitcoind, make_wallet, [8_000_000, 2_000_000], [40_000_000])
+    engine, depths = make_engine(node, taker, joins)
+    dest_addr = dest.get_receiving_addresses()[0]
+    sched = Schedule(steps=[Step(0, 5_000_000, 2, dest_addr)], retry_wait=0.2)
+    sched.validate(5)
+    engine.store.save(sched)
+    fut, s = drive(node, bitcoind, engine, sched.id,
+                   lambda s: s.steps[0].status == StepStatus.BROADCAST and "to confirm" in s.message,
+                   mine_when=lambda s: s.steps[0].status != StepStatus.BROADCAST)
+    txid = s.steps[0].txid
+    assert txid and [t.txid() for (_i, _a, t) in joins.txs] == [txid]
+    try:
+        engine.request_stop()                     # the flag alone: the task is not cancelled
+        with pytest.raises(concurrent.futures.CancelledError):
+            fut.result(10)                        # engine.run re-raises its stop as a cancel
+    finally:
+        fut.cancel()
+    s = engine.store.load(sched.id)
+    assert s.status == ScheduleStatus.STOPPED and "stopped by the user" in s.message
+    assert s.steps[0].status == StepStatus.BROADCAST and s.steps[0].txid == txid
+    assert s.steps[0].attempts == 1 and s.current == 0
+    # resumed: waits for the same transaction, then the schedule is done
+    fut, s = drive(node, bitcoind, engine, sched.id, lambda s: s.status == ScheduleStatus.DONE)
+    fut.result(30)
+    step = s.steps[0]
+    assert step.status == StepStatus.DONE and step.txid == txid and step.attempts == 1
+    assert len(joins.txs) == 1                    # never built again
+    node.wait_tx(dest, txid, confirmations=1)
+    assert dest.get_balance()[0] == step.cj_amount == 5_000_000
