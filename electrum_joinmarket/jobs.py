@@ -19,7 +19,10 @@ Invariants:
   reached the broadcast stage when the decision is made, the ``CancelledError`` lands at the
   await the taker is suspended at, before any signature of ours exists (the taker signs only
   right before it enters the broadcast stage, with no await in between). So "cancelled" means
-  nothing of ours was signed or sent.
+  nothing of ours was signed or sent. Should the ``CancelledError`` be lost on the way (an await
+  that swallows it: every timed wait uses :func:`jmcore.aio.wait_for` for that reason), the
+  taker still stops right before signing: it checks the task's pending cancellations and the
+  job's ``cancel_requested`` (taker invariant 3).
 """
 from __future__ import annotations
 

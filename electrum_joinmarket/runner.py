@@ -335,7 +335,7 @@ class Runner:
                           config=config, password=password, daemon_host=host, daemon_port=port,
                           chan_configs=chan_configs, net_name=jm_network_name(),
                           progress=on_progress, confirm=confirm, frozen_store=session.storage,
-                          depths=session.depths)
+                          depths=session.depths, cancel_requested=lambda: job.cancel_requested)
             taker.ignored.update(ignored or {})
             session.taker = taker
             outcome = await taker.run()        # never raises; a cancellation is an outcome

@@ -14,6 +14,10 @@ Money-safety invariants held here (docs/architecture.md):
 2. Our coins are frozen only for the duration of a run and are unfrozen in ``finally`` whatever
    happens (success, failure, cancellation, daemon loss); a PoDLE commitment is recorded as used
    (and the wallet saved) *before* it is sent, so a failed run never forgets it.
+3. A cancellation asked for before we sign is honoured even if its ``CancelledError`` was lost on
+   the way (swallowed by an await: cpython gh-86296, or any other): right before our signature,
+   :meth:`Taker._lost_cancellation` looks at the task's pending cancellations (3.11+) and at the
+   job's ``cancel_requested`` flag, and the run ends cancelled with nothing signed.
 4. Nothing a maker or the daemon sends can raise out of a handler: bad data drops that maker.
 """
 from __future__ import annotations
@@ -239,7 +243,8 @@ class Taker:
                  rng: Optional[random.Random] = None,
                  confirm: Optional[Callable[[dict], Any]] = None,
                  frozen_store: Optional[MutableMapping[str, Any]] = None,
-                 depths: Any = None):
+                 depths: Any = None,
+                 cancel_requested: Optional[Callable[[], bool]] = None):
         self.wallet = wallet
         self.network = network
         self.commitments = commitments
@@ -260,6 +265,7 @@ class Taker:
         # the wallet, so after a crash mid-run release_stale_freezes() can undo exactly ours
         self._frozen_store = frozen_store if frozen_store is not None else {}
         self.depths = depths            # the wallet's DepthRecord: no tx of ours mixes depths
+        self.cancel_requested = cancel_requested   # the job's flag (Runner.cancel_now sets it)
         self._offers_event = asyncio.Event()
         self._book: list[Offer] = []
         self._bonds_raw: list[dict] = []
@@ -646,6 +652,13 @@ class Taker:
                       txid=tx.txid(), cj_amount=plan.cj_amount,
                       inputs=[c.prevout.to_str() for c in my_coins])
         await self._collect_sigs(tx, plan)
+        # invariant 3: no await from here to the broadcast stage; a cancellation that was asked
+        # for and lost on the way stops the run here, before any signature of ours exists
+        lost = self._lost_cancellation()
+        if lost:
+            log.warning("taker: a cancellation was lost before the point of no return (%s): "
+                        "stopping without signing", lost)
+            raise asyncio.CancelledError()
         # invariant 1: check_before_signing runs inside sign_our_inputs
         txbuild.sign_our_inputs(self.wallet, tx, self.password, plan)
         if not tx.is_complete():
@@ -653,6 +666,19 @@ class Taker:
                                failure=Failure.INTERNAL)
         await self._broadcast(tx, plan, breakdown)
         self._record(plan, tx, breakdown)
+
+    def _lost_cancellation(self) -> Optional[str]:
+        """Why this run counts as cancelled although no ``CancelledError`` reached it, or None:
+        the task has cancellation requests pending (``Task.cancelling()``, Python 3.11+; every
+        cancel of our task that was delivered and handled has been uncancelled, as
+        ``asyncio.timeout`` does), or the job says the user cancelled."""
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)
+        if cancelling is not None and cancelling() > 0:
+            return f"the task has {cancelling()} cancellation request(s) pending"
+        if self.cancel_requested is not None and self.cancel_requested():
+            return "the user cancelled the job"
+        return None
 
     def _shortfall(self, needed: int, script_type: str, sweep: bool, coins: list,
                    feerate: int) -> None:
