@@ -183,7 +183,7 @@ if [ ! -f "$venv_stamp" ]; then
   rm -rf "$VENV"
   cp -a "$TEMPLATE" "$VENV" || die "could not copy $TEMPLATE to $VENV"
   rm -f "$VENV/.complete"
-  grep -rlI --null -F "$TEMPLATE" "$VENV/bin" | xargs -0 -r sed -i "s|$TEMPLATE|$VENV|g" \
+  grep -rlI --null -F "$TEMPLATE" "$VENV/bin" "$VENV/pyvenv.cfg" | xargs -0 -r sed -i "s|$TEMPLATE|$VENV|g" \
     || die "could not point the scripts in $VENV/bin at $VENV"
   quiet_pip "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" \
     || die "could not install this project into $VENV"
