@@ -143,7 +143,7 @@ class UserElectrum:
         name, as the strings a command line gives. Returns the result; raises
         :class:`DaemonRPCError` on an error answer and ``ConnectionError`` when no daemon
         listens."""
-        conf = json.loads((self.datadir / "regtest" / "config").read_text())
+        conf = self.read_config()
         try:
             socktype, address, _created = ast.literal_eval(
                 (self.datadir / "regtest" / "daemon").read_text())
@@ -174,6 +174,20 @@ class UserElectrum:
         if answer.get("error"):
             raise DaemonRPCError(f"{cmd}: {answer['error'].get('message')}")
         return answer.get("result")
+
+    def read_config(self, patience: float = 5.0) -> dict:
+        """The daemon's config file. Electrum rewrites it in place (truncate, then write), so a
+        read can see it empty or cut short while the daemon saves it: read again until it
+        parses."""
+        path = self.datadir / "regtest" / "config"
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def ok(self, *args: Any, **kw: Any) -> Result:
         """:meth:`run` that must exit 0."""

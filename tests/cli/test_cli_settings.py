@@ -3,7 +3,6 @@ plugins.joinmarket.max_cj_fee_rel 0.004`, offline and through the daemon), one-l
 invalid values (exit 1, nothing stored), and messages whose suggested commands work as written."""
 from __future__ import annotations
 
-import json
 import re
 import shlex
 
@@ -13,7 +12,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
 
 def _stored(user) -> dict:
-    return json.loads((user.datadir / "regtest" / "config").read_text())["plugins"]["joinmarket"]
+    return user.read_config()["plugins"]["joinmarket"]
 
 
 @pytest.mark.parametrize("online", [False, True], ids=["offline", "through-the-daemon"])
