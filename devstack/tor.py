@@ -404,10 +404,14 @@ class OnionNotReachable(StackError):
 
 
 def onion_handshake(socks_port: int, location: str, nick: str = "J5devstackProbeO",
-                    network: str = "testnet", timeout: float = 60.0) -> tuple[dict, float]:
+                    network: str = "testnet", timeout: float = 60.0,
+                    refusals: Optional[int] = None) -> tuple[dict, float]:
     """Connect to a JoinMarket onion ``location`` through the SOCKS port, send a 793 handshake
     and return (the 795 reply, seconds it took). Retries while Tor says the service is not
-    (yet) reachable (0xF0/0xF2/0xF3/0xF7: descriptor not uploaded yet)."""
+    (yet) reachable (0xF0/0xF2/0xF3/0xF7: descriptor not uploaded yet) — for a service that
+    should be reachable. ``refusals=N``, for one that should be gone: OnionNotReachable as soon
+    as Tor has answered N attempts in a row with an onion-service error (instead of retrying
+    until ``timeout``)."""
     import json
     import socket
 
@@ -417,6 +421,7 @@ def onion_handshake(socks_port: int, location: str, nick: str = "J5devstackProbe
     t0 = time.monotonic()
     last = ""
     last_code: Optional[int] = None
+    in_a_row = 0
     while time.monotonic() - t0 < timeout:
         try:
             with socket.create_connection(("127.0.0.1", socks_port), timeout=30) as s:
@@ -435,6 +440,9 @@ def onion_handshake(socks_port: int, location: str, nick: str = "J5devstackProbe
                 code, n = parsed
                 if code != 0:
                     last, last_code = socks5.reply_text(code), code
+                    in_a_row = in_a_row + 1 if code in socks5.ONION_REPLY_CODES else 0
+                    if refusals is not None and in_a_row >= refusals:
+                        break
                     time.sleep(1.0)
                     continue
                 hs = {"app-name": "joinmarket", "directory": False,
@@ -451,8 +459,11 @@ def onion_handshake(socks_port: int, location: str, nick: str = "J5devstackProbe
                 reply = json.loads(buf.split(b"\r\n", 1)[0])
                 return json.loads(reply["line"]), time.monotonic() - t0
         except (OSError, ValueError, AssertionError) as exc:
-            last = str(exc)
+            last, in_a_row = str(exc), 0
             time.sleep(1.0)
+    if refusals is not None and in_a_row >= refusals:
+        raise OnionNotReachable(f"{location} not reachable through Tor: {in_a_row} onion-service "
+                                f"errors in a row, the last: {last}", last_code)
     raise OnionNotReachable(f"{location} not reachable through Tor within {timeout:.0f}s: {last}",
                             last_code)
 

@@ -24,7 +24,7 @@ if [ "$workers" -eq 0 ]; then
   fi
   exit "$rc"
 fi
-EJM_TEST_PHASE=parallel "$PY" -m pytest -n "$workers" --dist loadgroup "$@"
+EJM_TEST_PHASE=parallel "$PY" -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"
 rc1=$?
 echo "run_tests: now the tests that need the machine to themselves (marker serial), one process"
 EJM_TEST_PHASE=serial "$PY" -m pytest "$@"
