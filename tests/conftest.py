@@ -99,6 +99,16 @@ def _group(item) -> str:
     return path
 
 
+def pytest_configure(config):
+    """The controller hands out the groups in our order (GROUP_WEIGHT: longest kinds first):
+    pytest-xdist would sort them by their number of tests instead (``--loadscope-reorder``, its
+    default), which started the one-group Tor tests after 100 s of unit modules and the long e2e
+    modules last. scripts/run_tests.sh passes ``--no-loadscope-reorder`` too; this also covers a
+    hand-written ``pytest -n N --dist loadgroup``."""
+    if getattr(config.option, "dist", "no") == "loadgroup":
+        config.option.loadscopereorder = False
+
+
 def pytest_xdist_node_collection_finished(node, ids):
     """The controller's check that the workers applied the groups: every id a worker collected
     ends in ``@<group>``. Without the groups pytest-xdist hands out single tests, and a module's
