@@ -12,7 +12,7 @@ install:
 # Parallel test workers for `make test` and `make test-fast` (pytest-xdist; tests/conftest.py groups
 # the tests so that a module, the Tor tests and the packaging tests each run in one worker; every
 # worker starts its own regtest stack on its own ports). TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 
 # Static checks, then the whole suite, end-to-end tests included. Exit code 5 (no tests
 # collected) is a failure.
