@@ -24,10 +24,19 @@ if [ "$workers" -eq 0 ]; then
   fi
   exit "$rc"
 fi
-EJM_TEST_PHASE=parallel "$PY" -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"
+serial_ids=$(mktemp)
+trap 'rm -f "$serial_ids"' EXIT
+EJM_SERIAL_IDS=$serial_ids EJM_TEST_PHASE=parallel \
+  "$PY" -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"
 rc1=$?
 echo "run_tests: now the tests that need the machine to themselves (marker serial), one process"
-EJM_TEST_PHASE=serial "$PY" -m pytest "$@"
+if [ "$#" -eq 0 ] && [ -s "$serial_ids" ]; then
+  # the whole suite: the ids the parallel phase set aside (no second collection of everything)
+  mapfile -t ids < "$serial_ids"
+  EJM_TEST_PHASE=serial "$PY" -m pytest "${ids[@]}"
+else
+  EJM_TEST_PHASE=serial "$PY" -m pytest "$@"
+fi
 rc2=$?
 for rc in "$rc1" "$rc2"; do
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then

@@ -69,6 +69,13 @@ def select_phase(config, items) -> None:
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    record = os.environ.get("EJM_SERIAL_IDS")
+    if phase == "parallel" and record and os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0":
+        # the serial phase runs these ids alone instead of collecting the whole suite again
+        tmp = record + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(item.nodeid + "\n" for item in drop)
+        os.replace(tmp, record)
 
 
 # --- parallel workers (``make test``: pytest-xdist, ``--dist loadgroup``) ---------------------
