@@ -968,7 +968,9 @@ class JMDaemonProtocol(amp.AMP):
         candidates = [n for n in self.orderbook.nicks() if n != self.nick]
         if not candidates:
             return
-        self.mcc.prepare_privmsg(random.choice(candidates), C.CMD_HP2, commitment)
+        # the OS's randomness: which maker relays our commitment is not predictable from the
+        # process's seeded PRNG (and a test's global random state is left alone)
+        self.mcc.prepare_privmsg(random.SystemRandom().choice(candidates), C.CMD_HP2, commitment)
 
     # taker
     def on_pubkey(self, nick, maker_pk):
