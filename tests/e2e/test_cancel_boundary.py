@@ -29,6 +29,15 @@ def runner(electrum_node, irc_net, ircd, tmp_path, jm_plugin):
         yield jm_plugin.runner
 
 
+def _coinjoin(electrum_node, runner, wallet, dest, progress):
+    """A 3,000,000 sat coinjoin from ``wallet`` to ``dest`` on Electrum's loop; its outcome."""
+    cfg = runner.taker_config(3_000_000, dest.get_receiving_address())
+
+    async def go():
+        return await runner.coinjoin(wallet, cfg, None, progress=progress)
+    return electrum_node.run(go(), timeout=180)
+
+
 def _run_cancelling_at(electrum_node, runner, wallet, dest, at_sigs: int):
     """Run a coinjoin; when the taker reports ``at_sigs`` maker signatures, ask for a
     cancellation from a separate loop callback (as joinmarket_cancel and the GUI do)."""
@@ -39,11 +48,7 @@ def _run_cancelling_at(electrum_node, runner, wallet, dest, at_sigs: int):
             asyncio.get_running_loop().call_soon(
                 lambda: answers.append((runner.jobs.of_wallet(wallet.storage.path).stage,
                                         runner.cancel_now(wallet))))
-    cfg = runner.taker_config(3_000_000, dest.get_receiving_address())
-
-    async def go():
-        return await runner.coinjoin(wallet, cfg, None, progress=progress)
-    return electrum_node.run(go(), timeout=180), answers
+    return _coinjoin(electrum_node, runner, wallet, dest, progress), answers
 
 
 def test_f5_cancel_while_waiting_for_the_last_signature_signs_and_sends_nothing(
@@ -53,14 +58,8 @@ def test_f5_cancel_while_waiting_for_the_last_signature_signs_and_sends_nothing(
     outcome, answers = _run_cancelling_at(electrum_node, runner, taker_w, dest, at_sigs=2)
     assert answers == [("sigs", None)]                     # accepted while still at "sigs"
     assert outcome.status == "cancelled" and outcome.txid is None, outcome.message
-    job = runner.jobs.of_wallet(taker_w.storage.path)
-    assert job.state == "cancelled" and job.reached_makers
-    assert [e["stage"] for e in job.log if e["stage"] == "broadcast"] == []
-    bitcoind.mine(1)
-    electrum_node.wait_synced(taker_w)
-    assert confirmed_balance(taker_w) == 9_000_000         # nothing spent
-    assert taker_w.get_balance()[1] == 0                   # nothing in the mempool
-    assert not any(taker_w.is_frozen_coin(c) for c in taker_w.get_utxos())
+    _assert_nothing_signed_or_spent(bitcoind, electrum_node, runner, taker_w, None,
+                                    reached_makers=True)
     hist = runner.history(taker_w)                         # it reached makers: history
     assert [h["status"] for h in hist] == ["cancelled"]
 
@@ -112,18 +111,15 @@ def _run_cancelling_as_an_offer_arrives(electrum_node, runner, wallet, dest, can
         if ev["stage"] == "orderbook" and "fired" not in book and "last" in book:
             book["fired"] = True
             asyncio.get_running_loop().call_soon(offer_and_cancel)
-    cfg = runner.taker_config(3_000_000, dest.get_receiving_address())
-
-    async def go():
-        return await runner.coinjoin(wallet, cfg, None, progress=progress)
-    return electrum_node.run(go(), timeout=180), answers
+    return _coinjoin(electrum_node, runner, wallet, dest, progress), answers
 
 
 def _assert_nothing_signed_or_spent(bitcoind, electrum_node, runner, wallet, spy, *,
                                     reached_makers: bool):
     job = runner.jobs.of_wallet(wallet.storage.path)
     assert job.state == "cancelled" and job.reached_makers is reached_makers
-    assert spy.count == 0                                  # our wallet was never asked to sign
+    if spy is not None:
+        assert spy.count == 0                              # our wallet was never asked to sign
     assert [e["stage"] for e in job.log if e["stage"] == "broadcast"] == []
     bitcoind.mine(1)
     electrum_node.wait_synced(wallet)
