@@ -151,8 +151,6 @@ meta=$(ls -d "$ELECTRUM_SITE"/electrum-*.dist-info 2>/dev/null | head -n1)
 electrum_reqs=$(sed -n 's/^Requires-Dist: //p' "$meta/METADATA" | grep -v 'extra ==' ; echo "pyqt6"; echo "cryptography>=2.6")
 req_hash=$( { echo "$electrum_reqs"; cat "$ROOT/setup.py"; echo "$PY_EXE"; } | sha256sum | cut -c1-16)
 venv_stamp=$VENV/.ejm-$req_hash
-# the interpreter a venv runs on ("" if none): a venv made by another Python is made again
-venv_base() { [ -x "$1/bin/python" ] && "$1/bin/python" -c 'import os, sys; print(os.path.realpath(sys._base_executable))' 2>/dev/null || true; }
 # The requirements are installed once per (requirements, setup.py, interpreter) into a template
 # venv in the cache; a checkout's venv is a copy of it (a few seconds instead of ~45: pip, PyQt6)
 # with this checkout installed editable. Venvs are not relocatable: the copy's scripts are
@@ -176,7 +174,7 @@ if [ ! -f "$venv_stamp" ]; then
   mkdir -p "$TEMPLATES"
   (
     flock 9                                      # one build per template, whoever asks first
-    [ -f "$TEMPLATE/.complete" ] && [ "$(venv_base "$TEMPLATE")" = "$PY_EXE" ] || build_template
+    [ -f "$TEMPLATE/.complete" ] || build_template   # its name holds the interpreter
   ) 9>"$TEMPLATES/.lock"
   [ -f "$TEMPLATE/.complete" ] || die "the venv template $TEMPLATE was not built"
   say "making $VENV from the template"
@@ -218,9 +216,9 @@ assert (major, minor) >= (4, 8), f"Electrum {ELECTRUM_VERSION} is older than 4.8
 EOF
 
 # ---------------------------------------------------------------- ElectrumX venv
-# one ElectrumX venv per interpreter: checkouts on different Pythons share the cache
+# one ElectrumX venv per interpreter (in its name): checkouts on different Pythons share the cache
 EXV=$CACHE/electrumx-venv-$(printf '%s' "$PY_EXE" | sha256sum | cut -c1-8)
-if [ ! -x "$EXV/bin/electrumx_server" ] || [ "$(venv_base "$EXV")" != "$PY_EXE" ] || ! "$EXV/bin/python" -c "import importlib.metadata as m; assert m.version('e-x') == '$EX_VERSION'" 2>/dev/null; then
+if [ ! -x "$EXV/bin/electrumx_server" ] || ! "$EXV/bin/python" -c "import importlib.metadata as m; assert m.version('e-x') == '$EX_VERSION'" 2>/dev/null; then
   say "building ElectrumX (e-x==$EX_VERSION) venv in $EXV"
   rm -rf "$EXV"
   "$PY" -m venv "$EXV" || die "python3 -m venv failed for ElectrumX"
