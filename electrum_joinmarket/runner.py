@@ -179,6 +179,7 @@ class Runner:
                     orderbook_max_wait=float(c.JM_ORDERBOOK_WAIT),
                     orderbook_min_wait=min(20.0, float(c.JM_ORDERBOOK_WAIT)),
                     maker_timeout_sec=int(c.JM_MAKER_TIMEOUT),
+                    channels_timeout=float(c.JM_CHANNELS_TIMEOUT),
                     fallback_feerate=int(c.JM_FALLBACK_FEE_RATE),
                     max_feerate=int(c.JM_MAX_FEE_RATE))
         base.update(overrides)
@@ -573,7 +574,7 @@ class Runner:
                               handler=Book())
         try:
             await client.connect(host, port)
-            await client.wait_up(90, on_report=on_report)
+            await client.wait_up(float(self.plugin.config.JM_CHANNELS_TIMEOUT), on_report=on_report)
             await client.setup("TAKER")
             await asyncio.sleep(wait)
             await client.call("JMRequestOffers")

@@ -87,6 +87,10 @@ JM_ORDERBOOK_WAIT = _config_var("JM_ORDERBOOK_WAIT", "orderbook_wait", default=6
 """seconds to collect offers after ``!orderbook`` (Ref ``maker_timeout_sec``)."""
 JM_MAKER_TIMEOUT = _config_var("JM_MAKER_TIMEOUT", "maker_timeout", default=60, type_=int)
 """seconds to wait for all ``!ioauth``/``!sig`` of a stage (Ref ``maker_timeout_sec``)."""
+JM_CHANNELS_TIMEOUT = _config_var("JM_CHANNELS_TIMEOUT", "channels_timeout", default=90, type_=int)
+"""seconds a coinjoin or an orderbook look waits for the daemon's message channels to come up
+before it gives up (a directory over Tor can take up to 60 s per attempt); a report that they
+cannot come up at all (no Tor, every directory refused) ends the wait sooner."""
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,17 @@ def test_low_fee_rate_cap_is_the_setting(electrum_node, jm_plugin):
             == 20_000
     finally:
         c.JM_MAX_FEE_RATE = None
+
+
+def test_channels_timeout_is_the_setting(electrum_node, jm_plugin):
+    """The runner gives every coinjoin plugins.joinmarket.channels_timeout (default 90 s) as its
+    wait for the daemon's channels."""
+    from electrum_joinmarket.market.limits import FeeLimits as FL
+    c = electrum_node.config
+    assert jm_plugin.runner.taker_config(100_000, "x", limits=FL(1, "0.1")).channels_timeout == 90
+    c.JM_CHANNELS_TIMEOUT = 12
+    try:
+        assert jm_plugin.runner.taker_config(100_000, "x", limits=FL(1, "0.1")).channels_timeout \
+            == 12
+    finally:
+        c.JM_CHANNELS_TIMEOUT = None

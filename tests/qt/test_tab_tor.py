@@ -32,7 +32,9 @@ def test_c9_mainnet_tab_with_tor_browser_and_no_settings(tornet, jm_qt, open_win
     configure(daemon_host="127.0.0.1", daemon_port=free_port(), daemon_autostart=True,
               daemon_binary=str(__import__("pathlib").Path(sys.executable).parent / "jmdaemon"),
               daemon_datadir=str(tmp_path / "jmdaemon"), channels=None, orderbook_wait=5,
-              max_cj_fee_abs=20000, max_cj_fee_rel="0.002")
+              max_cj_fee_abs=20000, max_cj_fee_rel="0.002",
+              # every directory is unreachable here; the 90 s default would only be waited out
+              channels_timeout=30)
     window = open_window(make_wallet())
     tab = jm_tab(window)
     window.tabs.setCurrentWidget(tab)
@@ -77,7 +79,7 @@ def test_c9_mainnet_tab_with_tor_browser_and_no_settings(tornet, jm_qt, open_win
     assert "onion via Tor 127.0.0.1:9150: 7 directories" in text
     assert "7 unreachable (Tor: onion service descriptor not found" in text
     assert "did not come up" in tab.orderbook.ob_status.text() or "did not come up" in text
-    assert m.messages and "did not come up" in m.messages[0]
+    assert m.messages and "did not come up within 30s" in m.messages[0]   # channels_timeout
     m.stop()
     # the daemon talked to nothing but Tor Browser's SOCKS port (and its AMP client)
     assert conns, "never saw the daemon connected"
