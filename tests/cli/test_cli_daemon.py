@@ -87,7 +87,7 @@ def test_daemon_port_change_applies_at_next_use_or_says_why_not(funded_user, irc
     from .harness import quiet_channels
     a, b = free_port(), free_port()
     user, wallet = funded_user(daemon_port=a, orderbook_wait=300, channels=quiet_channels(ircd))
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     job = user.ok("joinmarket_coinjoin", dest, "0.05", "-w", wallet).json()["job"]
     (rec,) = _records(user.home).values()
     assert rec["port"] == a

@@ -26,7 +26,7 @@ def _assert_clean(user, wallet, bitcoind, coins_before: set) -> None:
     """Nothing of ours broadcast, every coin still ours and unspent, none frozen."""
     time.sleep(3)                                   # a late broadcast would show up by now
     assert unspent_on_chain(bitcoind, coins_before) == coins_before
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     spendable, every = spendable_and_all(user, wallet, dest)
     assert every == coins_before
     assert spendable == every, f"frozen: {every - spendable}"
@@ -36,7 +36,7 @@ def test_coinjoin_answers_with_a_job_then_progress_wait_follows_it(user, wallet,
     """14.1: the command answers at once with a job id and how to follow/cancel it; progress
     --wait follows it (one line per change on stderr) to the outcome; history and the chain
     agree."""
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     r = user.ok("joinmarket_coinjoin", dest, "0.05", "-w", wallet)
     job = r.json()
     assert re.fullmatch(JOB_RE, job["job"]) and job["state"] == "running", r
@@ -67,7 +67,7 @@ def test_coinjoin_answers_with_a_job_then_progress_wait_follows_it(user, wallet,
 
 
 def test_coinjoin_wait_follows_to_the_end_and_exits_0(user, wallet, bitcoind):
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     r = user.ok("joinmarket_coinjoin", dest, "0.04", "-w", wallet, "--wait")
     res = r.json()
     assert res["state"] == "success" and res["outcome"]["cj_amount"] == 4_000_000, r
@@ -81,8 +81,8 @@ def test_joinmarket_cancel_stops_it_before_anything_is_signed(quiet_user, quiet_
     coin frozen; it never reached a maker, so it is not history; a second cancel says there is
     nothing to cancel."""
     user, wallet = quiet_user, quiet_wallet      # its coinjoins wait for offers that never come
-    coins = {f"{c['prevout_hash']}:{c['prevout_n']}" for c in user.ok("listunspent", "-w", wallet).json()}
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    coins = {f"{c['prevout_hash']}:{c['prevout_n']}" for c in user.rpc("listunspent", wallet=wallet)}
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     job = user.ok("joinmarket_coinjoin", dest, "0.05", "-w", wallet).json()["job"]
     # while it runs, the wallet is busy and says how to follow or cancel
     r = user.run("joinmarket_coinjoin", dest, "0.01", "-w", wallet)
@@ -107,8 +107,8 @@ def test_f8_ctrl_c_on_a_waiting_client_cancels_the_coinjoin(quiet_user, quiet_wa
     """14.2/F8: Ctrl-C (SIGINT) on `joinmarket_coinjoin --wait` cancels the coinjoin and says
     so: exit 1, one line, no traceback, no hang; nothing broadcast, no coin frozen."""
     user, wallet = quiet_user, quiet_wallet
-    coins = {f"{c['prevout_hash']}:{c['prevout_n']}" for c in user.ok("listunspent", "-w", wallet).json()}
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    coins = {f"{c['prevout_hash']}:{c['prevout_n']}" for c in user.rpc("listunspent", wallet=wallet)}
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     client = user.start("joinmarket_coinjoin", dest, "0.05", "-w", wallet, "--wait")
     wait_line(client, "] orderbook: ")
     client.interrupt()
@@ -126,8 +126,8 @@ def test_f8_ctrl_c_on_a_waiting_client_cancels_the_coinjoin(quiet_user, quiet_wa
 
 def test_f8_ctrl_c_on_progress_wait_cancels_too(quiet_user, quiet_wallet, bitcoind):
     user, wallet = quiet_user, quiet_wallet
-    coins = {f"{c['prevout_hash']}:{c['prevout_n']}" for c in user.ok("listunspent", "-w", wallet).json()}
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    coins = {f"{c['prevout_hash']}:{c['prevout_n']}" for c in user.rpc("listunspent", wallet=wallet)}
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     job = user.ok("joinmarket_coinjoin", dest, "0.05", "-w", wallet).json()["job"]
     client = user.start("joinmarket_progress", "-w", wallet, "--wait")
     wait_line(client, "] orderbook: ")
@@ -144,7 +144,7 @@ def test_input_mistakes_exit_1_in_one_line_and_are_not_history(user, wallet):
     r = user.run("joinmarket_coinjoin", "bcrt1qtypo", "0.05", "-w", wallet, "--wait")
     assert r.returncode == 1 and r.err_lines == [
         "'bcrt1qtypo' is not a valid address for this network"], r
-    r = user.run("joinmarket_coinjoin", user.ok("getunusedaddress", "-w", wallet).stdout.strip(),
+    r = user.run("joinmarket_coinjoin", user.rpc("getunusedaddress", wallet=wallet),
                  "5", "-w", wallet)
     assert r.returncode == 1 and r.err_lines == [
         "amount 500000000 sat is not below the spendable balance 26000000 sat (fees must fit "

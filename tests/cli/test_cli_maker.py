@@ -46,7 +46,7 @@ def test_maker_remembers_earns_and_autostarts(cli_net, funded_user, electrum_nod
     nick = st["nick"]
 
     # a taker coinjoins with all four makers: ours earns exactly its fee
-    before = _sats(user.ok("getbalance", "-w", wallet).json()["confirmed"])
+    before = _sats(user.rpc("getbalance", wallet=wallet)["confirmed"])
     taker_w = electrum_node.create_wallet(f"cli-taker-{time.monotonic_ns()}")
     bitcoind.fund(taker_w.get_receiving_addresses()[0], 9_000_000, confirm=False)
     bitcoind.mine(6)
@@ -58,7 +58,7 @@ def test_maker_remembers_earns_and_autostarts(cli_net, funded_user, electrum_nod
     assert outcome.maker_fees[nick] == 600
     bitcoind.mine(1)
     user.wait_balance(wallet, before + 600)
-    assert _sats(user.ok("getbalance", "-w", wallet).json()["confirmed"]) - before == 600
+    assert _sats(user.rpc("getbalance", wallet=wallet)["confirmed"]) - before == 600
     hist = _wait(lambda: [h for h in user.ok("joinmarket_history", "-w", wallet).json()
                           if h.get("role") == "maker"], what="maker history")
     assert [(h["txid"], h["earned"], h["cj_amount"]) for h in hist] == [(outcome.txid, 600, 2_000_000)]

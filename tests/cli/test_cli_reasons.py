@@ -16,13 +16,13 @@ NICK = r"J5[0-9A-Za-z]{14}"
 
 def _no_history_no_frozen(user, wallet):
     assert user.ok("joinmarket_history", "-w", wallet).json() == []
-    address = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    address = user.rpc("getunusedaddress", wallet=wallet)
     spendable, every = spendable_and_all(user, wallet, address)
     assert spendable == every
 
 
 def test_fee_limits_below_every_offer_fail_after_one_orderbook_naming_the_cheapest(user, wallet):
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     r = user.run("joinmarket_coinjoin", dest, "0.05", "-w", wallet, "--max_cj_fee_abs", "100",
                  "--max_cj_fee_rel", "0.00001", "--wait")
     assert r.returncode == 1, r
@@ -40,7 +40,7 @@ def test_fee_limits_below_every_offer_fail_after_one_orderbook_naming_the_cheape
 
 def test_too_few_makers_for_minimum_makers_names_the_setting(user, wallet, settings):
     settings(counterparties=4, minimum_makers=4)
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     r = user.run("joinmarket_coinjoin", dest, "0.05", "-w", wallet, "--wait")
     assert r.returncode == 1, r
     assert re.fullmatch(r"coinjoin cj-[0-9a-f]{8} failed: only 3 of the 3 makers in the orderbook "
@@ -51,7 +51,7 @@ def test_too_few_makers_for_minimum_makers_names_the_setting(user, wallet, setti
 
 
 def test_amount_below_every_makers_minimum(user, wallet):
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     r = user.run("joinmarket_coinjoin", dest, "0.0005", "-w", wallet, "--wait")
     assert r.returncode == 1, r
     assert re.fullmatch(r"coinjoin cj-[0-9a-f]{8} failed: the amount 50 000 sat is below every "
@@ -63,11 +63,11 @@ def test_amount_below_every_makers_minimum(user, wallet):
 def test_no_podle_coin_and_syncing_are_said_before_any_orderbook_wait(user, bitcoind):
     """A coin too young for the PoDLE commitment: one line before anything starts (no job)."""
     wallet = user.create_wallet("young")
-    addr = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    addr = user.rpc("getunusedaddress", wallet=wallet)
     bitcoind.fund(addr, 10_000_000, confirm=False)
     bitcoind.mine(2)
     user.wait_balance(wallet, 10_000_000)
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     r = user.run("joinmarket_coinjoin", dest, "0.02", "-w", wallet, "--wait")
     assert r.returncode == 1 and r.err_lines == [
         "no coin can back the PoDLE commitment makers require yet: it needs 5 confirmations and "

@@ -61,7 +61,7 @@ def test_unset_fee_limits_say_how_to_set_them_and_the_commands_work(make_user, b
     user.start_daemon()
     wallet = user.create_wallet("w1")
     fund(user, wallet, bitcoind, (10_000_000,))
-    dest = user.ok("getunusedaddress", "-w", wallet).stdout.strip()
+    dest = user.rpc("getunusedaddress", wallet=wallet)
     r = user.run("joinmarket_coinjoin", dest, "0.02", "-w", wallet)
     prefix = f"electrum --regtest -D {user.datadir}"
     assert r.returncode == 1 and r.err_lines == [
