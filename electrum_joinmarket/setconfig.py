@@ -32,7 +32,7 @@ __all__ = ["install", "normalize", "PREFIX"]
 PREFIX = "plugins.joinmarket."
 INT_KEYS = {"daemon_port": "27183", "counterparties": "8", "minimum_makers": "4",
             "orderbook_wait": "60", "maker_timeout": "60", "fallback_fee_rate": "2000",
-            "max_fee_rate": "100000"}
+            "max_fee_rate": "100000", "channels_timeout": "90"}
 """Whole-number settings and an example of each (every ``type_=int`` ConfigVar is here: tested)."""
 BOOL_KEYS = {"daemon_autostart", "daemon_in_process", "daemon_authentication", "enabled"}
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
