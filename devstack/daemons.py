@@ -298,11 +298,11 @@ class TestClient:
 
     def on_JMRequestMsgSigVerify(self, msg, fullmsg, sig, pubkey, nick, hashlen, max_encoded,
                                  hostid):
-        self.verify_requests.append(dict(msg=msg, fullmsg=fullmsg, sig=sig, pubkey=pubkey,
-                                         nick=nick, hashlen=hashlen, max_encoded=max_encoded,
-                                         hostid=hostid))
         ok = self.verify_ok if self.verify_ok is not None else verify_request(
             msg, sig, pubkey, nick, hashlen, max_encoded)
+        self.verify_requests.append(dict(msg=msg, fullmsg=fullmsg, sig=sig, pubkey=pubkey,
+                                         nick=nick, hashlen=hashlen, max_encoded=max_encoded,
+                                         hostid=hostid, ok=ok))
         self._spawn(self.call("JMMsgSignatureVerify", verif_result=ok, nick=nick,
                               fullmsg=fullmsg, hostid=hostid))
 

@@ -197,26 +197,30 @@ def test_d9_junk_flood_does_not_lose_honest_ioauth_and_sig(tmp_path):
     check the keyless daemon can make, and a flood that goes on after the real message, faster
     than the plugin checks signatures, can push it out of its class (docs/daemon-limits.md, "What
     the queue does not solve"; batched signature checks are the fix, not done). It happens in
-    about one run in four here, more on a loaded machine: then the test says so as an expected
-    failure (xfail) after every other assertion held, instead of turning CI red at random."""
+    one run in four to three here, more on a loaded machine: then the test says so as an expected
+    failure (xfail) after every other assertion held — and after checking that the client never
+    saw the real !pubkey verify, so a slow round is not passed off as that limit — instead of
+    turning CI red at random."""
     relay = start_ref_directory(tmp_path)
     tproc, mproc = start_daemon(tmp_path, "taker"), start_daemon(tmp_path, "maker")
 
     async def main():
         taker = await TestClient("taker").connect(tproc.port)
         maker = await TestClient("maker").connect(mproc.port)
-        # the honest messages wait behind the junk read before them: give the stage-1 timer
-        # room for a slow (shared) machine; the delay is printed
-        offer = await _setup(relay, maker, taker, maker_timeout_sec=90)
+        # the honest messages wait behind the junk read before them: the stage-1 timer has
+        # room for that (the delay is printed: ~9 s here, alone on 2 cores, against 30)
+        offer = await _setup(relay, maker, taker, maker_timeout_sec=30)
         maker_pub = next(v["pubkey"] for v in taker.verify_requests if v["nick"] == maker.nick)
         attacker = await Attacker().connect(relay)
         junk = flood.junk_flood(taker.nick, [(maker.nick, maker_pub)], 50_000)
         flooding = asyncio.ensure_future(attacker.send(junk, batch=1000, pause=0.02))
         await asyncio.sleep(0.5)
         t0 = asyncio.get_running_loop().time()
+        checked_before_fill = len(taker.verify_requests)
         await _fill(taker, maker, offer)
         fr = await taker.wait_for("JMFillResponse", timeout=200)
         honest = bool(fr["success"]) and maker.nick in fr["ioauth_data"]
+
         if honest:
             print("D9: !ioauth checked %.1f s after the !fill"
                   % (asyncio.get_running_loop().time() - t0))
@@ -225,6 +229,14 @@ def test_d9_junk_flood_does_not_lose_honest_ioauth_and_sig(tmp_path):
             await taker.wait_for("JMSigReceived", count=2, timeout=200)
         await flooding
         await asyncio.sleep(3)
+        if not honest:
+            # the known limit is the honest !pubkey pushed out before the client saw it (junk
+            # !ioauth and !sig cannot open with the session's box, so they never reach the
+            # client): had the client seen it verify, even late, the loss is something else
+            real_pubkey = [v for v in taker.verify_requests[checked_before_fill:]
+                           if v["nick"] == maker.nick and v["ok"]]
+            assert not real_pubkey, ("the maker's !pubkey reached the client and verified, yet "
+                                     "no !ioauth in time", fr)
         attacker.close()
         taker.close()
         maker.close()
@@ -239,6 +251,9 @@ def test_d9_junk_flood_does_not_lose_honest_ioauth_and_sig(tmp_path):
     check_clean(tproc, mproc)
     relay.stop()
     if not honest:
+        # pushed out means the daemon dropped checks of a class; without a drop the round was
+        # lost to something else (a slow machine against the 30 s timer, a bug): a failure
+        assert "the oldest dropped" in tproc.log(), "no !ioauth, yet the daemon dropped no check"
         pytest.xfail("the maker's real !ioauth was pushed out by forgeries under its own nick and "
                      "pubkey (the known limit in docs/daemon-limits.md)")
 
