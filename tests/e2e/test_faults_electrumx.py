@@ -51,6 +51,9 @@ class _Fault:
 def _taker(net, wallet, store, cfg, electrumx, restart_on=None):
     holder: dict = {}
     taker = net.taker(wallet, store, cfg, progress=lambda e: holder["f"].progress(e))
+    # what is tested is what the taker does with no answer, not how long it waits for one (30 s
+    # by default): the server is down, so each round's checks would only wait out the default
+    taker.chain.request_timeout = 10.0
     holder["f"] = fault = _Fault(electrumx, taker, restart_on)
     return taker, fault
 
