@@ -49,10 +49,16 @@ from electrum_joinmarket.schedule.model import (
 )
 from electrum_joinmarket.schedule.store import ScheduleStore
 from electrum_joinmarket.stages import OutcomeStatus, TakerStage
+from jmcore.aio import wait_for
 
 __all__ = ["BUILT_STAGE", "StepRequest", "Engine", "round_sigfig"]
 
 log = get_logger(__name__)
+
+_WAKE_EVENTS = ("blockchain_updated", "adb_added_tx", "adb_added_verified_tx",
+                "adb_removed_tx", "adb_set_up_to_date")
+"""Electrum's callbacks after which a wait of the engine checks again at once (the waits also
+check every ``poll`` seconds)."""
 
 BUILT_STAGE = TakerStage.BUILT   # taker progress: the transaction exists, !tx not sent yet
 
@@ -113,6 +119,8 @@ class Engine:
         self.on_progress = on_progress
         self.clock = clock
         self._stop_requested = False
+        self._wake: Optional[asyncio.Event] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     # ------------------------------------------------------------------ helpers
     def _save(self, sched: Schedule, message: Optional[str] = None) -> None:
@@ -130,6 +138,47 @@ class Engine:
 
     def request_stop(self) -> None:
         self._stop_requested = True
+        self._on_chain_event()                  # a wait in progress sees it now
+
+    # ------------------------------------------------------------------ waking on the chain
+    def _on_chain_event(self, *_args: Any) -> None:
+        """Electrum's callback (a new header, a wallet transaction added or verified, a wallet
+        synced): wake the current wait so it checks again now. Any thread."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
+
+    def _listen(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        try:
+            from electrum import util
+            util.register_callback(self._on_chain_event, _WAKE_EVENTS)
+        except Exception:                       # no Electrum callbacks: the waits poll
+            log.debug("schedule engine: no Electrum callbacks; polling", exc_info=True)
+
+    def _unlisten(self) -> None:
+        try:
+            from electrum import util
+            util.unregister_callback(self._on_chain_event)
+        except Exception:
+            pass
+        self._wake = None
+
+    async def _nap(self, seconds: float) -> None:
+        """Wait before checking again: ``seconds`` at most, less when Electrum reports a new
+        block or a wallet transaction change (the checks after the nap see that state: the
+        event is cleared before they run). A burst of events is taken as one (0.1 s)."""
+        wake = self._wake
+        if wake is None:
+            await asyncio.sleep(seconds)
+            return
+        try:
+            await wait_for(wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            return
+        await asyncio.sleep(min(0.1, seconds))
+        wake.clear()
 
     # ------------------------------------------------------------------ the run
     async def run(self, schedule_id: str) -> Schedule:
@@ -143,6 +192,7 @@ class Engine:
         resumed = sched.status != ScheduleStatus.NEW
         sched.status = ScheduleStatus.RUNNING
         self._save(sched, "resuming" if resumed else "starting")
+        self._listen()
         try:
             await self._wait_synced()        # after a restart: the wallet's coins first
             while sched.current < len(sched.steps):
@@ -174,6 +224,8 @@ class Engine:
             sched.status = ScheduleStatus.FAILED
             self._save(sched, f"stopped by an internal error: {exc!r}. Nothing was lost; "
                               f"resume to continue")
+        finally:
+            self._unlisten()
         return sched
 
     def _stopped(self, sched: Schedule) -> None:
@@ -200,7 +252,7 @@ class Engine:
                     unknown = True
             if not unknown:
                 return None
-            await asyncio.sleep(self.poll)
+            await self._nap(self.poll)
 
     def _in_wallet(self, txid: str) -> bool:
         adb = self.wallet.adb
@@ -226,7 +278,7 @@ class Engine:
 
     async def _wait_synced(self) -> None:
         while not self.wallet.is_up_to_date():
-            await asyncio.sleep(min(self.poll, 1.0))
+            await self._nap(min(self.poll, 1.0))
 
     # ------------------------------------------------------------------ waiting
     async def _wait_ready(self, sched: Schedule, step: Step) -> bool:
@@ -265,7 +317,7 @@ class Engine:
                 last = msg
             if self._stop_requested:
                 raise asyncio.CancelledError()
-            await asyncio.sleep(self.poll)
+            await self._nap(self.poll)
 
     async def _wait_confirmed(self, sched: Schedule, step: Step) -> None:
         """Wait for the broadcast step's transaction to confirm, then advance. A stop request
@@ -283,7 +335,7 @@ class Engine:
                 return
             if self._stop_requested:
                 raise asyncio.CancelledError()
-            await asyncio.sleep(self.poll)
+            await self._nap(self.poll)
 
     def _advance(self, sched: Schedule, step: Step) -> None:
         sched.current += 1

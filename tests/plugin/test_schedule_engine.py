@@ -144,7 +144,7 @@ def make_engine(node, wallet, execute, **kw):
     engine = Engine(wallet=wallet, store=ScheduleStore(storage, wallet.save_db), depths=depths,
                     commitments=CommitmentStore(storage, on_change=wallet.save_db),
                     execute=execute, tx_on_network=on_network, min_counterparties=2,
-                    commitment_age=2, poll=0.2, **kw)
+                    commitment_age=2, poll=kw.pop("poll", 0.2), **kw)
     return engine, depths
 
 
@@ -545,3 +545,36 @@ def test_f5_stop_while_waiting_for_a_confirmation_needs_no_cancel(bitcoind, elec
     assert len(joins.txs) == 1                    # never built again
     node.wait_tx(dest, txid, confirmations=1)
     assert dest.get_balance()[0] == step.cj_amount == 5_000_000
+
+
+def test_waits_end_on_electrums_events_not_on_the_poll(bitcoind, electrum_node, make_wallet):
+    """Issue 13.2: the engine's waits (blocks, confirmations, the PoDLE age) end when Electrum
+    reports a new block or a wallet change, not at the next poll: with a 600 s poll a schedule
+    whose steps wait for blocks still runs to its end in well under that, one block mined at a
+    time as it asks; and a stop request ends a wait at once."""
+    import concurrent.futures
+    node = electrum_node
+    taker, dest, mrecs, joins = two_maker_world(
+        node, bitcoind, make_wallet, [20_000_000, 6_000_000], [40_000_000, 40_000_000])
+    engine, depths = make_engine(node, taker, joins, poll=600)
+    dest_addr = dest.get_receiving_addresses()[0]
+    sched = Schedule(steps=[Step(0, 12_000_000, 2, INTERNAL, wait_blocks=2),
+                            Step(1, 0, 2, dest_addr)], retry_wait=0.2)
+    sched.validate(5)
+    engine.store.save(sched)
+    fut, s = drive(node, bitcoind, engine, sched.id, lambda s: s.status == ScheduleStatus.DONE,
+                   timeout=120)
+    fut.result(10)
+    assert [st.status for st in s.steps] == [StepStatus.DONE, StepStatus.DONE]
+    assert s.steps[1].confirmed_height >= s.steps[0].confirmed_height + 2     # wait_blocks held
+    # a stop request wakes the wait it finds (here: for a block nobody mines)
+    stop = Schedule(steps=[Step(0, 2_000_000, 2, dest_addr)], retry_wait=0.2)
+    stop.validate(5)
+    stop.not_before_height = taker.adb.get_local_height() + 100
+    engine.store.save(stop)
+    fut, s = drive(node, bitcoind, engine, stop.id, lambda s: "waiting for block" in s.message,
+                   mine_when=lambda s: False)
+    engine.request_stop()
+    with pytest.raises(concurrent.futures.CancelledError):
+        fut.result(10)
+    assert engine.store.load(stop.id).status == ScheduleStatus.STOPPED
