@@ -113,9 +113,9 @@ ok=0
 hung=0
 end=$((SECONDS + 90))
 while [ $SECONDS -lt $end ]; do
-  PYTHONFAULTHANDLER=1 timeout -s ABRT -k 5 60 {el} joinmarket_status > status.json 2> status.err
-  rc=$?
-  if [ $rc -eq 0 ]; then ok=1; break; fi
+  # (the script runs under set -e: a failing command is tested by if, never run bare)
+  if PYTHONFAULTHANDLER=1 timeout -s ABRT -k 5 60 {el} joinmarket_status > status.json 2> status.err
+  then ok=1; break; else rc=$?; fi
   if [ $rc -eq 124 ] || [ $rc -eq 134 ] || [ $rc -eq 137 ]; then hung=1; break; fi
   sleep 0.5
 done

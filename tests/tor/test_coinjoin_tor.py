@@ -190,7 +190,7 @@ def test_c7_maker_onion_removed_when_it_stops(tor_jm):
     # a row (never a handshake) end the wait; before, the probe retried them until its 120 s
     # were up, every run
     with pytest.raises(OnionNotReachable) as gone:
-        onion_handshake(tor_jm.taker_tor.socks_port, location, timeout=120, refusals=3)
+        onion_handshake(tor_jm.taker_tor.socks_port, location, timeout=180, refusals=3)
     # the service itself is gone (an onion-service error from Tor), not just its local listener
     # (a published service with nothing behind it answers "connection refused")
     assert gone.value.code in ONION_REPLY_CODES, str(gone.value)
