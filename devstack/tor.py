@@ -423,11 +423,12 @@ def onion_handshake(socks_port: int, location: str, nick: str = "J5devstackProbe
     last_code: Optional[int] = None
     in_a_row = 0
     while time.monotonic() - t0 < timeout:
-        # for a service that should be gone, one attempt may take as long as Tor needs to answer
+        # for a service that should be gone, one attempt waits up to 60 s for Tor's answer
         # (trying every introduction point took over 30 s in a loaded CI run: four 30 s attempts
-        # then ended with no answer from Tor at all); 30 s each for one that should answer
+        # then ended with no answer from Tor at all; waiting as long as Tor's own 120 s SOCKS
+        # timeout made c7 take 127 s); 30 s each for one that should answer
         left = timeout - (time.monotonic() - t0)
-        per_try = max(5.0, left if refusals is not None else min(30.0, left))
+        per_try = max(5.0, min(60.0 if refusals is not None else 30.0, left))
         try:
             with socket.create_connection(("127.0.0.1", socks_port), timeout=per_try) as s:
                 user, pw = socks5.isolation_credentials("probe")

@@ -141,9 +141,12 @@ class Engine:
         self._on_chain_event()                  # a wait in progress sees it now
 
     # ------------------------------------------------------------------ waking on the chain
-    def _on_chain_event(self, *_args: Any) -> None:
+    def _on_chain_event(self, *args: Any) -> None:
         """Electrum's callback (a new header, a wallet transaction added or verified, a wallet
-        synced): wake the current wait so it checks again now. Any thread."""
+        synced): wake the current wait so it checks again now. The ``adb_*`` events of other
+        wallets (their first argument) are ignored. Any thread."""
+        if args and args[0] is not getattr(self.wallet, "adb", None):
+            return
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wake.set)
