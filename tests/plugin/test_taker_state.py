@@ -107,28 +107,21 @@ def test_low_fee_rate_above_the_users_cap_stops_the_run(electrum_node, make_wall
     assert outcome.failure == Failure.INPUT and "max_fee_rate" in outcome.message
 
 
-def test_low_fee_rate_cap_is_the_setting(electrum_node, jm_plugin):
-    """The runner gives every coinjoin the cap from plugins.joinmarket.max_fee_rate."""
+@pytest.mark.parametrize("attr,field,default,value", [
+    ("JM_MAX_FEE_RATE", "max_feerate", 100_000, 20_000),          # the fee rate cap
+    ("JM_CHANNELS_TIMEOUT", "channels_timeout", 90, 12),          # the wait for the channels
+])
+def test_taker_config_takes_the_setting(electrum_node, jm_plugin, attr, field, default, value):
+    """The runner gives every coinjoin plugins.joinmarket.max_fee_rate as its fee rate cap and
+    plugins.joinmarket.channels_timeout as its wait for the daemon's channels."""
     from electrum_joinmarket.market.limits import FeeLimits as FL
-    c = electrum_node.config
-    assert jm_plugin.runner.taker_config(100_000, "x", limits=FL(1, "0.1")).max_feerate == 100_000
-    c.JM_MAX_FEE_RATE = 20_000
-    try:
-        assert jm_plugin.runner.taker_config(100_000, "x", limits=FL(1, "0.1")).max_feerate \
-            == 20_000
-    finally:
-        c.JM_MAX_FEE_RATE = None
 
-
-def test_channels_timeout_is_the_setting(electrum_node, jm_plugin):
-    """The runner gives every coinjoin plugins.joinmarket.channels_timeout (default 90 s) as its
-    wait for the daemon's channels."""
-    from electrum_joinmarket.market.limits import FeeLimits as FL
+    def taken():
+        return getattr(jm_plugin.runner.taker_config(100_000, "x", limits=FL(1, "0.1")), field)
     c = electrum_node.config
-    assert jm_plugin.runner.taker_config(100_000, "x", limits=FL(1, "0.1")).channels_timeout == 90
-    c.JM_CHANNELS_TIMEOUT = 12
+    assert taken() == default
+    setattr(c, attr, value)
     try:
-        assert jm_plugin.runner.taker_config(100_000, "x", limits=FL(1, "0.1")).channels_timeout \
-            == 12
+        assert taken() == value
     finally:
-        c.JM_CHANNELS_TIMEOUT = None
+        setattr(c, attr, None)
