@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from devstack.electrum_config import ensure_rpc_credentials
 from devstack.ircd import irc_config
 from devstack.procs import free_port
 
@@ -210,23 +211,9 @@ class UserElectrum:
         return self.ok(*([] if self.daemon else ["--offline"]), "setconfig", key, value)
 
     # ---------------------------------------------------------------- the daemon
-    def _ensure_rpc_credentials(self) -> None:
-        """Give the config file the RPC user and password Electrum writes on a daemon's first
-        start. Without them, the first ``getinfo`` client (polling while the daemon starts) and
-        the daemon each make up their own (electrum/daemon.py ``get_rpc_credentials``), and the
-        client is answered "Error: Forbidden" — seen once in CI under load."""
-        import secrets
-        path = self.datadir / "regtest" / "config"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conf = json.loads(path.read_text()) if path.exists() else {"config_version": 3}
-        if conf.get("rpcuser") and conf.get("rpcpassword"):
-            return
-        conf.update(rpcuser="user", rpcpassword=secrets.token_urlsafe(16))
-        path.write_text(json.dumps(conf, indent=2))
-
     def start_daemon(self, timeout: float = 90) -> None:
         assert self.daemon is None
-        self._ensure_rpc_credentials()
+        ensure_rpc_credentials(self.datadir)
         log = open(self.daemon_log, "ab")
         argv = [PY, "-c", DAEMON_BOOT, "--regtest", "-D", str(self.datadir), "daemon",
                 "--oneserver", "--server", self.server]

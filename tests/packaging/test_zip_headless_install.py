@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from devstack.electrum_config import ensure_rpc_credentials
+
 from . import sandbox
 from .helpers import DIST
 
@@ -30,6 +32,7 @@ def test_headless_install_script_as_documented(plugin_zip):
     try:
         user, ro = base / "user", base / "root-only"
         edir = user / "electrum"
+        ensure_rpc_credentials(edir)    # as `electrum daemon -d` would; the script runs it in the foreground
         shutil.copyfile(plugin_zip, user / plugin_zip.name)
         shutil.copyfile(installer, user / "install_zip_plugin.py")
         (user / "pw.txt").write_text("correct horse\n")
@@ -110,6 +113,7 @@ wait
         # plain Electrum (no project code on its path) loads it from the zip and answers
         assert read(user / "jmstatus.ok").strip() == "1", diag
         st = json.loads(read(user / "jmstatus.json"))
+        assert isinstance(st, dict), (st, diag)
         assert st["plugin"] == "joinmarket" and st["enabled"] is True
         # Electrum running on that dir: refused (it would overwrite the config)
         assert read(user / "running.rc").strip() == "1", diag

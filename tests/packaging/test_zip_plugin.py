@@ -18,6 +18,7 @@ import zipfile
 
 import pytest
 
+from devstack.electrum_config import ensure_rpc_credentials
 from devstack.procs import free_port
 
 from . import sandbox
@@ -93,6 +94,7 @@ def test_zip_installs_and_runs_in_electrum_as_unprivileged_user(plugin_zip, daem
         user = base / "user"
         edir = user / "electrum"                 # a fresh Electrum data dir (-D)
         edir.mkdir()
+        ensure_rpc_credentials(edir)    # as `electrum daemon -d` would; the script runs it in the foreground
         zip_copy = user / plugin_zip.name        # the file the user picks in "Add plugin"
         shutil.copyfile(plugin_zip, zip_copy)
         shutil.copyfile(daemon_binary, edir / "jmdaemon")   # documented place: next to the data dir
@@ -171,6 +173,7 @@ mkdir -p {ro}/eroot
         # and the command answers from a real Electrum daemon run by the user
         assert (user / "done.txt").read_text().strip() == "status_ok=1 hung=0", diag
         status = json.loads((user / "status.json").read_text())
+        assert isinstance(status, dict), (status, diag)
         assert status["plugin"] == "joinmarket" and status["enabled"] is True, status
         assert status["plugin_version"] == out["manifest"]["version"]
     finally:

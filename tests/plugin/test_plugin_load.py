@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from devstack.electrum_config import ensure_rpc_credentials
 from devstack.procs import wait_for
 from electrum_joinmarket import loader
 from electrum_joinmarket.loader import PLUGIN_ROOT, register_runtime
@@ -233,6 +234,7 @@ def test_launcher_electrum_daemon_serves_joinmarket_status(tmp_path, loop):
     assert r.returncode == 0, r.stderr
     r = _electrum(tmp_path, "joinmarket_status", "--help")
     assert r.returncode == 0 and "JoinMarket plugin status" in r.stdout, r.stdout + r.stderr
+    ensure_rpc_credentials(tmp_path)     # else the first client races the daemon to make them
     daemon = subprocess.Popen([sys.executable, "-m", "electrum_joinmarket.loader", "--regtest",
                                "-D", str(tmp_path), "daemon", "--offline"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -242,6 +244,7 @@ def test_launcher_electrum_daemon_serves_joinmarket_status(tmp_path, loop):
             return r if r.returncode == 0 else None
         r = wait_for(answered, 60, "the Electrum daemon to answer joinmarket_status", proc=daemon)
         status = json.loads(r.stdout)
+        assert isinstance(status, dict), r.stdout
         assert status["plugin"] == "joinmarket" and status["enabled"] is True
         assert status["sessions"] == []
         # a user's mistake is Electrum's UserFacingException: one line on stderr, no traceback
