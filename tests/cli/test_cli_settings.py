@@ -15,42 +15,65 @@ def _stored(user) -> dict:
     return user.read_config()["plugins"]["joinmarket"]
 
 
-@pytest.mark.parametrize("online", [False, True], ids=["offline", "through-the-daemon"])
-def test_setconfig_takes_numbers_as_typed(make_user, online):
+VALID = (("max_cj_fee_rel", "0.004", "0.004"), ("max_cj_fee_rel", "0.4%", "0.004"),
+         ("max_cj_fee_rel", "0.00015", "0.00015"), ("max_cj_fee_abs", "20000", 20000),
+         ("orderbook_wait", "30", 30), ("bondless_makers_allowance", "0.125", "0.125"),
+         ("max_cj_fee_rel", "1", "1"))
+INVALID = (
+    ("max_cj_fee_rel", "1.5", "plugins.joinmarket.max_cj_fee_rel: The relative fee limit is "
+     "a fraction of the amount between 0 and 1, e.g. 0.004 (or 0.4%) (got '1.5')"),
+    ("max_cj_fee_rel", "abc", "plugins.joinmarket.max_cj_fee_rel: The relative fee limit is "
+     "a fraction of the amount between 0 and 1, e.g. 0.004 (or 0.4%) (got 'abc')"),
+    ("max_cj_fee_abs", "12.5", "plugins.joinmarket.max_cj_fee_abs: The absolute fee limit "
+     "is a whole number of sats per maker, e.g. 20000 (got '12.5')"),
+    ("orderbook_wait", "2.5", "plugins.joinmarket.orderbook_wait: must be a whole number, "
+     "e.g. 60 (got '2.5')"),
+    ("daemon_autostart", "maybe", "plugins.joinmarket.daemon_autostart: must be true or "
+     "false (got 'maybe')"))
+
+
+def _cli_set(user, pre, key, typed, stored) -> None:
+    r = user.ok(*pre, "setconfig", f"plugins.joinmarket.{key}", typed)
+    assert r.stdout.strip() in ("", "true"), r
+    assert _stored(user)[key] == stored, typed
+
+
+def _cli_refused(user, pre, key, typed, line) -> None:
+    before = _stored(user)
+    r = user.run(*pre, "setconfig", f"plugins.joinmarket.{key}", typed)
+    assert r.returncode == 1 and r.err_lines == [line], r
+    assert _stored(user) == before
+
+
+def test_setconfig_takes_numbers_as_typed(make_user):
+    """Both ways a user's ``setconfig`` runs: ``--offline`` (the client process sets it) and
+    through the daemon (the client sends the typed string; the daemon decodes and stores it).
+    Each way runs the real ``electrum`` command for a kept and a refused value; the rest of the
+    table goes to the daemon as the client sends it (``run_cmdline`` with the typed string), which
+    is the same request without starting a client process (~1 s of CPU each) per value. The
+    per-setting rules themselves are tests/unit/test_setconfig_values.py."""
+    from .harness import DaemonRPCError
     user = make_user(max_cj_fee_abs=None, max_cj_fee_rel=None)
-    if online:
-        user.start_daemon()
-    pre = [] if online else ["--offline"]
-    for typed, stored in (("0.004", "0.004"), ("0.4%", "0.004"), ("0.00015", "0.00015"),
-                          ("1", "1")):
-        r = user.ok(*pre, "setconfig", "plugins.joinmarket.max_cj_fee_rel", typed)
-        assert r.stdout.strip() in ("", "true"), r
-        assert _stored(user)["max_cj_fee_rel"] == stored, typed
-    user.ok(*pre, "setconfig", "plugins.joinmarket.max_cj_fee_abs", "20000")
-    user.ok(*pre, "setconfig", "plugins.joinmarket.orderbook_wait", "30")
-    user.ok(*pre, "setconfig", "plugins.joinmarket.bondless_makers_allowance", "0.125")
-    s = _stored(user)
-    assert (s["max_cj_fee_abs"], s["orderbook_wait"], s["bondless_makers_allowance"]) == \
-        (20000, 30, "0.125")
-    # invalid values: one line, exit 1, nothing stored
-    for key, typed, line in (
-            ("max_cj_fee_rel", "1.5", "plugins.joinmarket.max_cj_fee_rel: The relative fee limit is "
-             "a fraction of the amount between 0 and 1, e.g. 0.004 (or 0.4%) (got '1.5')"),
-            ("max_cj_fee_rel", "abc", "plugins.joinmarket.max_cj_fee_rel: The relative fee limit is "
-             "a fraction of the amount between 0 and 1, e.g. 0.004 (or 0.4%) (got 'abc')"),
-            ("max_cj_fee_abs", "12.5", "plugins.joinmarket.max_cj_fee_abs: The absolute fee limit "
-             "is a whole number of sats per maker, e.g. 20000 (got '12.5')"),
-            ("orderbook_wait", "2.5", "plugins.joinmarket.orderbook_wait: must be a whole number, "
-             "e.g. 60 (got '2.5')"),
-            ("daemon_autostart", "maybe", "plugins.joinmarket.daemon_autostart: must be true or "
-             "false (got 'maybe')")):
+    # offline: the client process runs the command
+    _cli_set(user, ["--offline"], "max_cj_fee_rel", "0.4%", "0.004")
+    _cli_set(user, ["--offline"], "max_cj_fee_abs", "20000", 20000)
+    _cli_refused(user, ["--offline"], *INVALID[0])
+    _cli_refused(user, ["--offline"], *INVALID[-1])
+    # through the daemon
+    user.start_daemon()
+    _cli_set(user, [], "max_cj_fee_rel", "0.00015", "0.00015")
+    _cli_refused(user, [], *INVALID[2])
+    for key, typed, stored in VALID:
+        user.rpc("setconfig", key=f"plugins.joinmarket.{key}", value=typed)
+        assert _stored(user)[key] == stored, typed
+    for key, typed, line in INVALID:
         before = _stored(user)
-        r = user.run(*pre, "setconfig", f"plugins.joinmarket.{key}", typed)
-        assert r.returncode == 1 and r.err_lines == [line], r
+        with pytest.raises(DaemonRPCError) as e:
+            user.rpc("setconfig", key=f"plugins.joinmarket.{key}", value=typed)
+        assert str(e.value) == f"setconfig: {line}"
         assert _stored(user) == before
-    if online:
-        st = user.ok("joinmarket_status").json()["settings"]
-        assert (st["max_cj_fee_rel"], st["max_cj_fee_abs"]) == ("1", 20000)
+    st = user.ok("joinmarket_status").json()["settings"]
+    assert (st["max_cj_fee_rel"], st["max_cj_fee_abs"], st["orderbook_wait"]) == ("1", 20000, 30)
 
 
 def test_unset_fee_limits_say_how_to_set_them_and_the_commands_work(make_user, bitcoind):
