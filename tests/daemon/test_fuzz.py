@@ -3,6 +3,7 @@ arrive, parsers return a value or raise only their documented error, and memory 
 Example counts are printed in the terminal summary."""
 import json
 import logging
+import sys
 import tracemalloc
 
 from hypothesis import HealthCheck, given, settings
@@ -172,9 +173,25 @@ def test_d7_d13_orderbook_flood_bounded_first_seen_kept():
     ob = Orderbook()
     ob.add_offer("J5honestfirst000", "sw0reloffer", "0", "27300", "100000", "0", "0.0002",
                  private=True)
-    for n in range(6_000):
-        for oid in range(60):
-            ob.add_offer("J5flood%09d" % n, "sw0absoffer", str(oid), "27300", "100000", "0", "1")
+
+    def flood(nicks: range) -> None:
+        for n in nicks:
+            for oid in range(60):
+                ob.add_offer("J5flood%09d" % n, "sw0absoffer", str(oid), "27300", "100000", "0",
+                             "1")
+    # traced until the book is full: its size in bytes of Python objects
+    full_at = ob.max_nicks + 100
+    flood(range(full_at))
+    assert ob._full()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert grown < 30_000_000, grown
+    # the rest of the flood untraced (tracing makes each allocation ~5x dearer): a full book
+    # grows by nothing (each refused offer kept would be at least one more block)
+    blocks = sys.getallocatedblocks()
+    flood(range(full_at, 6_000))
+    assert sys.getallocatedblocks() - blocks < 5_000, sys.getallocatedblocks() - blocks
     assert len(ob.by_nick) <= ob.max_nicks and len(ob) <= ob.max_offers
     assert all(len(m.offers) <= ob.max_offers_per_nick for m in ob.by_nick.values())
     assert "J5honestfirst000" in ob.by_nick
@@ -189,10 +206,6 @@ def test_d7_d13_orderbook_flood_bounded_first_seen_kept():
     nicks = [o["counterparty"] for o in book]
     assert nicks[:2] == ["J5honestfirst000", "J5latesigned0000"]     # signed replies first
     size = len(json.dumps(book))
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
-    assert grown < 30_000_000, grown            # the whole book, in bytes of Python objects
     assert size < 600_000, size                 # what reaches the client
     count_bulk("Orderbook flood offers (6 000 nicks)", 6_000 * 60 + 3)
 
