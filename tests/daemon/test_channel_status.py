@@ -43,7 +43,7 @@ def test_c2_ng_getpeerlist_gets_a_peerlist(tmp_path):
         t0 = time.monotonic()
         ng.send(791, "")
         while not [x for x in ng.received if x[0] == 789]:
-            assert time.monotonic() - t0 < 3, ng.received       # NG would wait 120 s
+            assert time.monotonic() - t0 < 30, ng.received      # NG would wait 120 s
             await asyncio.sleep(0.02)
         assert [line for t, line in ng.received if t == 789] == [""]   # nobody serves: empty
         # a reference client gets the reference's reply (no features) and its location
