@@ -3,9 +3,11 @@
 Standard library only: the CLI harness and the zip tests use it without importing Electrum."""
 from __future__ import annotations
 
+import ast
 import json
 import pathlib
 import secrets
+from typing import Any, Optional
 
 
 def ensure_rpc_credentials(datadir: pathlib.Path, chain: str = "regtest") -> None:
@@ -22,3 +24,14 @@ def ensure_rpc_credentials(datadir: pathlib.Path, chain: str = "regtest") -> Non
         return
     conf.update(rpcuser="user", rpcpassword=secrets.token_urlsafe(16))
     path.write_text(json.dumps(conf, indent=2))
+
+
+def daemon_address(datadir: pathlib.Path, chain: str = "regtest") -> Optional[tuple[str, Any]]:
+    """``(socktype, address)`` from the daemon's lockfile, which Electrum writes once its RPC
+    server listens (electrum/daemon.py ``CommandsServer.run``); None before that. Waiting for it
+    before running an ``electrum`` client saves the client's ~1 s of CPU per early attempt."""
+    try:
+        socktype, address, _created = ast.literal_eval((datadir / chain / "daemon").read_text())
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return socktype, address

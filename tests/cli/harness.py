@@ -19,7 +19,6 @@ The daemon process turns off Electrum's traffic-padding hold like the rest of th
 """
 from __future__ import annotations
 
-import ast
 import base64
 import http.client
 import itertools
@@ -34,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from devstack.electrum_config import ensure_rpc_credentials
+from devstack.electrum_config import daemon_address, ensure_rpc_credentials
 from devstack.ircd import irc_config
 from devstack.procs import free_port
 
@@ -145,11 +144,10 @@ class UserElectrum:
         :class:`DaemonRPCError` on an error answer and ``ConnectionError`` when no daemon
         listens."""
         conf = self.read_config()
-        try:
-            socktype, address, _created = ast.literal_eval(
-                (self.datadir / "regtest" / "daemon").read_text())
-        except (OSError, ValueError, SyntaxError):
-            raise ConnectionError("no daemon lockfile") from None
+        lock = daemon_address(self.datadir)
+        if lock is None:
+            raise ConnectionError("no daemon lockfile")
+        socktype, address = lock
         conn: http.client.HTTPConnection
         if socktype == "unix":
             conn = _UnixHTTPConnection(address, timeout)

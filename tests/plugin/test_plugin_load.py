@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from devstack.electrum_config import ensure_rpc_credentials
+from devstack.electrum_config import daemon_address, ensure_rpc_credentials
 from devstack.procs import wait_for
 from electrum_joinmarket import loader
 from electrum_joinmarket.loader import PLUGIN_ROOT, register_runtime
@@ -239,6 +239,8 @@ def test_launcher_electrum_daemon_serves_joinmarket_status(tmp_path, loop):
                                "-D", str(tmp_path), "daemon", "--offline"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
+        wait_for(lambda: daemon_address(tmp_path), 60, "the Electrum daemon's RPC server", proc=daemon)
+
         def answered():
             r = _electrum(tmp_path, "joinmarket_status")
             return r if r.returncode == 0 else None
