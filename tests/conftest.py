@@ -3,6 +3,7 @@ bind 127.0.0.1 on free ports, keep their data under pytest's temp dir, and stop 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 
@@ -192,6 +193,28 @@ def electrum_node(stack_dir, electrumx):
     node = ElectrumNode(stack_dir / "electrum", electrumx.server_string)
     yield node
     node.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_wallets_the_test_loaded(request):
+    """Close, at a test's end, the wallets it (or its function-scoped fixtures) loaded into the
+    worker's in-process Electrum. Each loaded wallet keeps Electrum's per-wallet jobs polling:
+    60 idle wallets cost a third of a core (measured), and a worker that kept every test's
+    wallets loaded spent its session's second half on them. Wallets of session and module
+    fixtures (maker networks) were loaded before this runs (higher scopes are set up first) and
+    stay. Tests that start no Electrum are untouched."""
+    if "electrum_node" not in request.fixturenames:
+        yield
+        return
+    node = request.getfixturevalue("electrum_node")
+    before = set(node.daemon._wallets)
+    yield
+    for key, wallet in list(node.daemon._wallets.items()):
+        if key not in before:
+            try:
+                node.close_wallet(wallet)
+            except Exception as exc:            # a test's own teardown may have stopped it
+                logging.getLogger(__name__).warning("closing %s after the test: %r", key, exc)
 
 
 @pytest.fixture(scope="session")
