@@ -4,6 +4,7 @@ real Electrum wallet running electrum_joinmarket.taker.taker through its own jmd
 server or our onion directory node in test mode."""
 from __future__ import annotations
 
+import logging
 import pathlib
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -99,6 +100,11 @@ class JMNet:
                 pass
         for d in self.daemons:
             d.stop()
+        for party in self.makers:       # an idle loaded wallet keeps Electrum's 10 Hz jobs running
+            try:
+                self.electrum_node.close_wallet(party.wallet)
+            except Exception as exc:
+                logging.getLogger(__name__).warning("closing maker wallet: %r", exc)
 
 
 LOCAL_ORDERBOOK = dict(orderbook_min_wait=0.3, orderbook_quiet=0.2, orderbook_max_wait=30.0,
