@@ -199,8 +199,8 @@ def electrum_node(stack_dir, electrumx):
 def _close_wallets_the_test_loaded(request):
     """Close, at a test's end, the wallets it (or its function-scoped fixtures) loaded into the
     worker's in-process Electrum. Each loaded wallet keeps Electrum's per-wallet jobs polling:
-    60 idle wallets cost a third of a core (measured), and a worker that kept every test's
-    wallets loaded spent its session's second half on them. Wallets of session and module
+    60 idle wallets cost a third of a core (measured); with every test's wallets kept loaded
+    the suite took 1064 s of CPU, with them closed 789 s. Wallets of session and module
     fixtures (maker networks) were loaded before this runs (higher scopes are set up first) and
     stay. Tests that start no Electrum are untouched."""
     if "electrum_node" not in request.fixturenames:
