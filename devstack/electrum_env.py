@@ -174,6 +174,24 @@ class ElectrumNode:
         return self.wait(lambda: seen() is not None and (seen(),), timeout,
                          f"{txid} with {confirmations} confirmation(s) in {wallet}")[0]
 
+    def renotify(self, wallet, address: str) -> Optional[str]:
+        """Hand ``wallet``'s synchronizer the server's current status of ``address``, as a
+        ``blockchain.scripthash.subscribe`` notification would (asked on a fresh connection).
+
+        For a notification the wallet never got: under load a freshly funded wallet has been
+        seen to miss one payment for good (up to date, the payment absent; the server's history
+        of the address has it). The synchronizer then takes its normal path (history, missing
+        transactions, SPV). Returns the status handed over."""
+        from electrum.bitcoin import address_to_scripthash
+
+        from .electrumx import electrum_rpc
+        host, port = self.config.get("server").split(":")[:2]
+        sh = address_to_scripthash(address)
+        status = electrum_rpc(int(port), "blockchain.scripthash.subscribe", [sh], host=host)
+        sync = wallet.adb.synchronizer
+        self.run(sync.status_queue.put((sh, status)))
+        return status
+
     def wait_height(self, height: int, timeout: float = 30) -> None:
         self.wait(lambda: self.network.get_local_height() >= height, timeout,
                   f"Electrum to reach height {height}")

@@ -104,3 +104,25 @@ def test_irc_privmsg_between_two_clients(ircd):
     finally:
         alice.close()
         bob.close()
+
+
+def test_renotify_recovers_a_wallet_that_missed_a_notification(bitcoind, electrum_node, make_wallet):
+    """devstack's workaround for a payment a funded wallet never saw (fund_wallets): with the
+    wallet's notifications cut off, a confirmed payment stays unseen; handing the synchronizer
+    the server's status of the address makes the wallet fetch and SPV-verify it."""
+    from devstack.procs import StackError
+    w = make_wallet()
+    sync = w.adb.synchronizer
+    electrum_node.run(_cut_notifications(sync))
+    address = w.get_receiving_addresses()[0]
+    txid = bitcoind.fund(address, 1_000_000, confirm=False)
+    bitcoind.mine(1)
+    with pytest.raises(StackError):
+        electrum_node.wait_tx(w, txid, confirmations=1, timeout=3)
+    assert electrum_node.renotify(w, address)
+    assert electrum_node.wait_tx(w, txid, confirmations=1, timeout=30) == 1
+    assert w.get_balance() == (1_000_000, 0, 0)
+
+
+async def _cut_notifications(sync) -> None:
+    sync.session.unsubscribe(sync.status_queue)
