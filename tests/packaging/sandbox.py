@@ -71,6 +71,14 @@ def python_paths() -> list[str]:
     return sorted(set(paths))
 
 
+def wait_for_electrum_rpc_sh(datadir: pathlib.Path) -> str:
+    """A bash line that waits (up to 60 s) until the Electrum daemon on ``datadir`` (regtest)
+    wrote its lockfile, i.e. its RPC server listens: a client started before that only finds it
+    not running, for ~1 s of CPU."""
+    lock = shlex.quote(str(datadir / "regtest" / "daemon"))
+    return f"for i in $(seq 1 300); do if [ -s {lock} ]; then break; fi; sleep 0.2; done"
+
+
 def make_user_dir() -> pathlib.Path:
     """A fresh directory the test user can use (the pytest tmp dir is root-only)."""
     base = pathlib.Path(tempfile.mkdtemp(prefix="ejm-zip-test-", dir="/tmp"))

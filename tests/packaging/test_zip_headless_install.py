@@ -59,8 +59,7 @@ set +e
     --password-file pw.txt > install.out 2> install.err; echo $? > install.rc
 {inst} status -D electrum --regtest > status.out 2> status.err
 {el} --offline daemon > daemon.out 2>&1 &
-# a client started before the daemon's RPC server listens only finds it not running (~1 s of CPU)
-for i in $(seq 1 300); do if [ -s {q(edir)}/regtest/daemon ]; then break; fi; sleep 0.2; done
+{sandbox.wait_for_electrum_rpc_sh(edir)}
 ok=0
 for i in $(seq 1 120); do
   if {el} joinmarket_status > jmstatus.json 2> jmstatus.err; then ok=1; break; fi

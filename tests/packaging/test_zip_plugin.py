@@ -109,8 +109,7 @@ def test_zip_installs_and_runs_in_electrum_as_unprivileged_user(plugin_zip, daem
 id -u > uid.txt
 {q(py)} zip_user_side.py install {q(zip_copy)} {q(edir)} {q(password)} {port} > install.out 2> install.err
 {el} --offline daemon > daemon.out 2>&1 &
-# a client started before the daemon's RPC server listens only finds it not running (~1 s of CPU)
-for i in $(seq 1 300); do if [ -s {q(edir)}/regtest/daemon ]; then break; fi; sleep 0.2; done
+{sandbox.wait_for_electrum_rpc_sh(edir)}
 # each client is bounded: a hung one is stopped with SIGABRT, on which Python's faulthandler
 # prints every thread's stack into status.err (seen once under load: one client never exited)
 ok=0

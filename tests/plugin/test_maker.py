@@ -60,8 +60,6 @@ def world(electrum_node, bitcoind, ircd, tmp_path_factory):
     w.taker.close()
     for p in (w.mdaemon, w.tdaemon):
         p.stop()
-    for wallet in (w.maker_wallet, w.taker_wallet):      # no idle wallet jobs for later modules
-        electrum_node.close_wallet(wallet)
         assert "Traceback" not in p.log(), p.log()[-4000:]
     for wallet in (w.maker_wallet, w.taker_wallet):
         electrum_node.close_wallet(wallet)
